@@ -1,0 +1,43 @@
+// Bundles the suite with esbuild (dist/tscni.mjs, runnable by plain Node), compiles it with
+// `bun build --compile` into one self-contained executable, and hard-links it under each plugin name.
+import { build } from "esbuild";
+import { execFileSync } from "node:child_process";
+import { linkSync, mkdirSync, readFileSync, rmSync, renameSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const root = dirname(fileURLToPath(import.meta.url));
+const pkg = JSON.parse(readFileSync(join(root, "package.json"), "utf8"));
+// Link names come from the plugin registry, so adding a plugin there is all it takes.
+const registry = readFileSync(join(root, "plugins", "index.ts"), "utf8");
+const NAMES = [...registry.matchAll(/^\s+"?([a-z0-9-]+)"?: \{ name:/gm)].map((m) => m[1]).concat("cnitool");
+
+
+// TSCNI_DIST lets parallel work build into separate trees.
+const dist = process.env.TSCNI_DIST ? join(root, process.env.TSCNI_DIST) : join(root, "dist");
+const bin = join(dist, "bin");
+mkdirSync(bin, { recursive: true });
+
+await build({
+  entryPoints: [join(root, "main.ts")],
+  outfile: join(dist, "tscni.mjs"),
+  bundle: true,
+  platform: "node",
+  format: "esm",
+  target: "node20",
+  external: ["bun:ffi"],
+  define: { __PKG_VERSION__: JSON.stringify(`version ${pkg.version}`) },
+  legalComments: "none",
+  logLevel: "warning",
+});
+
+const exe = join(bin, "tscni");
+const tmp = `${exe}.tmp`;
+execFileSync(join(root, "node_modules", ".bin", "bun"), ["build", "--compile", "--minify", join(dist, "tscni.mjs"), "--outfile", tmp], { stdio: ["ignore", "ignore", "inherit"] });
+renameSync(tmp, exe);
+for (const name of NAMES) {
+  const link = join(bin, name);
+  rmSync(link, { force: true });
+  linkSync(exe, link);
+}
+console.log(`built ${exe} (+ links: ${NAMES.join(", ")})`);

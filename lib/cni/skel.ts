@@ -1,0 +1,158 @@
+import { appendFileSync, readSync } from "node:fs";
+import { asCniError, CniError, Code } from "./errors.ts";
+import { readEnv, validateNetworkName, type CniEnv, type Command } from "./env.ts";
+import { atLeast, compareVersions, CURRENT_VERSION, SUPPORTED_VERSIONS } from "./versions.ts";
+import type { Result } from "./result.ts";
+import type { NetnsState } from "../kernel/netns.ts";
+
+/** What a plugin handler gets: the validated environment, its parsed config and the raw stdin. */
+export interface Request<C> extends CniEnv {
+  config: C;
+  /** The exact stdin bytes, handed unchanged to delegated (IPAM) plugins. */
+  stdin: Buffer;
+  version: string;
+  netnsState: NetnsState;
+}
+
+export interface PluginImpl<C> {
+  /** Validates the raw configuration; throws a CniError naming the field. */
+  parseConfig(raw: Record<string, unknown>, env: CniEnv): C;
+  add(req: Request<C>): Result | Promise<Result>;
+  del(req: Request<C>): void | Promise<void>;
+  check(req: Request<C>): void | Promise<void>;
+  /** Absent handlers answer success, as the reference skel does. */
+  status?(req: Request<C>): void | Promise<void>;
+  gc?(req: Request<C>): void | Promise<void>;
+}
+
+export interface PluginSpec {
+  name: string;
+  /** Loaded only after VERSION and the cheap checks, so the VERSION path stays tiny. */
+  load: () => Promise<PluginImpl<any>>;
+  versions?: readonly string[];
+}
+
+const MAX_STDIN = 4 * 1024 * 1024;
+
+/** Runs one CNI invocation of `plugin` end to end and returns the process exit code. */
+export async function runPlugin(plugin: PluginSpec, env: NodeJS.ProcessEnv = process.env): Promise<number> {
+  const versions = plugin.versions ?? SUPPORTED_VERSIONS;
+  const command = env.CNI_COMMAND ?? "";
+  if (command === "") {
+    process.stderr.write(`CNI ${plugin.name} plugin ${PKG_VERSION}\nCNI protocol versions supported: ${versions.join(", ")}\n`);
+    return 0;
+  }
+  if (command === "VERSION") {
+    process.stdout.write(JSON.stringify({ cniVersion: CURRENT_VERSION, supportedVersions: versions }) + "\n");
+    return 0;
+  }
+  let version = CURRENT_VERSION;
+  let logFile: string | undefined;
+  try {
+    const cniEnv = readEnv(env);
+    const stdin = readStdin();
+    let raw: unknown;
+    try {
+      raw = JSON.parse(stdin.toString("utf8"));
+    } catch (e) {
+      throw new CniError(Code.DecodingFailure, `error unmarshall network config: ${(e as Error).message}`);
+    }
+    if (typeof raw !== "object" || raw === null || Array.isArray(raw)) {
+      throw new CniError(Code.DecodingFailure, "error unmarshall network config: not a JSON object");
+    }
+    const conf = raw as Record<string, unknown>;
+    if (typeof conf.logFile === "string") logFile = conf.logFile;
+    validateNetworkName(conf.name);
+    const v = conf.cniVersion === undefined ? "0.1.0" : conf.cniVersion;
+    if (typeof v !== "string") throw new CniError(Code.DecodingFailure, "cniVersion: expected a string");
+    if (!versions.includes(v)) {
+      throw new CniError(Code.IncompatibleVersion, "incompatible CNI versions", `config is "${v}", plugin supports [${versions.map((x) => `"${x}"`).join(" ")}]`);
+    }
+    version = v;
+    checkVerbAllowed(cniEnv.command, version);
+
+    const { inspectNetns } = await import("../kernel/netns.ts");
+    const netnsState = cniEnv.command === "GC" || cniEnv.command === "STATUS" ? "none" : inspectNetns(cniEnv.netns);
+    if (netnsState === "gone" && (cniEnv.command === "ADD" || cniEnv.command === "CHECK")) {
+      throw new CniError(Code.InvalidEnv, `CNI_NETNS: ${cniEnv.netns} does not exist`);
+    }
+    const impl = await plugin.load();
+    const req: Request<unknown> = { ...cniEnv, stdin, version, netnsState, config: impl.parseConfig(conf, cniEnv) };
+    switch (cniEnv.command) {
+      case "ADD": {
+        const result = await impl.add(req);
+        const { toWire } = await import("./result.ts");
+        process.stdout.write(JSON.stringify(toWire(result, version)) + "\n");
+        break;
+      }
+      case "DEL":
+        await impl.del(req);
+        break;
+      case "CHECK":
+        await impl.check(req);
+        break;
+      case "STATUS":
+        await impl.status?.(req);
+        break;
+      case "GC":
+        await impl.gc?.(req);
+        break;
+    }
+    return 0;
+  } catch (e) {
+    const err = asCniError(e);
+    const out = JSON.stringify(err.toJSON(version));
+    process.stdout.write(out + "\n");
+    logLine(logFile, `${plugin.name} ${command}: ${out}`);
+    if (err.code === Code.Internal && e instanceof Error && !(e instanceof CniError) && env.CNI_DEBUG) {
+      process.stderr.write(`${e.stack}\n`);
+    }
+    return 1;
+  }
+}
+
+function checkVerbAllowed(command: Command, version: string) {
+  if (command === "CHECK" && !atLeast(version, "0.4.0")) {
+    throw new CniError(Code.IncompatibleVersion, "config version does not allow CHECK", `config is "${version}"`);
+  }
+  if ((command === "GC" || command === "STATUS") && compareVersions(version, "1.1.0") < 0) {
+    throw new CniError(Code.IncompatibleVersion, `config version does not allow ${command}`, `config is "${version}"`);
+  }
+}
+
+/** Reads stdin synchronously with a bound, so a runaway writer cannot exhaust memory. */
+function readStdin(): Buffer {
+  const chunks: Buffer[] = [];
+  let total = 0;
+  const buf = Buffer.allocUnsafe(64 * 1024);
+  for (;;) {
+    let n: number;
+    try {
+      n = readSync(0, buf, 0, buf.length, null);
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === "EAGAIN") continue;
+      if (code === "EOF") break;
+      throw new CniError(Code.IOFailure, `error reading from stdin: ${(e as Error).message}`);
+    }
+    if (n === 0) break;
+    total += n;
+    if (total > MAX_STDIN) throw new CniError(Code.IOFailure, `network configuration on stdin exceeds ${MAX_STDIN} bytes`);
+    chunks.push(Buffer.from(buf.subarray(0, n)));
+  }
+  return Buffer.concat(chunks);
+}
+
+/** Diagnostics go to stderr, and also to the config's logFile when it names one. */
+export function logLine(logFile: string | undefined, line: string) {
+  process.stderr.write(line + "\n");
+  if (!logFile) return;
+  try {
+    appendFileSync(logFile, `${new Date().toISOString()} ${line}\n`);
+  } catch {
+    // A broken log file must never turn a result into a failure.
+  }
+}
+
+declare const __PKG_VERSION__: string | undefined;
+const PKG_VERSION = typeof __PKG_VERSION__ === "string" ? __PKG_VERSION__ : "version unknown";

@@ -1,0 +1,39 @@
+import { ipBatch, ipJson, type RunOptions } from "./exec.ts";
+
+/** The subset of `ip -j addr show` output the suite reads. */
+export interface IpLink {
+  ifindex: number;
+  ifname: string;
+  flags: string[];
+  mtu: number;
+  address?: string;
+  master?: string;
+  link_type?: string;
+  linkinfo?: { info_kind?: string; info_slave_kind?: string };
+  addr_info?: { family: "inet" | "inet6"; local: string; prefixlen: number; scope?: string }[];
+}
+
+type NsOpts = Pick<RunOptions, "netns">;
+
+/** Runs link changes then reads the link back, all in one `ip` process. */
+export function changeAndShow(changes: string[][], dev: string, opts: NsOpts = {}): IpLink | undefined {
+  const out = ipBatch([...changes, ["addr", "show", "dev", dev]], { ...opts, json: true }).stdout;
+  const parsed = parseConcatenatedJson(out) as IpLink[];
+  return parsed.find((l) => l.ifname === dev);
+}
+
+/** Details of one link, or undefined when it does not exist. */
+export function showLink(dev: string, opts: NsOpts = {}): IpLink | undefined {
+  const links = ipJson<IpLink[]>(["-d", "addr", "show", "dev", dev], { ...opts, allowFailure: true });
+  return links.find((l) => l.ifname === dev);
+}
+
+// `ip -j -batch` prints one JSON array per query, back to back.
+function parseConcatenatedJson(out: string): unknown[] {
+  const all: unknown[] = [];
+  for (const chunk of out.split(/\n(?=\[)/)) {
+    const t = chunk.trim();
+    if (t) all.push(...(JSON.parse(t) as unknown[]));
+  }
+  return all;
+}

@@ -1,0 +1,38 @@
+import { CniError, Code } from "../lib/cni/errors.ts";
+import { BaseConfig, parseWith } from "../lib/cni/config.ts";
+import { parseResult, type Result } from "../lib/cni/result.ts";
+import type { PluginImpl } from "../lib/cni/skel.ts";
+import { changeAndShow, showLink } from "../lib/kernel/link.ts";
+import { ipBatch } from "../lib/kernel/exec.ts";
+
+/** loopback: brings up `lo` in the container namespace; CNI_IFNAME is ignored, as in the reference. */
+const loopback: PluginImpl<BaseConfig> = {
+  parseConfig: (raw) => parseWith(BaseConfig, raw),
+
+  add(req) {
+    const lo = changeAndShow([["link", "set", "lo", "up"]], "lo", { netns: req.netns });
+    const addrs = lo?.addr_info ?? [];
+    const foreign = addrs.find((a) => !isLoopbackAddress(a.local));
+    if (foreign) throw new CniError(Code.Internal, `loopback interface found with non-loopback address "${foreign.local}"`);
+    if (req.config.prevResult !== undefined) return parseResult(req.config.prevResult, req.version);
+    const first = (family: string) => addrs.find((a) => a.family === family);
+    const ips = [first("inet"), first("inet6")].filter((a) => a !== undefined).map((a) => ({ interface: 0, address: `${a.local}/${a.prefixlen}` }));
+    const result: Result = { cniVersion: req.version, interfaces: [{ name: "lo", mac: "00:00:00:00:00:00", sandbox: req.netns }], ips };
+    return result;
+  },
+
+  del(req) {
+    if (req.netnsState !== "ok") return;
+    ipBatch([["link", "set", "lo", "down"]], { netns: req.netns });
+  },
+
+  check(req) {
+    const lo = showLink("lo", { netns: req.netns });
+    if (!lo || !lo.flags.includes("UP")) throw new CniError(Code.Internal, "loopback interface is down");
+  },
+};
+export default loopback;
+
+function isLoopbackAddress(a: string) {
+  return a === "::1" || a.startsWith("127.");
+}
