@@ -1,0 +1,60 @@
+import { CniError, Code } from "../cni/errors.ts";
+import { run } from "./exec.ts";
+
+/**
+ * iptables and nftables access: every change is one transaction (iptables-restore --noflush, or
+ * one `nft -f -`), never rule by rule, so a call takes the xtables lock once and a failure leaves
+ * nothing half-programmed. All of it runs in the plugin's own (node) namespace.
+ */
+export type Family = 4 | 6;
+
+const LOCK_WAIT_SECONDS = 10;
+
+/** Applies an iptables-restore script (with its own *table ... COMMIT sections) without flushing. */
+export function iptablesRestore(family: Family, script: string) {
+  if (script.trim() === "") return;
+  const bin = family === 4 ? "iptables-restore" : "ip6tables-restore";
+  const r = run([bin, "--noflush", `--wait=${LOCK_WAIT_SECONDS}`], { input: script, allowFailure: true });
+  if (r.status === 0) return;
+  if (/lock|resource temporarily unavailable/i.test(r.stderr)) {
+    throw new CniError(Code.TryAgainLater, `${bin}: xtables lock is held by another process; try again later`, r.stderr.trim());
+  }
+  throw new CniError(Code.Internal, `${bin} failed: ${r.stderr.trim() || `exit status ${r.status}`}`, script);
+}
+
+/** The current rules of one table, as iptables-save prints them ("" when the table is absent). */
+export function iptablesSave(family: Family, table: string): string {
+  const bin = family === 4 ? "iptables-save" : "ip6tables-save";
+  return run([bin, "-t", table], { allowFailure: true }).stdout;
+}
+
+/** Chains declared in an iptables-save dump of one table. */
+export function savedChains(dump: string): Set<string> {
+  const chains = new Set<string>();
+  for (const line of dump.split("\n")) if (line.startsWith(":")) chains.add(line.slice(1).split(" ")[0]!);
+  return chains;
+}
+
+/** "-A" rules of an iptables-save dump, optionally only those of one chain. */
+export function savedRules(dump: string, chain?: string): string[] {
+  return dump.split("\n").filter((l) => l.startsWith("-A ") && (chain === undefined || l.startsWith(`-A ${chain} `)));
+}
+
+/** Quotes a word for iptables-restore's tokenizer (it understands double quotes and \"). */
+export function restoreQuote(word: string): string {
+  if (/^[A-Za-z0-9_.:/,!+=-]+$/.test(word)) return word;
+  return `"${word.replace(/\\/g, "\\\\").replace(/"/g, '\\"')}"`;
+}
+
+/** Applies one nft script as a single transaction. */
+export function nftApply(script: string) {
+  if (script.trim() === "") return;
+  run(["nft", "-f", "-"], { input: script });
+}
+
+/** `nft -j list ...` parsed into its list of objects ([] when the object does not exist). */
+export function nftList(args: readonly string[]): Record<string, any>[] {
+  const r = run(["nft", "-j", "list", ...args], { allowFailure: true });
+  if (r.status !== 0) return [];
+  return (JSON.parse(r.stdout) as { nftables: Record<string, any>[] }).nftables;
+}
