@@ -9,4 +9,6 @@ export const PLUGINS: Record<string, PluginSpec> = {
   "host-local": { name: "host-local", load: async () => (await import("./host-local.ts")).default },
   bridge: { name: "bridge", load: async () => (await import("./bridge.ts")).default },
   portmap: { name: "portmap", load: async () => (await import("./portmap.ts")).default },
+  firewall: { name: "firewall", versions: ["0.4.0", "1.0.0", "1.1.0"], load: async () => (await import("./firewall.ts")).default },
+  tuning: { name: "tuning", load: async () => (await import("./tuning.ts")).default },
 };
