@@ -33,7 +33,7 @@ await build({
 
 const exe = join(bin, "tscni");
 const tmp = `${exe}.tmp`;
-execFileSync(join(root, "node_modules", ".bin", "bun"), ["build", "--compile", "--minify", join(dist, "tscni.mjs"), "--outfile", tmp], { stdio: ["ignore", "ignore", "inherit"] });
+execFileSync(join(root, "node_modules", ".bin", "bun"), ["build", "--compile", "--minify", "--bytecode", join(dist, "tscni.mjs"), "--outfile", tmp], { stdio: ["ignore", "ignore", "inherit"] });
 renameSync(tmp, exe);
 for (const name of NAMES) {
   const link = join(bin, name);
