@@ -10,11 +10,13 @@ const loopback: PluginImpl<BaseConfig> = {
   parseConfig: (raw) => parseWith(BaseConfig, raw),
 
   add(req) {
+    // prevResult is parsed before the netns is touched, so a bad one leaves lo as it was.
+    const prev = req.config.prevResult === undefined ? undefined : parseResult(req.config.prevResult, req.version);
     const lo = changeAndShow([["link", "set", "lo", "up"]], "lo", { netns: req.netns });
     const addrs = lo?.addr_info ?? [];
     const foreign = addrs.find((a) => !isLoopbackAddress(a.local));
     if (foreign) throw new CniError(Code.Internal, `loopback interface found with non-loopback address "${foreign.local}"`);
-    if (req.config.prevResult !== undefined) return parseResult(req.config.prevResult, req.version);
+    if (prev) return prev;
     const first = (family: string) => addrs.find((a) => a.family === family);
     const ips = [first("inet"), first("inet6")].filter((a) => a !== undefined).map((a) => ({ interface: 0, address: `${a.local}/${a.prefixlen}` }));
     const result: Result = { cniVersion: req.version, interfaces: [{ name: "lo", mac: "00:00:00:00:00:00", sandbox: req.netns }], ips };

@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# Brings a fresh Debian 12 machine (root, with node, npm, git) to the point where the suite builds
+# and its tests run: system packages, node_modules, the build, the libcni test client.
+#
+#   test/setup.sh                   everything the tests need
+#   test/setup.sh --demo            what the demo needs (packages, node_modules, build)
+#   test/setup.sh --packages P...   only make sure these Debian packages are installed
+#
+# Each step is skipped when already done, so running it again costs a few dpkg look-ups.
+# TSCNI_DIST (as for build.mjs) selects the build tree, default dist/.
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+
+# What the tests use: ip/netns (iproute2), iptables/nft for portmap and bridge masquerade,
+# conntrack, nsenter (util-linux), sysctl (procps), the Go toolchain and libcni sources for the
+# libcni client, bats for end-to-end scripts, the reference plugins for comparison tests, strace.
+TEST_PACKAGES=(iproute2 iptables nftables conntrack util-linux procps golang-go
+    golang-github-appc-cni-dev bats containernetworking-plugins strace)
+DEMO_PACKAGES=(iproute2 iptables nftables conntrack util-linux procps)
+
+log() { printf 'setup: %s\n' "$*" >&2; }
+
+ensure_packages() {
+    local missing=() p
+    for p in "$@"; do
+        if [ "$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null)" != "installed" ]; then
+            missing+=("$p")
+        fi
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    if [ "$(id -u)" -ne 0 ]; then
+        log "missing Debian packages: ${missing[*]} (run as root to install them)"
+        return 1
+    fi
+    log "installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    # A fresh machine may have no package lists yet: update only when the install fails.
+    if ! apt-get install -y -q --no-install-recommends "${missing[@]}" >/tmp/tscni-apt.log 2>&1; then
+        log "apt-get install failed; running apt-get update and retrying"
+        apt-get update -q >>/tmp/tscni-apt.log 2>&1 || true
+        apt-get install -y -q --no-install-recommends "${missing[@]}" >>/tmp/tscni-apt.log 2>&1 || {
+            tail -n 20 /tmp/tscni-apt.log >&2
+            log "could not install ${missing[*]}"
+            return 1
+        }
+    fi
+}
+
+ensure_node_modules() {
+    local tool
+    for tool in esbuild bun tsc tsx uvu; do
+        if [ ! -x "$root/node_modules/.bin/$tool" ]; then
+            log "node_modules incomplete ($tool missing): npm ci"
+            (cd "$root" && npm ci --no-audit --no-fund)
+            return
+        fi
+    done
+}
+
+build() {
+    log "building (node build.mjs${TSCNI_DIST:+, TSCNI_DIST=$TSCNI_DIST})"
+    (cd "$root" && node build.mjs)
+}
+
+# Where the libcni client lives: keyed by the source's hash, so a changed main.go is rebuilt and
+# parallel checkouts do not trample each other. test/helpers/libcni.ts computes the same path.
+libcni_client_path() {
+    local hash
+    hash=$(sha256sum "$root/test/libcni-client/main.go" | cut -c1-16)
+    echo "/tmp/tscni-libcni-client/$hash/libcni-client"
+}
+
+build_libcni_client() {
+    local out
+    out=$(libcni_client_path)
+    if [ -x "$out" ]; then return 0; fi
+    log "building the libcni client"
+    bash "$root/test/libcni-client/build.sh" "$out"
+}
+
+case "${1:-}" in
+--packages)
+    shift
+    ensure_packages "$@"
+    ;;
+--demo)
+    ensure_packages "${DEMO_PACKAGES[@]}"
+    ensure_node_modules
+    build
+    ;;
+--libcni-client-path)
+    libcni_client_path
+    ;;
+"")
+    ensure_packages "${TEST_PACKAGES[@]}"
+    ensure_node_modules
+    build
+    build_libcni_client
+    ;;
+*)
+    echo "usage: $0 [--demo | --packages PKG... | --libcni-client-path]" >&2
+    exit 2
+    ;;
+esac
