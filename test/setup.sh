@@ -3,7 +3,7 @@
 # and its tests run: system packages, node_modules, the build, the libcni test client.
 #
 #   test/setup.sh                   everything the tests need
-#   test/setup.sh --demo            what the demo needs (packages, node_modules, build)
+#   test/setup.sh --demo            what the demo needs (packages, node_modules, build if stale)
 #   test/setup.sh --packages P...   only make sure these Debian packages are installed
 #
 # Each step is skipped when already done, so running it again costs a few dpkg look-ups.
@@ -63,6 +63,16 @@ build() {
     (cd "$root" && node build.mjs)
 }
 
+# Builds only when the executable is missing or older than any source file.
+build_if_stale() {
+    local exe="$root/${TSCNI_DIST:-dist}/bin/tscni"
+    if [ -x "$exe" ] && [ -z "$(find "$root/main.ts" "$root/build.mjs" "$root/package.json" "$root/lib" "$root/plugins" \
+        -newer "$exe" -print -quit 2>/dev/null)" ]; then
+        return 0
+    fi
+    build
+}
+
 # Where the libcni client lives: keyed by the source's hash, so a changed main.go is rebuilt and
 # parallel checkouts do not trample each other. test/helpers/libcni.ts computes the same path.
 libcni_client_path() {
@@ -87,7 +97,7 @@ case "${1:-}" in
 --demo)
     ensure_packages "${DEMO_PACKAGES[@]}"
     ensure_node_modules
-    build
+    build_if_stale
     ;;
 --libcni-client-path)
     libcni_client_path
