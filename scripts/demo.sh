@@ -48,7 +48,11 @@ trap cleanup EXIT
 
 export CNI_PATH=${DEMO_CNI_PATH:-$bin} NETCONFPATH="$tmp/net.d" CNI_CACHE_DIR="$tmp/cache"
 in_node() { ip netns exec "$node_ns" "$@"; }
-step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+if [ -t 1 ]; then
+    step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+else
+    step() { printf '\n== %s\n' "$*"; }
+fi
 
 # The example configurations from conf/, with host-local's store moved into the temp dir.
 mkdir -p "$NETCONFPATH"
