@@ -190,10 +190,9 @@ function joinErrors(errors: unknown[]): Error {
 
 /**
  * STATUS (1.1.0 and later): asks each plugin in order whether it can take ADDs; the first failure
- * is the answer. Returns false when the list's version has no STATUS, so nothing was asked.
+ * is the answer. An older list is refused as CHECK is (libcni itself answers "fine" without asking).
  */
-export async function statusNetworkList(cfg: CniConfig, list: NetworkConfigList): Promise<boolean> {
-  if (!versionAtLeast(list.cniVersion, "1.1.0")) return false;
+export async function statusNetworkList(cfg: CniConfig, list: NetworkConfigList): Promise<void> {
+  if (!versionAtLeast(list.cniVersion, "1.1.0")) throw new Error(`configuration version ${q(list.cniVersion)} does not support the STATUS command`);
   for (const plugin of list.plugins) invoke(cfg, plugin, "STATUS", goMarshal({ ...plugin.raw, name: list.name, cniVersion: list.cniVersion }));
-  return true;
 }

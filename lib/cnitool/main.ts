@@ -96,9 +96,7 @@ async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<void> {
       const list = load(rest[0]!, env);
       const cfg = cniConfig(env);
       if (cmd === "gc") await gcNetworkList(cfg, list, liveAttachments(cfg.cacheDir, list));
-      else if (!(await statusNetworkList(cfg, list))) {
-        process.stderr.write(`cnitool: network ${JSON.stringify(list.name)} has cniVersion ${JSON.stringify(list.cniVersion)}: STATUS needs 1.1.0, no plugin was asked\n`);
-      }
+      else await statusNetworkList(cfg, list);
       return;
     }
     default:
