@@ -190,10 +190,11 @@ func gc(ctx context.Context, cni *libcni.CNIConfig, list *libcni.NetworkConfigLi
 	return nil
 }
 
-// status asks each plugin of a 1.1.0+ list in turn; the first failure is the answer.
+// status asks each plugin of a 1.1.0+ list in turn; the first failure is the answer. Older lists
+// have no STATUS: success without running anything, as newer libcni does.
 func status(ctx context.Context, cni *libcni.CNIConfig, list *libcni.NetworkConfigList) error {
 	if ok, _ := version.GreaterThanOrEqualTo(list.CNIVersion, "1.1.0"); !ok {
-		return fmt.Errorf("configuration version %q does not support the STATUS command", list.CNIVersion)
+		return nil
 	}
 	for _, plugin := range list.Plugins {
 		if err := execSimple(ctx, cni, "STATUS", list, plugin, nil); err != nil {
