@@ -1,10 +1,234 @@
+import { z } from "zod";
 import { CniError, Code } from "../lib/cni/errors.ts";
 import { BaseConfig, parseWith } from "../lib/cni/config.ts";
-import type { PluginImpl } from "../lib/cni/skel.ts";
+import { parseCniArgs } from "../lib/cni/args.ts";
+import { validateIfname, type CniEnv } from "../lib/cni/env.ts";
+import { delegate, findInPath } from "../lib/cni/delegate.ts";
+import { parseResult, type Result } from "../lib/cni/result.ts";
+import { resultFamily } from "../lib/cni/versions.ts";
+import type { PluginImpl, Request } from "../lib/cni/skel.ts";
+import { writeSysctls } from "../lib/kernel/procfs.ts";
+import { createPort, ensureGateways, ensureVlanGateway, removeLink, setPortVlans, type LinkInfo } from "../lib/net/bridge.ts";
+import { configureContainer, layer2Container, removeContainerIface } from "../lib/net/container.ts";
+import { calcGateways } from "../lib/net/gateways.ts";
+import { defaultBackend, gcMasquerade, parseAddrs, setupMasquerade, teardownMasquerade, type MasqBackend } from "../lib/net/masquerade.ts";
+import { setupSpoofCheck, spoofRefId, teardownSpoofCheck } from "../lib/net/spoofcheck.ts";
+import { waitPortUp } from "../lib/net/veth.ts";
+import { checkAttachment } from "../lib/net/check.ts";
+import { collectVlanTrunk, parseMac } from "../lib/net/bridge-config.ts";
 
-// Placeholder until the bridge issue lands: refuses every verb with a clear error.
-const notYet = () => {
-  throw new CniError(Code.Internal, "bridge is not implemented yet");
+/**
+ * bridge: a Linux bridge on the node, a veth pair per container with one end on the bridge and the
+ * other as CNI_IFNAME in the container, addresses from the IPAM plugin, the bridge as gateway,
+ * forwarding, and masquerade for traffic leaving the subnet. Config keys and kernel names are the
+ * reference plugin's, so either implementation cleans up after the other.
+ */
+const BridgeConfig = BaseConfig.extend({
+  bridge: z.string().default("cni0"),
+  isGateway: z.boolean().default(false),
+  isDefaultGateway: z.boolean().default(false),
+  forceAddress: z.boolean().default(false),
+  ipMasq: z.boolean().default(false),
+  ipMasqBackend: z.string().optional(),
+  mtu: z.number().int().default(0),
+  hairpinMode: z.boolean().default(false),
+  promiscMode: z.boolean().default(false),
+  vlan: z.number().int().default(0),
+  vlanTrunk: z.array(z.object({ minID: z.number().int().optional(), maxID: z.number().int().optional(), id: z.number().int().optional() })).optional(),
+  preserveDefaultVlan: z.boolean().default(false),
+  macspoofchk: z.boolean().default(false),
+  enabledad: z.boolean().default(false),
+  disableContainerInterface: z.boolean().default(false),
+  portIsolation: z.boolean().default(false),
+  args: z.looseObject({ cni: z.looseObject({ mac: z.string().optional() }).optional() }).optional(),
+  runtimeConfig: z.looseObject({ mac: z.string().optional() }).optional(),
+  "cni.dev/valid-attachments": z.array(z.looseObject({ containerID: z.string(), ifname: z.string() })).optional(),
+});
+
+type Config = z.infer<typeof BridgeConfig> & {
+  /** Container MAC: CNI_ARGS MAC, then args.cni.mac, then runtimeConfig.mac (last wins). */
+  mac?: string;
+  /** vlanTrunk as a sorted, de-duplicated VLAN list. */
+  trunk: number[];
 };
-const plugin: PluginImpl<BaseConfig> = { parseConfig: (raw) => parseWith(BaseConfig, raw), add: notYet, del: notYet, check: notYet };
+
+const CONTAINER_INDEX = 2;
+
+function parseConfig(raw: Record<string, unknown>, env: CniEnv): Config {
+  const c = parseWith(BridgeConfig, raw);
+  if (c.isDefaultGateway) c.isGateway = true;
+  if (c.vlan < 0 || c.vlan > 4094) throw new CniError(Code.InvalidConfig, `invalid VLAN ID ${c.vlan} (must be between 0 and 4094)`);
+  const trunk = collectVlanTrunk(c.vlanTrunk);
+  if (c.disableContainerInterface && c.ipam?.type) throw new CniError(Code.InvalidConfig, "cannot use IPAM when DisableContainerInterface flag is set");
+  const cniArgs = env.command === "GC" || env.command === "STATUS" ? {} : parseCniArgs(env.args, ["MAC"]);
+  const mac = c.runtimeConfig?.mac || c.args?.cni?.mac || cniArgs.MAC || undefined;
+  const conf: Config = { ...c, trunk, mac };
+  if (env.command === "ADD") validateForAdd(conf);
+  return conf;
+}
+
+/** What only matters when something is about to be created: refused before anything exists. */
+function validateForAdd(c: Config) {
+  validateIfname(c.bridge, "bridge", Code.InvalidConfig);
+  if (c.mtu !== 0 && (c.mtu < 68 || c.mtu > 65535)) throw new CniError(Code.InvalidConfig, `invalid MTU ${c.mtu} (must be 0 or between 68 and 65535)`);
+  if (c.hairpinMode && c.promiscMode) throw new CniError(Code.InvalidConfig, "cannot set hairpin mode and promiscuous mode at the same time");
+  if (c.ipMasqBackend !== undefined && c.ipMasqBackend !== "iptables" && c.ipMasqBackend !== "nftables") {
+    throw new CniError(Code.InvalidConfig, `unknown ipmasq backend "${c.ipMasqBackend}"`);
+  }
+  if (c.mac !== undefined) c.mac = parseMac(c.mac);
+}
+
+const layer3 = (c: Config) => !!c.ipam?.type;
+const ipamType = (c: Config) => c.ipam!.type;
+const attachment = (req: Request<Config>) => ({ network: req.config.name, containerId: req.containerId, ifname: req.ifname });
+
+async function add(req: Request<Config>): Promise<Result> {
+  const c = req.config;
+  if (!layer3(c) && resultFamily(req.version) === "legacy") {
+    // Caught before anything exists: the reference creates the veth and then fails to print.
+    throw new CniError(Code.InvalidConfig, "cannot convert: no valid IP addresses", `a layer-2 attachment (no ipam) has no ${req.version} result`);
+  }
+  if (layer3(c)) findInPath(ipamType(c), req.path);
+
+  const port = createPort(
+    { name: c.bridge, mtu: c.mtu, promisc: c.promiscMode, vlanFiltering: c.vlan !== 0 || c.vlanTrunk !== undefined },
+    req.ifname,
+    req.netns,
+    { mtu: c.mtu, mac: c.mac, hairpin: c.hairpinMode, isolated: c.portIsolation },
+  );
+  const undo: (() => unknown)[] = [() => removeLink(port.host.ifname)];
+  try {
+    setPortVlans(port.host.ifname, port.bridge, { vlan: c.vlan, trunk: c.trunk, trunkGiven: c.vlanTrunk !== undefined, preserveDefaultVlan: c.preserveDefaultVlan });
+    const result: Result = {
+      cniVersion: req.version,
+      interfaces: [
+        { name: port.bridge.ifname, mac: port.bridge.address },
+        { name: port.host.ifname, mac: port.host.address },
+        { name: req.ifname, sandbox: req.netns },
+      ],
+    };
+
+    let container: LinkInfo;
+    if (layer3(c)) {
+      const ipam = await delegate("ADD", ipamType(c), req);
+      undo.push(() => delegate("DEL", ipamType(c), req));
+      if (!ipam?.ips?.length) throw new CniError(Code.Internal, "IPAM plugin returned missing IP config");
+      Object.assign(result, { ips: ipam.ips, routes: ipam.routes, dns: ipam.dns });
+      const gateways = calcGateways(result, c.isGateway, c.isDefaultGateway, CONTAINER_INDEX);
+      container = configureContainer(req.netns, req.ifname, result, c.enabledad, CONTAINER_INDEX);
+      if (c.isGateway) setUpGateways(c, port.bridge, gateways, result);
+      if (c.ipMasq) {
+        const addrs = parseAddrs(result.ips!.map((ip) => ip.address));
+        undo.push(() => teardownMasquerade(attachment(req), addrs));
+        setupMasquerade((c.ipMasqBackend as MasqBackend | undefined) ?? defaultBackend(), addrs, attachment(req));
+      }
+    } else {
+      container = layer2Container(req.netns, req.ifname, !c.disableContainerInterface);
+    }
+    result.interfaces![CONTAINER_INDEX] = { name: req.ifname, mac: container.address, sandbox: req.netns };
+
+    if (c.macspoofchk) {
+      undo.push(() => teardownSpoofCheck(spoofRefId(req.containerId, req.ifname)));
+      setupSpoofCheck(port.host.ifname, container.address!, spoofRefId(req.containerId, req.ifname));
+    }
+    if (!c.disableContainerInterface) waitPortUp(port.host.ifname);
+    if (dnsConfigured(c)) result.dns = c.dns;
+    return result;
+  } catch (e) {
+    for (const step of undo.reverse()) {
+      try {
+        await step();
+      } catch {
+        // Best effort: the original failure is what the runtime needs to see.
+      }
+    }
+    throw e;
+  }
+}
+
+/** Gateway addresses on the bridge (or the VLAN gateway interface), then forwarding per family. */
+function setUpGateways(c: Config, bridge: LinkInfo, gateways: { 4: string[]; 6: string[] }, result: Result) {
+  const all = [...gateways[4], ...gateways[6]];
+  if (all.length === 0) return;
+  let dev = bridge;
+  if (c.vlan !== 0) {
+    dev = ensureVlanGateway(bridge, c.vlan, c.preserveDefaultVlan, c.mtu);
+    result.interfaces!.push({ name: dev.ifname, mac: dev.address });
+  }
+  ensureGateways(dev, all, c.forceAddress);
+  const forwarding: [string, string][] = [];
+  if (gateways[4].length > 0) forwarding.push(["net/ipv4/ip_forward", "1"]);
+  if (gateways[6].length > 0) forwarding.push(["net/ipv6/conf/all/forwarding", "1"]);
+  writeSysctls(forwarding);
+}
+
+const dnsConfigured = (c: Config) => !!c.dns && (c.dns.nameservers !== undefined || c.dns.search !== undefined || c.dns.options !== undefined || !!c.dns.domain);
+
+/**
+ * Undo ADD, best effort and idempotent: the container interface if the namespace is still there,
+ * the IPAM reservation always, and the masquerade rules even when the namespace is gone (their
+ * addresses then come from prevResult, or the whole chain of this container goes).
+ */
+async function del(req: Request<Config>) {
+  const c = req.config;
+  const errors: unknown[] = [];
+  let addrs: string[] = [];
+  if (req.netnsState === "ok") addrs = removeContainerIface(req.netns, req.ifname);
+  if (layer3(c)) {
+    try {
+      await delegate("DEL", ipamType(c), req);
+    } catch (e) {
+      errors.push(e);
+    }
+  }
+  if (c.macspoofchk) {
+    try {
+      teardownSpoofCheck(spoofRefId(req.containerId, req.ifname));
+    } catch (e) {
+      process.stderr.write(`bridge: spoof-check teardown: ${(e as Error).message}\n`);
+    }
+  }
+  if (layer3(c) && c.ipMasq) {
+    const known = new Set([...addrs, ...prevResultAddrs(req)]);
+    const failures = teardownMasquerade(attachment(req), parseAddrs([...known]));
+    if (failures.length > 0) errors.push(new CniError(Code.Internal, `failed to remove masquerade rules: ${failures.join("; ")}`));
+  }
+  if (errors.length > 0) throw errors[0];
+}
+
+/** The container addresses prevResult records for this interface (or without an interface index). */
+function prevResultAddrs(req: Request<Config>): string[] {
+  if (req.config.prevResult === undefined) return [];
+  let prev: Result;
+  try {
+    prev = parseResult(req.config.prevResult, req.version);
+  } catch {
+    return []; // DEL must not fail on a cache it cannot read
+  }
+  return (prev.ips ?? []).filter((ip) => ip.interface === undefined || prev.interfaces?.[ip.interface]?.name === req.ifname).map((ip) => ip.address);
+}
+
+async function check(req: Request<Config>) {
+  const c = req.config;
+  // The reference also asks IPAM when there is none and so fails every layer-2 CHECK; we do not.
+  if (layer3(c)) await delegate("CHECK", ipamType(c), req);
+  if (c.prevResult === undefined) throw new CniError(Code.Internal, "Required prevResult missing");
+  const prev = parseResult(c.prevResult, req.version);
+  checkAttachment({ bridge: c.bridge, promisc: c.promiscMode, ifname: req.ifname, netns: req.netns, prev });
+}
+
+async function status(req: Request<Config>) {
+  if (layer3(req.config)) await delegate("STATUS", ipamType(req.config), req);
+}
+
+/** Masquerade of attachments not in the valid list, then IPAM's own GC. */
+async function gc(req: Request<Config>) {
+  const c = req.config;
+  const valid = (c["cni.dev/valid-attachments"] ?? []).map((a) => ({ containerId: a.containerID, ifname: a.ifname }));
+  const failures = gcMasquerade(c.name, valid);
+  if (layer3(c)) await delegate("GC", ipamType(c), req);
+  if (failures.length > 0) throw new CniError(Code.Internal, `failed to remove stale masquerade rules: ${failures.join("; ")}`);
+}
+
+const plugin: PluginImpl<Config> = { parseConfig, add, del, check, status, gc };
 export default plugin;

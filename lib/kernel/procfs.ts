@@ -1,0 +1,53 @@
+import { readFileSync, writeFileSync } from "node:fs";
+import { CniError, Code } from "../cni/errors.ts";
+import { run, type RunOptions } from "./exec.ts";
+
+/**
+ * Per-namespace kernel files. /proc/sys/net shows the namespace of the reading process, so our own
+ * namespace is written directly (no spawn) and a container's through one `sysctl` run inside it.
+ * Keys are slash paths below /proc/sys ("net/ipv4/conf/eth0.5/arp_notify"): interface names may
+ * contain dots, which the dotted sysctl syntax would split.
+ */
+export type SysctlPath = string;
+
+const SAFE_PATH = /^net\/[A-Za-z0-9_.@+\/-]+$/;
+
+function checkPath(path: string) {
+  if (!SAFE_PATH.test(path) || path.split("/").some((p) => p === "" || p === "." || p === "..")) {
+    throw new CniError(Code.InvalidConfig, `refusing sysctl path ${JSON.stringify(path)}`);
+  }
+}
+
+/**
+ * Writes sysctls. `bestEffort` ignores keys that do not exist or cannot be written, as the
+ * reference does for the per-interface DAD, ARP and accept_ra settings.
+ */
+export function writeSysctls(values: readonly (readonly [SysctlPath, string])[], opts: Pick<RunOptions, "netns"> & { bestEffort?: boolean } = {}) {
+  if (values.length === 0) return;
+  for (const [k] of values) checkPath(k);
+  if (opts.netns) {
+    run(["sysctl", "-q", ...(opts.bestEffort ? ["-e"] : []), "-w", ...values.map(([k, v]) => `${k}=${v}`)], { netns: opts.netns, allowFailure: opts.bestEffort });
+    return;
+  }
+  for (const [k, v] of values) {
+    const file = `/proc/sys/${k}`;
+    try {
+      if (readFileSync(file, "utf8").trim() !== v) writeFileSync(file, v);
+    } catch (e) {
+      if (!opts.bestEffort) throw new CniError(Code.Internal, `failed to set sysctl ${k}=${v}: ${(e as Error).message}`);
+    }
+  }
+}
+
+/**
+ * A link's operational state from sysfs in our own namespace, without a spawn. Undefined when sysfs
+ * does not show the link (absent, or /sys mounted for another namespace): callers then ask ip.
+ */
+export function sysfsOperstate(dev: string): string | undefined {
+  if (dev.includes("/") || dev === "." || dev === "..") return undefined;
+  try {
+    return readFileSync(`/sys/class/net/${dev}/operstate`, "utf8").trim();
+  } catch {
+    return undefined;
+  }
+}

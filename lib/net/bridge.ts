@@ -1,0 +1,154 @@
+import { CniError, Code } from "../cni/errors.ts";
+import { ipBatch, ipJson } from "../kernel/exec.ts";
+import { bridgeBatch, tryIpBatch } from "../kernel/batch.ts";
+import { writeSysctls } from "../kernel/procfs.ts";
+import type { IpLink } from "../kernel/link.ts";
+import { gatewayAddrLines } from "./gateways.ts";
+import { bridgePortLines, portVlanLines, randomVethName, vethPairLine, type PortOptions, type VlanOptions } from "./veth.ts";
+
+/**
+ * The node side of a bridge attachment: the bridge itself (created when missing, never deleted),
+ * the host end of the veth pair as one of its ports, and the gateway addresses. Every change is one
+ * `ip -batch` process; what already exists is read with one query first.
+ */
+export type LinkInfo = IpLink & {
+  link_index?: number;
+  operstate?: string;
+  promiscuity?: number;
+  linkinfo?: { info_kind?: string; info_slave_kind?: string; info_data?: { vlan_default_pvid?: number } };
+};
+
+export interface BridgeOptions {
+  name: string;
+  mtu: number;
+  promisc: boolean;
+  /** vlan or vlanTrunk configured: a bridge we create filters VLANs. */
+  vlanFiltering: boolean;
+}
+
+export const isBridge = (l: LinkInfo) => l.linkinfo?.info_kind === "bridge";
+
+/** The bridge as it is now; undefined when absent; an error when the name is taken by something else. */
+export function inspectBridge(name: string): LinkInfo | undefined {
+  const link = showLink(name);
+  if (link && !isBridge(link)) throw new CniError(Code.Internal, `"${name}" already exists but is not a bridge`);
+  return link;
+}
+
+export function showLink(dev: string, netns?: string): LinkInfo | undefined {
+  return ipJson<LinkInfo[]>(["-d", "addr", "show", "dev", dev], { allowFailure: true, netns }).find((l) => l.ifname === dev);
+}
+
+function bridgeLines(o: BridgeOptions, existing: LinkInfo | undefined): string[][] {
+  const lines: string[][] = [];
+  if (!existing) {
+    lines.push(["link", "add", o.name, ...(o.mtu > 0 ? ["mtu", String(o.mtu)] : []), "type", "bridge", ...(o.vlanFiltering ? ["vlan_filtering", "1"] : [])]);
+  }
+  // promisc is only ever turned on, as in the reference.
+  lines.push(["link", "set", o.name, ...(o.promisc ? ["promisc", "on"] : []), "up"]);
+  return lines;
+}
+
+export interface Port {
+  bridge: LinkInfo;
+  host: LinkInfo;
+}
+
+const MAX_NAME_TRIES = 10;
+
+/**
+ * Ensures the bridge and creates the veth pair with its host end on it, in one batch after one
+ * query. A taken host name is retried with a new random one; a bridge created concurrently by
+ * another ADD is picked up; a failure after the pair exists removes the pair again.
+ */
+export function createPort(b: BridgeOptions, ifname: string, netnsPath: string, port: Omit<PortOptions, "bridge">): Port {
+  let existing = inspectBridge(b.name);
+  for (let attempt = 0; attempt < MAX_NAME_TRIES; attempt++) {
+    const host = randomVethName();
+    const head = bridgeLines(b, existing);
+    const lines = [...head, vethPairLine(host, ifname, netnsPath, port), ...bridgePortLines(host, { ...port, bridge: b.name }), ["addr", "show", "dev", host], ["addr", "show", "dev", b.name]];
+    const r = tryIpBatch(lines, { json: true });
+    if (r.ok) {
+      const shown = r.shown as LinkInfo[];
+      const hostLink = shown.find((l) => l.ifname === host);
+      const bridge = shown.find((l) => l.ifname === b.name);
+      if (!hostLink || !bridge) throw new CniError(Code.Internal, `could not read back ${host} and ${b.name}`);
+      // We own the routes on these interfaces: no router advertisements.
+      writeSysctls([[`net/ipv6/conf/${b.name}/accept_ra`, "0"], [`net/ipv6/conf/${host}/accept_ra`, "0"]], { bestEffort: true });
+      return { bridge, host: hostLink };
+    }
+    const failed = r.failedLine ?? -1;
+    const vethLine = head.length;
+    if (failed > vethLine) removeLink(host);
+    const exists = /File exists/.test(r.stderr);
+    if (failed < vethLine) {
+      if (!existing && exists) {
+        // Another ADD created the bridge between our query and our batch.
+        existing = inspectBridge(b.name);
+        continue;
+      }
+      throw new CniError(Code.Internal, `failed to create bridge "${b.name}": ${r.stderr}`);
+    }
+    if (failed === vethLine && exists) {
+      if (showLink(host)) continue; // our random host name was taken: try another
+      throw new CniError(Code.Internal, `container veth name ("${ifname}") peer provided ("${host}") already exists`);
+    }
+    if (failed === vethLine) throw new CniError(Code.Internal, `failed to create veth pair for "${ifname}": ${r.stderr}`);
+    throw new CniError(Code.Internal, `failed to connect "${host}" to bridge ${b.name}: ${r.stderr}`);
+  }
+  throw new CniError(Code.Internal, `failed to find a free host veth name after ${MAX_NAME_TRIES} tries`);
+}
+
+/** Deletes a node-side link (and with a veth, its peer); absent is fine. */
+export function removeLink(dev: string) {
+  tryIpBatch([["link", "del", dev]]);
+}
+
+/** VLAN membership of a new port; the kernel default PVID entry is the one to drop. */
+export function setPortVlans(port: string, bridge: LinkInfo, o: VlanOptions) {
+  bridgeBatch(portVlanLines(port, o, bridge.linkinfo?.info_data?.vlan_default_pvid ?? 1));
+}
+
+/**
+ * Puts the gateway addresses on `dev` (the bridge, or the VLAN gateway interface) and pins its MAC
+ * at the current value: a bridge without an explicit MAC takes its lowest port's and would change
+ * as pods come and go. Nothing is spawned when every gateway is already there.
+ */
+export function ensureGateways(dev: LinkInfo, gateways: readonly string[], forceAddress: boolean) {
+  const lines = gatewayAddrLines(dev.ifname, dev.addr_info ?? [], gateways, forceAddress);
+  if (lines.length === 0) return;
+  if (dev.address) lines.push(["link", "set", dev.ifname, "address", dev.address]);
+  ipBatch(lines);
+}
+
+/**
+ * The VLAN gateway `<bridge>.<vlan>`: one end of a node-side veth pair holding the gateway
+ * addresses, its peer an access port of the VLAN on the bridge. Reused when it exists.
+ */
+export function ensureVlanGateway(bridge: LinkInfo, vlan: number, preserveDefaultVlan: boolean, mtu: number): LinkInfo {
+  const name = `${bridge.ifname}.${vlan}`;
+  const found = showLink(name);
+  if (found) return found;
+  for (let attempt = 0; attempt < MAX_NAME_TRIES; attempt++) {
+    const peer = randomVethName();
+    const mtuArgs = mtu > 0 ? ["mtu", String(mtu)] : [];
+    const r = tryIpBatch(
+      [
+        ["link", "add", name, ...mtuArgs, "type", "veth", "peer", "name", peer, ...mtuArgs],
+        ...bridgePortLines(peer, { bridge: bridge.ifname, mtu, hairpin: false, isolated: false }),
+        ["link", "set", name, "up"],
+        ["addr", "show", "dev", name],
+      ],
+      { json: true },
+    );
+    if (!r.ok) {
+      if ((r.failedLine ?? 0) > 0) removeLink(name);
+      if (r.failedLine === 0 && /File exists/.test(r.stderr) && !showLink(name)) continue;
+      throw new CniError(Code.Internal, `failed to create vlan gateway "${name}": ${r.stderr}`);
+    }
+    setPortVlans(peer, bridge, { vlan, trunk: [], trunkGiven: false, preserveDefaultVlan });
+    const link = (r.shown as LinkInfo[]).find((l) => l.ifname === name);
+    if (link) return link;
+  }
+  throw new CniError(Code.Internal, `failed to create vlan gateway "${name}"`);
+}

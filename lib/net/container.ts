@@ -1,0 +1,109 @@
+import { CniError, Code } from "../cni/errors.ts";
+import { isV6, type Result, type Route } from "../cni/result.ts";
+import { ipJson } from "../kernel/exec.ts";
+import { tryIpBatch } from "../kernel/batch.ts";
+import { writeSysctls, type SysctlPath } from "../kernel/procfs.ts";
+import { addrFlags, cidrOf } from "./gateways.ts";
+import type { LinkInfo } from "./bridge.ts";
+
+/**
+ * The container side of an attachment (the reference's ConfigureIface and DelLinkByNameAddr): one
+ * `sysctl` and one `ip -batch` process inside the container namespace for ADD, one batch for DEL.
+ */
+
+/** Per-interface sysctls written before the addresses: DAD policy, gratuitous ARP, IPv6 enabled. */
+export function containerSysctls(ifname: string, enableDad: boolean, hasV6: boolean): [SysctlPath, string][] {
+  const v6 = `net/ipv6/conf/${ifname}`;
+  const s: [SysctlPath, string][] = enableDad ? [[`${v6}/enhanced_dad`, "1"], [`${v6}/accept_dad`, "1"]] : [[`${v6}/accept_dad`, "0"]];
+  s.push([`net/ipv4/conf/${ifname}/arp_notify`, "1"]);
+  if (hasV6) s.push(["net/ipv6/conf/lo/disable_ipv6", "0"], [`${v6}/disable_ipv6`, "0"], [`${v6}/keep_addr_on_down`, "1"]);
+  return s;
+}
+
+/**
+ * Addresses, link up, then routes (each via its own gateway or the first gateway of its family),
+ * then the interface read back for its MAC. Routes are appended, so equal destinations coexist.
+ */
+export function configureLines(ifname: string, result: Result, containerIndex: number): string[][] {
+  const lines: string[][] = [];
+  const firstGw: { 4?: string; 6?: string } = {};
+  for (const ip of result.ips ?? []) {
+    if (ip.interface === undefined) continue;
+    if (ip.interface !== containerIndex) throw new CniError(Code.Internal, `failed to add IP addr ${ip.address} to "${ifname}": invalid interface index`);
+    const c = cidrOf(ip.address);
+    const fam = c.ip.family;
+    if (ip.gateway !== undefined && firstGw[fam] === undefined) firstGw[fam] = ip.gateway;
+    lines.push(["addr", "add", ip.address, ...(fam === 4 ? addrFlags(c) : []), "dev", ifname]);
+  }
+  lines.push(["link", "set", ifname, "up"]);
+  for (const r of result.routes ?? []) lines.push(routeLine(ifname, r, firstGw[isV6(r.dst) ? 6 : 4]));
+  lines.push(["addr", "show", "dev", ifname]);
+  return lines;
+}
+
+function routeLine(ifname: string, r: Route, familyGw: string | undefined): string[] {
+  const gw = r.gw ?? familyGw;
+  return [
+    "route",
+    "append",
+    r.dst,
+    ...(gw ? ["via", gw] : []),
+    "dev",
+    ifname,
+    ...(r.priority !== undefined ? ["metric", String(r.priority)] : []),
+    ...(r.table !== undefined ? ["table", String(r.table)] : []),
+    ...(r.scope !== undefined ? ["scope", String(r.scope)] : []),
+  ];
+}
+
+/** Applies the IPAM result inside the container; returns the interface as configured. */
+export function configureContainer(netns: string, ifname: string, result: Result, enableDad: boolean, containerIndex: number): LinkInfo {
+  const hasV6 = (result.ips ?? []).some((ip) => isV6(ip.address));
+  writeSysctls(containerSysctls(ifname, enableDad, hasV6), { netns, bestEffort: true });
+  const r = tryIpBatch(configureLines(ifname, result, containerIndex), { netns, json: true });
+  if (!r.ok) throw new CniError(Code.Internal, `failed to configure "${ifname}" in ${netns}: ${r.stderr}`);
+  const link = (r.shown as LinkInfo[]).find((l) => l.ifname === ifname);
+  if (!link) throw new CniError(Code.Internal, `could not read back "${ifname}" in ${netns}`);
+  if (enableDad && hasV6 && (result.ips ?? []).some((ip) => isV6(ip.address) && ip.gateway !== undefined)) waitForDad(netns, ifname);
+  return link;
+}
+
+/** Layer 2 only: the interface up (or left down), read back for its MAC. */
+export function layer2Container(netns: string, ifname: string, up: boolean): LinkInfo {
+  const r = tryIpBatch([...(up ? [["link", "set", ifname, "up"]] : []), ["addr", "show", "dev", ifname]], { netns, json: true });
+  const link = (r.shown as LinkInfo[]).find((l) => l.ifname === ifname);
+  if (!r.ok || !link) throw new CniError(Code.Internal, `failed to set "${ifname}" up: ${r.stderr}`);
+  return link;
+}
+
+const DAD_POLL_MS = 50;
+const DAD_TIMEOUT_MS = 5000;
+
+/** With enabledad, wait until no address is tentative; a failed DAD is an error. */
+function waitForDad(netns: string, ifname: string) {
+  let tentative = true;
+  let up = false;
+  for (let waited = 0; waited <= DAD_TIMEOUT_MS; waited += DAD_POLL_MS) {
+    const link = ipJson<LinkInfo[]>(["addr", "show", "dev", ifname], { netns })[0];
+    const addrs = (link?.addr_info ?? []) as { local: string; dadfailed?: boolean; tentative?: boolean }[];
+    const failed = addrs.find((a) => a.dadfailed);
+    if (failed) throw new CniError(Code.Internal, `failed DAD for ${failed.local} on "${ifname}"`);
+    tentative = addrs.some((a) => a.tentative);
+    up = link?.operstate === "UP";
+    if (!tentative) return;
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, DAD_POLL_MS);
+  }
+  if (tentative && up) throw new CniError(Code.Internal, `"${ifname}" still has tentative IPv6 addresses after ${DAD_TIMEOUT_MS / 1000}s`);
+}
+
+/**
+ * Deletes the container interface (its veth peer goes with it) and returns the global addresses it
+ * had, which DEL needs for the iptables masquerade. An interface that is already gone is fine.
+ */
+export function removeContainerIface(netns: string, ifname: string): string[] {
+  const r = tryIpBatch([["addr", "show", "dev", ifname], ["link", "del", ifname]], { netns, json: true });
+  if (!r.ok && r.failedLine !== 0) throw new CniError(Code.Internal, `failed to delete "${ifname}" in ${netns}: ${r.stderr}`);
+  if (!r.ok && !/does not exist|Cannot find device/.test(r.stderr)) throw new CniError(Code.Internal, `failed to read "${ifname}" in ${netns}: ${r.stderr}`);
+  const link = (r.shown as LinkInfo[]).find((l) => l.ifname === ifname);
+  return (link?.addr_info ?? []).filter((a) => (a as { scope?: string }).scope === "global").map((a) => `${a.local}/${a.prefixlen}`);
+}
