@@ -1,0 +1,134 @@
+import { z } from "zod";
+import { BaseConfig, parseWith } from "../cni/config.ts";
+import { CniError, Code } from "../cni/errors.ts";
+import { parseCniArgs } from "../cni/args.ts";
+import { Route } from "../cni/result.ts";
+import { compareVersions } from "../cni/versions.ts";
+import { formatIP, parseCIDR, parseIP, type IP } from "./ip.ts";
+import { canonicalizeRangeSet, InvalidRange, setsOverlap, type RangeSet } from "./range.ts";
+
+export const DEFAULT_DATA_DIR = "/var/lib/cni/networks";
+
+const RangeJson = z.looseObject({
+  subnet: z.string(),
+  rangeStart: z.string().optional(),
+  rangeEnd: z.string().optional(),
+  gateway: z.string().optional(),
+});
+const RangeSetsJson = z.array(z.array(RangeJson)).nullish();
+const IpList = z.array(z.string()).nullish();
+
+/** The host-local configuration: every key of the reference, under `ipam` and as capabilities. */
+export const HostLocalConfig = BaseConfig.extend({
+  ipam: z
+    .looseObject({
+      type: z.string().optional(),
+      ranges: RangeSetsJson,
+      // Legacy single-range form; becomes a one-range set in front of `ranges`.
+      subnet: z.string().optional(),
+      rangeStart: z.string().optional(),
+      rangeEnd: z.string().optional(),
+      gateway: z.string().optional(),
+      routes: z.array(Route).nullish(),
+      dataDir: z.string().optional(),
+      resolvConf: z.string().optional(),
+    })
+    .optional(),
+  runtimeConfig: z.looseObject({ ips: IpList, ipRanges: RangeSetsJson }).optional(),
+  args: z.looseObject({ cni: z.looseObject({ ips: IpList }).nullish() }).optional(),
+  "cni.dev/valid-attachments": z.array(z.looseObject({ containerID: z.string(), ifname: z.string() })).optional(),
+  "cni.dev/attachments": z.array(z.looseObject({ containerID: z.string(), ifname: z.string() })).optional(),
+});
+export type HostLocalConfig = z.infer<typeof HostLocalConfig>;
+
+/** Everything an invocation needs, validated and canonical. */
+export interface IpamConfig {
+  cniVersion: string;
+  network: string;
+  /** In the reference's order: runtimeConfig.ipRanges, legacy subnet, ipam.ranges. The index is N of last_reserved_ip.N. */
+  rangeSets: RangeSet[];
+  /** CNI_ARGS IP, then args.cni.ips, then runtimeConfig.ips; duplicates collapse, prefixes are ignored. */
+  requested: IP[];
+  routes: Route[];
+  dataDir: string;
+  resolvConf?: string;
+  /** GC only: attachments whose reservations survive (valid-attachments, else attachments). */
+  validAttachments?: { containerID: string; ifname: string }[];
+}
+
+const invalid = (msg: string) => new CniError(Code.InvalidConfig, msg);
+
+/** The reference's LoadIPAMConfig, with the same messages (code 7 rather than 999). */
+export function loadIpamConfig(raw: Record<string, unknown>, cniArgs: string): IpamConfig {
+  const conf = parseWith(HostLocalConfig, raw);
+  const ipam = conf.ipam;
+  if (!ipam) throw invalid("IPAM config missing 'ipam' key");
+
+  const requested = new Map<string, IP>();
+  const addRequested = (where: string, text: string) => {
+    const ip = requestedIP(text);
+    if (!ip) throw invalid(`${where}: invalid IP address ${text}`);
+    requested.set(formatIP(ip), ip);
+  };
+  const envIP = parseCniArgs(cniArgs, ["IP"]).IP;
+  if (envIP !== undefined) addRequested("CNI_ARGS IP", envIP);
+  for (const t of conf.args?.cni?.ips ?? []) addRequested("args.cni.ips", t);
+  for (const t of conf.runtimeConfig?.ips ?? []) addRequested("runtimeConfig.ips", t);
+
+  const inputs = [
+    ...(conf.runtimeConfig?.ipRanges ?? []),
+    ...(ipam.subnet ? [[{ subnet: ipam.subnet, rangeStart: ipam.rangeStart, rangeEnd: ipam.rangeEnd, gateway: ipam.gateway }]] : []),
+    ...(ipam.ranges ?? []),
+  ];
+  if (inputs.length === 0) throw invalid("no IP ranges specified");
+  const rangeSets = inputs.map((set, i) => {
+    try {
+      return canonicalizeRangeSet(set);
+    } catch (e) {
+      if (e instanceof InvalidRange) throw invalid(`invalid range set ${i}: ${e.message}`);
+      throw e;
+    }
+  });
+
+  // Versions before 0.3.0 report at most one address per family (ip4/ip6).
+  const perFamily = (f: 4 | 6) => rangeSets.filter((s) => s[0]!.family === f).length;
+  if ((perFamily(4) > 1 || perFamily(6) > 1) && compareVersions(conf.cniVersion, "0.3.0") < 0) {
+    throw invalid(`CNI version ${conf.cniVersion} does not support more than 1 address per family`);
+  }
+  for (let i = 0; i < rangeSets.length; i++) {
+    for (let j = i + 1; j < rangeSets.length; j++) {
+      if (setsOverlap(rangeSets[i]!, rangeSets[j]!)) throw invalid(`range set ${i} overlaps with ${j}`);
+    }
+  }
+
+  return {
+    cniVersion: conf.cniVersion,
+    network: conf.name,
+    rangeSets,
+    requested: [...requested.values()],
+    routes: (ipam.routes ?? []).map(canonicalRoute),
+    dataDir: ipam.dataDir || DEFAULT_DATA_DIR,
+    resolvConf: ipam.resolvConf || undefined,
+    validAttachments: conf["cni.dev/valid-attachments"] ?? conf["cni.dev/attachments"],
+  };
+}
+
+/** An address, optionally with a prefix length that is ignored (the reference's ip.ParseIP). */
+function requestedIP(text: string): IP | undefined {
+  const cidr = parseCIDR(text);
+  if (cidr) return parseIP(formatIP(cidr.ip));
+  return parseIP(text);
+}
+
+/** Routes are copied into the result, re-rendered in canonical text as the reference's JSON round trip does. */
+function canonicalRoute(r: Route, i: number): Route {
+  const dst = parseCIDR(r.dst);
+  if (!dst) throw invalid(`ipam.routes.${i}.dst: invalid CIDR address: ${r.dst}`);
+  const out: Route = { ...r, dst: `${formatIP(dst.ip)}/${dst.prefix}` };
+  if (r.gw !== undefined) {
+    const gw = parseIP(r.gw);
+    if (!gw) throw invalid(`ipam.routes.${i}.gw: invalid IP address: ${r.gw}`);
+    out.gw = formatIP(gw);
+  }
+  return out;
+}
