@@ -1,10 +1,114 @@
 import { CniError, Code } from "../lib/cni/errors.ts";
-import { BaseConfig, parseWith } from "../lib/cni/config.ts";
-import type { PluginImpl } from "../lib/cni/skel.ts";
+import { parseResult, type Result } from "../lib/cni/result.ts";
+import { logLine, type PluginImpl, type Request } from "../lib/cni/skel.ts";
+import type { CIDR } from "../lib/ipam/ip.ts";
+import { containerAddresses, mappingsOf, parsePortmapConfig, selectBackend, validAttachments, type PortmapConfig } from "../lib/net/portmap.ts";
 
-// Placeholder until the portmap issue lands: refuses every verb with a clear error.
-const notYet = () => {
-  throw new CniError(Code.Internal, "portmap is not implemented yet");
+/**
+ * portmap: a chained plugin that forwards host ports to the container addresses of prevResult
+ * (DNAT for traffic from outside, from the node and from other containers), masquerading hairpin
+ * and localhost traffic so replies come back. A call without port mappings does nothing at all;
+ * otherwise each family is programmed in one netfilter transaction.
+ */
+const portmap: PluginImpl<PortmapConfig> = {
+  parseConfig: (raw) => parsePortmapConfig(raw),
+
+  async add(req) {
+    const prev = previousResult(req, "portmap must be called as a chained plugin");
+    if (mappingsOf(req.config).length === 0) return prev;
+    const addrs = containerAddresses(prev, req.ifname);
+    const families = [addrs.v4, addrs.v6].filter((a): a is CIDR => a !== undefined);
+    if (families.length === 0) return prev;
+    const backend = await loadBackend(req.config);
+    try {
+      backend.forward(req, families);
+      // After the rules, so new flows take them; the reference only logs failures here.
+      const udpPorts = mappingsOf(req.config).filter((m) => m.protocol === "udp").map((m) => m.hostPort);
+      if (udpPorts.length > 0) {
+        const { deleteUdpConntrack } = await import("../lib/kernel/conntrack.ts");
+        const problem = deleteUdpConntrack(udpPorts, families.map((a) => a.ip.family));
+        if (problem) logLine(req.config.logFile, `portmap: failed to delete stale UDP conntrack entries: ${problem}`);
+      }
+      if (req.config.snat !== false && addrs.v4) {
+        // Lets DNATed 127.0.0.1 traffic leave through the interface toward the container.
+        const { ipv4RouteDevice, enableRouteLocalnet } = await import("../lib/kernel/route-localnet.ts");
+        const dev = ipv4RouteDevice(Number(addrs.v4.ip.n));
+        if (dev) enableRouteLocalnet(dev);
+      }
+    } catch (e) {
+      try {
+        backend.unforward(req);
+      } catch {
+        // The original failure is the one to report.
+      }
+      throw e;
+    }
+    return prev;
+  },
+
+  async del(req) {
+    if (mappingsOf(req.config).length === 0) return;
+    (await loadBackend(req.config)).unforward(req);
+  },
+
+  async check(req) {
+    const prev = previousResult(req, "Required prevResult missing");
+    if (mappingsOf(req.config).length === 0) return;
+    const addrs = containerAddresses(prev, req.ifname);
+    const families = [addrs.v4, addrs.v6].filter((a): a is CIDR => a !== undefined);
+    if (families.length > 0) (await loadBackend(req.config)).check(req, families);
+  },
+
+  async gc(req) {
+    (await loadBackend(req.config)).gc(req, validAttachments(req.config));
+  },
 };
-const plugin: PluginImpl<BaseConfig> = { parseConfig: (raw) => parseWith(BaseConfig, raw), add: notYet, del: notYet, check: notYet };
-export default plugin;
+export default portmap;
+
+function previousResult(req: Request<PortmapConfig>, missing: string): Result {
+  if (req.config.prevResult == null) throw new CniError(Code.InvalidConfig, `prevResult: missing; ${missing}`);
+  return parseResult(req.config.prevResult, req.version);
+}
+
+interface PortmapBackend {
+  forward(req: Request<PortmapConfig>, addrs: CIDR[]): void;
+  unforward(req: Request<PortmapConfig>): void;
+  check(req: Request<PortmapConfig>, addrs: CIDR[]): void;
+  gc(req: Request<PortmapConfig>, valid: Set<string>): void;
+}
+
+/** Loads only the backend this call uses, after the no-op paths have returned. */
+async function loadBackend(c: PortmapConfig): Promise<PortmapBackend> {
+  const common = {
+    mappings: mappingsOf(c),
+    snat: c.snat !== false,
+    masqAll: c.masqAll === true,
+    conditionsV4: c.conditionsV4 ?? undefined,
+    conditionsV6: c.conditionsV6 ?? undefined,
+  };
+  if (selectBackend(c) === "iptables") {
+    const ipt = await import("../lib/net/portmap-iptables.ts");
+    const opts = (req: Request<PortmapConfig>) => ({
+      ...common,
+      network: c.name,
+      containerId: req.containerId,
+      markMasqBit: c.markMasqBit ?? 13,
+      externalSetMarkChain: c.externalSetMarkChain ?? undefined,
+    });
+    return {
+      forward: (req, addrs) => ipt.iptablesAdd(addrs.map((a) => ipt.iptablesSpec(opts(req), a))),
+      unforward: (req) => ipt.iptablesDel(c.name, req.containerId),
+      check: (req, addrs) => ipt.iptablesCheck(addrs.map((a) => ipt.iptablesSpec(opts(req), a))),
+      gc: (_req, valid) => ipt.iptablesGc(c.name, valid),
+    };
+  }
+  const nft = await import("../lib/net/portmap-nft.ts");
+  return {
+    forward: (req, addrs) => nft.nftAdd({ ...common, containerId: req.containerId }, addrs),
+    unforward: (req) => nft.nftDel(req.containerId),
+    check: (req, addrs) => nft.nftCheck({ ...common, containerId: req.containerId }, addrs),
+    // nftables rules carry only the container ID, not the network, so GC cannot tell this
+    // network's stale rules from another network's live ones: it leaves them to DEL.
+    gc: () => {},
+  };
+}

@@ -1,0 +1,247 @@
+import { createHash } from "node:crypto";
+import { z } from "zod";
+import { BaseConfig, parseWith } from "../cni/config.ts";
+import { CniError, Code } from "../cni/errors.ts";
+import type { Result } from "../cni/result.ts";
+import { formatIP, maskOf, parseCIDR, parseIP, type CIDR } from "../ipam/ip.ts";
+import { defaultBackend } from "./masquerade.ts";
+
+/**
+ * Port-mapping configuration and the facts both backends derive from it: which mappings apply to
+ * which address family, the container addresses, the per-container chain name and comment. Pure
+ * data, no kernel access, so the rule sets are unit-tested without a namespace.
+ */
+export const PROTOCOLS = ["tcp", "udp", "sctp"] as const;
+export type Protocol = (typeof PROTOCOLS)[number];
+export type Backend = "iptables" | "nftables";
+
+const port = z
+  .number({ error: "must be a number" })
+  .int({ error: "must be an integer" })
+  .min(1, { error: "must be between 1 and 65535" })
+  .max(65535, { error: "must be between 1 and 65535" });
+
+export const PortMapping = z.object({
+  hostPort: port,
+  containerPort: port,
+  // A missing protocol means tcp, as for `docker run -p`; anything else must be a protocol we can
+  // program in both iptables and nftables.
+  protocol: z
+    .string({ error: "must be a string" })
+    .nullish()
+    .transform((p) => (p ? p.toLowerCase() : "tcp"))
+    .pipe(z.enum(PROTOCOLS, { error: `must be one of ${PROTOCOLS.join(", ")}` })),
+  // Kept in canonical text so rules compare equal to what iptables-save and nft print.
+  hostIP: z
+    .string({ error: "must be a string" })
+    .nullish()
+    .transform((ip, ctx) => {
+      if (!ip) return undefined;
+      const a = parseIP(ip);
+      if (!a) {
+        ctx.addIssue({ code: "custom", message: `invalid IP address ${JSON.stringify(ip)}` });
+        return z.NEVER;
+      }
+      return formatIP(a);
+    })
+    .optional(),
+});
+export type PortMapping = z.infer<typeof PortMapping>;
+
+// Match words end up inside iptables-restore and nft scripts, which are line based.
+const condition = z.string().refine((s) => !/[\n\r\0;#]/.test(s), { error: "must not contain newlines, ';' or '#'" });
+const chainName = /^[A-Za-z0-9_.-]{1,28}$/;
+
+export const PortmapConfig = BaseConfig.extend({
+  snat: z.boolean().nullish(),
+  markMasqBit: z.number().int().min(0, { error: "must be between 0 and 31" }).max(31, { error: "must be between 0 and 31" }).nullish(),
+  externalSetMarkChain: z.string().regex(chainName, { error: "must be an iptables chain name" }).nullish(),
+  conditionsV4: z.array(condition).nullish(),
+  conditionsV6: z.array(condition).nullish(),
+  masqAll: z.boolean().nullish(),
+  backend: z.enum(["iptables", "nftables"], { error: 'must be "iptables" or "nftables"' }).nullish(),
+  runtimeConfig: z.looseObject({ portMappings: z.array(PortMapping).nullish() }).optional(),
+}).superRefine((c, ctx) => {
+  if (c.markMasqBit != null && c.externalSetMarkChain != null) {
+    ctx.addIssue({ code: "custom", path: ["externalSetMarkChain"], message: "cannot specify both externalSetMarkChain and markMasqBit" });
+  }
+  const seen = new Map<string, number>();
+  (c.runtimeConfig?.portMappings ?? []).forEach((m, i) => {
+    const key = `${m.hostPort}/${m.protocol}/${m.hostIP ?? ""}`;
+    const first = seen.get(key);
+    if (first !== undefined) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["runtimeConfig", "portMappings", i],
+        message: `duplicate of portMappings.${first}: hostPort ${m.hostPort}/${m.protocol}${m.hostIP ? ` on ${m.hostIP}` : ""} mapped twice`,
+      });
+    } else seen.set(key, i);
+  });
+  if (c.backend) {
+    const foreign = backendSpecificOptions(c, c.backend === "iptables" ? "nftables" : "iptables");
+    if (foreign.length > 0) {
+      ctx.addIssue({ code: "custom", path: [foreign[0]!], message: `${c.backend} backend was requested but configuration contains ${c.backend === "iptables" ? "nftables" : "iptables"}-specific options [${foreign.join(" ")}]` });
+    }
+  }
+});
+export type PortmapConfig = z.infer<typeof PortmapConfig>;
+
+// Go's encoding/json matches object keys case-insensitively, so the reference accepts the
+// capitalised keys containerd's CRI plugin sends ({"HostPort": 8080, ...}); so do we.
+const TOP_KEYS = ["snat", "markMasqBit", "externalSetMarkChain", "conditionsV4", "conditionsV6", "masqAll", "backend", "runtimeConfig", "prevResult"];
+const RUNTIME_KEYS = ["portMappings"];
+const MAPPING_KEYS = ["hostPort", "containerPort", "protocol", "hostIP"];
+
+export function parsePortmapConfig(raw: Record<string, unknown>): PortmapConfig {
+  const top = foldKeys(raw, TOP_KEYS) as Record<string, unknown>;
+  const rc = foldKeys(top.runtimeConfig, RUNTIME_KEYS);
+  if (isObject(rc) && Array.isArray(rc.portMappings)) rc.portMappings = rc.portMappings.map((m) => foldKeys(m, MAPPING_KEYS));
+  if (rc !== undefined) top.runtimeConfig = rc;
+  return parseWith(PortmapConfig, top);
+}
+
+/** Exact key first, else a case-insensitive match; later keys win, as in Go's decoder. */
+function foldKeys(value: unknown, keys: readonly string[]): unknown {
+  if (!isObject(value)) return value;
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(value)) {
+    const canon = keys.includes(k) ? k : (keys.find((c) => c.toLowerCase() === k.toLowerCase()) ?? k);
+    out[canon] = v;
+  }
+  return out;
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === "object" && v !== null && !Array.isArray(v);
+}
+
+export function mappingsOf(c: PortmapConfig): PortMapping[] {
+  return c.runtimeConfig?.portMappings ?? [];
+}
+
+/**
+ * Options only one backend understands. Conditions are classified like the reference: by the first
+ * character of the first word, '-' or '!' meaning iptables syntax.
+ */
+function backendSpecificOptions(c: Pick<PortmapConfig, "externalSetMarkChain" | "conditionsV4" | "conditionsV6">, backend: Backend): string[] {
+  const out: string[] = [];
+  if (backend === "iptables" && c.externalSetMarkChain != null) out.push("externalSetMarkChain");
+  for (const key of ["conditionsV4", "conditionsV6"] as const) {
+    const first = c[key]?.[0]?.[0];
+    if (first === undefined) continue;
+    const iptablesSyntax = first === "-" || first === "!";
+    if (iptablesSyntax === (backend === "iptables")) out.push(key);
+  }
+  return out;
+}
+
+/**
+ * The backend for this call: the configured one, else the reference's default (iptables unless only
+ * nft is installed, decided from PATH without starting anything). Called only when there is work.
+ */
+export function selectBackend(c: PortmapConfig): Backend {
+  if (c.backend) return c.backend;
+  const backend = defaultBackend();
+  const foreign = backendSpecificOptions(c, backend === "iptables" ? "nftables" : "iptables");
+  if (foreign.length > 0) {
+    throw new CniError(Code.InvalidConfig, `${backend} backend was selected but configuration contains ${backend === "iptables" ? "nftables" : "iptables"}-specific options [${foreign.join(" ")}]; set "backend"`);
+  }
+  return backend;
+}
+
+/** The container's first IPv4 and first IPv6 address (with prefix), chosen as the reference does. */
+export interface ContainerAddrs {
+  v4?: CIDR;
+  v6?: CIDR;
+}
+
+export function containerAddresses(prev: Result, ifname: string): ContainerAddrs {
+  const out: ContainerAddrs = {};
+  const ifaces = prev.interfaces ?? [];
+  for (const ip of prev.ips ?? []) {
+    const cidr = parseCIDR(ip.address);
+    if (!cidr) throw new CniError(Code.DecodingFailure, `prevResult: invalid address ${JSON.stringify(ip.address)}`);
+    const fam = cidr.ip.family === 6 ? "v6" : "v4";
+    if (out[fam]) continue;
+    // Skip addresses on interfaces known not to be this attachment's container interface.
+    if (ip.interface !== undefined && ip.interface < ifaces.length) {
+      const iface = ifaces[ip.interface]!;
+      if (iface.name !== ifname || !iface.sandbox) continue;
+    }
+    out[fam] = cidr;
+  }
+  return out;
+}
+
+export interface FamilyMapping extends PortMapping {
+  /** Destination address to match, absent for "any local address". */
+  matchDst?: string;
+}
+
+/**
+ * The mappings that apply to one address family: a hostIP of the other family excludes the
+ * mapping, and an unspecified hostIP (0.0.0.0, ::) means "any address of this family".
+ */
+export function mappingsForFamily(mappings: readonly PortMapping[], v6: boolean): FamilyMapping[] {
+  const out: FamilyMapping[] = [];
+  for (const m of mappings) {
+    if (!m.hostIP) {
+      out.push({ ...m });
+      continue;
+    }
+    const a = parseIP(m.hostIP)!;
+    if ((a.family === 6) !== v6) continue;
+    out.push(a.n === 0n ? { ...m } : { ...m, matchDst: m.hostIP });
+  }
+  return out;
+}
+
+/** "CNI-DN-" + the first 21 hex digits of SHA-512(network name + container ID), as the reference. */
+export function chainNameFor(prefix: "DN-" | "SN-", network: string, containerId: string): string {
+  return ("CNI-" + prefix + createHash("sha512").update(network + containerId).digest("hex")).slice(0, 28);
+}
+
+/** Comment on the entry rules; it is also how GC tells this network's chains from others'. */
+export function dnatComment(network: string, containerId: string): string {
+  const c = `dnat name: "${network}" id: "${containerId}"`;
+  return c.length > 255 ? c.slice(0, 253) + "..." : c;
+}
+
+/** Parses a dnatComment back into its network and container ID (undefined for other comments). */
+export function parseDnatComment(comment: string): { network: string; containerId: string } | undefined {
+  const m = /^dnat name: "([^"]*)" id: "([^"]*)"$/.exec(comment);
+  return m ? { network: m[1]!, containerId: m[2]! } : undefined;
+}
+
+/** Attachments the runtime still holds, from a GC request (with libcni's older key as fallback). */
+export function validAttachments(raw: Record<string, unknown>): Set<string> {
+  const list = raw["cni.dev/valid-attachments"] ?? raw["cni.dev/attachments"];
+  const parsed = parseWith(z.array(z.looseObject({ containerID: z.string() })).nullish(), list);
+  return new Set((parsed ?? []).map((a) => a.containerID));
+}
+
+/** IPv6 needs brackets around the address in ip:port targets. */
+export function hostPortTarget(addr: string, port: number, v6: boolean): string {
+  return v6 ? `[${addr}]:${port}` : `${addr}:${port}`;
+}
+
+// ---- address text, in the forms iptables-save and nft print ----
+
+export const isV6 = (c: CIDR) => c.ip.family === 6;
+
+export function canonicalIp(text: string): string | undefined {
+  const ip = parseIP(text);
+  return ip ? formatIP(ip) : undefined;
+}
+
+/** A CIDR, or a bare address taken as a full-length prefix (how iptables prints "-s 127.0.0.1/32"). */
+export function cidrOf(text: string): CIDR | undefined {
+  if (text.includes("/")) return parseCIDR(text);
+  const ip = parseIP(text);
+  return ip ? { ip, prefix: ip.family === 4 ? 32 : 128, maskBits: ip.family === 4 ? 32 : 128 } : undefined;
+}
+
+/** "network/prefix", the form iptables stores for `-s 10.22.0.2/24`. */
+export function networkText(c: CIDR): string {
+  return `${formatIP({ family: c.ip.family, n: c.ip.n & maskOf(c.ip.family, c.prefix) })}/${c.prefix}`;
+}
