@@ -4,9 +4,7 @@ import { CniError, Code } from "../lib/cni/errors.ts";
 import { parseWith } from "../lib/cni/config.ts";
 import { parseResult, type Result } from "../lib/cni/result.ts";
 import { logLine, type PluginImpl, type Request } from "../lib/cni/skel.ts";
-import { ipBatch } from "../lib/kernel/exec.ts";
-import { showLink } from "../lib/kernel/link.ts";
-import { readNetnsSysctls, SysctlError, writeNetnsSysctls } from "../lib/kernel/sysctl-ns.ts";
+import { applyNetns, IpLineError, snapshotNetns, SysctlError } from "../lib/kernel/netns-batch.ts";
 import {
   ALLOWLIST_FILE,
   Backup,
@@ -48,15 +46,15 @@ const tuning: PluginImpl<TuningConfig> = {
     const link = linkSettings(s);
 
     // Read everything that will change before changing anything: a missing key or link fails here.
-    const originals = withSysctlKeys(s, () => readNetnsSysctls(s.sysctls.map((x) => x.path), req.netns));
-    const before = hasLinkSettings(link) ? currentLink(req) : undefined;
+    const before = kernelErrorsNamed(s, () => snapshotNetns(req.netns, s.sysctls.map((x) => x.path), hasLinkSettings(link) ? req.ifname : ""));
+    if (hasLinkSettings(link) && !before.link) throw new CniError(Code.Internal, `failed to get "${req.ifname}": link not found in the container namespace`);
     const file = backupPath(dataDirOf(req.config), req.containerId, req.ifname);
-    const backup = mergeBackups(readBackup(file), buildBackup(link, before, s.sysctls, originals));
+    const backup = mergeBackups(readBackup(file), buildBackup(link, before.link as LinkState | undefined, s.sysctls, before.sysctls));
     if (!isEmptyBackup(backup)) writeBackup(file, backup);
 
+    const cmds = linkCommands(req.ifname, link);
     try {
-      withSysctlKeys(s, () => writeNetnsSysctls(s.sysctls.map((x) => [x.path, x.value] as const), req.netns));
-      applyLink(req, link);
+      kernelErrorsNamed(s, () => applyNetns(req.netns, s.sysctls.map((x) => [x.path, x.value] as const), cmds.map((c) => c.argv)), cmds);
     } catch (e) {
       restore(req, backup);
       rmSync(file, { force: true });
@@ -82,14 +80,14 @@ const tuning: PluginImpl<TuningConfig> = {
   check(req) {
     requirePrev(req);
     const s = resolveSettings(req.config, req.args, req.ifname);
-    const current = withSysctlKeys(s, () => readNetnsSysctls(s.sysctls.map((x) => x.path), req.netns));
+    const current = kernelErrorsNamed(s, () => snapshotNetns(req.netns, s.sysctls.map((x) => x.path), req.ifname));
     s.sysctls.forEach((x, i) => {
-      const cur = current[i];
+      const cur = current.sysctls[i];
       if (cur !== undefined && !sameSysctlValue(cur, x.value)) {
         throw new CniError(Code.Internal, `Error: Tuning configured value of ${x.key} is ${x.value}, current value is ${cur}`);
       }
     });
-    const link = showLink(req.ifname, { netns: req.netns }) as LinkState | undefined;
+    const link = current.link as LinkState | undefined;
     if (!link) throw new CniError(Code.Internal, `Cannot find container link ${req.ifname}`);
     const diff = linkMismatches(req.ifname, linkSettings(s), link);
     if (diff.length > 0) throw new CniError(Code.Internal, `Error: ${diff[0]}`, diff.join("; "));
@@ -102,64 +100,47 @@ function requirePrev(req: Request<TuningConfig>): Result {
   return parseResult(req.config.prevResult, req.version);
 }
 
-function currentLink(req: Request<TuningConfig>): LinkState {
-  const link = showLink(req.ifname, { netns: req.netns }) as LinkState | undefined;
-  if (!link) throw new CniError(Code.Internal, `failed to get "${req.ifname}": link not found in the container namespace`);
-  return link;
-}
-
-/** Applies link attributes in one ip process; a failure names the attribute the kernel refused. */
-function applyLink(req: Request<TuningConfig>, want: LinkSettings) {
-  const cmds = linkCommands(req.ifname, want);
-  if (cmds.length === 0) return;
-  const r = ipBatch(
-    cmds.map((c) => c.argv),
-    { netns: req.netns, allowFailure: true },
-  );
-  if (r.status === 0) return;
-  const n = Number(/Command failed -:(\d+)/.exec(r.stderr)?.[1] ?? 0);
-  const field = cmds[n - 1]?.field ?? "link attributes";
-  const why = r.stderr.replace(/Command failed -:\d+/, "").trim();
-  throw new CniError(Code.Internal, `failed to set ${field} of ${req.ifname}: ${why}`, field);
-}
-
 /** Puts saved values back, best effort: each failure is reported, none stops the others. */
 function restore(req: Request<TuningConfig>, b: Backup): string[] {
-  const errors: string[] = [];
   const sysctls = Object.entries(b.sysctl ?? {});
-  if (sysctls.length > 0) {
-    try {
-      writeNetnsSysctls(sysctls, req.netns);
-    } catch {
-      // One refusal stops a batch; retry one by one so the rest still goes back.
-      for (const entry of sysctls) {
-        try {
-          writeNetnsSysctls([entry], req.netns);
-        } catch (e) {
-          errors.push((e as Error).message);
-        }
-      }
-    }
-  }
   const cmds = linkCommands(req.ifname, restoreSettings(b));
-  if (cmds.length > 0 && ipBatch(cmds.map((c) => c.argv), { netns: req.netns, allowFailure: true }).status !== 0) {
-    for (const c of cmds) {
-      const r = ipBatch([c.argv], { netns: req.netns, allowFailure: true });
+  try {
+    applyNetns(req.netns, sysctls, cmds.map((c) => c.argv));
+    return [];
+  } catch {
+    // One refusal stops a batch; go again one value at a time so the rest still goes back.
+  }
+  const errors: string[] = [];
+  const steps: [string, () => void][] = [
+    ...sysctls.map(([path, value]) => [`sysctl ${path}`, () => applyNetns(req.netns, [[path, value]])] as [string, () => void]),
+    ...cmds.map((c) => [c.field, () => applyNetns(req.netns, [], [c.argv])] as [string, () => void]),
+  ];
+  for (const [what, step] of steps) {
+    try {
+      step();
+    } catch (e) {
       // A link that is gone has nothing left to restore.
-      if (r.status !== 0 && !/Cannot find device|does not exist/.test(r.stderr)) errors.push(`failed to restore ${c.field}: ${r.stderr.trim()}`);
+      if (e instanceof IpLineError && /Cannot find device|does not exist/.test(e.reason)) continue;
+      errors.push(`failed to restore ${what}: ${e instanceof SysctlError || e instanceof IpLineError ? e.reason : (e as Error).message}`);
     }
   }
   return errors;
 }
 
-/** Re-raises a kernel sysctl failure under the key the user wrote. */
-function withSysctlKeys<T>(s: Settings, f: () => T): T {
+/** Re-raises kernel refusals under the names the user wrote: the sysctl key, or the attribute. */
+function kernelErrorsNamed<T>(s: Settings, f: () => T, cmds: { field: string; argv: string[] }[] = []): T {
   try {
     return f();
   } catch (e) {
-    if (!(e instanceof SysctlError)) throw e;
-    const key = s.sysctls.find((x) => x.path === e.path)?.key ?? e.path;
-    throw new CniError(Code.Internal, `sysctl ${key}: ${e.reason}`, `/proc/sys/${e.path}`);
+    if (e instanceof SysctlError) {
+      const key = s.sysctls.find((x) => x.path === e.path)?.key ?? e.path;
+      throw new CniError(Code.Internal, `sysctl ${key}: ${e.reason}`, `/proc/sys/${e.path}`);
+    }
+    if (e instanceof IpLineError) {
+      const field = cmds[e.line]?.field ?? "link attributes";
+      throw new CniError(Code.Internal, `failed to set ${field} of ${cmds[e.line]?.argv[3] ?? "the interface"}: ${e.reason}`, field);
+    }
+    throw e;
   }
 }
 

@@ -145,10 +145,14 @@ export function sysctlPath(key: string, ifname: string, field = "sysctl"): strin
   return parts.join("/");
 }
 
+// Values go to the kernel in one write(2): proc's integer handlers refuse writes at an offset.
+const MAX_SYSCTL_VALUE = 512;
+
 function checkSysctlValue(value: string, field: string) {
   if (/[\x00-\x08\x0a-\x1f\x7f]/.test(value)) {
     throw new CniError(Code.InvalidConfig, `invalid network config: ${field}: value must not contain control characters`);
   }
+  if (value.length > MAX_SYSCTL_VALUE) throw new CniError(Code.InvalidConfig, `invalid network config: ${field}: value longer than ${MAX_SYSCTL_VALUE} characters`);
 }
 
 /** Ethernet MAC in any of the usual spellings, returned as lowercase colon form; must be unicast. */
