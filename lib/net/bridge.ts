@@ -106,7 +106,11 @@ export function removeLink(dev: string) {
 
 /** VLAN membership of a new port; the kernel default PVID entry is the one to drop. */
 export function setPortVlans(port: string, bridge: LinkInfo, o: VlanOptions) {
-  bridgeBatch(portVlanLines(port, o, bridge.linkinfo?.info_data?.vlan_default_pvid ?? 1));
+  try {
+    bridgeBatch(portVlanLines(port, o, bridge.linkinfo?.info_data?.vlan_default_pvid ?? 1));
+  } catch (e) {
+    throw new CniError(Code.Internal, `failed to setup vlan tag on interface "${port}": ${(e as Error).message}`);
+  }
 }
 
 /**
@@ -146,7 +150,12 @@ export function ensureVlanGateway(bridge: LinkInfo, vlan: number, preserveDefaul
       if (r.failedLine === 0 && /File exists/.test(r.stderr) && !showLink(name)) continue;
       throw new CniError(Code.Internal, `failed to create vlan gateway "${name}": ${r.stderr}`);
     }
-    setPortVlans(peer, bridge, { vlan, trunk: [], trunkGiven: false, preserveDefaultVlan });
+    try {
+      setPortVlans(peer, bridge, { vlan, trunk: [], trunkGiven: false, preserveDefaultVlan });
+    } catch (e) {
+      removeLink(name);
+      throw e;
+    }
     const link = (r.shown as LinkInfo[]).find((l) => l.ifname === name);
     if (link) return link;
   }

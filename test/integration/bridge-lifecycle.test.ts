@@ -1,0 +1,202 @@
+import { test } from "uvu";
+import * as assert from "uvu/assert";
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { REF_BIN, Sandbox, sh } from "../helpers/sandbox.ts";
+import { BRIDGE, REF_BRIDGE, addOk, bridgeConf, cni, cniPath, link, linkNames, netfilter, nftMasqRules, reservations, withPrev, type Ipam } from "../helpers/bridge-net.ts";
+
+// What the bridge plugin leaves behind: CHECK against the kernel, DEL in every state of the
+// container, interoperation with the reference plugin, rollback of a failed ADD, bad input, GC.
+
+function withSandbox(name: string, fn: (sb: Sandbox) => void) {
+  test(name, () => {
+    const sb = new Sandbox("brlife");
+    try {
+      fn(sb);
+    } finally {
+      sb.cleanup();
+    }
+  });
+}
+
+/** Everything ADD may create in the node besides the bridge itself: ports, rules, reservations. */
+function nodeState(sb: Sandbox) {
+  return { links: linkNames(sb, sb.node).filter((n) => n !== "cni0"), netfilter: netfilter(sb), reservations: reservations(sb) };
+}
+
+withSandbox("CHECK passes on a fresh attachment, then fails once an address is removed by hand", (sb) => {
+  const conf = bridgeConf(sb);
+  const c = sb.addContainer();
+  const r = addOk(sb, { netns: c.path }, conf);
+  assert.is(cni(sb, "CHECK", { netns: c.path }, withPrev(conf, r)).code, 0);
+
+  sb.inNs(c.name, ["ip", "addr", "del", "10.22.0.2/24", "dev", "eth0"]);
+  const bad = cni(sb, "CHECK", { netns: c.path }, withPrev(conf, r));
+  assert.is(bad.code, 1);
+  assert.is(bad.json.msg, "Failed to match addr 10.22.0.2/24 on interface eth0");
+});
+
+withSandbox("CHECK fails when the host veth is detached from the bridge, or a route is gone, or prevResult is missing", (sb) => {
+  const conf = bridgeConf(sb);
+  const c = sb.addContainer();
+  const r = addOk(sb, { netns: c.path }, conf);
+  assert.is(cni(sb, "CHECK", { netns: c.path }, conf).json.msg, "Required prevResult missing");
+
+  sb.inNs(c.name, ["ip", "route", "del", "default"]);
+  assert.match(cni(sb, "CHECK", { netns: c.path }, withPrev(conf, r)).json.msg, /^Expected Route .*0\.0\.0\.0\/0.* not found in routing table$/);
+  sb.inNs(c.name, ["ip", "route", "add", "default", "via", "10.22.0.1"]);
+  assert.is(cni(sb, "CHECK", { netns: c.path }, withPrev(conf, r)).code, 0);
+
+  sb.inNode(["ip", "link", "set", r.interfaces[1].name, "nomaster"]);
+  assert.is(cni(sb, "CHECK", { netns: c.path }, withPrev(conf, r)).json.msg, "CNI veth created for bridge cni0 was not found");
+});
+
+withSandbox("DEL leaves no link, reservation or rule; a second DEL succeeds", (sb) => {
+  const conf = bridgeConf(sb, { ipMasq: true });
+  const first = sb.addContainer();
+  addOk(sb, { id: "warm-up", netns: first.path }, conf); // the bridge exists before the snapshot
+  const before = nodeState(sb);
+  const c = sb.addContainer();
+  const r = addOk(sb, { netns: c.path }, conf);
+  assert.not.equal(nodeState(sb), before);
+  for (let i = 0; i < 2; i++) {
+    const d = cni(sb, "DEL", { netns: c.path }, withPrev(conf, r));
+    assert.is(d.code, 0, d.stdout);
+    assert.is(d.stdout, "");
+    assert.equal(nodeState(sb), before);
+    assert.equal(linkNames(sb, c.name), ["lo"]);
+  }
+});
+
+withSandbox("DEL after the namespace is gone (prevResult known), and with CNI_NETNS empty (nothing known): rules and reservation go", (sb) => {
+  const conf = bridgeConf(sb, { ipMasq: true });
+  const warm = sb.addContainer();
+  addOk(sb, { id: "warm-up", netns: warm.path }, conf);
+  const before = nodeState(sb);
+
+  const gone = sb.addContainer();
+  const r1 = addOk(sb, { id: "gone", netns: gone.path }, conf);
+  sh(["ip", "netns", "del", gone.name]);
+  assert.is(cni(sb, "DEL", { id: "gone", netns: gone.path }, withPrev(conf, r1)).code, 0);
+  assert.equal(nodeState(sb), before);
+
+  const empty = sb.addContainer();
+  addOk(sb, { id: "empty", netns: empty.path }, conf);
+  sh(["ip", "netns", "del", empty.name]);
+  const d = cni(sb, "DEL", { id: "empty", netns: "" }, conf);
+  assert.is(d.code, 0, d.stdout);
+  assert.equal(nodeState(sb), before);
+});
+
+for (const ipam of ["reference", "ours"] as Ipam[]) {
+  withSandbox(`reference ADD + our DEL, and our ADD + reference DEL, leave nothing (${ipam} host-local)`, (sb) => {
+    const path = cniPath(sb, ipam);
+    const refPath = ipam === "ours" ? `${REF_BIN}:${path}` : REF_BIN;
+    const conf = bridgeConf(sb, { ipMasq: true });
+    const warm = sb.addContainer();
+    addOk(sb, { id: "warm-up", netns: warm.path, path }, conf);
+    const before = nodeState(sb);
+
+    const a = sb.addContainer();
+    const ra = addOk(sb, { id: "by-ref", netns: a.path, path: ipam === "ours" ? path : REF_BIN, binary: REF_BRIDGE }, conf);
+    assert.not.equal(nodeState(sb).netfilter, before.netfilter);
+    assert.is(cni(sb, "DEL", { id: "by-ref", netns: a.path, path }, withPrev(conf, ra)).code, 0);
+    assert.equal(nodeState(sb), before);
+
+    const b = sb.addContainer();
+    const rb = addOk(sb, { id: "by-us", netns: b.path, path }, conf);
+    const d = cni(sb, "DEL", { id: "by-us", netns: b.path, path: ipam === "ours" ? path : refPath, binary: REF_BRIDGE }, withPrev({ ...conf, cniVersion: "1.0.0" }, rb));
+    assert.is(d.code, 0, d.stdout);
+    assert.equal(nodeState(sb), before);
+  });
+}
+
+withSandbox("a failed ADD (exhausted range) leaves no veth, reservation or rule", (sb) => {
+  const conf = bridgeConf(sb, { ipMasq: true }, { rangeStart: "10.22.0.2", rangeEnd: "10.22.0.2" });
+  const first = sb.addContainer();
+  addOk(sb, { id: "first", netns: first.path }, conf);
+  const before = nodeState(sb);
+  const c = sb.addContainer();
+  const r = cni(sb, "ADD", { id: "second", netns: c.path }, conf);
+  assert.is(r.code, 1);
+  assert.match(r.json.msg, /no IP addresses available|range.*full|exhausted/i);
+  assert.equal(nodeState(sb), before);
+  assert.equal(linkNames(sb, c.name), ["lo"]);
+});
+
+withSandbox("a failure after IPAM (gateway address conflict) releases the address and removes the veth", (sb) => {
+  const conf = bridgeConf(sb, { ipMasq: true });
+  sb.inNode(["ip", "link", "add", "cni0", "type", "bridge"]);
+  sb.inNode(["ip", "addr", "add", "10.99.0.1/24", "dev", "cni0"]);
+  const before = nodeState(sb);
+  const c = sb.addContainer();
+  const r = cni(sb, "ADD", { netns: c.path }, conf);
+  assert.is(r.code, 1);
+  assert.is(r.json.msg, '"cni0" already has an IP address different from 10.22.0.1/24');
+  assert.equal(nodeState(sb), before);
+  assert.equal(linkNames(sb, c.name), ["lo"]);
+
+  // forceAddress replaces the old address instead.
+  const forced = addOk(sb, { netns: c.path }, bridgeConf(sb, { forceAddress: true }));
+  // (host-local moves on past the address the failed ADD had taken and released.)
+  assert.equal(reservations(sb).map((ip) => `${ip}/24`), [forced.ips[0].address]);
+  assert.equal(link(sb, sb.node, "cni0")!.addr_info!.filter((a) => a.family === "inet").map((a) => a.local), ["10.22.0.1"]);
+});
+
+const badInputs: [string, (sb: Sandbox) => { conf: unknown; netns?: string }, RegExp][] = [
+  ["an invalid bridge name", (sb) => ({ conf: bridgeConf(sb, { bridge: "a-bridge-name-too-long" }) }), /bridge: interface name is too long/],
+  ["a bridge name taken by a non-bridge link", (sb) => {
+    sb.inNode(["ip", "link", "add", "notbr", "type", "veth", "peer", "name", "notbr-peer"]);
+    return { conf: bridgeConf(sb, { bridge: "notbr" }) };
+  }, /"notbr" already exists but is not a bridge/],
+  ["a VLAN out of 0..4094", (sb) => ({ conf: bridgeConf(sb, { vlan: 5000 }) }), /invalid VLAN ID 5000 \(must be between 0 and 4094\)/],
+  ["an MTU out of range", (sb) => ({ conf: bridgeConf(sb, { mtu: 70000 }) }), /invalid MTU 70000/],
+  ["a missing IPAM plugin", (sb) => ({ conf: bridgeConf(sb, {}, { type: "no-such-ipam" }) }), /failed to find plugin "no-such-ipam"/],
+  ["hairpin and promiscuous mode together", (sb) => ({ conf: bridgeConf(sb, { hairpinMode: true, promiscMode: true }) }), /cannot set hairpin mode and promiscuous mode/],
+  ["an unknown masquerade backend", (sb) => ({ conf: bridgeConf(sb, { ipMasq: true, ipMasqBackend: "ebtables" }) }), /unknown ipmasq backend "ebtables"/],
+  ["an invalid MAC", (sb) => ({ conf: { ...bridgeConf(sb), runtimeConfig: { mac: "not-a-mac" } } }), /invalid MAC address/],
+  ["a CNI_NETNS that is a regular file", (sb) => {
+    const file = join(sb.tmp, "not-a-netns");
+    writeFileSync(file, "");
+    return { conf: bridgeConf(sb), netns: file };
+  }, /is not a network namespace/],
+];
+for (const [what, make, msg] of badInputs) {
+  withSandbox(`bad input: ${what} is a CNI error and leaves nothing`, (sb) => {
+    const { conf, netns } = make(sb);
+    const before = { links: linkNames(sb, sb.node), netfilter: netfilter(sb), reservations: reservations(sb) };
+    const c = sb.addContainer();
+    const r = cni(sb, "ADD", { netns: netns ?? c.path }, conf);
+    assert.is(r.code, 1);
+    assert.type(r.json?.code, "number", r.stdout);
+    assert.match(r.json.msg, msg);
+    assert.equal({ links: linkNames(sb, sb.node), netfilter: netfilter(sb), reservations: reservations(sb) }, before);
+    assert.equal(linkNames(sb, c.name), ["lo"]);
+  });
+}
+
+for (const backend of ["iptables", "nftables"]) {
+  withSandbox(`GC (${backend}) removes the masquerade and reservation of attachments not in the valid list`, (sb) => {
+    const conf = bridgeConf(sb, { ipMasq: true, ipMasqBackend: backend, cniVersion: "1.1.0" });
+    const keep = sb.addContainer();
+    const drop = sb.addContainer();
+    addOk(sb, { id: "keep", netns: keep.path }, conf);
+    const before = nodeState(sb);
+    addOk(sb, { id: "drop", netns: drop.path }, conf);
+    sh(["ip", "netns", "del", drop.name]); // a leak: the runtime never called DEL
+    const gc = sb.plugin(BRIDGE, { CNI_COMMAND: "GC", CNI_PATH: cniPath(sb) }, { ...conf, "cni.dev/valid-attachments": [{ containerID: "keep", ifname: "eth0" }] });
+    assert.is(gc.code, 0, gc.stdout);
+    assert.equal(nodeState(sb), before);
+    if (backend === "nftables") assert.is(nftMasqRules(sb).length, 1);
+  });
+}
+
+withSandbox("STATUS delegates to IPAM: fine with host-local, an error when the IPAM plugin is missing", (sb) => {
+  const ok = sb.plugin(BRIDGE, { CNI_COMMAND: "STATUS", CNI_PATH: cniPath(sb) }, bridgeConf(sb, { cniVersion: "1.1.0" }));
+  assert.is(ok.code, 0, ok.stdout);
+  const missing = sb.plugin(BRIDGE, { CNI_COMMAND: "STATUS", CNI_PATH: cniPath(sb) }, bridgeConf(sb, { cniVersion: "1.1.0" }, { type: "no-such-ipam" }));
+  assert.is(missing.code, 1);
+  assert.match(missing.json.msg, /failed to find plugin "no-such-ipam"/);
+});
+
+test.run();
