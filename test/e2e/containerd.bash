@@ -62,6 +62,8 @@ cri() {
 }
 
 containerd_down() {
+    local -
+    set +e
     if [ -n "${CTRD_PID:-}" ]; then
         kill "$CTRD_PID" 2>/dev/null
         local i

@@ -58,6 +58,10 @@ task_running() {
     ctr_ task ls | awk -v id="$1" '$1 == id && $3 == "RUNNING" { found = 1 } END { exit !found }'
 }
 
+@test "containerd: only the plugins under test are reachable (Debian's Go plugins hidden)" {
+    assert_only_plugins_under_test
+}
+
 @test "ctr run --cni: published port reaches the container, which sees the client's address; exit tears down" {
     ctr_ run --cni --rm "$E2E_IMAGE_NAME" web1 >"$E2E_TMP/ctr-web1.log" 2>&1 3>&- &
     local ctr_pid=$!

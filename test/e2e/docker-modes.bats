@@ -211,6 +211,10 @@ scenario_two_networks() {
     in_node_mnt ip netns del "two-$tool"
 }
 
+@test "docker modes: only the plugins under test are reachable (Debian's Go plugins hidden)" {
+    assert_only_plugins_under_test
+}
+
 @test "[libcni] bridge mode: eth0 + lo, published port, masqueraded outbound, CHECK, DEL leaves nothing" {
     scenario_bridge libcni 8091
 }

@@ -122,6 +122,8 @@ start_httpd() {
 # shims, conmon) and their descendants (container processes, which live in mount namespaces of
 # their own). Only the sandbox can see that namespace, so nothing else matches.
 e2e_sandbox_pids() {
+    local -
+    set +e
     local mnt
     mnt=$(readlink "/proc/$E2E_HOLDER/ns/mnt" 2>/dev/null) || return 0
     local -A ours=() parent=()
@@ -149,6 +151,8 @@ e2e_sandbox_pids() {
 
 # Ends every process the sandbox started (see e2e_sandbox_pids): TERM, then KILL what is left.
 e2e_kill_sandbox_processes() {
+    local -
+    set +e # teardown: a process that ends between listing and kill is no failure
     [ -n "${E2E_HOLDER:-}" ] || return 0
     local pids sig i p alive
     read -r -a pids <<<"$(e2e_sandbox_pids)"
@@ -168,6 +172,8 @@ e2e_kill_sandbox_processes() {
 
 # Tears the sandbox down; call from teardown_file.
 e2e_sandbox_down() {
+    local -
+    set +e
     e2e_kill_sandbox_processes
     [ -n "${E2E_NODE:-}" ] && ip netns del "$E2E_NODE" 2>/dev/null
     [ -n "${E2E_EXT:-}" ] && ip netns del "$E2E_EXT" 2>/dev/null
@@ -252,4 +258,20 @@ assert_nothing_left() {
     fi
     out=$(grep -rlF "$id" "$E2E_TMP/cnicache/results" 2>/dev/null || true)
     [ -z "$out" ] || die "libcni cache entry left: $out"
+}
+
+# Asserts that what runs is the suite under test and nothing else: /opt/cni/bin in the sandbox is
+# E2E_BIN, E2E_BIN's plugins are links of our one multicall executable, and Debian's Go plugins in
+# /usr/lib/cni (where Debian's containerd also looks) are hidden.
+assert_only_plugins_under_test() {
+    local hidden p
+    hidden=$(in_node_mnt ls -A /usr/lib/cni)
+    [ -z "$hidden" ] || die "/usr/lib/cni is visible to the runtimes: $hidden"
+    [ -x "$E2E_BIN/tscni" ] || die "$E2E_BIN is not a tscni build (no tscni executable)"
+    for p in bridge host-local portmap loopback firewall tuning; do
+        [ "$(in_node_mnt stat -L -c %d:%i "/opt/cni/bin/$p")" = "$(stat -L -c %d:%i "$E2E_BIN/$p")" ] ||
+            die "/opt/cni/bin/$p in the sandbox is not $E2E_BIN/$p"
+        [ "$(stat -L -c %d:%i "$E2E_BIN/$p")" = "$(stat -L -c %d:%i "$E2E_BIN/tscni")" ] ||
+            die "$E2E_BIN/$p is not our multicall executable"
+    done
 }

@@ -23,6 +23,10 @@ teardown_file() {
     e2e_sandbox_down
 }
 
+@test "podman: only the plugins under test are reachable (Debian's Go plugins hidden)" {
+    assert_only_plugins_under_test
+}
+
 @test "podman network create: the network exists, its plugins answer VERSION" {
     podman_ network create --disable-dns --subnet 10.244.40.0/24 "$NET"
     local conf=$PODMAN_DIR/net.d/$NET.conflist
