@@ -2,22 +2,13 @@ import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { REF_BIN, Sandbox, sh } from "../helpers/sandbox.ts";
-import { BRIDGE, REF_BRIDGE, addOk, bridgeConf, cni, cniPath, link, linkNames, netfilter, nftMasqRules, reservations, withPrev, type Ipam } from "../helpers/bridge-net.ts";
+import { REF_BIN, sh, type Sandbox } from "../helpers/sandbox.ts";
+import { BRIDGE, REF_BRIDGE, addOk, bridgeConf, cni, cniPath, link, linkNames, netfilter, nftMasqRules, reservations, withPrev, sandboxed, type Ipam } from "../helpers/bridge-net.ts";
 
 // What the bridge plugin leaves behind: CHECK against the kernel, DEL in every state of the
 // container, interoperation with the reference plugin, rollback of a failed ADD, bad input, GC.
 
-function withSandbox(name: string, fn: (sb: Sandbox) => void) {
-  test(name, () => {
-    const sb = new Sandbox("brlife");
-    try {
-      fn(sb);
-    } finally {
-      sb.cleanup();
-    }
-  });
-}
+const withSandbox = sandboxed(test, "brlife");
 
 /** Everything ADD may create in the node besides the bridge itself: ports, rules, reservations. */
 function nodeState(sb: Sandbox) {

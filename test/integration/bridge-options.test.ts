@@ -1,22 +1,13 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { Sandbox, sh } from "../helpers/sandbox.ts";
-import { REF_BRIDGE, addOk, addrsOf, bridgeConf, cni, cniPath, link, linkNames, netfilter, ping, reservations, withPrev } from "../helpers/bridge-net.ts";
+import { sh, type Sandbox } from "../helpers/sandbox.ts";
+import { REF_BRIDGE, addOk, addrsOf, bridgeConf, cni, cniPath, link, linkNames, netfilter, ping, reservations, sandboxed, withPrev } from "../helpers/bridge-net.ts";
 
 // The bridge plugin's options, each checked in the kernel (and by traffic where it changes
 // traffic): flannel's delegate config, hairpin, promiscuous mode, port isolation, MAC spoof check,
 // container MAC sources, MTU, layer 2 only, disableContainerInterface, VLANs, DAD, result versions.
 
-function withSandbox(name: string, fn: (sb: Sandbox) => void) {
-  test(name, () => {
-    const sb = new Sandbox("bropt");
-    try {
-      fn(sb);
-    } finally {
-      sb.cleanup();
-    }
-  });
-}
+const withSandbox = sandboxed(test, "bropt");
 
 withSandbox("flannel's delegate config: hairpin, MTU, default route and the cluster route via the gateway", (sb) => {
   // What flannel hands to bridge for a node whose subnet is 10.244.1.0/24 in cluster 10.244.0.0/16.

@@ -2,24 +2,15 @@ import { test } from "uvu";
 import * as assert from "uvu/assert";
 import type { ChildProcess } from "node:child_process";
 import { createHash } from "node:crypto";
-import { Sandbox, cniEnv } from "../helpers/sandbox.ts";
-import { addOk, addrsOf, bridgeConf, cni, cniPath, link, linkNames, netfilter, nftMasqRules, ping, reservations, startWhoami, tracedSpawns, whoami, withPrev, type Ipam } from "../helpers/bridge-net.ts";
+import { cniEnv, type Sandbox } from "../helpers/sandbox.ts";
+import { addOk, addrsOf, bridgeConf, cni, cniPath, link, linkNames, netfilter, nftMasqRules, ping, reservations, startWhoami, tracedSpawns, whoami, withPrev, sandboxed, type Ipam } from "../helpers/bridge-net.ts";
 
 // The bridge plugin end to end: connectivity between containers, to the gateway and through
 // masquerade to an external host, the result it reports, and what it leaves in the node.
 
 const sha512 = (s: string) => createHash("sha512").update(s).digest("hex");
 
-function withSandbox(name: string, fn: (sb: Sandbox) => void | Promise<void>) {
-  test(name, async () => {
-    const sb = new Sandbox("bridge");
-    try {
-      await fn(sb);
-    } finally {
-      sb.cleanup();
-    }
-  });
-}
+const withSandbox = sandboxed(test, "bridge");
 
 for (const ipam of ["ours", "reference"] as Ipam[]) {
   withSandbox(`two containers on one bridge reach each other and the gateway (${ipam} host-local)`, (sb) => {
