@@ -42,8 +42,9 @@ TOML
     (exec nsenter --target "$E2E_HOLDER" --mount --net -- containerd --config "$CTRD_DIR/config.toml" \
         </dev/null >"$CTRD_DIR/containerd.log" 2>&1 3>&- 4>&- 5>&- 6>&- 7>&- 8>&- 9>&-) &
     export CTRD_PID=$!
-    wait_for test -S "$CTRD_SOCK"
-    wait_for ctr_ version
+    # A busy CI machine may take a while to start the daemon and load its plugins.
+    WAIT_TRIES=600 wait_for test -S "$CTRD_SOCK"
+    WAIT_TRIES=600 wait_for ctr_ version
 }
 
 # ctr against the sandbox's daemon, run in the sandbox (ctr itself runs the CNI plugins for --cni).

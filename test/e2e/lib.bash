@@ -204,10 +204,10 @@ http_get_from_ext() {
     die "GET $url from the external host failed"
 }
 
-# Waits until a command succeeds (at most ~10 s).
+# Waits until a command succeeds (at most WAIT_TRIES tenths of a second, default 100).
 wait_for() {
     local i
-    for i in $(seq 100); do
+    for i in $(seq "${WAIT_TRIES:-100}"); do
         "$@" >/dev/null 2>&1 && return 0
         sleep 0.1
     done
