@@ -68,7 +68,8 @@ const tuning: PluginImpl<TuningConfig> = {
     cniArgsMac(req.args);
     const file = backupPath(dataDirOf(req.config), req.containerId, req.ifname);
     const backup = readBackup(file);
-    if (!backup) return;
+    // Nothing saved, or a file nothing can be restored from: only the file itself to clean up.
+    if (!backup) return rmSync(file, { force: true });
     if (req.netnsState === "ok") {
       const errors = restore(req, backup);
       if (errors.length > 0) logLine(req.config.logFile, `tuning DEL: could not restore every original value: ${errors.join("; ")}`);

@@ -223,6 +223,39 @@ test("cross-implementation: same rules as the reference, and each DEL/CHECK acce
   }
 });
 
+test("parallel ADDs on a fresh node race for the shared chains: all succeed, nothing is duplicated", async () => {
+  const sb = new Sandbox("fwtune");
+  try {
+    const n = 6;
+    const ctrs = Array.from({ length: n }, (_, i) => addContainer(sb, `vc${i}`, `10.97.${i}.2`, `10.97.${i}.1`));
+    const runs = ctrs.map(
+      (c) =>
+        new Promise<{ code: number | null; out: string }>((resolve) => {
+          const p = spawn("ip", ["netns", "exec", sb.node, OURS], {
+            env: { PATH: process.env.PATH, ...cniEnv("ADD", { CNI_NETNS: c.path, CNI_CONTAINERID: `id-${c.name}` }) },
+            stdio: ["pipe", "pipe", "pipe"],
+          });
+          let out = "";
+          p.stdout.on("data", (d) => (out += d));
+          p.stderr.on("data", (d) => (out += d));
+          p.on("exit", (code) => resolve({ code, out }));
+          p.stdin.end(JSON.stringify(conf(prevResult(c, `vc${c.addr}`))));
+        }),
+    );
+    for (const r of await Promise.all(runs)) assert.is(r.code, 0, r.out);
+    const rules = filterRules(sb);
+    assert.is(rules.filter((l) => l === FORWARD_JUMP).length, 1);
+    assert.is(rules.filter((l) => l === ADMIN_JUMP).length, 1);
+    for (const c of ctrs) {
+      assert.is(rules.filter((l) => l === inbound(`${c.addr}/32`)).length, 1, c.addr);
+      assert.is(rules.filter((l) => l === outbound(`${c.addr}/32`)).length, 1, c.addr);
+    }
+    assert.is(rules.filter((l) => l.startsWith("-A CNI-FORWARD")).length, 1 + 2 * n);
+  } finally {
+    sb.cleanup();
+  }
+});
+
 test("custom admin chain: jumped first from CNI-FORWARD, left empty for the operator", () => {
   const sb = new Sandbox("fwtune");
   try {
