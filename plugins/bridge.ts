@@ -43,6 +43,7 @@ const BridgeConfig = BaseConfig.extend({
   args: z.looseObject({ cni: z.looseObject({ mac: z.string().optional() }).optional() }).optional(),
   runtimeConfig: z.looseObject({ mac: z.string().optional() }).optional(),
   "cni.dev/valid-attachments": z.array(z.looseObject({ containerID: z.string(), ifname: z.string() })).optional(),
+  "cni.dev/attachments": z.array(z.looseObject({ containerID: z.string(), ifname: z.string() })).optional(),
 });
 
 type Config = z.infer<typeof BridgeConfig> & {
@@ -224,8 +225,9 @@ async function status(req: Request<Config>) {
 /** Masquerade of attachments not in the valid list, then IPAM's own GC. */
 async function gc(req: Request<Config>) {
   const c = req.config;
-  const valid = (c["cni.dev/valid-attachments"] ?? []).map((a) => ({ containerId: a.containerID, ifname: a.ifname }));
-  const failures = gcMasquerade(c.name, valid);
+  const list = c["cni.dev/valid-attachments"] ?? c["cni.dev/attachments"];
+  // Without the runtime's list a leak cannot be told from a live pod: remove nothing.
+  const failures = list ? gcMasquerade(c.name, list.map((a) => ({ containerId: a.containerID, ifname: a.ifname }))) : [];
   if (layer3(c)) await delegate("GC", ipamType(c), req);
   if (failures.length > 0) throw new CniError(Code.Internal, `failed to remove stale masquerade rules: ${failures.join("; ")}`);
 }

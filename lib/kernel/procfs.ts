@@ -12,19 +12,18 @@ export type SysctlPath = string;
 
 const SAFE_PATH = /^net\/[A-Za-z0-9_.@+\/-]+$/;
 
-function checkPath(path: string) {
-  if (!SAFE_PATH.test(path) || path.split("/").some((p) => p === "" || p === "." || p === "..")) {
-    throw new CniError(Code.InvalidConfig, `refusing sysctl path ${JSON.stringify(path)}`);
-  }
-}
+const safePath = (path: string) => SAFE_PATH.test(path) && !path.split("/").some((p) => p === "" || p === "." || p === "..");
 
 /**
  * Writes sysctls. `bestEffort` ignores keys that do not exist or cannot be written, as the
  * reference does for the per-interface DAD, ARP and accept_ra settings.
  */
 export function writeSysctls(values: readonly (readonly [SysctlPath, string])[], opts: Pick<RunOptions, "netns"> & { bestEffort?: boolean } = {}) {
+  // An interface name sysctl cannot address is refused, or with bestEffort skipped like a missing key.
+  const bad = values.find(([k]) => !safePath(k));
+  if (bad && !opts.bestEffort) throw new CniError(Code.InvalidConfig, `refusing sysctl path ${JSON.stringify(bad[0])}`);
+  values = values.filter(([k]) => safePath(k));
   if (values.length === 0) return;
-  for (const [k] of values) checkPath(k);
   if (opts.netns) {
     run(["sysctl", "-q", ...(opts.bestEffort ? ["-e"] : []), "-w", ...values.map(([k, v]) => `${k}=${v}`)], { netns: opts.netns, allowFailure: opts.bestEffort });
     return;

@@ -172,3 +172,23 @@ export function startWhoami(sb: Sandbox, ns: string, port: number): Promise<Chil
 export function whoami(sb: Sandbox, ns: string, host: string, port: number): string {
   return sb.inNs(ns, ["busybox", "nc", "-w", "3", host, String(port)], { allowFailure: true }).stdout.trim();
 }
+
+/** The same call as cni(), without waiting: several of them run at once. */
+export function cniAsync(sb: Sandbox, command: string, c: Call, conf: unknown): Promise<{ code: number; stdout: string; json: any }> {
+  const env = { PATH: process.env.PATH, ...cniEnv(command, { CNI_CONTAINERID: c.id ?? "ctr1", CNI_IFNAME: c.ifname ?? "eth0", CNI_NETNS: c.netns, CNI_PATH: c.path ?? BIN }) };
+  const child = spawn("ip", ["netns", "exec", sb.node, c.binary ?? BRIDGE], { env, stdio: ["pipe", "pipe", "ignore"] });
+  child.stdin!.end(JSON.stringify(conf));
+  let stdout = "";
+  child.stdout!.on("data", (d: Buffer) => (stdout += d));
+  return new Promise((resolve) =>
+    child.on("close", (code) => {
+      let json: any;
+      try {
+        json = JSON.parse(stdout);
+      } catch {
+        json = undefined;
+      }
+      resolve({ code: code ?? 1, stdout, json });
+    }),
+  );
+}

@@ -3,7 +3,7 @@ import * as assert from "uvu/assert";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { REF_BIN, sh, type Sandbox } from "../helpers/sandbox.ts";
-import { BRIDGE, REF_BRIDGE, addOk, bridgeConf, cni, cniPath, link, linkNames, netfilter, nftMasqRules, reservations, withPrev, sandboxed, type Ipam } from "../helpers/bridge-net.ts";
+import { BRIDGE, REF_BRIDGE, addOk, addrsOf, bridgeConf, cni, cniAsync, cniPath, link, linkNames, netfilter, nftMasqRules, ping, reservations, withPrev, sandboxed, type Ipam } from "../helpers/bridge-net.ts";
 
 // What the bridge plugin leaves behind: CHECK against the kernel, DEL in every state of the
 // container, interoperation with the reference plugin, rollback of a failed ADD, bad input, GC.
@@ -134,6 +134,19 @@ withSandbox("a failure after IPAM (gateway address conflict) releases the addres
   assert.equal(link(sb, sb.node, "cni0")!.addr_info!.filter((a) => a.family === "inet").map((a) => a.local), ["10.22.0.1"]);
 });
 
+withSandbox("ADDs racing to create the bridge all succeed, with distinct addresses on one bridge", async (sb) => {
+  const conf = bridgeConf(sb, { ipMasq: true });
+  const ctrs = [0, 1, 2, 3].map(() => sb.addContainer());
+  const results = await Promise.all(ctrs.map((c, i) => cniAsync(sb, "ADD", { id: `race-${i}`, netns: c.path }, conf)));
+  for (const r of results) assert.is(r.code, 0, r.stdout);
+  const addrs = results.map((r) => r.json.ips[0].address).sort();
+  assert.equal(new Set(addrs).size, 4);
+  assert.equal(linkNames(sb, sb.node).filter((n) => n.startsWith("cni")), ["cni0"]);
+  for (const r of results) assert.is(link(sb, sb.node, r.json.interfaces[1].name)!.master, "cni0");
+  assert.equal(addrsOf(link(sb, sb.node, "cni0")), ["10.22.0.1/24"]);
+  assert.ok(ping(sb, ctrs[0]!.name, results[3]!.json.ips[0].address.split("/")[0]));
+});
+
 const badInputs: [string, (sb: Sandbox) => { conf: unknown; netns?: string }, RegExp][] = [
   ["an invalid bridge name", (sb) => ({ conf: bridgeConf(sb, { bridge: "a-bridge-name-too-long" }) }), /bridge: interface name is too long/],
   ["a bridge name taken by a non-bridge link", (sb) => {
@@ -175,6 +188,10 @@ for (const backend of ["iptables", "nftables"]) {
     const before = nodeState(sb);
     addOk(sb, { id: "drop", netns: drop.path }, conf);
     sh(["ip", "netns", "del", drop.name]); // a leak: the runtime never called DEL
+    const leaked = nodeState(sb);
+    const blind = sb.plugin(BRIDGE, { CNI_COMMAND: "GC", CNI_PATH: cniPath(sb) }, conf);
+    assert.is(blind.code, 0, blind.stdout);
+    assert.equal(nodeState(sb), leaked, "without a list of valid attachments nothing is removed");
     const gc = sb.plugin(BRIDGE, { CNI_COMMAND: "GC", CNI_PATH: cniPath(sb) }, { ...conf, "cni.dev/valid-attachments": [{ containerID: "keep", ifname: "eth0" }] });
     assert.is(gc.code, 0, gc.stdout);
     assert.equal(nodeState(sb), before);

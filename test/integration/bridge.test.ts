@@ -1,6 +1,6 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import type { ChildProcess } from "node:child_process";
+import { spawn, type ChildProcess } from "node:child_process";
 import { createHash } from "node:crypto";
 import { cniEnv, type Sandbox } from "../helpers/sandbox.ts";
 import { addOk, addrsOf, bridgeConf, cni, cniPath, link, linkNames, netfilter, nftMasqRules, ping, reservations, startWhoami, tracedSpawns, whoami, withPrev, sandboxed, type Ipam } from "../helpers/bridge-net.ts";
@@ -172,6 +172,25 @@ withSandbox("a second ADD into the same netns (net1 on another bridge) leaves et
   assert.is(cni(sb, "DEL", { id: "pod", ifname: "net1", netns: pod.path }, withPrev(second, r1)).code, 0);
   assert.equal(linkNames(sb, pod.name), ["eth0", "lo"]);
   assert.ok(ping(sb, pod.name, "10.41.0.1"));
+});
+
+withSandbox("CNI_NETNS as /proc/PID/ns/net (a pod's shared namespace): ADD, CHECK and DEL work through it", async (sb) => {
+  const pod = sb.addContainer();
+  const holder = spawn("ip", ["netns", "exec", pod.name, "sleep", "300"], { stdio: "ignore" });
+  try {
+    const path = `/proc/${holder.pid}/ns/net`;
+    const conf = bridgeConf(sb, { ipMasq: true });
+    const r = addOk(sb, { id: "pid-path", netns: path }, conf);
+    assert.is(r.interfaces[2].sandbox, path);
+    assert.equal(addrsOf(link(sb, pod.name, "eth0")), ["10.22.0.2/24"], "the address is in the pod's namespace");
+    assert.ok(ping(sb, pod.name, "10.22.0.1"));
+    assert.is(cni(sb, "CHECK", { id: "pid-path", netns: path }, withPrev(conf, r)).code, 0);
+    assert.is(cni(sb, "DEL", { id: "pid-path", netns: path }, withPrev(conf, r)).code, 0);
+    assert.equal(linkNames(sb, pod.name), ["lo"]);
+    assert.equal(reservations(sb), []);
+  } finally {
+    holder.kill();
+  }
 });
 
 withSandbox("the IPAM plugin runs in-process when it is this executable, and is executed otherwise; spawns per ADD/DEL", (sb) => {
