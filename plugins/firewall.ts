@@ -51,9 +51,10 @@ interface Plan {
   bridge: string;
 }
 
-function plan(req: Request<FirewallConfig>, needPrev: boolean): Plan {
+/** What a call works on; DEL (`forDel`) needs neither a prevResult nor the bridge of a policy. */
+function plan(req: Request<FirewallConfig>, forDel = false): Plan {
   const c = req.config;
-  if (c.prevResult === undefined && needPrev) throw new CniError(Code.InvalidConfig, "missing prevResult from earlier plugin");
+  if (c.prevResult === undefined && !forDel) throw new CniError(Code.InvalidConfig, "missing prevResult from earlier plugin");
   const prev = c.prevResult === undefined ? undefined : parseResult(c.prevResult, req.version);
   const addrs = new Map<IpFamily, string[]>();
   for (const ip of prev?.ips ?? []) {
@@ -62,7 +63,7 @@ function plan(req: Request<FirewallConfig>, needPrev: boolean): Plan {
   }
   const policy: IngressPolicy = c.ingressPolicy || "open";
   let bridge = "";
-  if (policy !== "open" && prev) {
+  if (policy !== "open" && prev && !forDel) {
     const first = prev.interfaces?.[0];
     if (!first) throw new CniError(Code.InvalidConfig, `interface needs to be set for ingress policy "${policy}", make sure to chain "firewall" plugin with "bridge"`);
     if (!first.name) throw new CniError(Code.InvalidConfig, "got empty bridge name");
@@ -121,7 +122,7 @@ const firewall: PluginImpl<FirewallConfig> = {
   parseConfig: (raw) => parseWith(FirewallConfig, raw),
 
   add(req) {
-    const p = plan(req, true);
+    const p = plan(req);
     const firewalld = useFirewalld(req.config);
     if (firewalld) addSources(p.zone, [...p.addrs.values()].flat());
     const done: IpFamily[] = [];
@@ -141,7 +142,7 @@ const firewall: PluginImpl<FirewallConfig> = {
   },
 
   del(req) {
-    const p = plan(req, false);
+    const p = plan(req, true);
     if (p.addrs.size === 0) return;
     // firewalld keeps sources only at runtime: if it is not running there is nothing to remove.
     const firewalld = req.config.backend !== "iptables" && firewalldRunning();
@@ -155,7 +156,7 @@ const firewall: PluginImpl<FirewallConfig> = {
   },
 
   check(req) {
-    const p = plan(req, true);
+    const p = plan(req);
     const firewalld = useFirewalld(req.config);
     if (firewalld) {
       const bad = sourcesOutsideZone(p.zone, [...p.addrs.values()].flat());

@@ -305,6 +305,8 @@ test("DEL is idempotent: without prevResult, with the netns gone, and with nothi
     const config = conf(prevResult(ctr, "vctr"));
     ok(call(sb, OURS, "DEL", ctr, conf(undefined)), "DEL without prevResult");
     ok(call(sb, OURS, "DEL", ctr, config), "DEL before any ADD");
+    const noBridge = conf({ ...prevResult(ctr, "vctr"), interfaces: [] }, { ingressPolicy: "same-bridge" });
+    ok(call(sb, OURS, "DEL", ctr, noBridge), "DEL does not need the bridge of an ingress policy");
     ok(call(sb, OURS, "ADD", ctr, config), "ADD");
     sh(["ip", "netns", "del", ctr.name]);
     ok(call(sb, OURS, "DEL", ctr, config), "DEL with the netns gone");
