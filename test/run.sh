@@ -80,6 +80,8 @@ run_stage unit uvu "$bin/uvu" -r tsx test/unit
 # bound only stops a hung kernel call from stalling CI forever.
 run_stage integration uvu timeout --kill-after=30 2400 "$bin/uvu" -r tsx test/integration
 if [ -n "$(find test/e2e -name '*.bats' 2>/dev/null | head -1)" ]; then
+    # The runtimes (containerd, Podman) and their tools are only needed by the e2e stage.
+    bash test/e2e/setup.sh || echo "test/run.sh: e2e set-up failed; the e2e stage will report it" >&2
     run_stage e2e tap timeout --kill-after=30 2400 bats --tap -r test/e2e
 fi
 

@@ -63,7 +63,10 @@ function isSelf(file: string): boolean {
 
 function execDelegate(file: string, command: string, req: Request<unknown>): Result | undefined {
   const r = spawnSync(file, [], { input: req.stdin, env: { ...process.env, CNI_COMMAND: command }, encoding: "utf8", maxBuffer: 16 * 1024 * 1024 });
-  if (r.error) throw new CniError(Code.Internal, `failed to run ${file}: ${r.error.message}`);
+  // EPIPE only means the delegate exited without reading its stdin: its own answer still counts.
+  if (r.error && !((r.error as NodeJS.ErrnoException).code === "EPIPE" && r.status !== null)) {
+    throw new CniError(Code.Internal, `failed to run ${file}: ${r.error.message}`);
+  }
   const stdout = r.stdout.trim();
   if (r.status !== 0) {
     if (stdout === "") {

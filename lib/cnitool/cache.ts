@@ -86,15 +86,16 @@ export function removeCachedResult(cacheDir: string, netName: string, rt: Pick<R
 
 /**
  * Every cniCacheV1 entry of the cache, in filename order (libcni GetCachedAttachments); entries that
- * do not parse are skipped. Undefined when the results directory cannot be read.
+ * do not parse are skipped. A missing results directory is an empty cache (as in libcni); undefined
+ * only when it exists but cannot be read.
  */
 export function cachedAttachments(cacheDir: string): Attachment[] | undefined {
   const dir = join(cacheDir, "results");
   let names: string[];
   try {
     names = readdirSync(dir).sort();
-  } catch {
-    return undefined;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === "ENOENT" ? [] : undefined;
   }
   const out: Attachment[] = [];
   for (const name of names) {

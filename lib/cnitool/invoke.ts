@@ -68,7 +68,8 @@ const ERRNO_TEXT: Record<string, string> = {
 export function execPlugin(pluginPath: string, stdin: string, env: NodeJS.ProcessEnv): string {
   for (let attempt = 0; ; attempt++) {
     const r = spawnSync(pluginPath, [], { input: stdin, env, encoding: "utf8", maxBuffer: 64 * 1024 * 1024 });
-    if (r.error) {
+    // A plugin that exits without reading stdin makes the write fail with EPIPE; its answer still counts.
+    if (r.error && !((r.error as NodeJS.ErrnoException).code === "EPIPE" && r.status !== null)) {
       const code = (r.error as NodeJS.ErrnoException).code ?? "";
       if (code === "ETXTBSY" && attempt < BUSY_RETRIES) {
         sleepMs(1000);

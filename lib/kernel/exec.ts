@@ -34,10 +34,14 @@ export function run(argv: readonly string[], opts: RunOptions = {}): RunResult {
     maxBuffer: 64 * 1024 * 1024,
     env: { ...process.env, LC_ALL: "C" },
   });
-  if (r.error) {
+  if (r.error && !((r.error as NodeJS.ErrnoException).code === "EPIPE" && r.status !== null)) {
     throw new CniError(Code.Internal, `failed to run ${argv[0]}: ${r.error.message}`, full.join(" "));
   }
   const res = { status: r.status ?? 128, stdout: r.stdout ?? "", stderr: r.stderr ?? "" };
+  // nsenter's own failure means CNI_NETNS cannot be entered: never mistake it for the command's answer.
+  if (opts.netns && res.status !== 0 && /^nsenter: /m.test(res.stderr)) {
+    throw new CniError(Code.InvalidEnv, `CNI_NETNS: cannot enter ${opts.netns}: ${res.stderr.trim().replace(/^nsenter: /, "")}`);
+  }
   if (res.status !== 0 && !opts.allowFailure) {
     throw new CniError(Code.Internal, `${argv[0]} failed: ${res.stderr.trim() || `exit status ${res.status}`}`, full.join(" "));
   }

@@ -107,7 +107,7 @@ test("a cache path needs all three parts", () => {
 test(
   "attachments are listed from valid cniCacheV1 entries only, in filename order",
   withCache((dir) => {
-    assert.is(cachedAttachments(dir), undefined, "no results directory");
+    assert.equal(cachedAttachments(dir), [], "no results directory is an empty cache");
     writeCachedResult(dir, { name: "net", bytes: listBytes }, { ...rt, containerId: "b" }, result);
     writeCachedResult(dir, { name: "net", bytes: listBytes }, { ...rt, containerId: "a", args: [], capabilityArgs: undefined }, result);
     writeCachedResult(dir, { name: "other", bytes: listBytes }, rt, result);
