@@ -91,6 +91,8 @@ for (const ipam of ["reference", "ours"] as Ipam[]) {
     const a = sb.addContainer();
     const ra = addOk(sb, { id: "by-ref", netns: a.path, path: ipam === "ours" ? path : REF_BIN, binary: REF_BRIDGE }, conf);
     assert.not.equal(nodeState(sb).netfilter, before.netfilter);
+    const check = cni(sb, "CHECK", { id: "by-ref", netns: a.path, path }, withPrev(conf, ra));
+    assert.is(check.code, 0, `our CHECK of the reference's attachment: ${check.stdout}`);
     assert.is(cni(sb, "DEL", { id: "by-ref", netns: a.path, path }, withPrev(conf, ra)).code, 0);
     assert.equal(nodeState(sb), before);
 

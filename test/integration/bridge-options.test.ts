@@ -82,6 +82,10 @@ withSandbox("macspoofchk: frames with another source MAC are dropped; our DEL an
 
   assert.is(cni(sb, "DEL", { id: "a", netns: a.path }, withPrev(conf, ra)).code, 0);
   assert.is(cni(sb, "DEL", { id: "b", netns: b.path, path: cniPath(sb, "reference"), binary: REF_BRIDGE }, withPrev(conf, rb)).code, 0);
+  const c = sb.addContainer();
+  const rc = addOk(sb, { id: "c", netns: c.path, path: cniPath(sb, "reference"), binary: REF_BRIDGE }, conf);
+  assert.match(sb.inNode(["nft", "list", "table", "bridge", "nat"]).stdout, /macspoofchk-c-eth0/);
+  assert.is(cni(sb, "DEL", { id: "c", netns: c.path }, withPrev(conf, rc)).code, 0, "our DEL of the reference's spoof check");
   const left = sb.inNode(["nft", "list", "table", "bridge", "nat"]).stdout;
   assert.not.match(left, /cni-br-iface|macspoofchk/);
 });
