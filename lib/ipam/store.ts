@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { accessSync, closeSync, constants as F, linkSync, lstatSync, mkdirSync, openSync, readdirSync, readSync, renameSync, statSync, unlinkSync, utimesSync, writeSync } from "node:fs";
+import { accessSync, closeSync, constants as F, linkSync, lstatSync, mkdirSync, openSync, readdirSync, readSync, statSync, unlinkSync, utimesSync, writeSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { CniError, Code } from "../cni/errors.ts";
 import { lockExclusive } from "../kernel/flock.ts";
@@ -289,21 +289,17 @@ export class StoreTransaction {
   }
 
   private readEntry(owner: string): string[] {
-    const text = readSmall(this.entryPath(owner));
-    if (text === undefined) return [];
-    try {
-      const e = JSON.parse(text) as { owner?: unknown; ips?: unknown };
-      if (e.owner === owner && Array.isArray(e.ips)) return e.ips.filter((x): x is string => typeof x === "string");
-    } catch {
-      // a torn entry is as good as none; the stamp check catches what it would have listed
-    }
-    return [];
+    const entry = parseEntry(readSmall(this.entryPath(owner)));
+    return entry?.owner === owner ? entry.ips : [];
   }
 
-  private writeEntry(owner: string, names: readonly string[]) {
-    const path = this.entryPath(owner);
+  /**
+   * Written in place: every entry write happens after <net> changed and before the new stamp, so a
+   * write torn by a kill is always followed by a rebuild, which discards it.
+   */
+  private writeEntry(owner: string, names: readonly string[], path = this.entryPath(owner)) {
     if (names.length === 0) return removeIfExists(path);
-    writeAtomically(path, JSON.stringify({ owner, ips: names }));
+    writeSmall(path, JSON.stringify({ owner, ips: names }), 0o600);
   }
 
   private indexIsCurrent(): boolean {
@@ -335,18 +331,10 @@ export class StoreTransaction {
     for (const file of readdirSync(this.privateDir)) {
       if (!file.startsWith(ENTRY_PREFIX)) continue;
       const path = join(this.privateDir, file);
-      let owner: string | undefined;
-      try {
-        owner = (JSON.parse(readSmall(path) ?? "") as { owner?: string }).owner;
-      } catch {
-        owner = undefined;
-      }
-      const names = owner !== undefined ? want.get(owner) : undefined;
-      if (owner === undefined || !names || path !== this.entryPath(owner)) {
-        removeIfExists(path);
-        continue;
-      }
-      if (sameMembers(this.readEntry(owner), names)) want.delete(owner);
+      const entry = parseEntry(readSmall(path));
+      const names = entry && path === this.entryPath(entry.owner) ? want.get(entry.owner) : undefined;
+      if (!names) removeIfExists(path); // torn, misplaced, or its owner holds nothing now
+      else if (sameMembers(entry!.ips, names)) want.delete(entry!.owner); // already right; others are rewritten below
     }
     for (const [owner, names] of want) this.writeEntry(owner, names);
     this.stamp();
@@ -392,6 +380,21 @@ function makeRealDir(path: string, mode: number) {
   isRealDir(path);
 }
 
+/** An index entry: an owner and the address names it holds. A torn or foreign file parses as none. */
+function parseEntry(text: string | undefined): { owner: string; ips: string[] } | undefined {
+  if (text === undefined) return undefined;
+  try {
+    const e = JSON.parse(text) as { owner?: unknown; ips?: unknown };
+    if (typeof e.owner === "string" && Array.isArray(e.ips)) return { owner: e.owner, ips: e.ips.filter((x): x is string => typeof x === "string") };
+  } catch {
+    // torn by a kill: the stamp check makes sure a rebuild follows
+  }
+  return undefined;
+}
+
+// One buffer for every read: the code is synchronous, and a rebuild reads thousands of small files.
+const readBuffer = Buffer.allocUnsafe(MAX_RESERVATION_BYTES);
+
 function readSmall(path: string): string | undefined {
   let fd: number;
   try {
@@ -400,7 +403,7 @@ function readSmall(path: string): string | undefined {
     return undefined;
   }
   try {
-    const buf = Buffer.allocUnsafe(MAX_RESERVATION_BYTES);
+    const buf = readBuffer;
     let len = 0;
     for (;;) {
       const n = readSync(fd, buf, len, buf.length - len, null);
@@ -451,13 +454,6 @@ function writeSmall(path: string, content: string, mode: number) {
   } finally {
     closeSync(fd);
   }
-}
-
-function writeAtomically(path: string, content: string) {
-  const tmp = `${path}.tmp`;
-  removeIfExists(tmp);
-  createExclusive(tmp, content);
-  renameSync(tmp, path);
 }
 
 function removeIfExists(path: string) {
