@@ -86,7 +86,8 @@ async function loadBackend(c: PortmapConfig): Promise<PortmapBackend> {
     conditionsV4: c.conditionsV4 ?? undefined,
     conditionsV6: c.conditionsV6 ?? undefined,
   };
-  if (selectBackend(c) === "iptables") {
+  const { defaultBackend } = await import("../lib/net/masquerade.ts");
+  if (selectBackend(c, defaultBackend) === "iptables") {
     const ipt = await import("../lib/net/portmap-iptables.ts");
     const opts = (req: Request<PortmapConfig>) => ({
       ...common,

@@ -1,19 +1,9 @@
+import { createHash } from "node:crypto";
 import { CniError, Code } from "../cni/errors.ts";
 import { formatIP, type CIDR } from "../ipam/ip.ts";
 import { iptablesRestore, iptablesSave, restoreQuote, type Family } from "../kernel/netfilter.ts";
 import { tokenize } from "./firewall-iptables.ts";
-import {
-  canonicalIp,
-  chainNameFor,
-  cidrOf,
-  dnatComment,
-  hostPortTarget,
-  isV6,
-  mappingsForFamily,
-  networkText,
-  parseDnatComment,
-  type PortMapping,
-} from "./portmap.ts";
+import { canonicalIp, cidrOf, hostPortTarget, isV6, mappingsForFamily, networkText, type PortMapping } from "./portmap.ts";
 
 /**
  * iptables backend, with the reference's chain layout (table nat):
@@ -29,6 +19,23 @@ export const SETMARK_CHAIN = "CNI-HOSTPORT-SETMARK";
 export const MASQ_CHAIN = "CNI-HOSTPORT-MASQ";
 const OLD_SNAT_CHAIN = "CNI-HOSTPORT-SNAT";
 const MULTIPORT_MAX = 15;
+
+/** "CNI-DN-" + the first 21 hex digits of SHA-512(network name + container ID), as the reference. */
+export function chainNameFor(prefix: "DN-" | "SN-", network: string, containerId: string): string {
+  return ("CNI-" + prefix + createHash("sha512").update(network + containerId).digest("hex")).slice(0, 28);
+}
+
+/** Comment on the entry rules; it is also how GC tells this network's chains from others'. */
+export function dnatComment(network: string, containerId: string): string {
+  const c = `dnat name: "${network}" id: "${containerId}"`;
+  return c.length > 255 ? c.slice(0, 253) + "..." : c;
+}
+
+/** Parses a dnatComment back into its network and container ID (undefined for other comments). */
+export function parseDnatComment(comment: string): { network: string; containerId: string } | undefined {
+  const m = /^dnat name: "([^"]*)" id: "([^"]*)"$/.exec(comment);
+  return m ? { network: m[1]!, containerId: m[2]! } : undefined;
+}
 
 export interface IptablesOptions {
   network: string;

@@ -1,10 +1,8 @@
-import { createHash } from "node:crypto";
 import { z } from "zod";
 import { BaseConfig, parseWith } from "../cni/config.ts";
 import { CniError, Code } from "../cni/errors.ts";
 import type { Result } from "../cni/result.ts";
 import { formatIP, maskOf, parseCIDR, parseIP, type CIDR } from "../ipam/ip.ts";
-import { defaultBackend } from "./masquerade.ts";
 
 /**
  * Port-mapping configuration and the facts both backends derive from it: which mappings apply to
@@ -136,12 +134,12 @@ function backendSpecificOptions(c: Pick<PortmapConfig, "externalSetMarkChain" | 
 }
 
 /**
- * The backend for this call: the configured one, else the reference's default (iptables unless only
- * nft is installed, decided from PATH without starting anything). Called only when there is work.
+ * The backend for this call: the configured one, else `auto()` (the reference's default, decided by
+ * the caller from what is installed). Called only when there is work to do.
  */
-export function selectBackend(c: PortmapConfig): Backend {
+export function selectBackend(c: PortmapConfig, auto: () => Backend): Backend {
   if (c.backend) return c.backend;
-  const backend = defaultBackend();
+  const backend = auto();
   const foreign = backendSpecificOptions(c, backend === "iptables" ? "nftables" : "iptables");
   if (foreign.length > 0) {
     throw new CniError(Code.InvalidConfig, `${backend} backend was selected but configuration contains ${backend === "iptables" ? "nftables" : "iptables"}-specific options [${foreign.join(" ")}]; set "backend"`);
@@ -194,23 +192,6 @@ export function mappingsForFamily(mappings: readonly PortMapping[], v6: boolean)
     out.push(a.n === 0n ? { ...m } : { ...m, matchDst: m.hostIP });
   }
   return out;
-}
-
-/** "CNI-DN-" + the first 21 hex digits of SHA-512(network name + container ID), as the reference. */
-export function chainNameFor(prefix: "DN-" | "SN-", network: string, containerId: string): string {
-  return ("CNI-" + prefix + createHash("sha512").update(network + containerId).digest("hex")).slice(0, 28);
-}
-
-/** Comment on the entry rules; it is also how GC tells this network's chains from others'. */
-export function dnatComment(network: string, containerId: string): string {
-  const c = `dnat name: "${network}" id: "${containerId}"`;
-  return c.length > 255 ? c.slice(0, 253) + "..." : c;
-}
-
-/** Parses a dnatComment back into its network and container ID (undefined for other comments). */
-export function parseDnatComment(comment: string): { network: string; containerId: string } | undefined {
-  const m = /^dnat name: "([^"]*)" id: "([^"]*)"$/.exec(comment);
-  return m ? { network: m[1]!, containerId: m[2]! } : undefined;
 }
 
 /** Attachments the runtime still holds, from a GC request (with libcni's older key as fallback). */

@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { BIN, REF_BIN, cniEnv, type Sandbox } from "./sandbox.ts";
+import { BIN, REF_BIN, Sandbox, cniEnv } from "./sandbox.ts";
 
 /**
  * Pieces for portmap integration tests: a container attached to a bridge in the node namespace
@@ -9,9 +9,9 @@ import { BIN, REF_BIN, cniEnv, type Sandbox } from "./sandbox.ts";
  * the peer address it saw, a one-shot client, and netfilter snapshots.
  */
 
-// The bridge and host-local used to build the container's network. Until the suite's own bridge is
-// complete the reference plugins provide it; PORTMAP_IFACE_BIN=<dir> chooses another set.
-export const IFACE_BIN = process.env.PORTMAP_IFACE_BIN ?? REF_BIN;
+// The bridge and host-local that build the container's network: the suite's own by default;
+// PORTMAP_IFACE_BIN=/usr/lib/cni runs the same tests over the reference plugins.
+export const IFACE_BIN = process.env.PORTMAP_IFACE_BIN ?? BIN;
 export const PORTMAP = join(BIN, "portmap");
 export const REF_PORTMAP = join(REF_BIN, "portmap");
 export const NETWORK = "pmnet";
@@ -157,6 +157,31 @@ export function portmapConfig(backend: string | undefined, mappings: PortMapping
 /** Runs a portmap binary (ours by default) for container `a` inside the node namespace. */
 export function runPortmap(sb: Sandbox, command: string, a: Pick<Attached, "id" | "path">, config: unknown, binary = PORTMAP) {
   return sb.plugin(binary, cniEnv(command, { CNI_CONTAINERID: a.id, CNI_NETNS: a.path }), config);
+}
+
+/** The same, without waiting: for calls that must overlap. */
+export function runPortmapAsync(sb: Sandbox, command: string, a: Pick<Attached, "id" | "path">, config: unknown): Promise<{ code: number; stdout: string }> {
+  const env = { PATH: process.env.PATH, ...cniEnv(command, { CNI_CONTAINERID: a.id, CNI_NETNS: a.path }) };
+  const child = spawn("ip", ["netns", "exec", sb.node, PORTMAP], { env, stdio: ["pipe", "pipe", "ignore"] });
+  child.stdin!.end(JSON.stringify(config));
+  let stdout = "";
+  child.stdout!.on("data", (d) => (stdout += d));
+  return new Promise((resolve) => child.on("close", (code) => resolve({ code: code ?? 1, stdout })));
+}
+
+/**
+ * Runs `body` in a fresh sandbox wired to an external host, then stops the servers it started and
+ * removes everything.
+ */
+export async function inTopology(body: (sb: Sandbox, t: Topology & { servers: ChildProcess[] }) => void | Promise<void>) {
+  const sb = new Sandbox("portmap");
+  const servers: ChildProcess[] = [];
+  try {
+    await body(sb, { ...buildTopology(sb), servers });
+  } finally {
+    for (const s of servers) s.kill();
+    sb.cleanup();
+  }
 }
 
 export interface Snapshot {

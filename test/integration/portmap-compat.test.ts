@@ -1,7 +1,6 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import type { ChildProcess } from "node:child_process";
-import { Sandbox } from "../helpers/sandbox.ts";
+import type { Sandbox } from "../helpers/sandbox.ts";
 import {
   EXT_V4,
   NETWORK,
@@ -10,7 +9,7 @@ import {
   REF_PORTMAP,
   ask,
   attach,
-  buildTopology,
+  inTopology,
   portmapConfig,
   runPortmap,
   snapshot,
@@ -33,48 +32,34 @@ const filtered = (sb: Sandbox) => {
   return { ipt4: withoutSharedChains(s.ipt4), ipt6: withoutSharedChains(s.ipt6) };
 };
 
-test("reference ADD, then our CHECK passes, traffic flows, and our DEL leaves nothing", async () => {
-  const sb = new Sandbox("portmap");
-  let server: ChildProcess | undefined;
-  try {
-    const { ext } = buildTopology(sb);
+test("reference ADD, then our CHECK passes, traffic flows, and our DEL leaves nothing", () =>
+  inTopology(async (sb, { ext, servers }) => {
     const a = attach(sb, "ctr-a");
     const before = filtered(sb);
     const add = runPortmap(sb, "ADD", a, ref(a.result), REF_PORTMAP);
     assert.is(add.code, 0, add.stdout);
     const check = runPortmap(sb, "CHECK", a, ours(a.result));
     assert.is(check.code, 0, check.stdout);
-    server = await startServer(sb, a.ns);
+    servers.push(await startServer(sb, a.ns));
     assert.is(ask(sb, ext, "tcp", NODE_V4, 8080), `peer=${EXT_V4}`);
     const del = runPortmap(sb, "DEL", a, ours());
     assert.is(del.code, 0, del.stdout);
     assert.equal(filtered(sb), before);
     assert.is(ask(sb, ext, "tcp", NODE_V4, 8080), "error ECONNREFUSED");
-  } finally {
-    server?.kill();
-    sb.cleanup();
-  }
-});
+  }));
 
-test("our ADD, then the reference's DEL leaves nothing", () => {
-  const sb = new Sandbox("portmap");
-  try {
-    buildTopology(sb);
+test("our ADD, then the reference's DEL leaves nothing", () =>
+  inTopology((sb) => {
     const a = attach(sb, "ctr-a");
     const before = filtered(sb);
     assert.is(runPortmap(sb, "ADD", a, ours(a.result)).code, 0);
     const del = runPortmap(sb, "DEL", a, ref(), REF_PORTMAP);
     assert.is(del.code, 0, del.stdout);
     assert.equal(filtered(sb), before);
-  } finally {
-    sb.cleanup();
-  }
-});
+  }));
 
-test("same layout: our ADD over the reference's is a no-op in shape, and the two share the top-level chains", () => {
-  const sb = new Sandbox("portmap");
-  try {
-    buildTopology(sb);
+test("same layout: our ADD over the reference's is a no-op in shape, and the two share the top-level chains", () =>
+  inTopology((sb) => {
     const a = attach(sb, "ctr-a");
     const b = attach(sb, "ctr-b");
     const before = filtered(sb);
@@ -94,15 +79,10 @@ test("same layout: our ADD over the reference's is a no-op in shape, and the two
     assert.is(runPortmap(sb, "DEL", a, ours()).code, 0);
     assert.is(runPortmap(sb, "DEL", b, ours()).code, 0);
     assert.equal(filtered(sb), before);
-  } finally {
-    sb.cleanup();
-  }
-});
+  }));
 
-test("GC (iptables) removes this network's chains of containers not in the valid list, nothing else", () => {
-  const sb = new Sandbox("portmap");
-  try {
-    buildTopology(sb);
+test("GC (iptables) removes this network's chains of containers not in the valid list, nothing else", () =>
+  inTopology((sb) => {
     const a = attach(sb, "ctr-a");
     const b = attach(sb, "ctr-b");
     assert.is(runPortmap(sb, "ADD", a, ours(a.result)).code, 0);
@@ -125,9 +105,6 @@ test("GC (iptables) removes this network's chains of containers not in the valid
     // And the chains themselves: three before, two now.
     assert.is(dump.split("\n").filter((l) => l.startsWith(":CNI-DN-")).length, 2, dump);
     assert.is(runPortmap(sb, "CHECK", a, ours(a.result)).code, 0);
-  } finally {
-    sb.cleanup();
-  }
-});
+  }));
 
 test.run();

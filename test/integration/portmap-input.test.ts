@@ -2,16 +2,13 @@ import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { Sandbox } from "../helpers/sandbox.ts";
-import { PORTMAP, attach, buildTopology, portmapConfig, runPortmap, snapshot } from "../helpers/portmap-net.ts";
-import { cniEnv } from "../helpers/sandbox.ts";
+import { cniEnv, type Sandbox } from "../helpers/sandbox.ts";
+import { PORTMAP, attach, inTopology, portmapConfig, runPortmap, snapshot } from "../helpers/portmap-net.ts";
 
 const good = { hostPort: 8080, containerPort: 80, protocol: "tcp" };
 
-test("bad input: a CNI error naming the field, and nothing programmed (both backends)", () => {
-  const sb = new Sandbox("portmap");
-  try {
-    buildTopology(sb);
+test("bad input: a CNI error naming the field, and nothing programmed (both backends)", () =>
+  inTopology((sb) => {
     const a = attach(sb, "ctr-a");
     const before = snapshot(sb);
     const cases: [string, unknown, RegExp][] = [
@@ -36,15 +33,10 @@ test("bad input: a CNI error naming the field, and nothing programmed (both back
     const bit = runPortmap(sb, "ADD", a, portmapConfig("iptables", [good], a.result, { markMasqBit: 32 }));
     assert.match(bit.json.msg, /markMasqBit/);
     assert.equal(snapshot(sb), before);
-  } finally {
-    sb.cleanup();
-  }
-});
+  }));
 
-test("a transaction the kernel refuses leaves nothing behind (both backends)", () => {
-  const sb = new Sandbox("portmap");
-  try {
-    buildTopology(sb);
+test("a transaction the kernel refuses leaves nothing behind (both backends)", () =>
+  inTopology((sb) => {
     const a = attach(sb, "ctr-a");
     const before = snapshot(sb);
     // A set-mark chain that does not exist: iptables-restore fails on the first mark rule.
@@ -56,10 +48,7 @@ test("a transaction the kernel refuses leaves nothing behind (both backends)", (
     assert.is(nft.code, 1, nft.stdout);
     assert.match(nft.json.msg, /nftables/);
     assert.equal(snapshot(sb), before);
-  } finally {
-    sb.cleanup();
-  }
-});
+  }));
 
 /** execve and locking calls of one plugin run, seen by strace inside the node namespace. */
 function traced(sb: Sandbox, command: string, config: unknown, a: { id: string; path: string }) {
@@ -74,10 +63,8 @@ function traced(sb: Sandbox, command: string, config: unknown, a: { id: string; 
   };
 }
 
-test("no port mappings: ADD, CHECK and DEL start no process and take no lock (both backends)", () => {
-  const sb = new Sandbox("portmap");
-  try {
-    buildTopology(sb);
+test("no port mappings: ADD, CHECK and DEL start no process and take no lock (both backends)", () =>
+  inTopology((sb) => {
     const a = attach(sb, "ctr-a");
     for (const backend of ["iptables", "nftables"]) {
       for (const mappings of [undefined, []]) {
@@ -95,9 +82,6 @@ test("no port mappings: ADD, CHECK and DEL start no process and take no lock (bo
       assert.ok(busy.execs.some((e) => /iptables-restore|nft$/.test(e)), busy.execs.join(" "));
       assert.is(traced(sb, "DEL", portmapConfig(backend, [good], a.result), a).code, 0);
     }
-  } finally {
-    sb.cleanup();
-  }
-});
+  }));
 
 test.run();

@@ -1,7 +1,5 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import type { ChildProcess } from "node:child_process";
-import { Sandbox } from "../helpers/sandbox.ts";
 import {
   EXT_V4,
   EXT_V6,
@@ -11,9 +9,10 @@ import {
   NODE_V6,
   ask,
   attach,
-  buildTopology,
+  inTopology,
   portmapConfig,
   runPortmap,
+  runPortmapAsync,
   snapshot,
   startServer,
   withoutHostportTables,
@@ -44,11 +43,8 @@ function assertRestored(backend: string, before: Snapshot, after: Snapshot) {
 }
 
 for (const backend of BACKENDS) {
-  test(`${backend}: external host, node and hairpin neighbour reach the container over TCP, UDP and IPv6`, async () => {
-    const sb = new Sandbox("portmap");
-    let server: ChildProcess | undefined;
-    try {
-      const { ext } = buildTopology(sb);
+  test(`${backend}: external host, node and hairpin neighbour reach the container over TCP, UDP and IPv6`, () =>
+    inTopology(async (sb, { ext, servers }) => {
       // A second node address, to show that a hostIP-bound mapping answers only on its own.
       sb.inNode(["ip", "addr", "add", "198.51.100.1/32", "dev", "lo"]);
       sb.inNs(ext, ["ip", "route", "add", "198.51.100.1/32", "via", NODE_V4]);
@@ -58,7 +54,7 @@ for (const backend of BACKENDS) {
       assert.is(add.code, 0, add.stdout);
       const { dns: _dns, ...passed } = a.result;
       assert.equal({ ...add.json, dns: undefined }, { ...passed, dns: undefined }, "ADD passes prevResult through");
-      server = await startServer(sb, a.ns);
+      servers.push(await startServer(sb, a.ns));
 
       // From outside, through the node's addresses: no masquerade, the container sees the client.
       assert.is(ask(sb, ext, "tcp", NODE_V4, 8080), `peer=${EXT_V4}`);
@@ -90,34 +86,32 @@ for (const backend of BACKENDS) {
       assert.is(del.code, 0, del.stdout);
       assert.is(ask(sb, ext, "tcp", NODE_V4, 8080), "error ECONNREFUSED");
       assert.is(ask(sb, sb.node, "tcp", "127.0.0.1", 8080), "error ECONNREFUSED");
-    } finally {
-      server?.kill();
-      sb.cleanup();
-    }
-  });
+    }));
 
-  test(`${backend}: with snat false nothing is masqueraded, so a hairpin neighbour gets no answer`, async () => {
-    const sb = new Sandbox("portmap");
-    let server: ChildProcess | undefined;
-    try {
-      const { ext } = buildTopology(sb);
+  test(`${backend}: with snat false nothing is masqueraded, so a hairpin neighbour gets no answer`, () =>
+    inTopology(async (sb, { ext, servers }) => {
       const a = attach(sb, "ctr-a");
       const b = attach(sb, "ctr-b");
       assert.is(runPortmap(sb, "ADD", a, portmapConfig(backend, MAPPINGS, a.result, { snat: false })).code, 0);
-      server = await startServer(sb, a.ns);
+      servers.push(await startServer(sb, a.ns));
       assert.is(ask(sb, ext, "tcp", NODE_V4, 8080), `peer=${EXT_V4}`);
       // The container answers the neighbour directly, from an address it did not ask: no reply.
       assert.is(ask(sb, b.ns, "tcp", NODE_V4, 8080), "error timeout");
-    } finally {
-      server?.kill();
-      sb.cleanup();
-    }
-  });
+    }));
 
-  test(`${backend}: DEL restores the ruleset, is idempotent and works without the netns`, () => {
-    const sb = new Sandbox("portmap");
-    try {
-      buildTopology(sb);
+  test(`${backend}: conditions restrict which traffic is forwarded`, () =>
+    inTopology(async (sb, { ext, servers }) => {
+      const a = attach(sb, "ctr-a");
+      const notExt = backend === "iptables" ? ["!", "-s", `${EXT_V4}/32`] : ["ip", "saddr", "!=", EXT_V4];
+      assert.is(runPortmap(sb, "ADD", a, portmapConfig(backend, MAPPINGS, a.result, { conditionsV4: notExt })).code, 0);
+      servers.push(await startServer(sb, a.ns));
+      assert.is(ask(sb, ext, "tcp", NODE_V4, 8080), "error ECONNREFUSED");
+      assert.is(ask(sb, sb.node, "tcp", "127.0.0.1", 8080), `peer=${GW_V4}`);
+      assert.is(ask(sb, ext, "tcp", NODE_V6, 8080), `peer=${EXT_V6}`, "conditionsV4 leave IPv6 alone");
+    }));
+
+  test(`${backend}: DEL restores the ruleset, is idempotent and works without the netns`, () =>
+    inTopology((sb) => {
       const a = attach(sb, "ctr-a");
       const before = snapshot(sb);
       const config = portmapConfig(backend, MAPPINGS, a.result);
@@ -133,15 +127,10 @@ for (const backend of BACKENDS) {
       const noNetns = runPortmap(sb, "DEL", gone, portmapConfig(backend, MAPPINGS));
       assert.is(noNetns.code, 0, noNetns.stdout);
       assertRestored(backend, before, snapshot(sb));
-    } finally {
-      sb.cleanup();
-    }
-  });
+    }));
 
-  test(`${backend}: CHECK passes after ADD and fails when a rule is missing`, () => {
-    const sb = new Sandbox("portmap");
-    try {
-      buildTopology(sb);
+  test(`${backend}: CHECK passes after ADD and fails when a rule is missing`, () =>
+    inTopology((sb) => {
       const a = attach(sb, "ctr-a");
       const config = portmapConfig(backend, MAPPINGS, a.result);
       assert.is(runPortmap(sb, "ADD", a, config).code, 0);
@@ -152,7 +141,8 @@ for (const backend of BACKENDS) {
       assert.is(runPortmap(sb, "CHECK", a, more).code, 1);
       if (backend === "iptables") {
         const chain = /^-A (CNI-DN-\w+) .*--dport 8080 -j DNAT/m.exec(snapshot(sb).ipt4)![1]!;
-        sb.inNode(["iptables", "-t", "nat", "-D", chain, "-p", "tcp", "--dport", "8080", "-j", "DNAT", "--to-destination", `${a.result.ips[0].address.split("/")[0]}:80`]);
+        const target = `${a.result.ips[0].address.split("/")[0]}:80`;
+        sb.inNode(["iptables", "-t", "nat", "-D", chain, "-p", "tcp", "--dport", "8080", "-j", "DNAT", "--to-destination", target]);
       } else {
         const listing = JSON.parse(sb.inNode(["nft", "-j", "-a", "list", "chain", "ip", "cni_hostport", "hostports"]).stdout).nftables;
         const rule = listing.find((o: any) => o.rule && JSON.stringify(o.rule.expr).includes("8080"))!.rule;
@@ -165,15 +155,10 @@ for (const backend of BACKENDS) {
       const noPrev = runPortmap(sb, "CHECK", a, portmapConfig(backend, MAPPINGS));
       assert.is(noPrev.code, 1);
       assert.match(noPrev.json.msg, /prevResult/);
-    } finally {
-      sb.cleanup();
-    }
-  });
+    }));
 
-  test(`${backend}: ADD flushes stale UDP conntrack entries of mapped ports only`, () => {
-    const sb = new Sandbox("portmap");
-    try {
-      buildTopology(sb);
+  test(`${backend}: ADD flushes stale UDP conntrack entries of mapped ports only`, () =>
+    inTopology((sb) => {
       const a = attach(sb, "ctr-a");
       const entry = (port: number) => ["conntrack", "-I", "-s", EXT_V4, "-d", NODE_V4, "-p", "udp", "--sport", "40000", "--dport", String(port), "-t", "300"];
       sb.inNode(entry(8053));
@@ -183,16 +168,10 @@ for (const backend of BACKENDS) {
       assert.is(runPortmap(sb, "ADD", a, portmapConfig(backend, MAPPINGS, a.result)).code, 0);
       assert.not.match(list(8053), /dport=8053/);
       assert.match(list(8054), /dport=8054/, "entries of other ports stay");
-    } finally {
-      sb.cleanup();
-    }
-  });
+    }));
 
-  test(`${backend}: the most recent container to claim a host port receives it`, async () => {
-    const sb = new Sandbox("portmap");
-    const servers: ChildProcess[] = [];
-    try {
-      const { ext } = buildTopology(sb);
+  test(`${backend}: the most recent container to claim a host port receives it`, () =>
+    inTopology(async (sb, { ext, servers }) => {
       const a = attach(sb, "ctr-a");
       const b = attach(sb, "ctr-b");
       const one = portmapConfig(backend, [{ hostPort: 8080, containerPort: 80, protocol: "tcp" }]);
@@ -203,11 +182,32 @@ for (const backend of BACKENDS) {
       assert.is(ask(sb, ext, "tcp", NODE_V4, 8080), `peer=${EXT_V4} tag=b`);
       assert.is(runPortmap(sb, "DEL", b, one).code, 0);
       assert.is(ask(sb, ext, "tcp", NODE_V4, 8080), `peer=${EXT_V4} tag=a`);
-    } finally {
-      for (const s of servers) s.kill();
-      sb.cleanup();
-    }
-  });
+    }));
+
+  test(`${backend}: concurrent ADDs and DELs of many containers share one set of top-level rules`, () =>
+    inTopology(async (sb, { ext, servers }) => {
+      const ctrs = Array.from({ length: 6 }, (_, i) => attach(sb, `ctr-${i}`));
+      const config = (i: number, prev?: unknown) => portmapConfig(backend, [{ hostPort: 8100 + i, containerPort: 80, protocol: "tcp" }], prev);
+      const adds = await Promise.all(ctrs.map((c, i) => runPortmapAsync(sb, "ADD", c, config(i, c.result))));
+      assert.equal(adds.map((r) => r.code), ctrs.map(() => 0), adds.map((r) => r.stdout).join(""));
+      const s = snapshot(sb);
+      if (backend === "iptables") {
+        const count = (re: RegExp) => s.ipt4.split("\n").filter((l) => re.test(l)).length;
+        assert.is(count(/^-A (PREROUTING|OUTPUT) .*-j CNI-HOSTPORT-DNAT$/), 2, s.ipt4);
+        assert.is(count(/^-A POSTROUTING .*-j CNI-HOSTPORT-MASQ$/), 1, s.ipt4);
+        assert.is(count(/^-A CNI-HOSTPORT-(SETMARK|MASQ) /), 2, s.ipt4);
+        assert.is(count(/^:CNI-DN-/), 6, s.ipt4);
+      } else {
+        assert.is(s.nft.split("\n").filter((l) => l.includes("jump hostports_all")).length, 4, s.nft);
+      }
+      servers.push(await startServer(sb, ctrs[5]!.ns));
+      assert.is(ask(sb, ext, "tcp", NODE_V4, 8105), `peer=${EXT_V4}`);
+      const dels = await Promise.all(ctrs.map((c, i) => runPortmapAsync(sb, "DEL", c, config(i))));
+      assert.equal(dels.map((r) => r.code), ctrs.map(() => 0), dels.map((r) => r.stdout).join(""));
+      const after = snapshot(sb);
+      if (backend === "iptables") assert.not.match(after.ipt4 + after.ipt6, /CNI-DN-|dnat name/);
+      else assert.not.throws(() => withoutHostportTables(after.nft), "no container rule left");
+    }));
 }
 
 test.run();

@@ -2,7 +2,9 @@ import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { CniError } from "../../lib/cni/errors.ts";
 import { formatIP, parseCIDR } from "../../lib/ipam/ip.ts";
-import { canonicalIp, chainNameFor, cidrOf, containerAddresses, dnatComment, mappingsForFamily, mappingsOf, networkText, parseDnatComment, parsePortmapConfig, selectBackend, validAttachments } from "../../lib/net/portmap.ts";
+import { chainNameFor, dnatComment, parseDnatComment } from "../../lib/net/portmap-iptables.ts";
+import { defaultBackend } from "../../lib/net/masquerade.ts";
+import { canonicalIp, cidrOf, containerAddresses, mappingsForFamily, mappingsOf, networkText, parsePortmapConfig, selectBackend, validAttachments } from "../../lib/net/portmap.ts";
 
 const base = { cniVersion: "1.0.0", name: "mynet", type: "portmap" };
 const withMappings = (portMappings: unknown, extra: Record<string, unknown> = {}) => ({ ...base, ...extra, runtimeConfig: { portMappings } });
@@ -78,7 +80,7 @@ function backendWithPath(c: ReturnType<typeof parsePortmapConfig>, path: string)
   const saved = process.env.PATH;
   process.env.PATH = path;
   try {
-    return selectBackend(c);
+    return selectBackend(c, defaultBackend);
   } catch (e) {
     return (e as Error).message.startsWith("iptables backend was selected") ? "iptables-conflict" : "other";
   } finally {
@@ -92,7 +94,7 @@ test("auto backend: iptables when iptables-restore is on PATH, else nftables whe
   // With neither tool the reference falls back to iptables; nft-only options then conflict.
   assert.is(backendWithPath(c, "/nonexistent"), "iptables");
   assert.is(backendWithPath(parsePortmapConfig({ ...base, conditionsV4: ["ip saddr 1.2.3.4"] }), "/nonexistent"), "iptables-conflict");
-  assert.is(selectBackend(parsePortmapConfig({ ...base, backend: "nftables" })), "nftables");
+  assert.is(selectBackend(parsePortmapConfig({ ...base, backend: "nftables" }), () => "iptables"), "nftables");
 });
 
 test("container addresses: first of each family, skipping host-side interfaces", () => {
