@@ -145,6 +145,8 @@ export class StoreTransaction {
   /** A change to <net> whose index update did not complete: leave the stamp stale so the next holder rebuilds. */
   private broken = false;
   private readonly tmpReservation: string;
+  /** Owner written in the temp file, while it exists. */
+  private tempOwner: string | undefined;
 
   constructor(
     readonly dir: string,
@@ -238,7 +240,12 @@ export class StoreTransaction {
       if (!createExclusive(target, owner)) return false;
     }
     this.markChanging();
-    removeIfExists(this.tmpReservation);
+    this.tempOwner = undefined;
+    try {
+      removeIfExists(this.tmpReservation);
+    } catch {
+      // a second name of a complete reservation; the next holder's begin() removes it
+    }
     try {
       this.writeEntry(owner, [...new Set([...this.readEntry(owner), name])]);
     } catch (e) {
@@ -277,9 +284,12 @@ export class StoreTransaction {
     return this.readEntry(owner).filter((name) => readSmall(join(this.dir, name))?.trim() === owner);
   }
 
+  /** The reservation to be, complete before it gets its name; reused across probes of taken addresses. */
   private prepareTemp(owner: string) {
+    if (this.tempOwner === owner) return;
     removeIfExists(this.tmpReservation);
     if (!createExclusive(this.tmpReservation, owner)) throw new StoreError(`cannot create ${this.tmpReservation}`);
+    this.tempOwner = owner;
   }
 
   // ---- index ----
@@ -314,7 +324,8 @@ export class StoreTransaction {
   private scan(): Map<string, string> {
     const out = new Map<string, string>();
     for (const d of readdirSync(this.dir, { withFileTypes: true })) {
-      if (!d.isFile() || !parseIP(d.name)) continue;
+      // Some file systems do not report types (DT_UNKNOWN): read those; readSmall refuses symlinks.
+      if (d.isDirectory() || d.isSymbolicLink() || d.isFIFO() || d.isSocket() || d.isCharacterDevice() || d.isBlockDevice() || !parseIP(d.name)) continue;
       const content = readSmall(join(this.dir, d.name));
       if (content !== undefined) out.set(d.name, content.trim());
     }
