@@ -27,6 +27,7 @@ const MAPPINGS = [
   { hostPort: 8080, containerPort: 80, protocol: "tcp" },
   { hostPort: 8053, containerPort: 53, protocol: "udp" },
   { hostPort: 9090, containerPort: 80, protocol: "tcp", hostIP: NODE_V4 },
+  { hostPort: 9091, containerPort: 80, protocol: "tcp", hostIP: NODE_V6 },
 ];
 
 /** After DEL, the ruleset is what it was before ADD, apart from the shared top-level chains. */
@@ -80,6 +81,8 @@ for (const backend of BACKENDS) {
       assert.is(ask(sb, ext, "tcp", "198.51.100.1", 9090), "error ECONNREFUSED");
       assert.is(ask(sb, sb.node, "tcp", "127.0.0.1", 9090), "error ECONNREFUSED");
       assert.is(ask(sb, ext, "tcp", NODE_V6, 9090), "error ECONNREFUSED");
+      assert.is(ask(sb, ext, "tcp", NODE_V6, 9091), `peer=${EXT_V6}`);
+      assert.is(ask(sb, ext, "tcp", NODE_V4, 9091), "error ECONNREFUSED");
 
       // After DEL the ports are closed again.
       const del = runPortmap(sb, "DEL", a, portmapConfig(backend, MAPPINGS, a.result));
