@@ -1,0 +1,252 @@
+import type { Pair } from "./ab.ts";
+import { fmt, fmtRatio, fmtSummary, ratio, summarize } from "./stats.ts";
+import type { Burst } from "../scenarios/concurrency.ts";
+import type { DataPath } from "../scenarios/datapath.ts";
+import type { Crowded, Samples, SinglePod } from "../scenarios/latency.ts";
+import type { Activity, Operation } from "../scenarios/spawns.ts";
+import type { Memory } from "../scenarios/startup.ts";
+import { countPrograms } from "./strace.ts";
+
+/** Everything one run measured; rendered by `renderReport`. */
+export interface Results {
+  mode: "quick" | "full";
+  date: string;
+  durationS: number;
+  machine: [string, string][];
+  loadAtEnd: string;
+  settings: { iterations: number; crowd: number; crowdIterations: number; burst: number; burstRounds: number; traceRuns: number };
+  single: Pair<SinglePod>;
+  noPorts: Pair<Samples>;
+  activity: Pair<Activity>;
+  version: Pair<Samples & { rssKb: number[] }>;
+  memory: Pair<Memory>;
+  burst: Pair<Burst>;
+  crowded: Pair<Crowded>;
+  dataPath?: DataPath;
+  /** Markdown from bench/ipam-alloc.mjs (issue 3), when that script exists. */
+  ipamAlloc?: string;
+}
+
+type Status = "met" | "**missed**" | "";
+interface Row {
+  what: string;
+  ours: string;
+  ref: string;
+  ratio: string;
+  cpu: string;
+  target: string;
+  status: Status;
+}
+
+const check = (ok: boolean): Status => (ok ? "met" : "**missed**");
+const med = (xs: readonly number[]) => summarize(xs).median;
+
+function timingRow(what: string, ours: Samples, ref: Samples, max?: number): Row {
+  const r = ratio(med(ours.wall), med(ref.wall));
+  return {
+    what,
+    ours: fmtSummary(summarize(ours.wall)),
+    ref: fmtSummary(summarize(ref.wall)),
+    ratio: fmtRatio(r),
+    cpu: `${fmt(med(ours.cpu))} / ${fmt(med(ref.cpu))}`,
+    target: max === undefined ? "" : `≤ ${max.toFixed(2)}`,
+    status: max === undefined ? "" : check(r <= max),
+  };
+}
+
+function growthRow(what: string, ours: [number[], number[]], ref: [number[], number[]], max: number): Row {
+  const o = ratio(med(ours[1]), med(ours[0]));
+  const f = ratio(med(ref[1]), med(ref[0]));
+  return { what, ours: fmtRatio(o), ref: fmtRatio(f), ratio: "", cpu: "", target: `ours ≤ ${max.toFixed(2)}`, status: check(o <= max) };
+}
+
+function countRow(what: string, ours: number, ref: number, target: number, ok: (n: number) => boolean): Row {
+  return { what, ours: String(ours), ref: String(ref), ratio: "", cpu: "", target: String(target), status: check(ok(ours)) };
+}
+
+function summaryRows(r: Results): Row[] {
+  const { single: s, crowded: c, burst: b } = r;
+  const n = c.ours.others + 1;
+  const burstWall = (key: "addWall" | "delWall", what: string): Row => {
+    const ours = { wall: b.ours[key], cpu: [] };
+    const ref = { wall: b.reference[key], cpu: [] };
+    return { ...timingRow(what, ours, ref, 1.0), cpu: "" };
+  };
+  const portmapSpawns = (a: Activity) => a["DEL, no port mappings"].find((p) => p.plugin === "portmap")?.spawned.length ?? NaN;
+  return [
+    timingRow("1 · ADD, one pod", s.ours.add, s.reference.add, 1.0),
+    timingRow("1 · DEL, one pod", s.ours.del, s.reference.del, 0.8),
+    timingRow("1 · ADD+DEL cycle", s.ours.cycle, s.reference.cycle, 0.8),
+    timingRow(`2 · ADD, pod ${n} (${n - 1} on the bridge)`, c.ours.add, c.reference.add),
+    growthRow(`2 · ADD pod ${n} ÷ ADD pod 1`, [s.ours.add.wall, c.ours.add.wall], [s.reference.add.wall, c.reference.add.wall], 1.1),
+    timingRow(`2 · DEL, pod ${n}`, c.ours.del, c.reference.del),
+    growthRow(`2 · DEL pod ${n} ÷ DEL pod 1`, [s.ours.del.wall, c.ours.del.wall], [s.reference.del.wall, c.reference.del.wall], 1.1),
+    burstWall("addWall", `3 · ${r.settings.burst} concurrent ADDs, wall`),
+    burstWall("delWall", `3 · ${r.settings.burst} concurrent DELs, wall`),
+    countRow("3 · failed operations", b.ours.addErrors + b.ours.delErrors, b.reference.addErrors + b.reference.delErrors, 0, (x) => x === 0),
+    countRow("3 · distinct addresses (lowest round)", Math.min(...b.ours.distinct), Math.min(...b.reference.distinct), r.settings.burst, (x) => x === r.settings.burst),
+    countRow("3 · addresses still reserved after the DELs", Math.max(...b.ours.leftover), Math.max(...b.reference.leftover), 0, (x) => x === 0),
+    timingRow("4 · DEL, pod without port mappings", r.noPorts.ours, r.noPorts.reference),
+    countRow("4 · processes portmap spawns in that DEL", portmapSpawns(r.activity.ours), portmapSpawns(r.activity.reference), 0, (x) => x === 0),
+    timingRow("6 · VERSION of bridge (no client)", r.version.ours, r.version.reference),
+  ];
+}
+
+function table(head: string[], rows: string[][]): string {
+  const line = (cells: string[]) => `| ${cells.join(" | ")} |`;
+  return [line(head), line(head.map(() => "---")), ...rows.map(line)].join("\n");
+}
+
+function byNetworkTable(r: Results): string {
+  const ours = r.single.ours.byNetwork;
+  const ref = r.single.reference.byNetwork;
+  const rows = (Object.keys(ours) as (keyof typeof ours)[]).map((k) => {
+    const x = timingRow(k, ours[k], ref[k]);
+    return [x.what, x.ours, x.ref, x.ratio, x.cpu];
+  });
+  return [
+    "### 1 · Where a pod's time goes, by network",
+    "",
+    "Scenario 1 split into its libcni runs (each includes the client's own start, about the same on both sides); ms, median [min–max].",
+    "",
+    table(["libcni run", "ours", "reference", "ours/ref", "CPU ours / ref"], rows),
+  ].join("\n");
+}
+
+function activityTables(r: Results): string {
+  const ops: Operation[] = ["ADD", "DEL", "DEL, no port mappings"];
+  const spawnRows: string[][] = [];
+  const phaseRows: string[][] = [];
+  for (const op of ops) {
+    const ours = r.activity.ours[op];
+    const ref = r.activity.reference[op];
+    const plugins = [...new Set([...ref.map((p) => p.plugin), ...ours.map((p) => p.plugin)])];
+    const total = (list: typeof ours) => list.reduce((n, p) => n + p.spawned.length, 0);
+    for (const plugin of plugins) {
+      const o = ours.find((p) => p.plugin === plugin);
+      const f = ref.find((p) => p.plugin === plugin);
+      const cell = (p?: (typeof ours)[number]) => (p ? `${p.spawned.length}: ${countPrograms(p.spawned)}` : plugin === "host-local" ? "in-process (bridge)" : "not run");
+      spawnRows.push([op, plugin, cell(o), cell(f)]);
+      const phase = (p?: (typeof ours)[number]) => (p ? `${fmt(med(p.lifetimeMs))} / ${fmt(med(p.firstSpawnMs))} / ${fmt(med(p.childrenMs))}` : "–");
+      phaseRows.push([op, plugin, phase(o), phase(f)]);
+    }
+    spawnRows.push([op, "**all plugins**", `**${total(ours)}**`, `**${total(ref)}**`]);
+  }
+  return [
+    "### 5 · Processes spawned per plugin",
+    "",
+    "Every program a plugin ran during the pod operation (both networks), directly or through a helper (`nsenter→ip` is one process); " +
+      "counted with `strace -f` on the libcni client, each exec attributed to the nearest plugin above it in the process tree. " +
+      "Our host-local runs inside bridge, so it spawns nothing of its own.",
+    "",
+    table(["operation", "plugin", "ours", "reference"], spawnRows),
+    "",
+    `Where each plugin's time goes, under strace (slower than without it; compare proportions), median of ${r.settings.traceRuns} run(s): ` +
+      "lifetime / exec to first spawn (start-up plus work before the first child) / time inside spawned children, ms.",
+    "",
+    table(["operation", "plugin", "ours", "reference"], phaseRows),
+  ].join("\n");
+}
+
+function memoryTable(r: Results): string {
+  const mib = (kb: number) => (Number.isFinite(kb) ? (kb / 1024).toFixed(1) : "–");
+  const plugins = [...new Set([...Object.keys(r.memory.reference.perPlugin), ...Object.keys(r.memory.ours.perPlugin)])];
+  const rows = plugins.map((p) => {
+    const o = r.memory.ours.perPlugin[p];
+    const f = r.memory.reference.perPlugin[p];
+    return [p, o ? mib(med(o)) : p === "host-local" ? "in-process (bridge)" : "–", f ? mib(med(f)) : "–"];
+  });
+  rows.push(["largest single process of the ADD (libcni client included)", mib(med(r.memory.ours.largestKb)), mib(med(r.memory.reference.largestKb))]);
+  rows.push(["bridge answering VERSION", mib(med(r.version.ours.rssKb)), mib(med(r.version.reference.rssKb))]);
+  return [
+    "### 6 · Start-up and memory",
+    "",
+    `VERSION of bridge, run directly: ours ${fmtSummary(summarize(r.version.ours.wall))} ms, reference ${fmtSummary(summarize(r.version.reference.wall))} ms ` +
+      `(CPU ${fmt(med(r.version.ours.cpu))} / ${fmt(med(r.version.reference.cpu))} ms).`,
+    "",
+    "Peak resident memory (MiB, median) of each plugin process during one pod ADD (with what it spawned), from wait4:",
+    "",
+    table(["process", "ours", "reference"], rows),
+  ].join("\n");
+}
+
+function dataPathTable(d: DataPath): string {
+  const veth = med(d.veth);
+  const row = (what: string, p: Pair<number[]>) => [what, fmt(med(p.ours), 2), fmt(med(p.reference), 2), fmtRatio(med(p.ours) / veth), fmtRatio(med(p.reference) / veth)];
+  return [
+    "### 7 · Data path (iperf3, one TCP stream)",
+    "",
+    `Gbit/s, median of ${d.veth.length} run(s) of ${d.seconds} s; baseline: two namespaces joined by a plain veth pair, ${fmt(veth, 2)} Gbit/s.`,
+    "",
+    table(
+      ["path", "ours", "reference", "ours ÷ veth", "reference ÷ veth"],
+      [row("pod → pod over the bridge", d.podToPod), row("external host → hostPort → pod", d.externalToHostPort)],
+    ),
+  ].join("\n");
+}
+
+/** Another script's output: kept as is when it is markdown, in a code block when it is plain text. */
+function asMarkdown(text: string): string {
+  const t = text.trim();
+  return /^(\||#|_)/m.test(t) ? t : "```\n" + t + "\n```";
+}
+
+export function renderReport(r: Results): string {
+  const rows = summaryRows(r);
+  const missed = rows.filter((x) => x.status === "**missed**").map((x) => x.what);
+  const st = r.settings;
+  return [
+    `# Benchmark: tscni vs the reference plugins`,
+    "",
+    `${r.date}, ${r.mode} mode (\`npm run bench${r.mode === "quick" ? " -- --quick" : ""}\`), ${r.durationS.toFixed(0)} s. ` +
+      "Figures from a busy machine are noisy; compare runs made on a quiet one.",
+    "",
+    table(["", ""], [...r.machine, ["load average at end", r.loadAtEnd]]),
+    "",
+    "## Summary",
+    "",
+    `Wall time per pod operation in ms, median [min–max] of ${st.iterations} alternating runs per side ` +
+      `(scenario 2, pod ${st.crowd}: ${st.crowdIterations}; scenario 3: ${st.burstRounds} round(s)); ratio = ours ÷ reference medians; ` +
+      "CPU = user+system ms of the whole process tree (client, plugins, what they spawn), medians ours / reference.",
+    "",
+    table(
+      ["scenario", "ours", "reference", "ours/ref", "CPU ours / ref", "target", ""],
+      rows.map((x) => [x.what, x.ours, x.ref, x.ratio, x.cpu, x.target, x.status]),
+    ),
+    "",
+    missed.length ? `Targets missed: ${missed.join("; ")}.` : "All targets met.",
+    ...(r.burst.ours.firstErrors.length ? ["", `First failures (ours): ${r.burst.ours.firstErrors.join(" · ")}`] : []),
+    ...(r.burst.reference.firstErrors.length ? ["", `First failures (reference): ${r.burst.reference.firstErrors.join(" · ")}`] : []),
+    "",
+    byNetworkTable(r),
+    "",
+    activityTables(r),
+    "",
+    memoryTable(r),
+    "",
+    ...(r.dataPath ? [dataPathTable(r.dataPath), ""] : []),
+    ...(r.ipamAlloc ? ["### host-local allocation cost (issue 3, bench/ipam-alloc.mjs)", "", asMarkdown(r.ipamAlloc), ""] : []),
+    "## How it is measured",
+    "",
+    "- **Configuration** (same file for both sides, cniVersion 1.0.0): loopback as a network of its own, as containerd runs its " +
+      "built-in `cni-loopback`, then the pod network: `bridge` (isGateway, ipMasq, hairpinMode) with `host-local` (10.99.0.0/16, " +
+      "default route, dataDir per side) chained to `portmap` (portMappings capability, snat). A pod operation is the two networks' " +
+      "libcni runs in a row (ADD: loopback then pod network; DEL: the reverse); each pod publishes one TCP host port (scenario 4: an " +
+      "empty portMappings list, as containerd sends), and CNI_ARGS carries what the kubelet's runtimes send (IgnoreUnknown=1, K8S_POD_*).",
+    "- **Client**: the same libcni client (test/libcni-client, Debian's libcni) for both sides; only CNI_PATH differs (ours, or " +
+      "/usr/lib/cni). Each side has its own node network namespace, libcni cache directory and IPAM data directory, so runs alternate " +
+      "(ours first, then reference first, ...) without cleaning up in between.",
+    "- **Timing**: a small Go worker (bench/worker) started once inside each node namespace with `ip netns exec` forks the client " +
+      "and measures fork-to-exit wall time and, from wait4, the CPU time and peak RSS of the whole process tree; the ~10 ms of " +
+      "`ip netns exec` itself is outside every figure. Container namespaces are created from the root namespace before the clock starts.",
+    `- **Scenario 1** measures on a bridge with no other pod (after two warm-up pods created the bridge and chains); its ADDs and DELs ` +
+      `are the pod-1 baseline of **scenario 2**, which adds ${st.crowd - 1} pods (each with its own host port) and then measures pod ${st.crowd}.`,
+    `- **Scenario 3** starts ${st.burst} pod ADDs at once, then their DELs at once, on a bridge with no other pod.`,
+    "- **Scenarios 4–5** run the client under `strace -f --seccomp-bpf` (execve, clone, exit) in separate, untimed runs.",
+    "- **Scenario 6**: VERSION is the plugin run directly; per-plugin memory comes from running each plugin behind the worker in " +
+      "wrapper mode (our host-local stays in-process).",
+    "- **Scenario 7**: iperf3 between two pods of each side's bridge, and from an external-host namespace linked to the node by a " +
+      "veth pair to the node's address on the published host port, each as a ratio to a plain veth pair.",
+    "",
+  ].join("\n");
+}

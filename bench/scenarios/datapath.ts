@@ -1,0 +1,81 @@
+import { spawn } from "node:child_process";
+import { setTimeout as sleep } from "node:timers/promises";
+import { Sandbox, sh } from "../../test/helpers/sandbox.ts";
+import { alternate, pairOf, type Pair, type Sides } from "../lib/ab.ts";
+import { must } from "./latency.ts";
+
+/**
+ * Scenario 7: TCP throughput (iperf3, one stream) through what the plugins set up, against the same
+ * measurement between two namespaces joined by a plain veth pair: the ratio is the cost of the
+ * configuration (bridge, hairpin, netfilter rules, NAT), not of the kernel or the machine.
+ */
+
+const SERVER_PORT = 5201;
+const HOST_PORT = 15201;
+const NODE_ADDR = "192.0.2.1";
+
+export interface DataPath {
+  /** Gbit/s per run. */
+  veth: number[];
+  podToPod: Pair<number[]>;
+  externalToHostPort: Pair<number[]>;
+  seconds: number;
+}
+
+export async function dataPath(sides: Sides, runs: number, seconds: number): Promise<DataPath> {
+  const out: DataPath = { veth: [], podToPod: pairOf(() => []), externalToHostPort: pairOf(() => []), seconds };
+  const baseline = new Sandbox("bchvet");
+  try {
+    const a = baseline.addNamespace("a");
+    const b = baseline.addNamespace("b");
+    sh(["ip", "link", "add", "eth0", "netns", a, "type", "veth", "peer", "name", "eth0", "netns", b]);
+    for (const [ns, addr] of [[a, "198.51.100.1/24"], [b, "198.51.100.2/24"]] as const) {
+      baseline.inNs(ns, ["ip", "addr", "add", addr, "dev", "eth0"]);
+      baseline.inNs(ns, ["ip", "link", "set", "eth0", "up"]);
+      baseline.inNs(ns, ["ip", "link", "set", "lo", "up"]);
+    }
+    const setups = pairOf(() => ({ server: "", client: "", serverIp: "", external: "" }));
+    for (const key of ["ours", "reference"] as const) {
+      const side = sides[key];
+      const server = side.newPod(HOST_PORT, SERVER_PORT);
+      const client = side.newPod();
+      must(await side.addPod(server), side, "ADD of the iperf3 server pod");
+      must(await side.addPod(client), side, "ADD of the iperf3 client pod");
+      const external = side.sandbox.addExternalHost(`${NODE_ADDR}/24`, "192.0.2.2/24");
+      setups[key] = { server: server.netns, client: client.netns, serverIp: server.ip!, external };
+    }
+    for (let i = 0; i < runs; i++) {
+      out.veth.push(await iperf(b, a, "198.51.100.2", SERVER_PORT, SERVER_PORT, seconds));
+      await alternate(sides, 1, async (_side, key) => {
+        const s = setups[key];
+        out.podToPod[key].push(await iperf(s.server, s.client, s.serverIp, SERVER_PORT, SERVER_PORT, seconds));
+        out.externalToHostPort[key].push(await iperf(s.server, s.external, NODE_ADDR, HOST_PORT, SERVER_PORT, seconds));
+      });
+    }
+  } finally {
+    baseline.cleanup();
+  }
+  return out;
+}
+
+/** One iperf3 test: server in `serverNs` on `serverPort`, client in `clientNs` to target:port. */
+async function iperf(serverNs: string, clientNs: string, target: string, port: number, serverPort: number, seconds: number): Promise<number> {
+  const server = spawn("ip", ["netns", "exec", serverNs, "iperf3", "-s", "-1", "-p", String(serverPort)], { stdio: "ignore" });
+  try {
+    for (let attempt = 0; ; attempt++) {
+      const r = sh(["ip", "netns", "exec", clientNs, "iperf3", "-c", target, "-p", String(port), "-t", String(seconds), "-J"], {
+        allowFailure: true,
+        timeoutMs: (seconds + 20) * 1000,
+      });
+      if (r.code === 0) {
+        const bps = JSON.parse(r.stdout)?.end?.sum_received?.bits_per_second;
+        if (typeof bps === "number") return bps / 1e9;
+      }
+      // The server may not be listening yet.
+      if (attempt >= 20) throw new Error(`iperf3 ${clientNs} -> ${target}:${port} failed: ${r.stderr}${r.stdout.slice(0, 500)}`);
+      await sleep(100);
+    }
+  } finally {
+    server.kill();
+  }
+}
