@@ -12,7 +12,8 @@ import { existsSync, writeFileSync } from "node:fs";
 import { loadavg, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
-import { REF_BIN } from "../test/helpers/sandbox.ts";
+import { setTimeout as sleep } from "node:timers/promises";
+import { REF_BIN, Sandbox } from "../test/helpers/sandbox.ts";
 import type { Sides } from "./lib/ab.ts";
 import { describeMachine } from "./lib/machine.ts";
 import { renderReport, type Results } from "./lib/report.ts";
@@ -37,7 +38,7 @@ const { values: args } = parseArgs({
 });
 
 const FULL = { iterations: 20, crowd: 200, crowdIterations: 10, burst: 50, burstRounds: 2, traceRuns: 3, version: 30, memory: 3, iperfRuns: 2, iperfSeconds: 3 };
-const QUICK = { iterations: 5, crowd: 30, crowdIterations: 3, burst: 50, burstRounds: 1, traceRuns: 1, version: 10, memory: 1, iperfRuns: 1, iperfSeconds: 1 };
+const QUICK = { iterations: 5, crowd: 30, crowdIterations: 5, burst: 50, burstRounds: 1, traceRuns: 1, version: 10, memory: 1, iperfRuns: 1, iperfSeconds: 1 };
 const cfg = args.quick ? QUICK : FULL;
 
 function log(msg: string) {
@@ -58,6 +59,9 @@ function ipamAllocation(ours: string): string | undefined {
   return r.status === 0 ? r.stdout : `_bench/ipam-alloc.mjs failed (exit ${r.status ?? r.signal})._`;
 }
 
+/** A pause after a heavy scenario, so its after-effects (kernel work, page cache) do not land on the next one. */
+const settle = () => sleep(1000);
+
 async function main() {
   if (process.getuid?.() !== 0) throw new Error("the benchmark creates network namespaces: run it as root");
   const started = performance.now();
@@ -67,8 +71,10 @@ async function main() {
     ours: new Side("ours", tools.ours, tools.client, tools.worker),
     reference: new Side("reference", tools.reference, tools.client, tools.worker),
   };
+  const baseline = new Sandbox("bchvet");
   const cleanup = () => {
     for (const side of Object.values(sides)) side.sandbox.cleanup();
+    baseline.cleanup();
   };
   for (const sig of ["SIGINT", "SIGTERM"] as const) {
     process.on(sig, () => {
@@ -86,15 +92,19 @@ async function main() {
     const noPorts = await delWithoutPorts(sides, cfg.iterations);
     log(`4/5 · processes per plugin (strace) ×${cfg.traceRuns}`);
     const activity = await spawnsPerPlugin(sides, cfg.traceRuns);
+    await settle();
     log(`6 · VERSION ×${cfg.version}, memory of one ADD ×${cfg.memory}`);
     const version = await versionStartup(sides, cfg.version);
     const memory = await addMemory(sides, cfg.memory);
+    await settle();
     log(`3 · ${cfg.burst} concurrent ADDs then DELs ×${cfg.burstRounds}`);
     const burst = await concurrentPods(sides, cfg.burst, cfg.burstRounds);
+    await settle();
     let paths;
     if (!args["no-datapath"]) {
       log(`7 · data path (iperf3 ${cfg.iperfSeconds} s ×${cfg.iperfRuns})`);
-      paths = await dataPath(sides, cfg.iperfRuns, cfg.iperfSeconds);
+      paths = await dataPath(sides, baseline, cfg.iperfRuns, cfg.iperfSeconds);
+      await settle();
     }
     log(`2 · ${cfg.crowd - 1} pods on the bridge, then ADD/DEL ×${cfg.crowdIterations}`);
     const crowded = await crowdedBridge(sides, cfg.crowd, cfg.crowdIterations);
@@ -125,6 +135,7 @@ async function main() {
   } finally {
     log("cleaning up");
     await Promise.all(Object.values(sides).map((s) => s.close()));
+    baseline.cleanup();
   }
 }
 

@@ -38,10 +38,7 @@ export interface SinglePod {
   byNetwork: Record<"loopback ADD" | "pod network ADD" | "pod network DEL" | "loopback DEL", Samples>;
 }
 
-/**
- * Scenario 1: ADD of one pod (one TCP port published), its DEL, and the two together, on a bridge
- * with no other pod. These ADDs are also the "pod 1" baseline of scenario 2.
- */
+/** Scenario 1: ADD of one pod (one TCP port published), its DEL, and the two together, on a bridge with no other pod. */
 export async function singlePod(sides: Sides, iterations: number): Promise<Pair<SinglePod>> {
   const out = pairOf<SinglePod>(() => ({
     add: samples(),
@@ -66,19 +63,28 @@ export async function singlePod(sides: Sides, iterations: number): Promise<Pair<
 }
 
 export interface Crowded {
-  /** Pods already on the bridge when the measured pod is added. */
+  /** Pods already on the bridge when the crowded pod is added. */
   others: number;
-  add: Samples;
-  del: Samples;
+  first: { add: Samples; del: Samples };
+  crowded: { add: Samples; del: Samples };
 }
 
 /**
- * Scenario 2: the same ADD and DEL once `total - 1` pods (each with its own host port) are already
- * on the bridge; compared with scenario 1 it shows how the cost grows with the pod count.
- * The population is left in place; the side's cleanup removes it with the node namespace.
+ * Scenario 2: ADD and DEL of a pod alone on the bridge, then again once `total - 1` other pods (each
+ * with its own host port) are on it: how the cost grows with the pod count. Both measured back to
+ * back so the machine's load drifts as little as possible between them. Expects an empty bridge;
+ * the population is left in place (the side's cleanup removes it with the node namespace).
  */
 export async function crowdedBridge(sides: Sides, total: number, iterations: number): Promise<Pair<Crowded>> {
   const others = total - 1;
+  const out = pairOf<Crowded>(() => ({ others, first: { add: samples(), del: samples() }, crowded: { add: samples(), del: samples() } }));
+  const measure = (which: "first" | "crowded") =>
+    alternate(sides, iterations, async (side, key) => {
+      const pod = side.newPod(8080);
+      record(out[key][which].add, must(await side.addPod(pod), side, `ADD (${which})`));
+      record(out[key][which].del, must(await side.delPod(pod), side, `DEL (${which})`));
+    });
+  await measure("first");
   await Promise.all(
     (["ours", "reference"] as const).map(async (key) => {
       const side = sides[key];
@@ -86,12 +92,7 @@ export async function crowdedBridge(sides: Sides, total: number, iterations: num
       await pool(pods, 4, async (pod) => must(await side.addPod(pod), side, `populating pod ${pod.index}`));
     }),
   );
-  const out = pairOf<Crowded>(() => ({ others, add: samples(), del: samples() }));
-  await alternate(sides, iterations, async (side, key) => {
-    const pod = side.newPod(8080);
-    record(out[key].add, must(await side.addPod(pod), side, `ADD with ${others} pods`));
-    record(out[key].del, must(await side.delPod(pod), side, `DEL with ${others} pods`));
-  });
+  await measure("crowded");
   return out;
 }
 
