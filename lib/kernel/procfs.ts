@@ -1,4 +1,4 @@
-import { readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { CniError, Code } from "../cni/errors.ts";
 import { run, type RunOptions } from "./exec.ts";
 
@@ -46,6 +46,27 @@ export function sysfsOperstate(dev: string): string | undefined {
   if (dev.includes("/") || dev === "." || dev === "..") return undefined;
   try {
     return readFileSync(`/sys/class/net/${dev}/operstate`, "utf8").trim();
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * What a link name is in our namespace, read without a spawn: /proc/self/net/dev always shows our
+ * namespace, /sys/class/net the one sysfs was mounted for. Only when both list the same links is
+ * sysfs trusted for the kind; otherwise undefined, and the caller asks ip.
+ */
+export function linkKindNoSpawn(name: string): "absent" | "bridge" | "other" | undefined {
+  try {
+    const ours = readFileSync("/proc/self/net/dev", "utf8")
+      .split("\n")
+      .slice(2)
+      .map((l) => l.split(":")[0]!.trim())
+      .filter((n) => n !== "");
+    const sysfs = new Set(readdirSync("/sys/class/net"));
+    if (ours.length !== sysfs.size || ours.some((n) => !sysfs.has(n))) return undefined;
+    if (!ours.includes(name)) return "absent";
+    return existsSync(`/sys/class/net/${name}/bridge`) ? "bridge" : "other";
   } catch {
     return undefined;
   }

@@ -1,7 +1,7 @@
 import { CniError, Code } from "../cni/errors.ts";
 import { ipBatch, ipJson } from "../kernel/exec.ts";
 import { bridgeBatch, tryIpBatch } from "../kernel/batch.ts";
-import { writeSysctls } from "../kernel/procfs.ts";
+import { linkKindNoSpawn, writeSysctls } from "../kernel/procfs.ts";
 import type { IpLink } from "../kernel/link.ts";
 import { gatewayAddrLines } from "./gateways.ts";
 import { bridgePortLines, portVlanLines, randomVethName, vethPairLine, type PortOptions, type VlanOptions } from "./veth.ts";
@@ -9,7 +9,8 @@ import { bridgePortLines, portVlanLines, randomVethName, vethPairLine, type Port
 /**
  * The node side of a bridge attachment: the bridge itself (created when missing, never deleted),
  * the host end of the veth pair as one of its ports, and the gateway addresses. Every change is one
- * `ip -batch` process; what already exists is read with one query first.
+ * `ip -batch` process; whether the bridge exists is looked up first (in sysfs when it shows our
+ * namespace, so usually without a spawn).
  */
 export type LinkInfo = IpLink & {
   link_index?: number;
@@ -28,20 +29,28 @@ export interface BridgeOptions {
 
 export const isBridge = (l: LinkInfo) => l.linkinfo?.info_kind === "bridge";
 
-/** The bridge as it is now; undefined when absent; an error when the name is taken by something else. */
-export function inspectBridge(name: string): LinkInfo | undefined {
+/**
+ * Whether the bridge exists; an error when the name is taken by something else. Answered from
+ * procfs/sysfs when they show our namespace, else by asking ip.
+ */
+export function bridgeExists(name: string): boolean {
+  const kind = linkKindNoSpawn(name) ?? ipKind(name);
+  if (kind === "other") throw new CniError(Code.Internal, `"${name}" already exists but is not a bridge`);
+  return kind === "bridge";
+}
+
+function ipKind(name: string): "absent" | "bridge" | "other" {
   const link = showLink(name);
-  if (link && !isBridge(link)) throw new CniError(Code.Internal, `"${name}" already exists but is not a bridge`);
-  return link;
+  return !link ? "absent" : isBridge(link) ? "bridge" : "other";
 }
 
 export function showLink(dev: string, netns?: string): LinkInfo | undefined {
   return ipJson<LinkInfo[]>(["-d", "addr", "show", "dev", dev], { allowFailure: true, netns }).find((l) => l.ifname === dev);
 }
 
-function bridgeLines(o: BridgeOptions, existing: LinkInfo | undefined): string[][] {
+function bridgeLines(o: BridgeOptions, exists: boolean): string[][] {
   const lines: string[][] = [];
-  if (!existing) {
+  if (!exists) {
     lines.push(["link", "add", o.name, ...(o.mtu > 0 ? ["mtu", String(o.mtu)] : []), "type", "bridge", ...(o.vlanFiltering ? ["vlan_filtering", "1"] : [])]);
   }
   // promisc is only ever turned on, as in the reference.
@@ -57,15 +66,14 @@ export interface Port {
 const MAX_NAME_TRIES = 10;
 
 /**
- * Ensures the bridge and creates the veth pair with its host end on it, in one batch after one
- * query. A taken host name is retried with a new random one; a bridge created concurrently by
+ * Ensures the bridge and creates the veth pair with its host end on it, in one batch. A taken host name is retried with a new random one; a bridge created concurrently by
  * another ADD is picked up; a failure after the pair exists removes the pair again.
  */
 export function createPort(b: BridgeOptions, ifname: string, netnsPath: string, port: Omit<PortOptions, "bridge">): Port {
-  let existing = inspectBridge(b.name);
+  let exists = bridgeExists(b.name);
   for (let attempt = 0; attempt < MAX_NAME_TRIES; attempt++) {
     const host = randomVethName();
-    const head = bridgeLines(b, existing);
+    const head = bridgeLines(b, exists);
     const lines = [...head, vethPairLine(host, ifname, netnsPath, port), ...bridgePortLines(host, { ...port, bridge: b.name }), ["addr", "show", "dev", host], ["addr", "show", "dev", b.name]];
     const r = tryIpBatch(lines, { json: true });
     if (r.ok) {
@@ -80,16 +88,21 @@ export function createPort(b: BridgeOptions, ifname: string, netnsPath: string, 
     const failed = r.failedLine ?? -1;
     const vethLine = head.length;
     if (failed > vethLine) removeLink(host);
-    const exists = /File exists/.test(r.stderr);
+    const taken = /File exists/.test(r.stderr);
     if (failed < vethLine) {
-      if (!existing && exists) {
-        // Another ADD created the bridge between our query and our batch.
-        existing = inspectBridge(b.name);
+      if (!exists && taken) {
+        // Another ADD created the bridge between our look and our batch.
+        exists = bridgeExists(b.name);
+        continue;
+      }
+      if (exists && /does not exist|Cannot find device/.test(r.stderr)) {
+        // Deleted since we looked (or sysfs misled us): look again, with ip.
+        exists = ipKind(b.name) === "bridge";
         continue;
       }
       throw new CniError(Code.Internal, `failed to create bridge "${b.name}": ${r.stderr}`);
     }
-    if (failed === vethLine && exists) {
+    if (failed === vethLine && taken) {
       if (showLink(host)) continue; // our random host name was taken: try another
       throw new CniError(Code.Internal, `container veth name ("${ifname}") peer provided ("${host}") already exists`);
     }

@@ -192,3 +192,19 @@ export function cniAsync(sb: Sandbox, command: string, c: Call, conf: unknown): 
     }),
   );
 }
+
+/**
+ * The same call as cni(), entering the node namespace with nsenter: unlike `ip netns exec` that
+ * leaves /sys mounted for the machine's own namespace, as some runtimes leave it.
+ */
+export function cniNsenter(sb: Sandbox, command: string, c: Call, conf: unknown) {
+  const env = { PATH: process.env.PATH, ...cniEnv(command, { CNI_CONTAINERID: c.id ?? "ctr1", CNI_IFNAME: c.ifname ?? "eth0", CNI_NETNS: c.netns, CNI_PATH: c.path ?? BIN }) };
+  const r = sh(["nsenter", `--net=/var/run/netns/${sb.node}`, c.binary ?? BRIDGE], { input: JSON.stringify(conf), env, allowFailure: true });
+  let json: any;
+  try {
+    json = JSON.parse(r.stdout);
+  } catch {
+    json = undefined;
+  }
+  return { ...r, json };
+}

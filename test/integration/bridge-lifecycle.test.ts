@@ -3,7 +3,7 @@ import * as assert from "uvu/assert";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { REF_BIN, sh, type Sandbox } from "../helpers/sandbox.ts";
-import { BRIDGE, REF_BRIDGE, addOk, addrsOf, bridgeConf, cni, cniAsync, cniPath, link, linkNames, netfilter, nftMasqRules, ping, reservations, withPrev, sandboxed, type Ipam } from "../helpers/bridge-net.ts";
+import { BRIDGE, REF_BRIDGE, addOk, addrsOf, bridgeConf, cni, cniAsync, cniNsenter, cniPath, link, linkNames, netfilter, nftMasqRules, ping, reservations, withPrev, sandboxed, type Ipam } from "../helpers/bridge-net.ts";
 
 // What the bridge plugin leaves behind: CHECK against the kernel, DEL in every state of the
 // container, interoperation with the reference plugin, rollback of a failed ADD, bad input, GC.
@@ -14,6 +14,9 @@ const withSandbox = sandboxed(test, "brlife");
 function nodeState(sb: Sandbox) {
   return { links: linkNames(sb, sb.node).filter((n) => n !== "cni0"), netfilter: netfilter(sb), reservations: reservations(sb) };
 }
+
+// GC does not touch links (a deleted namespace takes its veth pair along, asynchronously).
+const rulesAndReservations = (sb: Sandbox) => ({ netfilter: netfilter(sb), reservations: reservations(sb) });
 
 withSandbox("CHECK passes on a fresh attachment, then fails once an address is removed by hand", (sb) => {
   const conf = bridgeConf(sb);
@@ -63,20 +66,20 @@ withSandbox("DEL after the namespace is gone (prevResult known), and with CNI_NE
   const conf = bridgeConf(sb, { ipMasq: true });
   const warm = sb.addContainer();
   addOk(sb, { id: "warm-up", netns: warm.path }, conf);
-  const before = nodeState(sb);
+  const before = rulesAndReservations(sb);
 
   const gone = sb.addContainer();
   const r1 = addOk(sb, { id: "gone", netns: gone.path }, conf);
   sh(["ip", "netns", "del", gone.name]);
   assert.is(cni(sb, "DEL", { id: "gone", netns: gone.path }, withPrev(conf, r1)).code, 0);
-  assert.equal(nodeState(sb), before);
+  assert.equal(rulesAndReservations(sb), before);
 
   const empty = sb.addContainer();
   addOk(sb, { id: "empty", netns: empty.path }, conf);
   sh(["ip", "netns", "del", empty.name]);
   const d = cni(sb, "DEL", { id: "empty", netns: "" }, conf);
   assert.is(d.code, 0, d.stdout);
-  assert.equal(nodeState(sb), before);
+  assert.equal(rulesAndReservations(sb), before);
 });
 
 for (const ipam of ["reference", "ours"] as Ipam[]) {
@@ -149,6 +152,23 @@ withSandbox("ADDs racing to create the bridge all succeed, with distinct address
   assert.ok(ping(sb, ctrs[0]!.name, results[3]!.json.ips[0].address.split("/")[0]));
 });
 
+withSandbox("with /sys showing another namespace the bridge is looked up with ip: reused, and a non-bridge refused", (sb) => {
+  const conf = bridgeConf(sb);
+  const a = sb.addContainer();
+  const b = sb.addContainer();
+  const ra = cniNsenter(sb, "ADD", { id: "a", netns: a.path }, conf);
+  const rb = cniNsenter(sb, "ADD", { id: "b", netns: b.path }, conf);
+  assert.is(ra.code, 0, ra.stdout);
+  assert.is(rb.code, 0, rb.stdout);
+  assert.equal(linkNames(sb, sb.node).filter((n) => n.startsWith("cni")), ["cni0"]);
+  assert.ok(ping(sb, a.name, "10.22.0.3"));
+  sb.inNode(["ip", "link", "add", "notbr", "type", "veth", "peer", "name", "notbr-peer"]);
+  const before = linkNames(sb, sb.node);
+  const bad = cniNsenter(sb, "ADD", { id: "c", netns: sb.addContainer().path }, bridgeConf(sb, { bridge: "notbr" }));
+  assert.is(bad.json?.msg, '"notbr" already exists but is not a bridge');
+  assert.equal(linkNames(sb, sb.node), before);
+});
+
 const badInputs: [string, (sb: Sandbox) => { conf: unknown; netns?: string }, RegExp][] = [
   ["an invalid bridge name", (sb) => ({ conf: bridgeConf(sb, { bridge: "a-bridge-name-too-long" }) }), /bridge: interface name is too long/],
   ["a bridge name taken by a non-bridge link", (sb) => {
@@ -187,16 +207,16 @@ for (const backend of ["iptables", "nftables"]) {
     const keep = sb.addContainer();
     const drop = sb.addContainer();
     addOk(sb, { id: "keep", netns: keep.path }, conf);
-    const before = nodeState(sb);
+    const before = rulesAndReservations(sb);
     addOk(sb, { id: "drop", netns: drop.path }, conf);
     sh(["ip", "netns", "del", drop.name]); // a leak: the runtime never called DEL
-    const leaked = nodeState(sb);
+    const leaked = rulesAndReservations(sb);
     const blind = sb.plugin(BRIDGE, { CNI_COMMAND: "GC", CNI_PATH: cniPath(sb) }, conf);
     assert.is(blind.code, 0, blind.stdout);
-    assert.equal(nodeState(sb), leaked, "without a list of valid attachments nothing is removed");
+    assert.equal(rulesAndReservations(sb), leaked, "without a list of valid attachments nothing is removed");
     const gc = sb.plugin(BRIDGE, { CNI_COMMAND: "GC", CNI_PATH: cniPath(sb) }, { ...conf, "cni.dev/valid-attachments": [{ containerID: "keep", ifname: "eth0" }] });
     assert.is(gc.code, 0, gc.stdout);
-    assert.equal(nodeState(sb), before);
+    assert.equal(rulesAndReservations(sb), before);
     if (backend === "nftables") assert.is(nftMasqRules(sb).length, 1);
   });
 }

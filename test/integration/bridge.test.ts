@@ -207,8 +207,8 @@ withSandbox("the IPAM plugin runs in-process when it is this executable, and is 
     assert.is(hostLocalRuns, ipam === "ours" ? 0 : 2, `host-local executions with ${ipam} IPAM: ${add.spawns} / ${del.spawns}`);
     report.push(`${ipam} IPAM: ADD ${add.spawns.length} [${add.spawns.join(" ")}], DEL ${del.spawns.length} [${del.spawns.join(" ")}]`);
     if (ipam === "ours") {
-      // The budget: bridge query, node batch, container sysctl + batch, gateway batch, iptables-save + restore.
-      assert.ok(add.spawns.length <= 7, report.join("\n"));
+      // The budget: node batch, container sysctl + batch, gateway batch (first pod only), iptables-save + restore.
+      assert.ok(add.spawns.length <= 6, report.join("\n"));
       assert.ok(del.spawns.length <= 4, report.join("\n"));
     }
   }
