@@ -63,12 +63,20 @@ export interface Call {
   binary?: string;
 }
 
+function callEnv(command: string, c: Call) {
+  return cniEnv(command, { CNI_CONTAINERID: c.id ?? "ctr1", CNI_IFNAME: c.ifname ?? "eth0", CNI_NETNS: c.netns, CNI_PATH: c.path ?? BIN, ...(c.args ? { CNI_ARGS: c.args } : {}) });
+}
+
+const parseJson = (s: string): any => {
+  try {
+    return JSON.parse(s);
+  } catch {
+    return undefined;
+  }
+};
+
 export function cni(sb: Sandbox, command: string, c: Call, conf: unknown) {
-  return sb.plugin(
-    c.binary ?? BRIDGE,
-    cniEnv(command, { CNI_CONTAINERID: c.id ?? "ctr1", CNI_IFNAME: c.ifname ?? "eth0", CNI_NETNS: c.netns, CNI_PATH: c.path ?? BIN, ...(c.args ? { CNI_ARGS: c.args } : {}) }),
-    conf,
-  );
+  return sb.plugin(c.binary ?? BRIDGE, callEnv(command, c), conf);
 }
 
 export function addOk(sb: Sandbox, c: Call, conf: unknown): any {
@@ -175,22 +183,12 @@ export function whoami(sb: Sandbox, ns: string, host: string, port: number): str
 
 /** The same call as cni(), without waiting: several of them run at once. */
 export function cniAsync(sb: Sandbox, command: string, c: Call, conf: unknown): Promise<{ code: number; stdout: string; json: any }> {
-  const env = { PATH: process.env.PATH, ...cniEnv(command, { CNI_CONTAINERID: c.id ?? "ctr1", CNI_IFNAME: c.ifname ?? "eth0", CNI_NETNS: c.netns, CNI_PATH: c.path ?? BIN }) };
+  const env = { PATH: process.env.PATH, ...callEnv(command, c) };
   const child = spawn("ip", ["netns", "exec", sb.node, c.binary ?? BRIDGE], { env, stdio: ["pipe", "pipe", "ignore"] });
   child.stdin!.end(JSON.stringify(conf));
   let stdout = "";
   child.stdout!.on("data", (d: Buffer) => (stdout += d));
-  return new Promise((resolve) =>
-    child.on("close", (code) => {
-      let json: any;
-      try {
-        json = JSON.parse(stdout);
-      } catch {
-        json = undefined;
-      }
-      resolve({ code: code ?? 1, stdout, json });
-    }),
-  );
+  return new Promise((resolve) => child.on("close", (code) => resolve({ code: code ?? 1, stdout, json: parseJson(stdout) })));
 }
 
 /**
@@ -198,13 +196,7 @@ export function cniAsync(sb: Sandbox, command: string, c: Call, conf: unknown): 
  * leaves /sys mounted for the machine's own namespace, as some runtimes leave it.
  */
 export function cniNsenter(sb: Sandbox, command: string, c: Call, conf: unknown) {
-  const env = { PATH: process.env.PATH, ...cniEnv(command, { CNI_CONTAINERID: c.id ?? "ctr1", CNI_IFNAME: c.ifname ?? "eth0", CNI_NETNS: c.netns, CNI_PATH: c.path ?? BIN }) };
+  const env = { PATH: process.env.PATH, ...callEnv(command, c) };
   const r = sh(["nsenter", `--net=/var/run/netns/${sb.node}`, c.binary ?? BRIDGE], { input: JSON.stringify(conf), env, allowFailure: true });
-  let json: any;
-  try {
-    json = JSON.parse(r.stdout);
-  } catch {
-    json = undefined;
-  }
-  return { ...r, json };
+  return { ...r, json: parseJson(r.stdout) };
 }
