@@ -19,7 +19,7 @@ import { describeMachine } from "./lib/machine.ts";
 import { renderReport, type Results } from "./lib/report.ts";
 import { setUp } from "./lib/setup.ts";
 import { Side } from "./lib/side.ts";
-import { concurrentPods } from "./scenarios/concurrency.ts";
+import { concurrentPods, lockWaits } from "./scenarios/concurrency.ts";
 import { dataPath } from "./scenarios/datapath.ts";
 import { crowdedBridge, delWithoutPorts, singlePod, warmUp } from "./scenarios/latency.ts";
 import { spawnsPerPlugin } from "./scenarios/spawns.ts";
@@ -100,6 +100,9 @@ async function main() {
     log(`3 · ${cfg.burst} concurrent ADDs then DELs ×${cfg.burstRounds}`);
     const burst = await concurrentPods(sides, cfg.burst, cfg.burstRounds);
     await settle();
+    log(`3 · lock waits: ${cfg.burst} concurrent ADDs then DELs under strace`);
+    const locks = await lockWaits(sides, cfg.burst);
+    await settle();
     let paths;
     if (!args["no-datapath"]) {
       log(`7 · data path (iperf3 ${cfg.iperfSeconds} s ×${cfg.iperfRuns})`);
@@ -123,6 +126,7 @@ async function main() {
       version,
       memory,
       burst,
+      locks,
       crowded,
       dataPath: paths,
       ipamAlloc,

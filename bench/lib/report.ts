@@ -1,6 +1,6 @@
 import type { Pair } from "./ab.ts";
 import { fmt, fmtRatio, fmtSummary, ratio, summarize } from "./stats.ts";
-import type { Burst } from "../scenarios/concurrency.ts";
+import type { Burst, LockWaits } from "../scenarios/concurrency.ts";
 import type { DataPath } from "../scenarios/datapath.ts";
 import type { Crowded, Samples, SinglePod } from "../scenarios/latency.ts";
 import type { Activity, Operation } from "../scenarios/spawns.ts";
@@ -21,6 +21,7 @@ export interface Results {
   version: Pair<Samples & { rssKb: number[] }>;
   memory: Pair<Memory>;
   burst: Pair<Burst>;
+  locks: Pair<LockWaits>;
   crowded: Pair<Crowded>;
   dataPath?: DataPath;
   /** Markdown from bench/ipam-alloc.mjs (issue 3), when that script exists. */
@@ -112,6 +113,23 @@ function byNetworkTable(r: Results): string {
     "Scenario 1 split into its libcni runs (each includes the client's own start, about the same on both sides); ms, median [min–max].",
     "",
     table(["libcni run", "ours", "reference", "ours/ref", "CPU ours / ref"], rows),
+  ].join("\n");
+}
+
+function lockTable(r: Results): string {
+  const { ours, reference: ref } = r.locks;
+  const row = (verb: "add" | "del") => {
+    const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
+    return [`pod network ${verb.toUpperCase()}`, fmtSummary(summarize(ours[verb])), fmtSummary(summarize(ref[verb])), `${fmt(sum(ours[verb]))} / ${fmt(sum(ref[verb]))}`];
+  };
+  const errors = ours.errors + ref.errors ? ` Failed runs: ours ${ours.errors}, reference ${ref.errors}.` : "";
+  return [
+    "### 3 · Waiting for host-local's lock",
+    "",
+    `A separate burst of ${r.settings.burst} concurrent pod-network ADDs, then DELs, each under \`strace -e trace=flock -T\`: ` +
+      `ms each pod spent inside flock(2) (the store lock, held around every read-modify-write), median [min–max], and the total.${errors}`,
+    "",
+    table(["", "ours", "reference", "total ours / ref"], [row("add"), row("del")]),
   ].join("\n");
 }
 
@@ -221,6 +239,8 @@ export function renderReport(r: Results): string {
     ...(r.burst.reference.firstErrors.length ? ["", `First failures (reference): ${r.burst.reference.firstErrors.join(" · ")}`] : []),
     "",
     byNetworkTable(r),
+    "",
+    lockTable(r),
     "",
     activityTables(r),
     "",

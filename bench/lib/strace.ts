@@ -122,3 +122,17 @@ export function countPrograms(programs: readonly string[]): string {
   for (const p of programs) counts.set(p, (counts.get(p) ?? 0) + 1);
   return [...counts].map(([p, n]) => (n > 1 ? `${p} ×${n}` : p)).join(", ");
 }
+
+/** strace options for timing flock(2) calls (-T appends each call's duration). */
+export const FLOCK_STRACE_ARGS = ["strace", "-f", "-q", "-T", "--seccomp-bpf", "-e", "trace=flock"];
+
+/** Milliseconds spent inside flock(2) calls (mostly blocked waiting for the lock) in such a log. */
+export function flockMs(text: string): number {
+  let total = 0;
+  for (const line of text.split("\n")) {
+    if (!/flock(\(| resumed>)/.test(line)) continue;
+    const m = /<(\d+\.\d+)>\s*$/.exec(line);
+    if (m) total += Number(m[1]) * 1000;
+  }
+  return total;
+}

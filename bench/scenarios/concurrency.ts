@@ -1,4 +1,7 @@
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { alternate, pairOf, type Pair, type Sides } from "../lib/ab.ts";
+import { FLOCK_STRACE_ARGS, flockMs } from "../lib/strace.ts";
 
 export interface Burst {
   addWall: number[];
@@ -37,6 +40,39 @@ export async function concurrentPods(sides: Sides, pods: number, rounds: number)
     }
     r.distinct.push(new Set(adds.filter((a) => a.ok && a.ip).map((a) => a.ip)).size);
     r.leftover.push(side.reservedAddresses().length);
+  });
+  return out;
+}
+
+export interface LockWaits {
+  /** Per pod, ms inside flock(2) (host-local's store lock) during its pod-network ADD / DEL. */
+  add: number[];
+  del: number[];
+  errors: number;
+}
+
+/**
+ * Scenario 3, lock part: a separate burst with each pod network ADD (then DEL) under
+ * `strace -e trace=flock -T`, to see how long pods queue for host-local's store lock. strace slows
+ * every process, so the figures are for comparing the sides, not absolute.
+ */
+export async function lockWaits(sides: Sides, pods: number): Promise<Pair<LockWaits>> {
+  const out = pairOf<LockWaits>(() => ({ add: [], del: [], errors: 0 }));
+  await alternate(sides, 1, async (side, key) => {
+    const batch = Array.from({ length: pods }, (_, i) => side.newPod(41000 + i));
+    for (const verb of ["add", "del"] as const) {
+      const runs = await Promise.all(
+        batch.map(async (pod) => {
+          const file = join(side.sandbox.tmp, `flock-${pod.index}-${verb}.log`);
+          const run = await side.runClient(verb, side.podConf, pod, { prefix: [...FLOCK_STRACE_ARGS, "-o", file] });
+          return run.code === 0 ? flockMs(readFileSync(file, "utf8")) : undefined;
+        }),
+      );
+      for (const ms of runs) {
+        if (ms === undefined) out[key].errors++;
+        else out[key][verb].push(ms);
+      }
+    }
   });
   return out;
 }
