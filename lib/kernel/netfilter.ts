@@ -40,6 +40,33 @@ export function savedRules(dump: string, chain?: string): string[] {
   return dump.split("\n").filter((l) => l.startsWith("-A ") && (chain === undefined || l.startsWith(`-A ${chain} `)));
 }
 
+/** Splits a saved rule into words the way iptables-restore does (double quotes, backslash escapes). */
+export function tokenize(line: string): string[] {
+  const words: string[] = [];
+  let cur = "";
+  let inWord = false;
+  let quoted = false;
+  for (let i = 0; i < line.length; i++) {
+    const c = line[i]!;
+    if (quoted) {
+      if (c === "\\" && i + 1 < line.length) cur += line[++i];
+      else if (c === '"') quoted = false;
+      else cur += c;
+    } else if (c === '"') {
+      quoted = inWord = true;
+    } else if (c === " " || c === "\t") {
+      if (inWord) words.push(cur);
+      cur = "";
+      inWord = false;
+    } else {
+      cur += c;
+      inWord = true;
+    }
+  }
+  if (inWord) words.push(cur);
+  return words;
+}
+
 /** Quotes a word for iptables-restore's tokenizer (it understands double quotes and \"). */
 export function restoreQuote(word: string): string {
   if (/^[A-Za-z0-9_.:/,!+=-]+$/.test(word)) return word;

@@ -1,6 +1,6 @@
 import { isIPv4, isIPv6 } from "node:net";
 import { CniError, Code } from "../cni/errors.ts";
-import { restoreQuote } from "../kernel/netfilter.ts";
+import { restoreQuote, tokenize } from "../kernel/netfilter.ts";
 
 /**
  * The firewall plugin's iptables rule sets, built as data and turned into iptables-restore scripts
@@ -124,32 +124,6 @@ function ruleKey(r: Rule): string {
   return [r.chain, ...r.spec].join("\0");
 }
 
-/** Splits a saved rule into words the way iptables-restore does (double quotes, backslash escapes). */
-export function tokenize(line: string): string[] {
-  const words: string[] = [];
-  let cur = "";
-  let inWord = false;
-  let quoted = false;
-  for (let i = 0; i < line.length; i++) {
-    const c = line[i]!;
-    if (quoted) {
-      if (c === "\\" && i + 1 < line.length) cur += line[++i];
-      else if (c === '"') quoted = false;
-      else cur += c;
-    } else if (c === '"') {
-      quoted = inWord = true;
-    } else if (c === " " || c === "\t") {
-      if (inWord) words.push(cur);
-      cur = "";
-      inWord = false;
-    } else {
-      cur += c;
-      inWord = true;
-    }
-  }
-  if (inWord) words.push(cur);
-  return words;
-}
 
 function line(op: string, r: Rule, pos?: number): string {
   return [op, r.chain, ...(pos === undefined ? [] : [String(pos)]), ...r.spec.map(restoreQuote)].join(" ");

@@ -1,8 +1,7 @@
 import { createHash } from "node:crypto";
 import { CniError, Code } from "../cni/errors.ts";
 import { formatIP, type CIDR } from "../ipam/ip.ts";
-import { iptablesRestore, iptablesSave, restoreQuote, type Family } from "../kernel/netfilter.ts";
-import { tokenize } from "./firewall-iptables.ts";
+import { iptablesRestore, iptablesSave, restoreQuote, tokenize, type Family } from "../kernel/netfilter.ts";
 import { canonicalIp, cidrOf, hostPortTarget, isV6, mappingsForFamily, networkText, type PortMapping } from "./portmap.ts";
 
 /**

@@ -1,6 +1,7 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { CniError } from "../../lib/cni/errors.ts";
+import { tokenize } from "../../lib/kernel/netfilter.ts";
 import {
   combine,
   containerRules,
@@ -11,7 +12,6 @@ import {
   isolationRules,
   missing,
   parseFilterDump,
-  tokenize,
   validChainName,
 } from "../../lib/net/firewall-iptables.ts";
 

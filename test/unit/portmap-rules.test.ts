@@ -1,7 +1,7 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { parseCIDR } from "../../lib/ipam/ip.ts";
-import { tokenize } from "../../lib/net/firewall-iptables.ts";
+import { tokenize } from "../../lib/kernel/netfilter.ts";
 import { iptablesSpec, planAdd, planDelete, containerChains, ruleKey, staleChains, verify, type IptablesOptions } from "../../lib/net/portmap-iptables.ts";
 import { decodeDnat, nftAddScript, nftDeleteScript, verifyNft, type NftRule } from "../../lib/net/portmap-nft.ts";
 import { mappingsOf, parsePortmapConfig } from "../../lib/net/portmap.ts";
