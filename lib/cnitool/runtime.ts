@@ -1,4 +1,4 @@
-import { createHash } from "node:crypto";
+import { hexDigest } from "../hash.ts";
 import { resolve } from "node:path";
 
 /** The per-attachment arguments of one cnitool run (libcni's RuntimeConf). */
@@ -28,7 +28,7 @@ export function runtimeConfFromEnv(netnsArg: string, env: NodeJS.ProcessEnv): Ru
 
 /** Upstream cnitool's container ID: "cnitool-" and the first 20 hex digits of sha512(absolute netns path). */
 export function containerIdFor(absNetnsPath: string): string {
-  return `cnitool-${createHash("sha512").update(absNetnsPath).digest("hex").slice(0, 20)}`;
+  return `cnitool-${hexDigest("sha512", absNetnsPath).slice(0, 20)}`;
 }
 
 /** "K1=V1;K2=V2" into pairs; empty pieces are skipped, a value may itself contain '='. */

@@ -1,4 +1,4 @@
-import { createHash } from "node:crypto";
+import { hexDigest } from "../hash.ts";
 import { accessSync, closeSync, constants as F, linkSync, lstatSync, mkdirSync, openSync, readdirSync, readSync, statSync, unlinkSync, utimesSync, writeSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { CniError, Code } from "../cni/errors.ts";
@@ -295,7 +295,7 @@ export class StoreTransaction {
   // ---- index ----
 
   private entryPath(owner: string) {
-    return join(this.privateDir, ENTRY_PREFIX + createHash("sha256").update(owner).digest("hex"));
+    return join(this.privateDir, ENTRY_PREFIX + hexDigest("sha256", owner));
   }
 
   private readEntry(owner: string): string[] {

@@ -1,6 +1,6 @@
-import { isIPv4, isIPv6 } from "node:net";
 import { CniError, Code } from "../cni/errors.ts";
 import { restoreQuote, tokenize } from "../kernel/netfilter.ts";
+import { formatIP, parseIP } from "../ipam/ip.ts";
 
 /**
  * The firewall plugin's iptables rule sets, built as data and turned into iptables-restore scripts
@@ -38,15 +38,10 @@ export interface RuleSet {
 
 /** A container address as the reference matches it: the host address with a full-length prefix. */
 export function hostCidr(address: string): { family: IpFamily; cidr: string } {
-  const ip = address.split("/")[0]!;
-  if (isIPv4(ip)) return { family: 4, cidr: `${ip}/32` };
-  if (isIPv6(ip) && !ip.includes("%")) return { family: 6, cidr: `${canonicalV6(ip)}/128` };
+  const ip = parseIP(address.split("/")[0]!);
+  // iptables-save prints addresses in Go's/RFC 5952 text form, which formatIP produces.
+  if (ip) return { family: ip.family, cidr: `${formatIP(ip)}/${ip.family === 4 ? 32 : 128}` };
   throw new CniError(Code.DecodingFailure, `prevResult: invalid IP address ${JSON.stringify(address)}`);
-}
-
-// iptables-save prints IPv6 addresses in their compressed form; the URL parser produces the same one.
-function canonicalV6(ip: string): string {
-  return new URL(`http://[${ip}]/`).hostname.slice(1, -1);
 }
 
 /** The per-container rules for one host address (inbound replies, and everything outbound). */

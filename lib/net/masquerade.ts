@@ -1,4 +1,4 @@
-import { createHash } from "node:crypto";
+import { hexDigest } from "../hash.ts";
 import { statSync } from "node:fs";
 import { join } from "node:path";
 import { CniError, Code } from "../cni/errors.ts";
@@ -23,7 +23,7 @@ export interface Attachment {
   ifname: string;
 }
 
-const sha512hex = (s: string) => createHash("sha512").update(s).digest("hex");
+const sha512hex = (s: string) => hexDigest("sha512", s);
 
 export const masqChainName = (network: string, containerId: string) => `CNI-${sha512hex(network + containerId).slice(0, 24)}`;
 

@@ -1,4 +1,4 @@
-import { createHash } from "node:crypto";
+import { hexDigest } from "../hash.ts";
 import { CniError, Code } from "../cni/errors.ts";
 import { formatIP, type CIDR } from "../ipam/ip.ts";
 import { iptablesRestore, iptablesSave, restoreQuote, tokenize, type Family } from "../kernel/netfilter.ts";
@@ -21,7 +21,7 @@ const MULTIPORT_MAX = 15;
 
 /** "CNI-DN-" + the first 21 hex digits of SHA-512(network name + container ID), as the reference. */
 export function chainNameFor(prefix: "DN-" | "SN-", network: string, containerId: string): string {
-  return ("CNI-" + prefix + createHash("sha512").update(network + containerId).digest("hex")).slice(0, 28);
+  return ("CNI-" + prefix + hexDigest("sha512", network + containerId)).slice(0, 28);
 }
 
 /** Comment on the entry rules; it is also how GC tells this network's chains from others'. */

@@ -1,4 +1,4 @@
-import { randomBytes } from "node:crypto";
+import { randomHex } from "../hash.ts";
 import { CniError, Code } from "../cni/errors.ts";
 import { ipJson } from "../kernel/exec.ts";
 import { sysfsOperstate } from "../kernel/procfs.ts";
@@ -8,7 +8,7 @@ import { sysfsOperstate } from "../kernel/procfs.ts";
  * container end CNI_IFNAME created directly inside the container namespace, and the host end
  * configured as a bridge port, all as ip batch lines.
  */
-export const randomVethName = () => `veth${randomBytes(4).toString("hex")}`;
+export const randomVethName = () => `veth${randomHex(4)}`;
 
 export interface PortOptions {
   bridge: string;
