@@ -76,6 +76,8 @@ export async function runPlugin(plugin: PluginSpec, env: NodeJS.ProcessEnv = pro
     if (netnsState === "gone" && (cniEnv.command === "ADD" || cniEnv.command === "CHECK")) {
       throw new CniError(Code.InvalidEnv, `CNI_NETNS: ${cniEnv.netns} does not exist`);
     }
+    // Container-side work enters the namespace with setns(2) in-process when libc is reachable.
+    if (netnsState === "ok" && process.versions.bun) await (await import("../kernel/libc.ts")).loadLibc();
     const impl = await plugin.load();
     const req: Request<unknown> = { ...cniEnv, stdin, version, netnsState, config: impl.parseConfig(conf, cniEnv) };
     switch (cniEnv.command) {

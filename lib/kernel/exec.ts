@@ -1,11 +1,11 @@
 import { spawnSync } from "node:child_process";
-import { readFileSync, writeFileSync } from "node:fs";
 import { CniError, Code } from "../cni/errors.ts";
+import { NO_SETNS, withNetns } from "./setns.ts";
 
 /**
  * The one place that spawns kernel tools. Every command is an argv array (never a shell string);
- * work inside a container namespace is prefixed with nsenter so any netns path works, named or
- * /proc/PID/ns/net. Counting goes through here so the benchmark can report spawns per verb.
+ * work inside a container namespace runs there through setns (or nsenter), so any netns path works,
+ * named or /proc/PID/ns/net. Counting goes through here so the benchmark can report spawns per verb.
  */
 export interface RunOptions {
   /** Network namespace path to run in; omitted means the plugin's own (node) namespace. */
@@ -25,21 +25,27 @@ export interface RunResult {
 export let spawnCount = 0;
 
 export function run(argv: readonly string[], opts: RunOptions = {}): RunResult {
-  const full = opts.netns ? ["nsenter", `--net=${opts.netns}`, "--", ...argv] : [...argv];
   spawnCount++;
-  const r = spawnSync(full[0]!, full.slice(1), {
-    input: opts.input ?? "",
-    encoding: "utf8",
-    timeout: opts.timeoutMs ?? 60_000,
-    maxBuffer: 64 * 1024 * 1024,
-    env: { ...process.env, LC_ALL: "C" },
-  });
+  const spawn = (cmd: readonly string[]) =>
+    spawnSync(cmd[0]!, cmd.slice(1), {
+      input: opts.input ?? "",
+      encoding: "utf8",
+      timeout: opts.timeoutMs ?? 60_000,
+      maxBuffer: 64 * 1024 * 1024,
+      env: { ...process.env, LC_ALL: "C" },
+    });
+  // In the compiled executable the child starts inside the container namespace directly (setns on
+  // this thread around the spawn); elsewhere nsenter does it, one exec more.
+  let r = opts.netns ? withNetns(opts.netns, () => spawn(argv)) : spawn(argv);
+  const viaNsenter = r === NO_SETNS;
+  const full = viaNsenter ? ["nsenter", `--net=${opts.netns}`, "--", ...argv] : argv;
+  if (r === NO_SETNS) r = spawn(full);
   if (r.error && !((r.error as NodeJS.ErrnoException).code === "EPIPE" && r.status !== null)) {
     throw new CniError(Code.Internal, `failed to run ${argv[0]}: ${r.error.message}`, full.join(" "));
   }
   const res = { status: r.status ?? 128, stdout: r.stdout ?? "", stderr: r.stderr ?? "" };
   // nsenter's own failure means CNI_NETNS cannot be entered: never mistake it for the command's answer.
-  if (opts.netns && res.status !== 0 && /^nsenter: /m.test(res.stderr)) {
+  if (viaNsenter && res.status !== 0 && /^nsenter: /m.test(res.stderr)) {
     throw new CniError(Code.InvalidEnv, `CNI_NETNS: cannot enter ${opts.netns}: ${res.stderr.trim().replace(/^nsenter: /, "")}`);
   }
   if (res.status !== 0 && !opts.allowFailure) {
@@ -65,28 +71,4 @@ export function ipBatch(lines: readonly string[][], opts: Omit<RunOptions, "inpu
 export function ipJson<T = unknown>(args: readonly string[], opts: Omit<RunOptions, "input"> = {}): T {
   const r = run(["ip", "-j", ...args], opts);
   return (r.stdout.trim() === "" ? [] : JSON.parse(r.stdout)) as T;
-}
-
-/**
- * Sysctls are per namespace: /proc/sys/net shows the namespace of the process reading it. In our own
- * namespace we write the files directly (no spawn); for a container, sysctl runs inside it.
- */
-export function sysctlWrite(values: Record<string, string>, opts: Omit<RunOptions, "input"> = {}) {
-  const entries = Object.entries(values);
-  if (entries.length === 0) return;
-  for (const [k] of entries) {
-    if (!/^net\.[A-Za-z0-9_.\-]+$/.test(k) || k.includes("..")) throw new CniError(Code.InvalidConfig, `refusing sysctl ${JSON.stringify(k)}`);
-  }
-  if (opts.netns) {
-    run(["sysctl", "-q", "-w", ...entries.map(([k, v]) => `${k}=${v}`)], opts);
-    return;
-  }
-  for (const [k, v] of entries) {
-    const path = "/proc/sys/" + k.replaceAll(".", "/");
-    try {
-      if (readFileSync(path, "utf8").trim() !== v) writeFileSync(path, v);
-    } catch (e) {
-      throw new CniError(Code.Internal, `failed to set sysctl ${k}=${v}: ${(e as Error).message}`);
-    }
-  }
 }

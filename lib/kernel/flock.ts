@@ -1,6 +1,7 @@
 import { spawnSync } from "node:child_process";
 import { closeSync, constants, openSync } from "node:fs";
 import { CniError, Code } from "../cni/errors.ts";
+import { loadLibc } from "./libc.ts";
 
 /**
  * Exclusive flock(2) locks, the kind the reference Go plugins take (POSIX fcntl locks would not
@@ -18,11 +19,6 @@ export interface HeldLock {
 
 const LOCK_EX = 2;
 
-/** The part of bun:ffi used here (bun's own types are not a dependency). */
-interface BunFfi {
-  FFIType: { i32: unknown };
-  dlopen(lib: string, defs: { flock: { args: unknown[]; returns: unknown } }): { symbols: { flock(fd: number, op: number): number } };
-}
 type LockFn = (fd: number, path: string) => void;
 let backend: LockFn | undefined;
 
@@ -59,20 +55,13 @@ async function chooseBackend(): Promise<LockFn> {
 }
 
 async function ffiBackend(): Promise<LockFn | undefined> {
-  const { dlopen, FFIType } = (await import("bun:ffi" as string)) as BunFfi;
-  for (const lib of ["libc.so.6", "libc.so"]) {
-    try {
-      const { symbols } = dlopen(lib, { flock: { args: [FFIType.i32, FFIType.i32], returns: FFIType.i32 } });
-      return (fd, path) => {
-        // bun:ffi does not expose errno; a failure is retried a few times to ride out EINTR.
-        for (let attempt = 0; attempt < 5; attempt++) if (symbols.flock(fd, LOCK_EX) === 0) return;
-        throw new CniError(Code.IOFailure, `flock(${path}) failed`);
-      };
-    } catch {
-      // not glibc: try the next name, then the portable fallback
-    }
-  }
-  return undefined;
+  const libc = await loadLibc();
+  if (!libc) return undefined;
+  return (fd, path) => {
+    // bun:ffi does not expose errno; a failure is retried a few times to ride out EINTR.
+    for (let attempt = 0; attempt < 5; attempt++) if (libc.flock(fd, LOCK_EX) === 0) return;
+    throw new CniError(Code.IOFailure, `flock(${path}) failed`);
+  };
 }
 
 const inheritedFdBackend: LockFn = (fd, path) => {

@@ -1,6 +1,7 @@
 import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { CniError, Code } from "../cni/errors.ts";
 import { run, type RunOptions } from "./exec.ts";
+import { NO_SETNS, withNetns } from "./setns.ts";
 
 /**
  * Per-namespace kernel files. /proc/sys/net shows the namespace of the reading process, so our own
@@ -24,18 +25,21 @@ export function writeSysctls(values: readonly (readonly [SysctlPath, string])[],
   if (bad && !opts.bestEffort) throw new CniError(Code.InvalidConfig, `refusing sysctl path ${JSON.stringify(bad[0])}`);
   values = values.filter(([k]) => safePath(k));
   if (values.length === 0) return;
-  if (opts.netns) {
-    run(["sysctl", "-q", ...(opts.bestEffort ? ["-e"] : []), "-w", ...values.map(([k, v]) => `${k}=${v}`)], { netns: opts.netns, allowFailure: opts.bestEffort });
-    return;
-  }
-  for (const [k, v] of values) {
-    const file = `/proc/sys/${k}`;
-    try {
-      if (readFileSync(file, "utf8").trim() !== v) writeFileSync(file, v);
-    } catch (e) {
-      if (!opts.bestEffort) throw new CniError(Code.Internal, `failed to set sysctl ${k}=${v}: ${(e as Error).message}`);
+  const writeHere = () => {
+    for (const [k, v] of values) {
+      const file = `/proc/sys/${k}`;
+      try {
+        if (readFileSync(file, "utf8").trim() !== v) writeFileSync(file, v);
+      } catch (e) {
+        if (!opts.bestEffort) throw new CniError(Code.Internal, `failed to set sysctl ${k}=${v}: ${(e as Error).message}`);
+      }
     }
-  }
+  };
+  if (!opts.netns) return writeHere();
+  // /proc/sys/net shows the namespace of the thread that opens it: write from inside, in-process
+  // when setns is available, else through a sysctl process entered into the namespace.
+  if (withNetns(opts.netns, writeHere) !== NO_SETNS) return;
+  run(["sysctl", "-q", ...(opts.bestEffort ? ["-e"] : []), "-w", ...values.map(([k, v]) => `${k}=${v}`)], { netns: opts.netns, allowFailure: opts.bestEffort });
 }
 
 /**
