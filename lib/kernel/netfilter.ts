@@ -16,7 +16,8 @@ export function iptablesRestore(family: Family, script: string) {
   const bin = family === 4 ? "iptables-restore" : "ip6tables-restore";
   const r = run([bin, "--noflush", `--wait=${LOCK_WAIT_SECONDS}`], { input: script, allowFailure: true });
   if (r.status === 0) return;
-  if (/lock|resource temporarily unavailable/i.test(r.stderr)) {
+  // Only a lock someone else holds is worth retrying; "can't open lock file" is a broken node.
+  if (/currently holding the xtables lock/i.test(r.stderr)) {
     throw new CniError(Code.TryAgainLater, `${bin}: xtables lock is held by another process; try again later`, r.stderr.trim());
   }
   throw new CniError(Code.Internal, `${bin} failed: ${r.stderr.trim() || `exit status ${r.status}`}`, script);
