@@ -1,0 +1,163 @@
+import { spawn } from "node:child_process";
+import { existsSync, readdirSync } from "node:fs";
+import { join } from "node:path";
+import { libcniClient, writeNetconf, type ClientEnv } from "./libcni.ts";
+import { BIN, Sandbox, sh } from "./sandbox.ts";
+
+/**
+ * Pieces for the reliability tests: the standard conflist (loopback, bridge with gateway,
+ * masquerade and hairpin over host-local, portmap), the libcni client run asynchronously in its own
+ * process group (so a SIGKILL takes the client, the plugins and every tool they started), a full
+ * snapshot of what an attachment can leave in the node, and a seeded random source.
+ */
+export const NET = "relnet";
+export const BRIDGE_NAME = "relbr0";
+export const SUBNET = "10.61.0.0/16";
+export const HOST_PORT = 18080;
+export const PORT_MAPPINGS = [{ hostPort: HOST_PORT, containerPort: 80, protocol: "tcp" }];
+
+export interface Net {
+  sb: Sandbox;
+  dataDir: string;
+  client: ClientEnv;
+}
+
+/** The standard conflist written under the sandbox, with its data and cache dirs there too. */
+export function standardNet(sb: Sandbox, opts: { cniVersion?: string; dataDir?: string; ipMasqBackend?: string } = {}): Net {
+  const dataDir = opts.dataDir ?? join(sb.tmp, "ipam");
+  const conflist = {
+    cniVersion: opts.cniVersion ?? "1.0.0",
+    name: NET,
+    plugins: [
+      { type: "loopback" },
+      {
+        type: "bridge",
+        bridge: BRIDGE_NAME,
+        isGateway: true,
+        ipMasq: true,
+        hairpinMode: true,
+        ...(opts.ipMasqBackend ? { ipMasqBackend: opts.ipMasqBackend } : {}),
+        ipam: { type: "host-local", dataDir, ranges: [[{ subnet: SUBNET }]], routes: [{ dst: "0.0.0.0/0" }] },
+      },
+      { type: "portmap", capabilities: { portMappings: true }, snat: true },
+    ],
+  };
+  const netconfPath = writeNetconf(sb, { "10-rel.conflist": conflist }, `net.d-${Math.random().toString(36).slice(2, 8)}`);
+  return { sb, dataDir, client: { netconfPath, cacheDir: join(sb.tmp, "cache"), capArgs: { portMappings: PORT_MAPPINGS } } };
+}
+
+export interface Outcome {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+/**
+ * Runs the libcni client in the node namespace without waiting. The child leads a new process
+ * group, so `kill()` SIGKILLs the client together with every plugin and tool it started.
+ */
+export function clientAsync(net: Net, verb: "add" | "del" | "check", containerId: string, netnsPath: string, extraEnv: Record<string, string> = {}) {
+  const env: Record<string, string> = {
+    PATH: process.env.PATH ?? "/usr/sbin:/usr/bin:/sbin:/bin",
+    CNI_PATH: net.client.cniPath ?? BIN,
+    NETCONFPATH: net.client.netconfPath,
+    CNI_CACHE_DIR: net.client.cacheDir,
+    CNI_CONTAINERID: containerId,
+    CNI_IFNAME: "eth0",
+    CAP_ARGS: JSON.stringify(net.client.capArgs ?? {}),
+    ...extraEnv,
+  };
+  const child = spawn("ip", ["netns", "exec", net.sb.node, libcniClient(), verb, NET, netnsPath], { env, detached: true, stdio: ["ignore", "pipe", "pipe"] });
+  let stdout = "";
+  let stderr = "";
+  child.stdout!.on("data", (d: Buffer) => (stdout += d));
+  child.stderr!.on("data", (d: Buffer) => (stderr += d));
+  const done = new Promise<Outcome>((resolve) => child.on("close", (code, signal) => resolve({ code, signal, stdout, stderr })));
+  return {
+    done,
+    kill() {
+      try {
+        process.kill(-child.pid!, "SIGKILL");
+      } catch {
+        // already gone
+      }
+    },
+  };
+}
+
+/** The same, waited for. */
+export const client = (net: Net, verb: "add" | "del" | "check", containerId: string, netnsPath: string, extraEnv: Record<string, string> = {}) =>
+  clientAsync(net, verb, containerId, netnsPath, extraEnv).done;
+
+/** Everything an attachment can leave in the node, normalised so two snapshots compare equal. */
+export interface NodeState {
+  links: string[];
+  iptables: string;
+  nft: string;
+  reservations: string[];
+}
+
+const dropCounters = (dump: string) =>
+  dump
+    .split("\n")
+    .filter((l) => l !== "" && !l.startsWith("#"))
+    .map((l) => l.replace(/\[\d+:\d+\]/, "[0:0]"))
+    .join("\n");
+
+export function netfilterState(sb: Sandbox): { iptables: string; nft: string } {
+  const iptables = ["iptables-save", "ip6tables-save"].map((bin) => dropCounters(sb.inNode([bin]).stdout)).join("\n--\n");
+  const nft = sb
+    .inNode(["nft", "list", "ruleset"])
+    .stdout.replace(/ counter packets \d+ bytes \d+/g, "")
+    .replace(/# handle \d+/g, "");
+  return { iptables, nft };
+}
+
+/** Node links as "name kind [master]", without ifindexes or addresses (they change with every pair). */
+export function nodeLinks(sb: Sandbox, ns = sb.node): string[] {
+  const links = JSON.parse(sb.inNs(ns, ["ip", "-d", "-j", "link", "show"]).stdout) as { ifname: string; master?: string; linkinfo?: { info_kind?: string } }[];
+  return links.map((l) => [l.ifname, l.linkinfo?.info_kind ?? "-", l.master ?? ""].join(" ").trim()).sort();
+}
+
+/** Reservation files (address names) of `network` under `dataDir`. */
+export function reservationFiles(dataDir: string, network = NET): string[] {
+  const dir = join(dataDir, network);
+  if (!existsSync(dir)) return [];
+  return readdirSync(dir)
+    .filter((f) => /^[0-9a-f.:]+$/i.test(f) && /[.:]/.test(f))
+    .sort();
+}
+
+export function nodeState(net: Net): NodeState {
+  return { links: nodeLinks(net.sb), ...netfilterState(net.sb), reservations: reservationFiles(net.dataDir) };
+}
+
+/** Names of the container namespace's links (just "lo ..." once nothing is attached). */
+export const containerLinks = (sb: Sandbox, ns: string) => nodeLinks(sb, ns);
+
+/** mulberry32: a small deterministic generator, so a failing run can be replayed from its seed. */
+export function seededRandom(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** The seed of this run: TSCNI_SEED when set (to replay), else a fresh one; print it on failure. */
+export function runSeed(): number {
+  const fixed = process.env.TSCNI_SEED;
+  return fixed ? Number(fixed) >>> 0 : (Date.now() ^ (process.pid << 16)) >>> 0;
+}
+
+/** TSCNI_LONG=1 selects the full counts of the long loops. */
+export const LONG = process.env.TSCNI_LONG === "1";
+
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** A node-side helper to delete a link, ignoring "not there". */
+export const delLink = (sb: Sandbox, ns: string, dev: string) => sh(["ip", "-n", ns, "link", "del", dev], { allowFailure: true });
