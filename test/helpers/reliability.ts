@@ -1,7 +1,7 @@
 import { spawn } from "node:child_process";
 import { existsSync, readdirSync } from "node:fs";
 import { join } from "node:path";
-import { libcniClient, writeNetconf, type ClientEnv } from "./libcni.ts";
+import { libcniClient, ourCnitool, writeNetconf, type ClientEnv } from "./libcni.ts";
 import { BIN, Sandbox, sh } from "./sandbox.ts";
 
 /**
@@ -20,10 +20,12 @@ export interface Net {
   sb: Sandbox;
   dataDir: string;
   client: ClientEnv;
+  /** The client binary: the libcni client, or our cnitool for 1.1.0 lists (Debian's libcni predates 1.1.0). */
+  tool: string;
 }
 
 /** The standard conflist written under the sandbox, with its data and cache dirs there too. */
-export function standardNet(sb: Sandbox, opts: { cniVersion?: string; dataDir?: string; ipMasqBackend?: string } = {}): Net {
+export function standardNet(sb: Sandbox, opts: { cniVersion?: string; dataDir?: string; ipMasqBackend?: string; tool?: string } = {}): Net {
   const dataDir = opts.dataDir ?? join(sb.tmp, "ipam");
   const conflist = {
     cniVersion: opts.cniVersion ?? "1.0.0",
@@ -43,7 +45,8 @@ export function standardNet(sb: Sandbox, opts: { cniVersion?: string; dataDir?: 
     ],
   };
   const netconfPath = writeNetconf(sb, { "10-rel.conflist": conflist }, `net.d-${Math.random().toString(36).slice(2, 8)}`);
-  return { sb, dataDir, client: { netconfPath, cacheDir: join(sb.tmp, "cache"), capArgs: { portMappings: PORT_MAPPINGS } } };
+  const tool = opts.tool ?? (opts.cniVersion === "1.1.0" ? ourCnitool() : libcniClient());
+  return { sb, dataDir, tool, client: { netconfPath, cacheDir: join(sb.tmp, "cache"), capArgs: { portMappings: PORT_MAPPINGS } } };
 }
 
 export interface Outcome {
@@ -54,7 +57,7 @@ export interface Outcome {
 }
 
 /**
- * Runs the libcni client in the node namespace without waiting. The child leads a new process
+ * Runs the client in the node namespace without waiting. The child leads a new process
  * group, so `kill()` SIGKILLs the client together with every plugin and tool it started.
  */
 export function clientAsync(net: Net, verb: "add" | "del" | "check", containerId: string, netnsPath: string, extraEnv: Record<string, string> = {}) {
@@ -68,7 +71,7 @@ export function clientAsync(net: Net, verb: "add" | "del" | "check", containerId
     CAP_ARGS: JSON.stringify(net.client.capArgs ?? {}),
     ...extraEnv,
   };
-  const child = spawn("ip", ["netns", "exec", net.sb.node, libcniClient(), verb, NET, netnsPath], { env, detached: true, stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn("ip", ["netns", "exec", net.sb.node, net.tool, verb, NET, netnsPath], { env, detached: true, stdio: ["ignore", "pipe", "pipe"] });
   let stdout = "";
   let stderr = "";
   child.stdout!.on("data", (d: Buffer) => (stdout += d));
