@@ -49,20 +49,30 @@ export function validateContainerId(id: string) {
   }
 }
 
-/** Linux interface name rules: 1..15 bytes, no '/', ':' or whitespace, not '.' or '..'. */
+/**
+ * Linux interface name rules (1..15 bytes, no '/', ':' or whitespace, not '.' or '..'), and
+ * stricter than Linux and the reference: of ASCII only letters, digits, '-', '_' and '.', and no
+ * control or invisible characters. Names reach ip's batch parser, iptables and nft scripts, sysfs
+ * paths and the kernel's "%d" name templates; a name none of them can misread needs no escaping.
+ */
 export function validateIfname(name: string, field: string, code: number = Code.InvalidEnv) {
   let why = "";
   if (name === "") why = "interface name is empty";
   else if (Buffer.byteLength(name) > 15) why = "interface name is too long (at most 15 bytes)";
   else if (name === "." || name === "..") why = "interface name is . or ..";
   else if (/[/:\s]/.test(name)) why = "interface name contains '/', ':' or whitespace";
+  else if (/[\x00-\x2c\x3b-\x40\x5b-\x5e\x60\x7b-\x7f]|[\p{C}\p{Z}]/u.test(name)) why = "interface name may only contain letters, digits, '-', '_' and '.'";
   if (why) throw new CniError(code, `${field}: ${why}`, JSON.stringify(name));
 }
 
-/** Network names become path components (IPAM store, caches): same rule as the reference. */
+/**
+ * Network names become path components (IPAM store, caches): the reference's characters, and at
+ * most NAME_MAX (255) bytes, so an over-long name is refused before anything is created.
+ */
 export function validateNetworkName(name: unknown) {
   if (typeof name !== "string" || name === "") throw new CniError(Code.InvalidConfig, "missing network name");
-  if (!ID_RE.test(name) || name.includes("..") || name.length > 1024) {
+  if (name.length > 255) throw new CniError(Code.InvalidConfig, "network name is too long (at most 255 characters)", `${name.slice(0, 64)}...`);
+  if (!ID_RE.test(name) || name.includes("..")) {
     throw new CniError(Code.InvalidConfig, "invalid characters found in network name", name);
   }
 }
