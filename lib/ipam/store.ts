@@ -80,8 +80,10 @@ export class DiskStore {
       } catch (e) {
         throw new StoreError(`cannot create dataDir ${dataDir}: ${(e as Error).message}`);
       }
+      // dataDir itself must not be a symlink (its parents may): a planted link would move the store.
+      isRealDir(dataDir);
       makeRealDir(store.dir, 0o755);
-    } else if (!isRealDir(store.dir)) {
+    } else if (!isRealDir(dataDir) || !isRealDir(store.dir)) {
       return undefined;
     }
     makeRealDir(join(dataDir, PRIVATE_DIR), 0o700);
@@ -117,7 +119,7 @@ export class DiskStore {
     if (existing !== dataDir) return;
     const store = new DiskStore(dataDir, network);
     try {
-      if (!isRealDir(store.dir)) return;
+      if (!isRealDir(dataDir) || !isRealDir(store.dir)) return;
     } catch (e) {
       throw unusable((e as Error).message);
     }
