@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { closeSync, constants, existsSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { dirname } from "node:path";
 import { CniError, Code } from "../lib/cni/errors.ts";
 import { parseWith } from "../lib/cni/config.ts";
@@ -148,9 +148,16 @@ function kernelErrorsNamed<T>(s: Settings, f: () => T, cmds: { field: string; ar
 function readBackup(file: string): Backup | undefined {
   let text: string;
   try {
-    text = readFileSync(file, "utf8");
+    // O_NOFOLLOW: values behind a planted symlink are not ours to restore (ELOOP: treated as no file).
+    const fd = openSync(file, constants.O_RDONLY | constants.O_NOFOLLOW);
+    try {
+      text = readFileSync(fd, "utf8");
+    } finally {
+      closeSync(fd);
+    }
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === "ENOENT" || code === "ELOOP") return undefined;
     throw new CniError(Code.IOFailure, `failed to open file ${JSON.stringify(file)}: ${(e as Error).message}`);
   }
   try {
@@ -166,7 +173,9 @@ function writeBackup(file: string, b: Backup) {
   try {
     mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
     const tmp = `${file}.tmp`;
-    writeFileSync(tmp, renderBackup(b), { mode: 0o600 });
+    // Created exclusively after removing any leftover, so a symlink planted there is never written through.
+    rmSync(tmp, { force: true });
+    writeFileSync(tmp, renderBackup(b), { mode: 0o600, flag: "wx" });
     renameSync(tmp, file);
   } catch (e) {
     throw new CniError(Code.IOFailure, `failed to save ${file}: ${(e as Error).message}`);
