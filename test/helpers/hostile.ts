@@ -1,0 +1,166 @@
+import { spawn, spawnSync } from "node:child_process";
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join, relative } from "node:path";
+import { BIN, Sandbox, cniEnv } from "./sandbox.ts";
+import { netfilterState, nodeLinks } from "./reliability.ts";
+
+/**
+ * Pieces for the hostile-input tests: a minimal valid configuration per plugin (so each case
+ * changes one thing), a tripwire PATH whose kernel tools only record that they were called (a
+ * refused input must be refused before the first spawn), and a snapshot of everything a run could
+ * leave behind: node links and netfilter, and the files under the sandbox.
+ */
+export const PLUGIN_NAMES = ["loopback", "bridge", "host-local", "portmap", "firewall", "tuning"] as const;
+export type PluginName = (typeof PLUGIN_NAMES)[number];
+
+export const HNET = "hnet";
+export const HBRIDGE = "hbr0";
+
+/** What a container looks like to a chained plugin: prevResult with one address on eth0 in `netns`. */
+export function prevResult(netns: string, addr = "10.62.0.2/24") {
+  return {
+    cniVersion: "1.0.0",
+    interfaces: [{ name: HBRIDGE, mac: "0a:58:0a:3e:00:01" }, { name: "veth0a0b0c0d" }, { name: "eth0", sandbox: netns }],
+    ips: [{ address: addr, gateway: "10.62.0.1", interface: 2 }],
+    routes: [{ dst: "0.0.0.0/0" }],
+  };
+}
+
+/** A valid ADD configuration of `plugin` whose state lives under `dir`. */
+export function baseConfig(plugin: PluginName, dir: string, netns: string): Record<string, any> {
+  const base = { cniVersion: "1.0.0", name: HNET, type: plugin };
+  const ipam = { type: "host-local", dataDir: join(dir, "ipam"), ranges: [[{ subnet: "10.62.0.0/24" }]], routes: [{ dst: "0.0.0.0/0" }] };
+  switch (plugin) {
+    case "loopback":
+      return base;
+    case "bridge":
+      return { ...base, bridge: HBRIDGE, isGateway: true, ipMasq: true, hairpinMode: true, ipam };
+    case "host-local":
+      return { ...base, ipam };
+    case "portmap":
+      return { ...base, snat: true, runtimeConfig: { portMappings: [{ hostPort: 18081, containerPort: 80, protocol: "tcp" }] }, prevResult: prevResult(netns) };
+    case "firewall":
+      return { ...base, backend: "iptables", prevResult: prevResult(netns) };
+    case "tuning":
+      return { ...base, dataDir: join(dir, "tuning"), sysctl: { "net.ipv4.conf.eth0.rp_filter": "1" }, mtu: 1400, prevResult: prevResult(netns) };
+  }
+}
+
+/** Tools a plugin may run; in the tripwire directory each one only logs its call and fails. */
+const TOOLS = ["ip", "bridge", "nsenter", "sysctl", "iptables", "ip6tables", "iptables-restore", "iptables-save", "ip6tables-restore", "ip6tables-save", "nft", "conntrack", "flock", "firewall-cmd", "dbus-send", "busctl", "sh", "bash"];
+
+export interface Tripwire {
+  path: string;
+  log: string;
+  /** Calls recorded so far (one line each: program and arguments). */
+  calls(): string[];
+}
+
+export function tripwire(sb: Sandbox): Tripwire {
+  const dir = join(sb.tmp, "tripwire-bin");
+  const log = join(sb.tmp, "tripwire.log");
+  mkdirSync(dir, { recursive: true });
+  for (const tool of TOOLS) {
+    const file = join(dir, tool);
+    writeFileSync(file, `#!/bin/busybox sh\necho "$0 $*" >> "\${TRIPWIRE_LOG:-${log}}"\nexit 1\n`);
+    chmodSync(file, 0o755);
+  }
+  return { path: dir, log, calls: () => (existsSync(log) ? readFileSync(log, "utf8").split("\n").filter(Boolean) : []) };
+}
+
+/** Every file and directory under `root` (relative paths), except those under `skip`. */
+export function fileTree(root: string, skip: readonly string[] = []): string[] {
+  const out: string[] = [];
+  const walk = (dir: string) => {
+    for (const d of readdirSync(dir, { withFileTypes: true })) {
+      const p = join(dir, d.name);
+      if (skip.includes(p)) continue;
+      out.push(relative(root, p) + (d.isDirectory() ? "/" : ""));
+      if (d.isDirectory()) walk(p);
+    }
+  };
+  walk(root);
+  return out.sort();
+}
+
+export interface Residue {
+  links: string[];
+  iptables: string;
+  nft: string;
+  files: string[];
+}
+
+export function residue(sb: Sandbox, skipFiles: readonly string[] = []): Residue {
+  return { links: nodeLinks(sb), ...netfilterState(sb), files: fileTree(sb.tmp, skipFiles) };
+}
+
+export interface PluginRun {
+  code: number;
+  stdout: string;
+  stderr: string;
+  json: any;
+}
+
+/** `ip` by absolute path: the plugin's PATH may be the tripwire directory. */
+const IP = ["/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"].find((p) => existsSync(p)) ?? "ip";
+
+/** One plugin run in the node namespace with exactly these CNI variables (plus PATH). */
+export function runPlugin(sb: Sandbox, plugin: PluginName, vars: Record<string, string>, config: unknown, path = process.env.PATH ?? ""): PluginRun {
+  const r = spawnSync(IP, ["netns", "exec", sb.node, join(BIN, plugin)], { input: JSON.stringify(config), env: { ...vars, PATH: path }, encoding: "utf8", timeout: 30_000 });
+  let json: any;
+  try {
+    json = JSON.parse(r.stdout);
+  } catch {
+    json = undefined;
+  }
+  return { code: r.status ?? 128, stdout: r.stdout ?? "", stderr: r.stderr ?? "", json };
+}
+
+export const addEnv = (netns: string, extra: Record<string, string> = {}) => cniEnv("ADD", { CNI_NETNS: netns, CNI_CONTAINERID: "hostile1", ...extra });
+
+/** A JS engine error rather than a refusal of ours: what a crash looks like in a CNI error. */
+export const CRASH = /TypeError|ReferenceError|RangeError|is not a function|is not iterable|Cannot read prop|undefined is not|null is not|Maximum call stack|\n\s+at .+:\d+:\d+/;
+
+/** runPlugin without waiting, so independent cases can run a few at a time. */
+export function runPluginAsync(sb: Sandbox, plugin: PluginName, vars: Record<string, string>, config: unknown, path = process.env.PATH ?? "", timeoutMs = 30_000): Promise<PluginRun & { timedOut: boolean }> {
+  const input = typeof config === "string" || Buffer.isBuffer(config) ? config : JSON.stringify(config);
+  const child = spawn(IP, ["netns", "exec", sb.node, join(BIN, plugin)], { env: { ...vars, PATH: path }, stdio: ["pipe", "pipe", "pipe"] });
+  let stdout = "";
+  let stderr = "";
+  let timedOut = false;
+  child.stdout!.on("data", (d: Buffer) => (stdout += d));
+  child.stderr!.on("data", (d: Buffer) => (stderr += d));
+  // A plugin that stops reading early (a bounded stdin) closes the pipe: not our failure.
+  child.stdin!.on("error", () => {});
+  child.stdin!.end(input);
+  const timer = setTimeout(() => {
+    timedOut = true;
+    child.kill("SIGKILL");
+  }, timeoutMs);
+  return new Promise((resolve) =>
+    child.on("close", (code) => {
+      clearTimeout(timer);
+      let json: any;
+      try {
+        json = JSON.parse(stdout);
+      } catch {
+        json = undefined;
+      }
+      resolve({ code: code ?? 128, stdout, stderr, json, timedOut });
+    }),
+  );
+}
+
+/** Runs `jobs` with at most `width` at a time; results in order. */
+export async function pool<T>(jobs: (() => Promise<T>)[], width: number): Promise<T[]> {
+  const out: T[] = new Array(jobs.length);
+  let next = 0;
+  const lane = async () => {
+    while (next < jobs.length) {
+      const i = next++;
+      out[i] = await jobs[i]!();
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(width, jobs.length) }, lane));
+  return out;
+}
