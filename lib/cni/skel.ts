@@ -77,7 +77,11 @@ export async function runPlugin(plugin: PluginSpec, env: NodeJS.ProcessEnv = pro
       throw new CniError(Code.InvalidEnv, `CNI_NETNS: ${cniEnv.netns} does not exist`);
     }
     // Container-side work enters the namespace with setns(2) in-process when libc is reachable.
-    if (netnsState === "ok" && process.versions.bun) await (await import("../kernel/libc.ts")).loadLibc();
+    if (netnsState === "ok" && process.versions.bun) {
+      await (await import("../kernel/libc.ts")).loadLibc();
+      // statfs only says "some namespace": entering it once (and back) proves it is a network one.
+      (await import("../kernel/setns.ts")).withNetns(cniEnv.netns, () => undefined);
+    }
     const impl = await plugin.load();
     const req: Request<unknown> = { ...cniEnv, stdin, version, netnsState, config: impl.parseConfig(conf, cniEnv) };
     switch (cniEnv.command) {
