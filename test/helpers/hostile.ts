@@ -119,7 +119,7 @@ export function runPlugin(sb: Sandbox, plugin: PluginName, vars: Record<string, 
 export const addEnv = (netns: string, extra: Record<string, string> = {}) => cniEnv("ADD", { CNI_NETNS: netns, CNI_CONTAINERID: "hostile1", ...extra });
 
 /** A JS engine error rather than a refusal of ours: what a crash looks like in a CNI error. */
-export const CRASH = /TypeError|ReferenceError|RangeError|is not a function|is not iterable|Cannot read prop|undefined is not|null is not|Maximum call stack|\n\s+at .+:\d+:\d+/;
+export const CRASH = /TypeError|ReferenceError|RangeError|is not a function|is not iterable|Cannot read prop|\b(undefined|null) is not an object|Maximum call stack|\n\s+at .+:\d+:\d+/;
 
 /** runPlugin without waiting, so independent cases can run a few at a time. */
 export function runPluginAsync(sb: Sandbox, plugin: PluginName, vars: Record<string, string>, config: unknown, path = process.env.PATH ?? "", timeoutMs = 30_000): Promise<PluginRun & { timedOut: boolean }> {

@@ -1,0 +1,98 @@
+import { test } from "uvu";
+import * as assert from "uvu/assert";
+import { mkdirSync, symlinkSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { Sandbox, sh } from "../helpers/sandbox.ts";
+import { CRASH, PLUGIN_NAMES, addEnv, baseConfig, pool, residue, runPluginAsync, tripwire } from "../helpers/hostile.ts";
+
+/**
+ * CNI_NETNS that is not a container's network namespace: a regular file, a directory, a device, a
+ * FIFO, a namespace of another kind, and above all the node's own network namespace under any name
+ * (/proc/self/ns/net as the plugin sees it, the node's /var/run/netns entry, a symlink to it). Each
+ * is refused for ADD, CHECK and DEL by every plugin before any tool runs, so a plugin never
+ * configures or tears down the node as if it were a container.
+ */
+
+test("CNI_NETNS that is not a container network namespace: refused by every plugin and verb, before any effect", async () => {
+  const sb = new Sandbox("reliab");
+  try {
+    const ctr = sb.addContainer();
+    const file = join(sb.tmp, "not-a-netns");
+    writeFileSync(file, "");
+    const dir = join(sb.tmp, "a-directory");
+    mkdirSync(dir);
+    const fifo = join(sb.tmp, "a-fifo");
+    sh(["mkfifo", fifo]);
+    const nodeLink = join(sb.tmp, "node-netns-link");
+    symlinkSync(`/var/run/netns/${sb.node}`, nodeLink);
+    const paths: [string, string, RegExp][] = [
+      ["a regular file", file, /not a network namespace/],
+      ["a directory", dir, /not a network namespace/],
+      ["/dev/null", "/dev/null", /not a network namespace/],
+      ["a FIFO", fifo, /not a network namespace/],
+      ["the node itself (/proc/self/ns/net)", "/proc/self/ns/net", /should not be the same/],
+      ["the node itself (its netns entry)", `/var/run/netns/${sb.node}`, /should not be the same/],
+      ["the node itself (a symlink to it)", nodeLink, /should not be the same/],
+      ["the node itself (/proc/thread-self/ns/net)", "/proc/thread-self/ns/net", /should not be the same/],
+      ["a mount namespace", "/proc/self/ns/mnt", /not a network namespace/],
+    ];
+    const trip = tripwire(sb);
+    const before = residue(sb);
+
+    const runs: { tag: string; why: RegExp; run: () => ReturnType<typeof runPluginAsync> }[] = [];
+    for (const plugin of PLUGIN_NAMES) {
+      for (const command of ["ADD", "CHECK", "DEL"]) {
+        for (const [what, path, why] of paths) {
+          const config = baseConfig(plugin, sb.tmp, ctr.path);
+          runs.push({ tag: `${plugin} ${command} with ${what}`, why, run: () => runPluginAsync(sb, plugin, { ...addEnv(path), CNI_COMMAND: command }, config, trip.path) });
+        }
+      }
+    }
+    const results = await pool(runs.map((r) => r.run), 4);
+    const problems: string[] = [];
+    results.forEach((r, i) => {
+      const { tag, why } = runs[i]!;
+      if (r.code !== 1 || !r.json) problems.push(`${tag}: exit ${r.code} ${r.stdout}`);
+      else if (![4, 8].includes(r.json.code) || !why.test(r.json.msg)) problems.push(`${tag}: code ${r.json.code}: ${r.json.msg}`);
+      else if (CRASH.test(r.stderr)) problems.push(`${tag}: ${r.stderr}`);
+    });
+    assert.equal(problems, [], `${problems.length} of ${runs.length} not refused properly`);
+    assert.equal(trip.calls(), [], "no tool ran");
+    const after = residue(sb);
+    assert.equal(after.links, before.links);
+    assert.equal(after.files, before.files);
+    assert.fixture(after.iptables, before.iptables);
+    assert.fixture(after.nft, before.nft);
+  } finally {
+    sb.cleanup();
+  }
+});
+
+test("CNI_NETNS that does not exist: ADD and CHECK refuse it; DEL of a gone namespace cleans the node side", async () => {
+  const sb = new Sandbox("reliab");
+  try {
+    const missing = "/var/run/netns/tc-reliab-no-such-ns";
+    for (const plugin of PLUGIN_NAMES) {
+      for (const command of ["ADD", "CHECK"]) {
+        const r = await runPluginAsync(sb, plugin, { ...addEnv(missing), CNI_COMMAND: command }, baseConfig(plugin, sb.tmp, missing));
+        assert.is(r.code, 1, `${plugin} ${command}`);
+        assert.is(r.json?.code, 4, `${plugin} ${command}: ${r.stdout}`);
+        assert.match(r.json.msg, /does not exist/);
+      }
+    }
+    // A real attachment whose namespace then vanishes: DEL still releases what the node holds.
+    const ctr = sb.addContainer();
+    const config = baseConfig("bridge", sb.tmp, ctr.path);
+    const add = await runPluginAsync(sb, "bridge", addEnv(ctr.path), config);
+    assert.is(add.code, 0, add.stdout);
+    sh(["ip", "netns", "del", ctr.name]);
+    const del = await runPluginAsync(sb, "bridge", { ...addEnv(ctr.path), CNI_COMMAND: "DEL" }, config);
+    assert.is(del.code, 0, del.stdout);
+    assert.not.match(residue(sb).iptables, /CNI-[0-9a-f]{24}/, "masquerade removed");
+    assert.not.ok(residue(sb).links.some((l) => l.includes(" veth")), "the node end went with the namespace");
+  } finally {
+    sb.cleanup();
+  }
+});
+
+test.run();
