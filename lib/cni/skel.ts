@@ -46,45 +46,11 @@ export async function runPlugin(plugin: PluginSpec, env: NodeJS.ProcessEnv = pro
     process.stdout.write(JSON.stringify({ cniVersion: CURRENT_VERSION, supportedVersions: versions }) + "\n");
     return 0;
   }
-  let version = CURRENT_VERSION;
-  let logFile: string | undefined;
+  const seen: Seen = { version: CURRENT_VERSION };
   try {
-    const cniEnv = readEnv(env);
-    const stdin = readStdin();
-    let raw: unknown;
-    try {
-      raw = JSON.parse(stdin.toString("utf8"));
-    } catch (e) {
-      throw new CniError(Code.DecodingFailure, `error unmarshall network config: ${(e as Error).message}`);
-    }
-    if (typeof raw !== "object" || raw === null || Array.isArray(raw)) {
-      throw new CniError(Code.DecodingFailure, "error unmarshall network config: not a JSON object");
-    }
-    const conf = raw as Record<string, unknown>;
-    if (typeof conf.logFile === "string") logFile = conf.logFile;
-    validateNetworkName(conf.name);
-    const v = conf.cniVersion === undefined ? "0.1.0" : conf.cniVersion;
-    if (typeof v !== "string") throw new CniError(Code.DecodingFailure, "cniVersion: expected a string");
-    if (!versions.includes(v)) {
-      throw new CniError(Code.IncompatibleVersion, "incompatible CNI versions", `config is "${v}", plugin supports [${versions.map((x) => `"${x}"`).join(" ")}]`);
-    }
-    version = v;
-    checkVerbAllowed(cniEnv.command, version);
-
-    const { inspectNetns } = await import("../kernel/netns.ts");
-    const netnsState = cniEnv.command === "GC" || cniEnv.command === "STATUS" ? "none" : inspectNetns(cniEnv.netns);
-    if (netnsState === "gone" && (cniEnv.command === "ADD" || cniEnv.command === "CHECK")) {
-      throw new CniError(Code.InvalidEnv, `CNI_NETNS: ${cniEnv.netns} does not exist`);
-    }
-    // Container-side work enters the namespace with setns(2) in-process when libc is reachable.
-    if (netnsState === "ok" && process.versions.bun) {
-      await (await import("../kernel/libc.ts")).loadLibc();
-      // statfs only says "some namespace": entering it once (and back) proves it is a network one.
-      (await import("../kernel/setns.ts")).withNetns(cniEnv.netns, () => undefined);
-    }
-    const impl = await plugin.load();
-    const req: Request<unknown> = { ...cniEnv, stdin, version, netnsState, config: impl.parseConfig(conf, cniEnv) };
-    switch (cniEnv.command) {
+    const { impl, req } = await prepare(plugin, env, readStdin, seen);
+    const { version } = req;
+    switch (req.command) {
       case "ADD": {
         const result = await impl.add(req);
         const { toWire } = await import("./result.ts");
@@ -107,14 +73,65 @@ export async function runPlugin(plugin: PluginSpec, env: NodeJS.ProcessEnv = pro
     return 0;
   } catch (e) {
     const err = asCniError(e);
-    const out = JSON.stringify(err.toJSON(version));
+    const out = JSON.stringify(err.toJSON(seen.version));
     process.stdout.write(out + "\n");
-    logLine(logFile, `${plugin.name} ${command}: ${out}`);
+    logLine(seen.logFile, `${plugin.name} ${command}: ${out}`);
     if (err.code === Code.Internal && e instanceof Error && !(e instanceof CniError) && env.CNI_DEBUG) {
       process.stderr.write(`${e.stack}\n`);
     }
     return 1;
   }
+}
+
+/** What the error path needs from a config that may fail to validate half-way. */
+export interface Seen {
+  /** The config's cniVersion once it is known to be supported (errors are printed in it). */
+  version: string;
+  logFile?: string;
+}
+
+/**
+ * Everything before the plugin acts: the CNI_* variables, stdin, the JSON, the network name, the
+ * version and verb, CNI_NETNS, and the plugin's own parseConfig. Nothing here changes the node, so
+ * tests can run it in-process on arbitrary input.
+ */
+export async function prepare(plugin: PluginSpec, env: NodeJS.ProcessEnv, readInput: () => Buffer, seen: Seen): Promise<{ impl: PluginImpl<unknown>; req: Request<unknown> }> {
+  const versions = plugin.versions ?? SUPPORTED_VERSIONS;
+  const cniEnv = readEnv(env);
+  const stdin = readInput();
+  let raw: unknown;
+  try {
+    raw = JSON.parse(stdin.toString("utf8"));
+  } catch (e) {
+    throw new CniError(Code.DecodingFailure, `error unmarshall network config: ${(e as Error).message}`);
+  }
+  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) {
+    throw new CniError(Code.DecodingFailure, "error unmarshall network config: not a JSON object");
+  }
+  const conf = raw as Record<string, unknown>;
+  if (typeof conf.logFile === "string") seen.logFile = conf.logFile;
+  validateNetworkName(conf.name);
+  const v = conf.cniVersion === undefined ? "0.1.0" : conf.cniVersion;
+  if (typeof v !== "string") throw new CniError(Code.DecodingFailure, "cniVersion: expected a string");
+  if (!versions.includes(v)) {
+    throw new CniError(Code.IncompatibleVersion, "incompatible CNI versions", `config is "${v}", plugin supports [${versions.map((x) => `"${x}"`).join(" ")}]`);
+  }
+  seen.version = v;
+  checkVerbAllowed(cniEnv.command, v);
+
+  const { inspectNetns } = await import("../kernel/netns.ts");
+  const netnsState = cniEnv.command === "GC" || cniEnv.command === "STATUS" ? "none" : inspectNetns(cniEnv.netns);
+  if (netnsState === "gone" && (cniEnv.command === "ADD" || cniEnv.command === "CHECK")) {
+    throw new CniError(Code.InvalidEnv, `CNI_NETNS: ${cniEnv.netns} does not exist`);
+  }
+  // Container-side work enters the namespace with setns(2) in-process when libc is reachable.
+  if (netnsState === "ok" && process.versions.bun) {
+    await (await import("../kernel/libc.ts")).loadLibc();
+    // statfs only says "some namespace": entering it once (and back) proves it is a network one.
+    (await import("../kernel/setns.ts")).withNetns(cniEnv.netns, () => undefined);
+  }
+  const impl = await plugin.load();
+  return { impl, req: { ...cniEnv, stdin, version: v, netnsState, config: impl.parseConfig(conf, cniEnv) } };
 }
 
 function checkVerbAllowed(command: Command, version: string) {
