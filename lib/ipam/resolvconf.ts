@@ -1,4 +1,4 @@
-import { readFileSync } from "node:fs";
+import { closeSync, constants, fstatSync, openSync, readFileSync } from "node:fs";
 import { CniError, Code } from "../cni/errors.ts";
 import type { DNS } from "../cni/result.ts";
 
@@ -31,12 +31,25 @@ export function parseResolvConf(text: string): DNS {
   return dns;
 }
 
+const MAX_RESOLV_CONF = 1024 * 1024;
+
+/**
+ * Reads a regular file of at most 1 MiB: a FIFO would block (opened non-blocking, then refused)
+ * and a device like /dev/zero would never end.
+ */
 export function readResolvConf(path: string): DNS {
   let text: string;
+  let fd: number | undefined;
   try {
-    text = readFileSync(path, "utf8");
+    fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
+    const st = fstatSync(fd);
+    if (!st.isFile()) throw new Error("not a regular file");
+    if (st.size > MAX_RESOLV_CONF) throw new Error(`larger than ${MAX_RESOLV_CONF} bytes`);
+    text = readFileSync(fd, "utf8");
   } catch (e) {
     throw new CniError(Code.IOFailure, `resolvConf ${path}: ${(e as Error).message}`);
+  } finally {
+    if (fd !== undefined) closeSync(fd);
   }
   return parseResolvConf(text);
 }
