@@ -122,9 +122,9 @@ export const addEnv = (netns: string, extra: Record<string, string> = {}) => cni
 export const CRASH = /TypeError|ReferenceError|RangeError|is not a function|is not iterable|Cannot read prop|\b(undefined|null) is not an object|Maximum call stack|\n\s+at .+:\d+:\d+/;
 
 /** runPlugin without waiting, so independent cases can run a few at a time. */
-export function runPluginAsync(sb: Sandbox, plugin: PluginName, vars: Record<string, string>, config: unknown, path = process.env.PATH ?? "", timeoutMs = 30_000): Promise<PluginRun & { timedOut: boolean }> {
+export function runPluginAsync(sb: Sandbox, plugin: PluginName, vars: Record<string, string>, config: unknown, path = process.env.PATH ?? "", timeoutMs = 30_000, cwd?: string): Promise<PluginRun & { timedOut: boolean }> {
   const input = typeof config === "string" || Buffer.isBuffer(config) ? config : JSON.stringify(config);
-  const child = spawn(IP, ["netns", "exec", sb.node, join(BIN, plugin)], { env: { ...vars, PATH: path }, stdio: ["pipe", "pipe", "pipe"] });
+  const child = spawn(IP, ["netns", "exec", sb.node, join(BIN, plugin)], { env: { ...vars, PATH: path }, stdio: ["pipe", "pipe", "pipe"], cwd });
   let stdout = "";
   let stderr = "";
   let timedOut = false;
