@@ -54,7 +54,15 @@ export async function runPlugin(plugin: PluginSpec, env: NodeJS.ProcessEnv = pro
       case "ADD": {
         const result = await impl.add(req);
         const { toWire } = await import("./result.ts");
-        process.stdout.write(JSON.stringify(toWire(result, version)) + "\n");
+        let wire: unknown;
+        try {
+          wire = toWire(result, version);
+        } catch (e) {
+          // A result the config's version cannot express fails the ADD: undo it like any failure.
+          await Promise.resolve(impl.del({ ...req, command: "DEL" })).catch(() => undefined);
+          throw e;
+        }
+        process.stdout.write(JSON.stringify(wire) + "\n");
         break;
       }
       case "DEL":
