@@ -1,0 +1,45 @@
+import { test } from "uvu";
+import * as assert from "uvu/assert";
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import { Sandbox } from "../helpers/sandbox.ts";
+import { addEnv, runPlugin } from "../helpers/hostile.ts";
+
+/**
+ * An ADD fails after the plugin did its work when the result cannot be written in the config's
+ * version (a pre-0.3.0 result needs an IP address). The runtime sees a failure and will not send
+ * DEL for it, so the failed ADD must undo itself. (Found by the binary fuzzer: tuning changed the
+ * interface and kept its saved originals.)
+ */
+
+test("tuning ADD whose result the old config version cannot express: fails and leaves the interface and dataDir as they were", () => {
+  const sb = new Sandbox("reliab");
+  try {
+    const ctr = sb.addContainer();
+    sb.inNs(ctr.name, ["ip", "link", "add", "eth0", "type", "veth", "peer", "name", "eth0p"]);
+    const link = () => JSON.parse(sb.inNs(ctr.name, ["ip", "-j", "link", "show", "eth0"]).stdout)[0] as { address: string; mtu: number };
+    const before = link();
+    const dataDir = join(sb.tmp, "tuning");
+    for (const cniVersion of ["0.1.0", "0.2.0"]) {
+      const config = {
+        cniVersion,
+        name: "rbnet",
+        type: "tuning",
+        dataDir,
+        mtu: 1300,
+        mac: "0a:58:0a:3f:00:29",
+        prevResult: { cniVersion: "1.0.0", interfaces: [{ name: "eth0", sandbox: ctr.path }] },
+      };
+      const r = runPlugin(sb, "tuning", addEnv(ctr.path, { CNI_CONTAINERID: "rb1" }), config);
+      assert.is(r.code, 1, r.stdout);
+      assert.match(r.json.msg, /no valid IP addresses/);
+      assert.equal(link().address, before.address, `${cniVersion}: MAC restored`);
+      assert.is(link().mtu, before.mtu, `${cniVersion}: MTU restored`);
+      assert.not.ok(existsSync(join(dataDir, "rb1_eth0.json")), `${cniVersion}: no saved originals left`);
+    }
+  } finally {
+    sb.cleanup();
+  }
+});
+
+test.run();
