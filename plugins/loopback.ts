@@ -1,17 +1,24 @@
 import { CniError, Code } from "../lib/cni/errors.ts";
-import { BaseConfig, parseWith } from "../lib/cni/config.ts";
-import { parseResult, type Result } from "../lib/cni/result.ts";
+import type { Result } from "../lib/cni/result.ts";
 import type { PluginImpl } from "../lib/cni/skel.ts";
 import { changeAndShow, showLink } from "../lib/kernel/link.ts";
 import { ipBatch } from "../lib/kernel/exec.ts";
 
-/** loopback: brings up `lo` in the container namespace; CNI_IFNAME is ignored, as in the reference. */
-const loopback: PluginImpl<BaseConfig> = {
-  parseConfig: (raw) => parseWith(BaseConfig, raw),
+/**
+ * loopback: brings up `lo` in the container namespace; CNI_IFNAME is ignored, as in the reference.
+ * Its only key beyond the ones skel checks is prevResult, and the reference ignores everything else,
+ * so there is no schema to load: a pod's loopback network is pure start-up cost, kept small.
+ */
+interface LoopbackConfig {
+  prevResult?: unknown;
+}
 
-  add(req) {
+const loopback: PluginImpl<LoopbackConfig> = {
+  parseConfig: (raw) => ({ prevResult: raw.prevResult }),
+
+  async add(req) {
     // prevResult is parsed before the netns is touched, so a bad one leaves lo as it was.
-    const prev = req.config.prevResult === undefined ? undefined : parseResult(req.config.prevResult, req.version);
+    const prev = req.config.prevResult === undefined ? undefined : (await import("../lib/cni/result-schema.ts")).parseResult(req.config.prevResult, req.version);
     const lo = changeAndShow([["link", "set", "lo", "up"]], "lo", { netns: req.netns });
     const addrs = lo?.addr_info ?? [];
     const foreign = addrs.find((a) => !isLoopbackAddress(a.local));

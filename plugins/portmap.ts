@@ -1,5 +1,6 @@
 import { CniError, Code } from "../lib/cni/errors.ts";
-import { parseResult, type Result } from "../lib/cni/result.ts";
+import type { Result } from "../lib/cni/result.ts";
+import { parseResult } from "../lib/cni/result-schema.ts";
 import { logLine, type PluginImpl, type Request } from "../lib/cni/skel.ts";
 import type { CIDR } from "../lib/ipam/ip.ts";
 import { containerAddresses, mappingsOf, parsePortmapConfig, selectBackend, validAttachments, type PortmapConfig } from "../lib/net/portmap.ts";

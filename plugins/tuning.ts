@@ -2,7 +2,8 @@ import { closeSync, constants, existsSync, mkdirSync, openSync, readFileSync, re
 import { dirname } from "node:path";
 import { CniError, Code } from "../lib/cni/errors.ts";
 import { parseWith } from "../lib/cni/config.ts";
-import { parseResult, type Result } from "../lib/cni/result.ts";
+import type { Result } from "../lib/cni/result.ts";
+import { parseResult } from "../lib/cni/result-schema.ts";
 import { logLine, type PluginImpl, type Request } from "../lib/cni/skel.ts";
 import { applyNetns, IpLineError, snapshotNetns, SysctlError } from "../lib/kernel/netns-batch.ts";
 import {

@@ -1,9 +1,5 @@
-import { z } from "zod";
+import { z } from "./zod.ts";
 import { CniError, Code } from "./errors.ts";
-
-// Every plugin process parses a handful of small objects once: zod's JIT-compiled validators cost
-// more to build (about 2 ms per process, measured in the compiled binary) than they ever save.
-z.config({ jitless: true });
 
 /** Keys every plugin configuration may carry; plugins extend this with their own. */
 export const BaseConfig = z.looseObject({

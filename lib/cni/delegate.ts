@@ -2,7 +2,8 @@ import { spawnSync } from "node:child_process";
 import { statSync } from "node:fs";
 import { join } from "node:path";
 import { CniError, Code } from "./errors.ts";
-import { parseResult, type Result } from "./result.ts";
+import type { Result } from "./result.ts";
+import { parseResult } from "./result-schema.ts";
 import type { Command } from "./env.ts";
 import type { Request } from "./skel.ts";
 

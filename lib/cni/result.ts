@@ -1,44 +1,15 @@
-import { z } from "zod";
+import type { z } from "zod";
+import type { RouteSchema, InterfaceSchema, IPConfigSchema, DNSSchema } from "./result-schema.ts";
 import { CniError, Code } from "./errors.ts";
 import { resultFamily } from "./versions.ts";
 
 // Internal results always have the 1.x shape; conversion to older shapes happens only at the edge.
+// Types come from the schemas in result-schema.ts (type-only: printing a result loads no zod).
 
-export const Route = z.object({
-  dst: z.string(),
-  gw: z.string().optional(),
-  mtu: z.number().int().optional(),
-  advmss: z.number().int().optional(),
-  priority: z.number().int().optional(),
-  table: z.number().int().optional(),
-  scope: z.number().int().optional(),
-});
-export type Route = z.infer<typeof Route>;
-
-export const Interface = z.object({
-  name: z.string(),
-  mac: z.string().optional(),
-  mtu: z.number().int().optional(),
-  sandbox: z.string().optional(),
-  socketPath: z.string().optional(),
-  pciID: z.string().optional(),
-});
-export type Interface = z.infer<typeof Interface>;
-
-export const IPConfig = z.object({
-  interface: z.number().int().nonnegative().optional(),
-  address: z.string(),
-  gateway: z.string().optional(),
-});
-export type IPConfig = z.infer<typeof IPConfig>;
-
-export const DNS = z.object({
-  nameservers: z.array(z.string()).optional(),
-  domain: z.string().optional(),
-  search: z.array(z.string()).optional(),
-  options: z.array(z.string()).optional(),
-});
-export type DNS = z.infer<typeof DNS>;
+export type Route = z.infer<typeof RouteSchema>;
+export type Interface = z.infer<typeof InterfaceSchema>;
+export type IPConfig = z.infer<typeof IPConfigSchema>;
+export type DNS = z.infer<typeof DNSSchema>;
 
 export interface Result {
   cniVersion: string;
@@ -48,59 +19,7 @@ export interface Result {
   dns?: DNS;
 }
 
-const CurrentResult = z.object({
-  cniVersion: z.string().optional(),
-  interfaces: z.array(Interface).optional().nullable(),
-  ips: z.array(IPConfig.extend({ version: z.enum(["4", "6"]).optional() })).optional().nullable(),
-  routes: z.array(Route).optional().nullable(),
-  dns: DNS.optional().nullable(),
-});
-
-const LegacyIP = z.object({
-  ip: z.string(),
-  gateway: z.string().optional(),
-  routes: z.array(z.object({ dst: z.string(), gw: z.string().optional() })).optional().nullable(),
-});
-const LegacyResult = z.object({
-  cniVersion: z.string().optional(),
-  ip4: LegacyIP.optional().nullable(),
-  ip6: LegacyIP.optional().nullable(),
-  dns: DNS.optional().nullable(),
-});
-
 export const isV6 = (addr: string) => addr.includes(":");
-
-/**
- * Parses a result (a prevResult, a delegate's output or a cached result) into the internal shape.
- * A result without cniVersion is taken to be in `assumedVersion`, as libcni does.
- */
-export function parseResult(raw: unknown, assumedVersion: string): Result {
-  const version =
-    typeof raw === "object" && raw !== null && typeof (raw as { cniVersion?: unknown }).cniVersion === "string"
-      ? (raw as { cniVersion: string }).cniVersion
-      : assumedVersion;
-  if (resultFamily(version) === "legacy") {
-    const r = LegacyResult.safeParse(raw);
-    if (!r.success) throw decodeError(r.error);
-    const ips: IPConfig[] = [];
-    const routes: Route[] = [];
-    for (const l of [r.data.ip4, r.data.ip6]) {
-      if (!l) continue;
-      ips.push(compact({ address: l.ip, gateway: l.gateway }));
-      for (const rt of l.routes ?? []) routes.push(compact({ dst: rt.dst, gw: rt.gw }));
-    }
-    return compact({ cniVersion: version, ips, routes, dns: r.data.dns ?? undefined });
-  }
-  const r = CurrentResult.safeParse(raw);
-  if (!r.success) throw decodeError(r.error);
-  return compact({
-    cniVersion: version,
-    interfaces: r.data.interfaces ?? undefined,
-    ips: r.data.ips?.map(({ version: _v, ...ip }) => ip),
-    routes: r.data.routes ?? undefined,
-    dns: r.data.dns ?? undefined,
-  });
-}
 
 /** Renders an internal result in the wire shape of `version` (the spec's converters). */
 export function toWire(result: Result, version: string): Record<string, unknown> {
@@ -128,12 +47,6 @@ export function toWire(result: Result, version: string): Record<string, unknown>
       return compact({ cniVersion: version, ip4: legacy(ip4, false), ip6: legacy(ip6, true), dns: dns ?? {} });
     }
   }
-}
-
-function decodeError(e: z.ZodError): CniError {
-  const issue = e.issues[0];
-  const where = issue?.path.length ? issue.path.join(".") : "result";
-  return new CniError(Code.DecodingFailure, `could not parse prevResult: ${where}: ${issue?.message ?? "invalid"}`);
 }
 
 function nonEmpty<T>(a: T[] | undefined): T[] | undefined {

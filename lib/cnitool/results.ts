@@ -7,7 +7,7 @@ const isObject = (v: unknown): v is Record<string, unknown> => typeof v === "obj
 
 // lib/cni/result.ts (and zod with it) loads only when a result is actually handled, so `version`,
 // `status` and `gc` stay as cheap as the plugins' VERSION path.
-const codec = () => import("../cni/result.ts");
+const codec = async () => ({ ...(await import("../cni/result.ts")), ...(await import("../cni/result-schema.ts")) });
 
 function checkVersion(version: string) {
   if (!(SUPPORTED_VERSIONS as readonly string[]).includes(version)) throw new Error(`unsupported CNI result version "${version}"`);

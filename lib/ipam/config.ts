@@ -2,7 +2,8 @@ import { z } from "zod";
 import { BaseConfig, parseWith } from "../cni/config.ts";
 import { CniError, Code } from "../cni/errors.ts";
 import { parseCniArgs } from "../cni/args.ts";
-import { Route } from "../cni/result.ts";
+import type { Route } from "../cni/result.ts";
+import { RouteSchema } from "../cni/result-schema.ts";
 import { compareVersions } from "../cni/versions.ts";
 import { formatIP, parseCIDR, parseIP, type IP } from "./ip.ts";
 import { canonicalizeRangeSet, InvalidRange, setsOverlap, type RangeSet } from "./range.ts";
@@ -29,7 +30,7 @@ export const HostLocalConfig = BaseConfig.extend({
       rangeStart: z.string().optional(),
       rangeEnd: z.string().optional(),
       gateway: z.string().optional(),
-      routes: z.array(Route).nullish(),
+      routes: z.array(RouteSchema).nullish(),
       dataDir: z.string().optional(),
       resolvConf: z.string().optional(),
     })

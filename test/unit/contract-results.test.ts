@@ -1,7 +1,8 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { CniError } from "../../lib/cni/errors.ts";
-import { parseResult, toWire, type Result } from "../../lib/cni/result.ts";
+import { toWire, type Result } from "../../lib/cni/result.ts";
+import { parseResult } from "../../lib/cni/result-schema.ts";
 
 // Result conversion between the three wire families, per the spec's converters (protocol.md §9.3),
 // and prevResult parsing. Every conversion goes wire -> internal (parseResult) -> wire (toWire),
