@@ -1,4 +1,4 @@
-import { appendFileSync, readSync } from "node:fs";
+import { appendFileSync, readSync, writeSync } from "node:fs";
 import { asCniError, CniError, Code } from "./errors.ts";
 import { readEnv, validateNetworkName, type CniEnv, type Command } from "./env.ts";
 import { atLeast, compareVersions, CURRENT_VERSION, SUPPORTED_VERSIONS } from "./versions.ts";
@@ -43,7 +43,7 @@ export async function runPlugin(plugin: PluginSpec, env: NodeJS.ProcessEnv = pro
     return 0;
   }
   if (command === "VERSION") {
-    process.stdout.write(JSON.stringify({ cniVersion: CURRENT_VERSION, supportedVersions: versions }) + "\n");
+    writeStdout(JSON.stringify({ cniVersion: CURRENT_VERSION, supportedVersions: versions }) + "\n");
     return 0;
   }
   const seen: Seen = { version: CURRENT_VERSION };
@@ -62,7 +62,7 @@ export async function runPlugin(plugin: PluginSpec, env: NodeJS.ProcessEnv = pro
           await Promise.resolve(impl.del({ ...req, command: "DEL" })).catch(() => undefined);
           throw e;
         }
-        process.stdout.write(JSON.stringify(wire) + "\n");
+        writeStdout(JSON.stringify(wire) + "\n");
         break;
       }
       case "DEL":
@@ -82,7 +82,7 @@ export async function runPlugin(plugin: PluginSpec, env: NodeJS.ProcessEnv = pro
   } catch (e) {
     const err = asCniError(e);
     const out = JSON.stringify(err.toJSON(seen.version));
-    process.stdout.write(out + "\n");
+    writeStdout(out + "\n");
     logLine(seen.logFile, `${plugin.name} ${command}: ${out}`);
     if (err.code === Code.Internal && e instanceof Error && !(e instanceof CniError) && env.CNI_DEBUG) {
       process.stderr.write(`${e.stack}\n`);
@@ -172,6 +172,23 @@ function readStdin(): Buffer {
     chunks.push(Buffer.from(buf.subarray(0, n)));
   }
   return Buffer.concat(chunks);
+}
+
+/**
+ * Writes all of `text` to stdout before returning. The process exits right after the answer, and
+ * an asynchronous write of more than a pipe buffer (64 KiB) would be cut off there.
+ */
+function writeStdout(text: string) {
+  const buf = Buffer.from(text);
+  for (let off = 0; off < buf.length; ) {
+    try {
+      off += writeSync(1, buf, off);
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code !== "EAGAIN") return; // the reader is gone (EPIPE): nobody is left to tell
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1);
+    }
+  }
 }
 
 /** Diagnostics go to stderr, and also to the config's logFile when it names one. */
