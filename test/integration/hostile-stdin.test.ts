@@ -99,4 +99,26 @@ test("deep nesting, huge arrays and non-JSON bytes: a CNI error (or success), ne
   }
 });
 
+test("answers larger than a pipe buffer reach the runtime whole: a big ADD result, a big error", async () => {
+  const sb = new Sandbox("reliab");
+  try {
+    const ctr = sb.addContainer();
+    const search = Array.from({ length: 30_000 }, (_, i) => `s${i}.example`);
+    const config = { ...baseConfig("bridge", sb.tmp, ctr.path), dns: { search } };
+    const add = await runPluginAsync(sb, "bridge", addEnv(ctr.path), config);
+    assert.is(add.code, 0, add.stdout.slice(-200));
+    assert.ok(add.json, `the result (${add.stdout.length} bytes) is one complete JSON document`);
+    assert.is(add.json.dns.search.length, search.length);
+    assert.is((await runPluginAsync(sb, "bridge", { ...addEnv(ctr.path), CNI_COMMAND: "DEL" }, config)).code, 0);
+
+    const sysctl = Object.fromEntries(Array.from({ length: 20_000 }, (_, i) => [`net.k${i}`, i]));
+    const bad = await runPluginAsync(sb, "tuning", addEnv(ctr.path), { ...baseConfig("tuning", sb.tmp, ctr.path), sysctl });
+    assert.is(bad.code, 1);
+    assert.ok(bad.json, `the error (${bad.stdout.length} bytes) is one complete JSON document`);
+    assert.is(bad.json.code, 7);
+  } finally {
+    sb.cleanup();
+  }
+});
+
 test.run();
