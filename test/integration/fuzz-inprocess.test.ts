@@ -122,14 +122,12 @@ test(`in-process fuzz: ${PER_PLUGIN} mutated configs and environments per plugin
     const failures: string[] = [];
     let accepted = 0;
     for (const plugin of FUZZ_PLUGINS) {
-      const start = Date.now();
       for (let i = 0; i < PER_PLUGIN && failures.length < 5; i++) {
         const c = makeCase(seed, plugin, i, paths);
         const problem = await runCase(c);
         if (problem) failures.push(`${problem}\n      ${describe(c, seed)}`);
         else accepted++;
       }
-      if (process.env.TSCNI_FUZZ_TIMES) console.log(`  ${plugin}: ${Date.now() - start} ms`);
     }
     assert.equal(failures, [], `seed ${seed} (replay with TSCNI_SEED=${seed})`);
     assert.is(accepted, FUZZ_PLUGINS.length * PER_PLUGIN);
