@@ -1,4 +1,4 @@
-import { appendFileSync, readSync, writeSync } from "node:fs";
+import { closeSync, constants, openSync, readSync, writeSync } from "node:fs";
 import { asCniError, CniError, Code } from "./errors.ts";
 import { readEnv, validateNetworkName, type CniEnv, type Command } from "./env.ts";
 import { atLeast, compareVersions, CURRENT_VERSION, SUPPORTED_VERSIONS } from "./versions.ts";
@@ -196,7 +196,13 @@ export function logLine(logFile: string | undefined, line: string) {
   process.stderr.write(line + "\n");
   if (!logFile) return;
   try {
-    appendFileSync(logFile, `${new Date().toISOString()} ${line}\n`);
+    // Non-blocking open: a FIFO nobody reads fails at once instead of holding the answer back.
+    const fd = openSync(logFile, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_NONBLOCK, 0o644);
+    try {
+      writeSync(fd, `${new Date().toISOString()} ${line}\n`);
+    } finally {
+      closeSync(fd);
+    }
   } catch {
     // A broken log file must never turn a result into a failure.
   }
