@@ -2,7 +2,7 @@ import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { spawn } from "node:child_process";
 import { join } from "node:path";
-import { BIN, Sandbox } from "../helpers/sandbox.ts";
+import { BIN, Sandbox, sh } from "../helpers/sandbox.ts";
 import { CRASH, PLUGIN_NAMES, addEnv, baseConfig, residue, runPluginAsync, tripwire } from "../helpers/hostile.ts";
 
 /**
@@ -94,6 +94,30 @@ test("deep nesting, huge arrays and non-JSON bytes: a CNI error (or success), ne
     assert.fixture(after.iptables, before.iptables);
     assert.fixture(after.nft, before.nft);
     assert.equal(after.files.filter((f) => f !== "tripwire.log"), before.files, "no file created");
+  } finally {
+    sb.cleanup();
+  }
+});
+
+test("config paths that never end (a FIFO, /dev/zero) do not hang a plugin: resolvConf refused, logFile skipped", async () => {
+  const sb = new Sandbox("reliab");
+  try {
+    const ctr = sb.addContainer();
+    const fifo = join(sb.tmp, "fifo");
+    sh(["mkfifo", fifo]);
+    for (const resolvConf of [fifo, "/dev/zero"]) {
+      const config = baseConfig("host-local", sb.tmp, ctr.path);
+      config.ipam.resolvConf = resolvConf;
+      const r = await runPluginAsync(sb, "host-local", addEnv(ctr.path), config, process.env.PATH, 10_000);
+      assert.not.ok(r.timedOut, `resolvConf ${resolvConf}: answered`);
+      assert.is(r.json?.code, 5, r.stdout);
+      assert.match(r.json.msg, /resolvConf .*not a regular file/);
+    }
+    // The log is best effort: a FIFO nobody reads must not keep the answer from the runtime.
+    const logged = { ...baseConfig("loopback", sb.tmp, ctr.path), name: "../bad", logFile: fifo };
+    const r = await runPluginAsync(sb, "loopback", addEnv(ctr.path), logged, process.env.PATH, 10_000);
+    assert.not.ok(r.timedOut, "logFile FIFO: answered");
+    assert.is(r.json?.code, 7, r.stdout);
   } finally {
     sb.cleanup();
   }
