@@ -149,8 +149,9 @@ function kernelErrorsNamed<T>(s: Settings, f: () => T, cmds: { field: string; ar
 function readBackup(file: string): Backup | undefined {
   let text: string;
   try {
-    // O_NOFOLLOW: values behind a planted symlink are not ours to restore (ELOOP: treated as no file).
-    const fd = openSync(file, constants.O_RDONLY | constants.O_NOFOLLOW);
+    // O_NOFOLLOW: values behind a planted symlink are not ours to restore (ELOOP: treated as no
+    // file); O_NONBLOCK: a FIFO planted there cannot stall the plugin.
+    const fd = openSync(file, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
     try {
       text = readFileSync(fd, "utf8");
     } finally {
