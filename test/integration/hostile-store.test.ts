@@ -2,7 +2,8 @@ import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { Sandbox } from "../helpers/sandbox.ts";
+import { BIN, Sandbox, sh } from "../helpers/sandbox.ts";
+import { spawnSync } from "node:child_process";
 import { HNET, addEnv, baseConfig, runPlugin } from "../helpers/hostile.ts";
 
 /**
@@ -164,6 +165,13 @@ test("tuning: saved originals and their temp file replaced by symlinks are not f
     untouched(forged, "forged saved originals");
     const mtu = JSON.parse(sb.inNs(ctr, ["ip", "-j", "link", "show", "eth0"]).stdout)[0].mtu;
     assert.is.not(mtu, 9000, "values behind the symlink were not applied");
+
+    // A FIFO planted as the saved originals must not block the plugin on open.
+    rmSync(join(dataDir, "t1_eth0.json"), { force: true });
+    sh(["mkfifo", join(dataDir, "t1_eth0.json")]);
+    const blocked = spawnSync("ip", ["netns", "exec", sb.node, join(BIN, "tuning")], { input: JSON.stringify(config), env: { PATH: process.env.PATH, ...env }, encoding: "utf8", timeout: 10_000 });
+    assert.is(blocked.error, undefined, "tuning answered instead of waiting on the FIFO");
+    assert.ok(blocked.status === 0 || JSON.parse(blocked.stdout).code === 5, blocked.stdout);
   }));
 
 test.run();
