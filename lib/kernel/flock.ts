@@ -1,5 +1,5 @@
 import { spawnSync } from "node:child_process";
-import { closeSync, constants, openSync } from "node:fs";
+import { closeSync, constants, fstatSync, openSync } from "node:fs";
 import { CniError, Code } from "../cni/errors.ts";
 import { loadLibc } from "./libc.ts";
 
@@ -27,11 +27,13 @@ export async function lockExclusive(path: string, mode = 0o750): Promise<HeldLoc
   const lock = backend ?? (backend = await chooseBackend());
   let fd: number;
   try {
-    fd = openSync(path, constants.O_RDONLY | constants.O_CREAT | constants.O_NOFOLLOW, mode);
+    // O_NONBLOCK only for the open (flock blocks on its own): a FIFO planted there must not hang us.
+    fd = openSync(path, constants.O_RDONLY | constants.O_CREAT | constants.O_NOFOLLOW | constants.O_NONBLOCK, mode);
   } catch (e) {
     throw new CniError(Code.IOFailure, `cannot open lock file ${path}: ${(e as Error).message}`);
   }
   try {
+    if (!fstatSync(fd).isFile()) throw new CniError(Code.IOFailure, `cannot use lock file ${path}: not a regular file`);
     lock(fd, path);
   } catch (e) {
     closeSync(fd);
