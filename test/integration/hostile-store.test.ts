@@ -138,6 +138,13 @@ test("the store lock replaced by a symlink: ADD refuses clearly, the target is n
     replaceWithSymlink(join(dataDir, HNET, "lock"), join(sb.tmp, "elsewhere", "new-file"));
     assert.is(hostLocal(sb, "ADD", "c2", dataDir, netns).code, 1);
     assert.equal(elsewhereEntries(sb), ["shadow"], "a dangling lock symlink does not create its target");
+
+    // A FIFO in its place must not stall the plugin on open.
+    rmSync(join(dataDir, HNET, "lock"));
+    sh(["mkfifo", join(dataDir, HNET, "lock")]);
+    const fifo = spawnSync("ip", ["netns", "exec", sb.node, join(BIN, "host-local")], { input: JSON.stringify(baseConfig("host-local", sb.tmp, netns)), env: { PATH: process.env.PATH, ...addEnv(netns, { CNI_CONTAINERID: "c3" }) }, encoding: "utf8", timeout: 10_000 });
+    assert.is(fifo.error, undefined, "host-local answered instead of waiting on the FIFO");
+    assert.is(JSON.parse(fifo.stdout).code, 5, fifo.stdout);
   }));
 
 test("tuning: saved originals and their temp file replaced by symlinks are not followed", () =>
