@@ -1,5 +1,5 @@
 import { spawn } from "node:child_process";
-import { existsSync, readdirSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { libcniClient, ourCnitool, writeNetconf, type ClientEnv } from "./libcni.ts";
 import { BIN, Sandbox, sh } from "./sandbox.ts";
@@ -57,8 +57,9 @@ export interface Outcome {
 }
 
 /**
- * Runs the client in the node namespace without waiting. The child leads a new process
- * group, so `kill()` SIGKILLs the client together with every plugin and tool it started.
+ * Runs the client in the node namespace without waiting. `killPlugins()` SIGKILLs every process
+ * the client started (plugins and the tools they run) the way a runtime's timeout kills a plugin,
+ * while the client lives on to report the failure; `kill()` takes the client's whole process group.
  */
 export function clientAsync(net: Net, verb: "add" | "del" | "check", containerId: string, netnsPath: string, extraEnv: Record<string, string> = {}) {
   const env: Record<string, string> = {
@@ -86,7 +87,62 @@ export function clientAsync(net: Net, verb: "add" | "del" | "check", containerId
         // already gone
       }
     },
+    killPlugins() {
+      killDescendants(child.pid!);
+    },
   };
+}
+
+function signal(pid: number, sig: NodeJS.Signals) {
+  try {
+    process.kill(pid, sig);
+  } catch {
+    // already gone
+  }
+}
+
+/** Pid -> parent pid of every process, from /proc. */
+function parents(): Map<number, number> {
+  const out = new Map<number, number>();
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      // "pid (comm) state ppid ...": comm may hold spaces and parentheses, so split after the last ')'.
+      const stat = readFileSync(`/proc/${entry}/stat`, "utf8");
+      out.set(Number(entry), Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]));
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return out;
+}
+
+/**
+ * SIGKILLs all descendants of `root` at once, not `root` itself. They are first frozen with
+ * SIGSTOP until no new one appears, so none can start another process between the listing and
+ * the kill (an orphan would escape to init and carry on).
+ */
+export function killDescendants(root: number) {
+  const frozen = new Set<number>();
+  for (let pass = 0; pass < 20; pass++) {
+    const ppid = parents();
+    const found: number[] = [];
+    const walk = (pid: number) => {
+      for (const [child, parent] of ppid) {
+        if (parent !== pid) continue;
+        found.push(child);
+        walk(child);
+      }
+    };
+    walk(root);
+    const fresh = found.filter((p) => !frozen.has(p));
+    if (fresh.length === 0) break;
+    for (const p of fresh) {
+      signal(p, "SIGSTOP");
+      frozen.add(p);
+    }
+  }
+  for (const p of frozen) signal(p, "SIGKILL");
 }
 
 /** The same, waited for. */
