@@ -1,6 +1,6 @@
 import { basename } from "node:path";
 import { PLUGINS } from "./plugins/index.ts";
-import { runPlugin } from "./lib/cni/skel.ts";
+import { runPlugin, writeStdout } from "./lib/cni/skel.ts";
 
 // One executable, many names: dispatch on the name we were invoked as (argv0 keeps a link's name).
 // Under plain Node the name comes from TSCNI_PLUGIN or the first argument instead.
@@ -26,7 +26,7 @@ async function main(): Promise<number> {
 main().then(
   (code) => process.exit(code),
   (e) => {
-    process.stdout.write(JSON.stringify({ cniVersion: "1.1.0", code: 999, msg: `internal error: ${(e as Error)?.message ?? e}`, details: "" }) + "\n");
+    writeStdout(JSON.stringify({ cniVersion: "1.1.0", code: 999, msg: `internal error: ${(e as Error)?.message ?? e}`, details: "" }) + "\n");
     process.exit(1);
   },
 );

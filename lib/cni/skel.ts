@@ -178,7 +178,7 @@ function readStdin(): Buffer {
  * Writes all of `text` to stdout before returning. The process exits right after the answer, and
  * an asynchronous write of more than a pipe buffer (64 KiB) would be cut off there.
  */
-function writeStdout(text: string) {
+export function writeStdout(text: string) {
   const buf = Buffer.from(text);
   for (let off = 0; off < buf.length; ) {
     try {

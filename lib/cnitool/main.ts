@@ -5,6 +5,7 @@ import { loadNetwork, type NetworkConfigList } from "./conf.ts";
 import { findPlugin, getVersionInfo } from "./invoke.ts";
 import { addNetworkList, checkNetworkList, delNetworkList, errorText, gcNetworkList, prefixError, statusNetworkList, type CniConfig, type GCAttachment } from "./libcni.ts";
 import { runtimeConfFromEnv } from "./runtime.ts";
+import { writeStdout } from "../cni/skel.ts";
 
 // cnitool: upstream's command line and environment, driving the chain as libcni does.
 
@@ -61,7 +62,7 @@ async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<void> {
     case "-h":
     case "--help":
     case "help":
-      process.stdout.write(USAGE);
+      writeStdout(USAGE);
       return;
     case "version": {
       if (rest.length !== 1) throw new UsageError("version needs exactly one argument: <plugin>");
@@ -69,7 +70,7 @@ async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<void> {
       const cfg = cniConfig(env);
       try {
         const info = getVersionInfo(findPlugin(type, cfg.path));
-        process.stdout.write(JSON.stringify(info) + "\n");
+        writeStdout(JSON.stringify(info) + "\n");
       } catch (e) {
         throw prefixError(`version of plugin ${JSON.stringify(type)}: `, e);
       }
@@ -84,7 +85,7 @@ async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<void> {
       const cfg = cniConfig(env);
       if (cmd === "add") {
         const result = await addNetworkList(cfg, list, rt);
-        process.stdout.write(JSON.stringify(result, null, 4) + "\n");
+        writeStdout(JSON.stringify(result, null, 4) + "\n");
       } else if (cmd === "check") await checkNetworkList(cfg, list, rt);
       else await delNetworkList(cfg, list, rt);
       return;
