@@ -2,7 +2,7 @@ import { CniError, Code } from "../lib/cni/errors.ts";
 import type { Result } from "../lib/cni/result.ts";
 import { parseResult } from "../lib/cni/result-schema.ts";
 import { logLine, type PluginImpl, type Request } from "../lib/cni/skel.ts";
-import type { CIDR } from "../lib/ipam/ip.ts";
+import type { CIDR, Family } from "../lib/ipam/ip.ts";
 import { containerAddresses, mappingsOf, parsePortmapConfig, selectBackend, validAttachments, type PortmapConfig } from "../lib/net/portmap.ts";
 
 /**
@@ -49,7 +49,7 @@ const portmap: PluginImpl<PortmapConfig> = {
 
   async del(req) {
     if (mappingsOf(req.config).length === 0) return;
-    (await loadBackend(req.config)).unforward(req);
+    (await loadBackend(req.config)).unforward(req, programmedFamilies(req));
   },
 
   async check(req) {
@@ -73,9 +73,25 @@ function previousResult(req: Request<PortmapConfig>, missing: string): Result {
 
 interface PortmapBackend {
   forward(req: Request<PortmapConfig>, addrs: CIDR[]): void;
-  unforward(req: Request<PortmapConfig>): void;
+  unforward(req: Request<PortmapConfig>, families?: Family[]): void;
   check(req: Request<PortmapConfig>, addrs: CIDR[]): void;
   gc(req: Request<PortmapConfig>, valid: Set<string>): void;
+}
+
+/**
+ * The address families ADD programmed, when DEL's prevResult tells (ADD only programs the families
+ * of the container's addresses): a v4-only pod then costs no ip6tables run. Without a usable
+ * prevResult, both.
+ */
+function programmedFamilies(req: Request<PortmapConfig>): Family[] | undefined {
+  if (req.config.prevResult == null) return undefined;
+  try {
+    const addrs = containerAddresses(parseResult(req.config.prevResult, req.version), req.ifname);
+    const families = [addrs.v4, addrs.v6].filter((a): a is CIDR => a !== undefined).map((a) => a.ip.family);
+    return families.length > 0 ? families : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** Loads only the backend this call uses, after the no-op paths have returned. */
@@ -99,7 +115,7 @@ async function loadBackend(c: PortmapConfig): Promise<PortmapBackend> {
     });
     return {
       forward: (req, addrs) => ipt.iptablesAdd(addrs.map((a) => ipt.iptablesSpec(opts(req), a))),
-      unforward: (req) => ipt.iptablesDel(c.name, req.containerId),
+      unforward: (req, families) => ipt.iptablesDel(c.name, req.containerId, families),
       check: (req, addrs) => ipt.iptablesCheck(addrs.map((a) => ipt.iptablesSpec(opts(req), a))),
       gc: (_req, valid) => ipt.iptablesGc(c.name, valid),
     };

@@ -312,10 +312,10 @@ export function iptablesAdd(specs: readonly IptablesSpec[]) {
   for (const spec of specs) readPlanApply(spec.family, (dump) => planAdd(dump, spec));
 }
 
-/** Removes the container's chains from both families; missing chains are not an error. */
-export function iptablesDel(network: string, containerId: string) {
+/** Removes the container's chains from `families` (both by default); missing chains are not an error. */
+export function iptablesDel(network: string, containerId: string, families: readonly Family[] = [4, 6]) {
   const chains = containerChains(network, containerId);
-  for (const family of [4, 6] as const) readPlanApply(family, (dump) => planDelete(dump, chains));
+  for (const family of families) readPlanApply(family, (dump) => planDelete(dump, chains));
 }
 
 export function iptablesCheck(specs: readonly IptablesSpec[]) {
