@@ -6,11 +6,12 @@
  * prints the case, each plugin run (the ADD, then the DEL a runtime would send after a success)
  * with its exit code, stdout and stderr, then what the node and the data directories hold.
  */
-import { existsSync, mkdirSync, writeFileSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { BIN, Sandbox, sh } from "../helpers/sandbox.ts";
+import { Sandbox } from "../helpers/sandbox.ts";
 import { fileTree, runPluginAsync } from "../helpers/hostile.ts";
 import { describe, makeCase, type FuzzPlugin } from "./harness.ts";
+import { fuzzNode } from "./node.ts";
 
 const [seedText, plugin, indexText] = process.argv.slice(2);
 if (!seedText || !plugin || !indexText) {
@@ -20,29 +21,8 @@ if (!seedText || !plugin || !indexText) {
 const seed = Number(seedText);
 const sb = new Sandbox("reliab");
 try {
-  const ctrA = sb.addContainer();
-  const ctrB = sb.addContainer();
-  sb.inNs(ctrB.name, ["ip", "link", "add", "eth0", "type", "veth", "peer", "name", "eth0p"]);
-  const resolv = join(sb.tmp, "resolv.conf");
-  writeFileSync(resolv, "nameserver 10.63.0.53\nsearch fz.example\n");
-  const notADir = join(sb.tmp, "not-a-dir");
-  writeFileSync(notADir, "");
-  const fifo = join(sb.tmp, "fifo");
-  sh(["mkfifo", fifo]);
-  const cwd = join(sb.tmp, "cwd");
-  mkdirSync(cwd);
-  // The same shapes as fuzz-binary.test.ts, so the random choices land the same way.
-  const c = makeCase(seed, plugin as FuzzPlugin, Number(indexText), {
-    dataDir: join(sb.tmp, "ipam"),
-    tuningDir: join(sb.tmp, "tuning"),
-    resolv,
-    logFile: join(sb.tmp, "plugin.log"),
-    netns: plugin === "tuning" ? ctrB.path : ctrA.path,
-    badNetns: ["/var/run/netns/tc-reliab-gone", notADir, "", "/proc/self/ns/net"],
-    oddResolv: ["/dev/null", sb.tmp, join(sb.tmp, "missing.conf"), "/dev/zero", fifo],
-    oddDataDirs: [notADir, join(sb.tmp, "ipam2")],
-    bin: BIN,
-  });
+  const { ctrA, ctrB, paths, cwd } = fuzzNode(sb);
+  const c = makeCase(seed, plugin as FuzzPlugin, Number(indexText), paths(plugin));
   console.log(describe(c, seed));
   const show = (what: string, r: Awaited<ReturnType<typeof runPluginAsync>>) => console.log(`\n${what}: exit ${r.code}${r.timedOut ? " (timed out)" : ""}\nstdout: ${r.stdout.trim()}\nstderr: ${r.stderr.trim()}`);
   const run = (env: Record<string, string>) => runPluginAsync(sb, c.plugin, env, c.config, process.env.PATH ?? "", 20_000, cwd);

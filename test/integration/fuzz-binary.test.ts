@@ -1,11 +1,12 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { existsSync, mkdirSync, readdirSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { BIN, Sandbox, sh } from "../helpers/sandbox.ts";
+import { Sandbox } from "../helpers/sandbox.ts";
 import { LONG, runSeed } from "../helpers/reliability.ts";
 import { CRASH, fileTree, runPluginAsync } from "../helpers/hostile.ts";
-import { FUZZ_PLUGINS, describe, makeCase, type FuzzCase, type FuzzPaths } from "../fuzz/harness.ts";
+import { FUZZ_PLUGINS, describe, makeCase, type FuzzCase } from "../fuzz/harness.ts";
+import { fuzzNode, type FuzzNode } from "../fuzz/node.ts";
 
 /**
  * Fuzzing through the real executables, with real effects in a sandbox node: mutated configs and
@@ -26,44 +27,6 @@ const RUN_TIMEOUT_MS = 20_000;
  * may even be called "10.63.0.300", so addresses count only where rules match or rewrite them.)
  */
 const TRACE = /(?:-[sd]|--to-destination|saddr|daddr|\bto)\s+(?:!=?\s+)?\[?(?:10\.63\.|fd63:)|CNI-DN-|CNI-SN-|CNI-[0-9a-f]{24}\b|id: \\?"fz-|fz-[a-z-]+-\d+/;
-
-interface Node {
-  sb: Sandbox;
-  ctrA: { name: string; path: string };
-  ctrB: { name: string; path: string };
-  paths: (plugin: string) => FuzzPaths;
-  dataDirs: string[];
-  cwd: string;
-  skipFiles: string[];
-}
-
-function setUp(sb: Sandbox): Node {
-  const ctrA = sb.addContainer();
-  const ctrB = sb.addContainer();
-  sb.inNs(ctrB.name, ["ip", "link", "add", "eth0", "type", "veth", "peer", "name", "eth0p"]);
-  const resolv = join(sb.tmp, "resolv.conf");
-  writeFileSync(resolv, "nameserver 10.63.0.53\nsearch fz.example\n");
-  const notADir = join(sb.tmp, "not-a-dir");
-  writeFileSync(notADir, "");
-  const fifo = join(sb.tmp, "fifo");
-  sh(["mkfifo", fifo]);
-  const cwd = join(sb.tmp, "cwd");
-  mkdirSync(cwd);
-  const dataDirs = [join(sb.tmp, "ipam"), join(sb.tmp, "ipam2"), join(sb.tmp, "tuning")];
-  const logFile = join(sb.tmp, "plugin.log");
-  const paths = (plugin: string): FuzzPaths => ({
-    dataDir: dataDirs[0]!,
-    tuningDir: dataDirs[2]!,
-    resolv,
-    logFile,
-    netns: plugin === "tuning" ? ctrB.path : ctrA.path,
-    badNetns: ["/var/run/netns/tc-reliab-gone", notADir, "", "/proc/self/ns/net"],
-    oddResolv: ["/dev/null", sb.tmp, join(sb.tmp, "missing.conf"), "/dev/zero", fifo],
-    oddDataDirs: [notADir, dataDirs[1]!],
-    bin: BIN,
-  });
-  return { sb, ctrA, ctrB, paths, dataDirs, cwd, skipFiles: [...dataDirs, logFile, cwd] };
-}
 
 /** One process for the node's whole state: netfilter of both families, nft, links. */
 function nodeDump(sb: Sandbox) {
@@ -112,7 +75,7 @@ function count(plugin: string, outcome: string) {
   outcomes.set(plugin, m);
 }
 
-async function runCase(node: Node, c: FuzzCase, base: { files: string[]; ctrA: string[]; ctrB: string[] }): Promise<string | undefined> {
+async function runCase(node: FuzzNode, c: FuzzCase, base: { files: string[]; ctrA: string[]; ctrB: string[] }): Promise<string | undefined> {
   const { sb } = node;
   const run = (env: Record<string, string>) => runPluginAsync(sb, c.plugin, env, c.config, process.env.PATH ?? "", RUN_TIMEOUT_MS, node.cwd);
   const r = await run(c.env);
@@ -150,7 +113,7 @@ test(`fuzz through the executables: ${PER_PLUGIN} mutated cases per plugin end c
   const machine = () => ["/var/lib/cni/networks", "/run/cni/tuning"].map((d) => (existsSync(d) ? `${d}: ${readdirSync(d).sort().join(",")}` : `${d}: absent`));
   const machineBefore = machine();
   try {
-    const node = setUp(sb);
+    const node = fuzzNode(sb);
     const base = { files: fileTree(sb.tmp, node.skipFiles), ctrA: containerLinks(sb, node.ctrA.name), ctrB: containerLinks(sb, node.ctrB.name) };
     const problems: string[] = [];
     let runs = 0;
