@@ -7,7 +7,7 @@ import { runPlugin, writeStdout } from "./lib/cni/skel.ts";
 async function main(): Promise<number> {
   let name = process.env.TSCNI_PLUGIN || basename(process.argv0);
   let rest = process.argv.slice(2);
-  if (!(name in PLUGINS) && name !== "cnitool" && rest[0] && (rest[0] in PLUGINS || rest[0] === "cnitool")) {
+  if (!Object.hasOwn(PLUGINS, name) && name !== "cnitool" && rest[0] && (Object.hasOwn(PLUGINS, rest[0]) || rest[0] === "cnitool")) {
     name = rest[0];
     rest = rest.slice(1);
   }
@@ -15,7 +15,7 @@ async function main(): Promise<number> {
     const { cnitool } = await import("./lib/cnitool/main.ts");
     return cnitool(rest);
   }
-  const plugin = PLUGINS[name];
+  const plugin = Object.hasOwn(PLUGINS, name) ? PLUGINS[name] : undefined;
   if (!plugin) {
     process.stderr.write(`tscni: unknown plugin name "${name}"; link this executable as one of: ${[...Object.keys(PLUGINS), "cnitool"].join(", ")}\n`);
     return 2;

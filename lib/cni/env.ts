@@ -40,6 +40,11 @@ export function readEnv(env: NodeJS.ProcessEnv): CniEnv {
   };
   if (required.includes("CNI_CONTAINERID")) validateContainerId(parsed.containerId);
   if (required.includes("CNI_IFNAME")) validateIfname(parsed.ifname, "CNI_IFNAME");
+  // A relative path would be checked here against our working directory but read by `ip ... netns`
+  // as a name under /var/run/netns, or even as a PID: only absolute paths mean one thing.
+  if (parsed.netns !== "" && !parsed.netns.startsWith("/") && (cmd === "ADD" || cmd === "DEL" || cmd === "CHECK")) {
+    throw new CniError(Code.InvalidEnv, "CNI_NETNS: must be an absolute path", parsed.netns);
+  }
   return parsed;
 }
 

@@ -63,10 +63,8 @@ const LegacyResult = z.object({
  * A result without cniVersion is taken to be in `assumedVersion`, as libcni does.
  */
 export function parseResult(raw: unknown, assumedVersion: string): Result {
-  const version =
-    typeof raw === "object" && raw !== null && typeof (raw as { cniVersion?: unknown }).cniVersion === "string"
-      ? (raw as { cniVersion: string }).cniVersion
-      : assumedVersion;
+  const own = typeof raw === "object" && raw !== null ? (raw as { cniVersion?: unknown }).cniVersion : undefined;
+  const version = typeof own === "string" && own !== "" ? own : assumedVersion;
   if (resultFamily(version) === "legacy") {
     const r = LegacyResult.safeParse(raw);
     if (!r.success) throw decodeError(r.error);

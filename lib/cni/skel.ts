@@ -1,4 +1,4 @@
-import { closeSync, constants, openSync, readSync, writeSync } from "node:fs";
+import { closeSync, constants, fstatSync, openSync, readSync, writeSync } from "node:fs";
 import { asCniError, CniError, Code } from "./errors.ts";
 import { readEnv, validateNetworkName, type CniEnv, type Command } from "./env.ts";
 import { atLeast, compareVersions, CURRENT_VERSION, SUPPORTED_VERSIONS } from "./versions.ts";
@@ -59,7 +59,7 @@ export async function runPlugin(plugin: PluginSpec, env: NodeJS.ProcessEnv = pro
           wire = toWire(result, version);
         } catch (e) {
           // A result the config's version cannot express fails the ADD: undo it like any failure.
-          await Promise.resolve(impl.del({ ...req, command: "DEL" })).catch(() => undefined);
+          await (async () => impl.del({ ...req, command: "DEL" }))().catch(() => undefined);
           throw e;
         }
         writeStdout(JSON.stringify(wire) + "\n");
@@ -119,7 +119,8 @@ export async function prepare(plugin: PluginSpec, env: NodeJS.ProcessEnv, readIn
   const conf = raw as Record<string, unknown>;
   if (typeof conf.logFile === "string") seen.logFile = conf.logFile;
   validateNetworkName(conf.name);
-  const v = conf.cniVersion === undefined ? "0.1.0" : conf.cniVersion;
+  // Missing or empty (libcni passes a conflist's absent version as "") means 0.1.0, as in the reference.
+  const v = conf.cniVersion === undefined || conf.cniVersion === "" ? "0.1.0" : conf.cniVersion;
   if (typeof v !== "string") throw new CniError(Code.DecodingFailure, "cniVersion: expected a string");
   if (!versions.includes(v)) {
     throw new CniError(Code.IncompatibleVersion, "incompatible CNI versions", `config is "${v}", plugin supports [${versions.map((x) => `"${x}"`).join(" ")}]`);
@@ -194,12 +195,14 @@ export function writeStdout(text: string) {
 /** Diagnostics go to stderr, and also to the config's logFile when it names one. */
 export function logLine(logFile: string | undefined, line: string) {
   process.stderr.write(line + "\n");
-  if (!logFile) return;
+  if (!logFile || !logFile.startsWith("/")) return;
   try {
-    // Non-blocking open: a FIFO nobody reads fails at once instead of holding the answer back.
-    const fd = openSync(logFile, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_NONBLOCK, 0o644);
+    // Non-blocking open: a FIFO nobody reads fails at once instead of holding the answer back. No
+    // symlink is followed and only a regular file is written, so a config cannot aim root's append
+    // at a device or through a planted link.
+    const fd = openSync(logFile, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_NONBLOCK | constants.O_NOFOLLOW, 0o600);
     try {
-      writeSync(fd, `${new Date().toISOString()} ${line}\n`);
+      if (fstatSync(fd).isFile()) writeSync(fd, `${new Date().toISOString()} ${line}\n`);
     } finally {
       closeSync(fd);
     }

@@ -4,7 +4,7 @@ import { compareVersions } from "../cni/versions.ts";
 import { cachedAttachments, readCachedResult, removeCachedResult, writeCachedResult } from "./cache.ts";
 import { isValidVersion, type NetworkConfigList, type PluginConf } from "./conf.ts";
 import { goMarshal } from "./gojson.ts";
-import { execPlugin, findPlugin, pluginEnv } from "./invoke.ts";
+import { execPlugin, findPlugin, pluginEnv } from "../cni/invoke.ts";
 import { convertResult, decodePluginResult, type WireResult } from "./results.ts";
 import type { RuntimeConf } from "./runtime.ts";
 

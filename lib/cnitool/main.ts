@@ -2,7 +2,7 @@ import { existsSync } from "node:fs";
 import { CniError } from "../cni/errors.ts";
 import { cachedAttachments, DEFAULT_CACHE_DIR } from "./cache.ts";
 import { loadNetwork, type NetworkConfigList } from "./conf.ts";
-import { findPlugin, getVersionInfo } from "./invoke.ts";
+import { findPlugin, getVersionInfo } from "../cni/invoke.ts";
 import { addNetworkList, checkNetworkList, delNetworkList, errorText, gcNetworkList, prefixError, statusNetworkList, type CniConfig, type GCAttachment } from "./libcni.ts";
 import { runtimeConfFromEnv } from "./runtime.ts";
 import { writeStdout } from "../cni/skel.ts";

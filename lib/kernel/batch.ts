@@ -1,5 +1,5 @@
 import { CniError, Code } from "../cni/errors.ts";
-import { ipBatch, run, type RunOptions } from "./exec.ts";
+import { checkBatchWord, ipBatch, run, type RunOptions } from "./exec.ts";
 
 /**
  * Batches whose failure the caller must reason about: which line failed tells whether a link was
@@ -50,10 +50,6 @@ export function splitJsonArrays(out: string): unknown[][] {
 /** Bridge port VLAN changes (`bridge -batch -`), the one thing ip cannot do. */
 export function bridgeBatch(lines: readonly string[][]) {
   if (lines.length === 0) return;
-  for (const l of lines) {
-    for (const w of l) {
-      if (w === "" || /[\s"'#\\]/.test(w)) throw new CniError(Code.InvalidConfig, `refusing unsafe bridge argument ${JSON.stringify(w)}`);
-    }
-  }
+  for (const l of lines) for (const w of l) checkBatchWord(w, "bridge");
   run(["bridge", "-batch", "-"], { input: lines.map((l) => l.join(" ")).join("\n") + "\n" });
 }

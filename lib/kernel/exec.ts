@@ -5,7 +5,7 @@ import { NO_SETNS, withNetns } from "./setns.ts";
 /**
  * The one place that spawns kernel tools. Every command is an argv array (never a shell string);
  * work inside a container namespace runs there through setns (or nsenter), so any netns path works,
- * named or /proc/PID/ns/net. Counting goes through here so the benchmark can report spawns per verb.
+ * named or /proc/PID/ns/net.
  */
 export interface RunOptions {
   /** Network namespace path to run in; omitted means the plugin's own (node) namespace. */
@@ -22,10 +22,7 @@ export interface RunResult {
   stderr: string;
 }
 
-export let spawnCount = 0;
-
 export function run(argv: readonly string[], opts: RunOptions = {}): RunResult {
-  spawnCount++;
   const spawn = (cmd: readonly string[]) =>
     spawnSync(cmd[0]!, cmd.slice(1), {
       input: opts.input ?? "",
@@ -57,14 +54,17 @@ export function run(argv: readonly string[], opts: RunOptions = {}): RunResult {
 /** Runs several iproute2 commands in one process (`ip -batch -`), failing on the first error. */
 export function ipBatch(lines: readonly string[][], opts: Omit<RunOptions, "input"> & { json?: boolean } = {}): RunResult {
   if (lines.length === 0) return { status: 0, stdout: "", stderr: "" };
-  for (const l of lines) {
-    for (const w of l) {
-      // ip's batch parser splits on whitespace and treats quotes and '#' specially: refuse such words.
-      if (w === "" || /[\s"'#\\]/.test(w)) throw new CniError(Code.InvalidConfig, `refusing unsafe ip argument ${JSON.stringify(w)}`);
-    }
-  }
+  for (const l of lines) for (const w of l) checkBatchWord(w, "ip");
   const argv = ["ip", ...(opts.json ? ["-j", "-d"] : []), "-batch", "-"];
   return run(argv, { ...opts, input: lines.map((l) => l.join(" ")).join("\n") + "\n" });
+}
+
+/**
+ * iproute2's batch parser splits lines on whitespace, treats quotes, '#' and '\\' specially and
+ * stops at NUL: a word with any of them could change or cut the command, so it is refused.
+ */
+export function checkBatchWord(w: string, tool: "ip" | "bridge") {
+  if (w === "" || /[\s"'#\\\0]/.test(w)) throw new CniError(Code.InvalidConfig, `refusing unsafe ${tool} argument ${JSON.stringify(w)}`);
 }
 
 /** One `ip -j ...` query, parsed. */

@@ -1,5 +1,3 @@
-import { CniError, Code } from "../cni/errors.ts";
-
 /**
  * The few libc calls Node has no binding for (flock, setns), through bun:ffi in the compiled
  * executable. Loaded once per process and only on paths that need it; undefined under plain Node
@@ -37,8 +35,4 @@ async function open(): Promise<Libc | undefined> {
     }
   }
   return undefined;
-}
-
-export function libcFailure(call: string, target: string): CniError {
-  return new CniError(Code.Internal, `${call}(${target}) failed`);
 }

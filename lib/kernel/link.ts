@@ -1,3 +1,4 @@
+import { splitJsonArrays } from "./batch.ts";
 import { ipBatch, ipJson, type RunOptions } from "./exec.ts";
 
 /** The subset of `ip -j addr show` output the suite reads. */
@@ -18,7 +19,7 @@ type NsOpts = Pick<RunOptions, "netns">;
 /** Runs link changes then reads the link back, all in one `ip` process. */
 export function changeAndShow(changes: string[][], dev: string, opts: NsOpts = {}): IpLink | undefined {
   const out = ipBatch([...changes, ["addr", "show", "dev", dev]], { ...opts, json: true }).stdout;
-  const parsed = parseConcatenatedJson(out) as IpLink[];
+  const parsed = splitJsonArrays(out).flat() as IpLink[];
   return parsed.find((l) => l.ifname === dev);
 }
 
@@ -26,14 +27,4 @@ export function changeAndShow(changes: string[][], dev: string, opts: NsOpts = {
 export function showLink(dev: string, opts: NsOpts = {}): IpLink | undefined {
   const links = ipJson<IpLink[]>(["-d", "addr", "show", "dev", dev], { ...opts, allowFailure: true });
   return links.find((l) => l.ifname === dev);
-}
-
-// `ip -j -batch` prints one JSON array per query, back to back.
-function parseConcatenatedJson(out: string): unknown[] {
-  const all: unknown[] = [];
-  for (const chunk of out.split(/\n(?=\[)/)) {
-    const t = chunk.trim();
-    if (t) all.push(...(JSON.parse(t) as unknown[]));
-  }
-  return all;
 }

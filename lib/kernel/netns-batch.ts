@@ -1,5 +1,5 @@
 import { CniError, Code } from "../cni/errors.ts";
-import { run } from "./exec.ts";
+import { checkBatchWord, run } from "./exec.ts";
 
 /**
  * Sysctls and link settings of a container namespace, each phase in one process entered with
@@ -67,7 +67,7 @@ export interface Snapshot {
 export function snapshotNetns(netns: string, paths: readonly string[], dev = ""): Snapshot {
   if (paths.length === 0 && dev === "") return { sysctls: [] };
   paths.forEach(checkPath);
-  if (dev) checkWord(dev);
+  if (dev) checkBatchWord(dev, "ip");
   const r = run(["sh", "-c", SNAPSHOT_SCRIPT, "sh", dev, ...paths], { netns, allowFailure: true });
   const records = r.stdout.split("\0");
   if (r.status !== 0 && (r.stderr.includes(FAILED) || records.length <= paths.length)) throw sysctlFailure("read", r.stderr, r.status);
@@ -84,7 +84,7 @@ export function applyNetns(netns: string, sysctls: readonly (readonly [string, s
     checkPath(path);
     if (value.includes("\0")) throw new CniError(Code.InvalidConfig, `refusing sysctl value for ${path}`);
   }
-  ipLines.forEach((l) => l.forEach(checkWord));
+  for (const l of ipLines) for (const w of l) checkBatchWord(w, "ip");
   const input = ipLines.map((l) => l.join(" ")).join("\n") + (ipLines.length ? "\n" : "");
   const r = run(["sh", "-c", APPLY_SCRIPT, "sh", ipLines.length ? "1" : "0", ...sysctls.flat()], { netns, input, allowFailure: true });
   if (r.status === 0) return;
@@ -101,10 +101,6 @@ function checkPath(path: string) {
   }
 }
 
-// ip's batch parser splits on whitespace and treats quotes and '#' specially: refuse such words.
-function checkWord(w: string) {
-  if (w === "" || /[\s"'#\\]/.test(w)) throw new CniError(Code.InvalidConfig, `refusing unsafe ip argument ${JSON.stringify(w)}`);
-}
 
 function sysctlFailure(verb: string, stderr: string, status: number): CniError {
   const marker = stderr.split("\n").find((l) => l.startsWith(FAILED));

@@ -1,4 +1,4 @@
-import { closeSync, constants, openSync } from "node:fs";
+import { closeSync, constants, openSync, writeSync } from "node:fs";
 import { CniError, Code } from "../cni/errors.ts";
 import { libcIfLoaded } from "./libc.ts";
 
@@ -16,13 +16,14 @@ export const NO_SETNS: unique symbol = Symbol("no setns");
 export function withNetns<T>(path: string, fn: () => T): T | typeof NO_SETNS {
   const libc = libcIfLoaded();
   if (!libc) return NO_SETNS;
+  const home = openSync("/proc/thread-self/ns/net", constants.O_RDONLY);
   let target: number;
   try {
     target = openSync(path, constants.O_RDONLY);
   } catch (e) {
+    closeSync(home);
     throw new CniError(Code.InvalidEnv, `CNI_NETNS: cannot open ${path}: ${(e as Error).message}`);
   }
-  const home = openSync("/proc/thread-self/ns/net", constants.O_RDONLY);
   try {
     if (libc.setns(target, CLONE_NEWNET) !== 0) {
       throw new CniError(Code.InvalidEnv, `CNI_NETNS: cannot enter ${path}: not a network namespace`);
@@ -32,7 +33,7 @@ export function withNetns<T>(path: string, fn: () => T): T | typeof NO_SETNS {
     } finally {
       if (libc.setns(home, CLONE_NEWNET) !== 0) {
         // Carrying on in the container's namespace would program the node's rules there: stop now.
-        process.stdout.write(JSON.stringify({ cniVersion: "1.1.0", code: Code.Internal, msg: "cannot return to the plugin's own network namespace", details: path }) + "\n");
+        writeSync(1, JSON.stringify({ cniVersion: "1.1.0", code: Code.Internal, msg: "cannot return to the plugin's own network namespace", details: path }) + "\n");
         process.exit(1);
       }
     }

@@ -5,7 +5,7 @@ import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync 
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { CniError } from "../../lib/cni/errors.ts";
-import { execPlugin, findPlugin, getVersionInfo, pluginEnv } from "../../lib/cnitool/invoke.ts";
+import { execPlugin, findPlugin, getVersionInfo, pluginEnv } from "../../lib/cni/invoke.ts";
 
 // How plugin executables are found, run and their failures read, as libcni's invoke package does.
 // The "plugins" here are small shell scripts written by the test.

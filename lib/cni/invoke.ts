@@ -1,8 +1,8 @@
 import { spawnSync } from "node:child_process";
 import { statSync } from "node:fs";
 import { join } from "node:path";
-import { CniError } from "../cni/errors.ts";
-import { CURRENT_VERSION } from "../cni/versions.ts";
+import { CniError } from "./errors.ts";
+import { CURRENT_VERSION } from "./versions.ts";
 
 // Running plugin executables the way libcni's invoke package does: argv is just the path, the
 // parameters are CNI_* variables added to our own environment, the config goes to stdin.
