@@ -175,7 +175,14 @@ async function del(req: Request<Config>) {
   const c = req.config;
   const errors: unknown[] = [];
   let addrs: string[] = [];
-  if (req.netnsState === "ok") addrs = removeContainerIface(req.netns, req.ifname);
+  if (req.netnsState === "ok") {
+    try {
+      addrs = removeContainerIface(req.netns, req.ifname);
+    } catch (e) {
+      // Go on: the reservation and the rules must go whatever happened in the namespace.
+      errors.push(e);
+    }
+  }
   if (layer3(c)) {
     try {
       await delegate("DEL", ipamType(c), req);

@@ -30,7 +30,13 @@ export interface BusReply {
 export function busCall(dest: string, path: string, iface: string, method: string, signature = "", args: readonly string[] = []): BusReply {
   const argv = ["busctl", "--system", "--json=short", "--timeout=10", "call", dest, path, iface, method];
   if (signature) argv.push(signature, ...args);
-  const r = run(argv, { allowFailure: true });
+  let r;
+  try {
+    r = run(argv, { allowFailure: true });
+  } catch (e) {
+    // No busctl means no D-Bus client here: firewalld is not reachable, which callers handle.
+    return { ok: false, data: [], error: (e as Error).message };
+  }
   if (r.status !== 0) return { ok: false, data: [], error: r.stderr.trim() || `busctl exit status ${r.status}` };
   const out = r.stdout.trim();
   if (out === "") return { ok: true, data: [], error: "" };

@@ -23,10 +23,15 @@ export function iptablesRestore(family: Family, script: string) {
   throw new CniError(Code.Internal, `${bin} failed: ${r.stderr.trim() || `exit status ${r.status}`}`, script);
 }
 
-/** The current rules of one table, as iptables-save prints them ("" when the table is absent). */
+/**
+ * The current rules of one table, as iptables-save prints them ("" when the table is absent). Any
+ * other failure is an error: a DEL that could not read the rules must not report them removed.
+ */
 export function iptablesSave(family: Family, table: string): string {
   const bin = family === 4 ? "iptables-save" : "ip6tables-save";
-  return run([bin, "-t", table], { allowFailure: true }).stdout;
+  const r = run([bin, "-t", table], { allowFailure: true });
+  if (r.status === 0 || /does not exist/i.test(r.stderr)) return r.status === 0 ? r.stdout : "";
+  throw new CniError(Code.Internal, `${bin} -t ${table} failed: ${r.stderr.trim() || `exit status ${r.status}`}`);
 }
 
 /** Chains declared in an iptables-save dump of one table. */
@@ -80,9 +85,21 @@ export function nftApply(script: string) {
   run(["nft", "-f", "-"], { input: script });
 }
 
-/** `nft -j list ...` parsed into its list of objects ([] when the object does not exist). */
+/**
+ * `nft -j list ...` parsed into its list of objects: [] when the object does not exist or nft is
+ * not installed (then there are no nft rules to find); any other failure is an error.
+ */
 export function nftList(args: readonly string[]): Record<string, any>[] {
-  const r = run(["nft", "-j", "list", ...args], { allowFailure: true });
-  if (r.status !== 0) return [];
+  let r;
+  try {
+    r = run(["nft", "-j", "list", ...args], { allowFailure: true });
+  } catch (e) {
+    if (/ENOENT/.test((e as Error).message)) return [];
+    throw e;
+  }
+  if (r.status !== 0) {
+    if (/No such file or directory|does not exist/i.test(r.stderr)) return [];
+    throw new CniError(Code.Internal, `nft list ${args.join(" ")} failed: ${r.stderr.trim() || `exit status ${r.status}`}`);
+  }
   return (JSON.parse(r.stdout) as { nftables: Record<string, any>[] }).nftables;
 }

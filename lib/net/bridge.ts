@@ -80,13 +80,17 @@ export function createPort(b: BridgeOptions, ifname: string, netnsPath: string, 
       const shown = r.shown as LinkInfo[];
       const hostLink = shown.find((l) => l.ifname === host);
       const bridge = shown.find((l) => l.ifname === b.name);
-      if (!hostLink || !bridge) throw new CniError(Code.Internal, `could not read back ${host} and ${b.name}`);
+      if (!hostLink || !bridge) {
+        removeLink(host);
+        throw new CniError(Code.Internal, `could not read back ${host} and ${b.name}`);
+      }
       // We own the routes on these interfaces: no router advertisements.
       writeSysctls([[`net/ipv6/conf/${b.name}/accept_ra`, "0"], [`net/ipv6/conf/${host}/accept_ra`, "0"]], { bestEffort: true });
       return { bridge, host: hostLink };
     }
-    const failed = r.failedLine ?? -1;
     const vethLine = head.length;
+    // An unknown failing line (ip killed or timed out) may have created the pair: remove it too.
+    const failed = r.failedLine ?? Number.MAX_SAFE_INTEGER;
     if (failed > vethLine) removeLink(host);
     const taken = /File exists/.test(r.stderr);
     if (failed < vethLine) {

@@ -150,13 +150,9 @@ export function verifyNft(rules: readonly NftRule[], o: NftOptions, addr: CIDR):
 
 // ---- applying ----
 
-/** The rules of one family's table; none when the table, or nft itself, is missing. */
+/** The rules of one family's table; none when the table, or nft itself, is missing (nftList). */
 function listTable(family: Family): NftRule[] {
-  try {
-    return rulesOf(nftList(["table", family === 4 ? "ip" : "ip6", TABLE]));
-  } catch {
-    return [];
-  }
+  return rulesOf(nftList(["table", family === 4 ? "ip" : "ip6", TABLE]));
 }
 
 export function nftAdd(o: NftOptions, addrs: readonly CIDR[]) {

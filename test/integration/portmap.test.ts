@@ -126,6 +126,9 @@ for (const backend of BACKENDS) {
       // Again, then with the netns gone and no prevResult: still success, still clean.
       const again = runPortmap(sb, "DEL", a, config);
       assert.is(again.code, 0, again.stdout);
+      // ADD again so the netns-less DEL has rules to remove: it must find them by container ID.
+      assert.is(runPortmap(sb, "ADD", a, config).code, 0);
+      assert.match(backend === "iptables" ? snapshot(sb).ipt4 : snapshot(sb).nft, /8080/);
       const gone = { id: a.id, path: "/var/run/netns/portmap-no-such-ns" };
       const noNetns = runPortmap(sb, "DEL", gone, portmapConfig(backend, MAPPINGS));
       assert.is(noNetns.code, 0, noNetns.stdout);
