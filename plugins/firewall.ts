@@ -5,7 +5,7 @@ import { validateIfname } from "../lib/cni/env.ts";
 import type { Result } from "../lib/cni/result.ts";
 import { parseResult } from "../lib/cni/result-schema.ts";
 import type { PluginImpl, Request } from "../lib/cni/skel.ts";
-import { iptablesRestore, iptablesSave } from "../lib/kernel/netfilter.ts";
+import { iptablesRestore, iptablesSave, netfilterLocked } from "../lib/kernel/netfilter.ts";
 import { addSources, firewalldNotRunning, firewalldRunning, removeSources, sourcesOutsideZone } from "../lib/net/firewall-firewalld.ts";
 import {
   combine,
@@ -119,42 +119,45 @@ function deleteContainerRules(p: Plan, families: Iterable<IpFamily>) {
   }
 }
 
+function addRules(req: Request<FirewallConfig>): Result {
+  const p = plan(req);
+  const firewalld = useFirewalld(req.config);
+  if (firewalld) addSources(p.zone, [...p.addrs.values()].flat());
+  const done: IpFamily[] = [];
+  try {
+    for (const [family, cidrs] of p.addrs) {
+      const own = firewalld ? [] : containerRulesOf(cidrs);
+      transact(family, (dump) => ensureScript(parseFilterDump(dump), sharedRules(p, firewalld), own));
+      done.push(family);
+    }
+  } catch (e) {
+    // Undo this container's rules in the families already done; shared chains stay, as they would.
+    if (!firewalld) tryQuietly(() => deleteContainerRules(p, done));
+    if (firewalld) removeSources(p.zone, [...p.addrs.values()].flat());
+    throw e;
+  }
+  return p.prev!;
+}
+
+function delRules(req: Request<FirewallConfig>) {
+  const p = plan(req, true);
+  if (p.addrs.size === 0) return;
+  // firewalld keeps sources only at runtime: if it is not running there is nothing to remove.
+  const firewalld = req.config.backend !== "iptables" && firewalldRunning();
+  if (firewalld) removeSources(p.zone, [...p.addrs.values()].flat());
+  // The container's iptables rules go whatever the backend, so switching backends never leaks them.
+  try {
+    deleteContainerRules(p, p.addrs.keys());
+  } catch (e) {
+    if (!firewalld) throw e;
+  }
+}
+
 const firewall: PluginImpl<FirewallConfig> = {
   parseConfig: (raw) => parseWith(FirewallConfig, raw),
 
-  add(req) {
-    const p = plan(req);
-    const firewalld = useFirewalld(req.config);
-    if (firewalld) addSources(p.zone, [...p.addrs.values()].flat());
-    const done: IpFamily[] = [];
-    try {
-      for (const [family, cidrs] of p.addrs) {
-        const own = firewalld ? [] : containerRulesOf(cidrs);
-        transact(family, (dump) => ensureScript(parseFilterDump(dump), sharedRules(p, firewalld), own));
-        done.push(family);
-      }
-    } catch (e) {
-      // Undo this container's rules in the families already done; shared chains stay, as they would.
-      if (!firewalld) tryQuietly(() => deleteContainerRules(p, done));
-      if (firewalld) removeSources(p.zone, [...p.addrs.values()].flat());
-      throw e;
-    }
-    return p.prev!;
-  },
-
-  del(req) {
-    const p = plan(req, true);
-    if (p.addrs.size === 0) return;
-    // firewalld keeps sources only at runtime: if it is not running there is nothing to remove.
-    const firewalld = req.config.backend !== "iptables" && firewalldRunning();
-    if (firewalld) removeSources(p.zone, [...p.addrs.values()].flat());
-    // The container's iptables rules go whatever the backend, so switching backends never leaks them.
-    try {
-      deleteContainerRules(p, p.addrs.keys());
-    } catch (e) {
-      if (!firewalld) throw e;
-    }
-  },
+  add: (req) => netfilterLocked(() => addRules(req)),
+  del: (req) => netfilterLocked(() => delRules(req)),
 
   check(req) {
     const p = plan(req);

@@ -4,6 +4,7 @@ import { parseResult } from "../lib/cni/result-schema.ts";
 import { logLine, type PluginImpl, type Request } from "../lib/cni/skel.ts";
 import type { CIDR, Family } from "../lib/ipam/ip.ts";
 import { containerAddresses, mappingsOf, parsePortmapConfig, selectBackend, validAttachments, type PortmapConfig } from "../lib/net/portmap.ts";
+import { netfilterLocked } from "../lib/kernel/netfilter.ts";
 
 /**
  * portmap: a chained plugin that forwards host ports to the container addresses of prevResult
@@ -22,7 +23,7 @@ const portmap: PluginImpl<PortmapConfig> = {
     if (families.length === 0) return prev;
     const backend = await loadBackend(req.config);
     try {
-      backend.forward(req, families);
+      await netfilterLocked(() => backend.forward(req, families));
       // After the rules, so new flows take them; the reference only logs failures here.
       const udpPorts = mappingsOf(req.config).filter((m) => m.protocol === "udp").map((m) => m.hostPort);
       if (udpPorts.length > 0) {
@@ -38,7 +39,7 @@ const portmap: PluginImpl<PortmapConfig> = {
       }
     } catch (e) {
       try {
-        backend.unforward(req);
+        await netfilterLocked(() => backend.unforward(req));
       } catch {
         // The original failure is the one to report.
       }
@@ -49,7 +50,8 @@ const portmap: PluginImpl<PortmapConfig> = {
 
   async del(req) {
     if (mappingsOf(req.config).length === 0) return;
-    (await loadBackend(req.config)).unforward(req, programmedFamilies(req));
+    const backend = await loadBackend(req.config);
+    await netfilterLocked(() => backend.unforward(req, programmedFamilies(req)));
   },
 
   async check(req) {
@@ -61,7 +63,8 @@ const portmap: PluginImpl<PortmapConfig> = {
   },
 
   async gc(req) {
-    (await loadBackend(req.config)).gc(req, validAttachments(req.config));
+    const backend = await loadBackend(req.config);
+    await netfilterLocked(() => backend.gc(req, validAttachments(req.config)));
   },
 };
 export default portmap;
