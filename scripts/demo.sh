@@ -105,8 +105,8 @@ done
 for ((i = ${#networks[@]} - 1; i >= 0; i--)); do
     net=${networks[i]}
     step "cnitool del $net"
-    in_node "$cnitool" del "$net" "$ctr_path" && echo "ok"
-    unset 'networks[i]'
+    # A failed DEL stays in the list, so the exit trap tries it once more.
+    if in_node "$cnitool" del "$net" "$ctr_path"; then echo "ok"; unset 'networks[i]'; else check_failed=1; fi
 done
 
 step "container after DEL: ip addr"

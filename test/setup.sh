@@ -10,6 +10,13 @@
 # TSCNI_DIST (as for build.mjs) selects the build tree, default dist/.
 set -euo pipefail
 
+# The tests and tools run TypeScript under Node (tsx) and use process.getBuiltinModule and
+# import.meta.dirname: Node 20.16 or newer. (The installed plugins themselves need no Node at all.)
+if ! node -e 'const [a, b] = process.versions.node.split(".").map(Number); process.exit(a > 20 || (a === 20 && b >= 16) ? 0 : 1)'; then
+    echo "test/setup.sh: Node.js >= 20.16 is required, found $(node --version 2>/dev/null || echo none) (Debian 12's own nodejs is 18: use a newer build, e.g. NodeSource)" >&2
+    exit 1
+fi
+
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 # What the tests use: ip/netns (iproute2), iptables/nft for portmap and bridge masquerade,
