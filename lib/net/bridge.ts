@@ -5,6 +5,7 @@ import { linkKindNoSpawn, writeSysctls } from "../kernel/procfs.ts";
 import type { IpLink } from "../kernel/link.ts";
 import { gatewayAddrLines } from "./gateways.ts";
 import { bridgePortLines, portVlanLines, randomVethName, vethPairLine, type PortOptions, type VlanOptions } from "./veth.ts";
+import { randomHex } from "../hash.ts";
 
 /**
  * The node side of a bridge attachment: the bridge itself (created when missing, never deleted),
@@ -51,11 +52,20 @@ export function showLink(dev: string, netns?: string): LinkInfo | undefined {
 function bridgeLines(o: BridgeOptions, exists: boolean): string[][] {
   const lines: string[][] = [];
   if (!exists) {
-    lines.push(["link", "add", o.name, ...(o.mtu > 0 ? ["mtu", String(o.mtu)] : []), "type", "bridge", ...(o.vlanFiltering ? ["vlan_filtering", "1"] : [])]);
+    // A fixed address from the start: a bridge without one takes the lowest MAC of its ports, so
+    // concurrent first ADDs could each read (and report, and pin) a different one.
+    lines.push(["link", "add", o.name, "address", randomLocalMac(), ...(o.mtu > 0 ? ["mtu", String(o.mtu)] : []), "type", "bridge", ...(o.vlanFiltering ? ["vlan_filtering", "1"] : [])]);
   }
   // promisc is only ever turned on, as in the reference.
   lines.push(["link", "set", o.name, ...(o.promisc ? ["promisc", "on"] : []), "up"]);
   return lines;
+}
+
+/** A random unicast, locally administered MAC. */
+function randomLocalMac(): string {
+  const bytes = randomHex(6).match(/../g)!;
+  bytes[0] = ((parseInt(bytes[0]!, 16) & 0xfc) | 0x02).toString(16).padStart(2, "0");
+  return bytes.join(":");
 }
 
 export interface Port {

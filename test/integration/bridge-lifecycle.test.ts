@@ -149,6 +149,9 @@ withSandbox("ADDs racing to create the bridge all succeed, with distinct address
   assert.equal(linkNames(sb, sb.node).filter((n) => n.startsWith("cni")), ["cni0"]);
   for (const r of results) assert.is(link(sb, sb.node, r.json.interfaces[1].name)!.master, "cni0");
   assert.equal(addrsOf(link(sb, sb.node, "cni0")), ["10.22.0.1/24"]);
+  // Every result reports the bridge's real, final MAC (it must not move as ports join).
+  const bridgeMac = link(sb, sb.node, "cni0")!.address;
+  for (const r of results) assert.is(r.json.interfaces[0].mac, bridgeMac);
   assert.ok(ping(sb, ctrs[0]!.name, results[3]!.json.ips[0].address.split("/")[0]));
 });
 
