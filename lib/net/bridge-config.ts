@@ -1,4 +1,5 @@
 import { CniError, Code } from "../cni/errors.ts";
+import { parseUnicastMac } from "./mac.ts";
 
 /** Config values the bridge plugin normalises, with the reference's error messages. */
 
@@ -38,12 +39,5 @@ export function collectVlanTrunk(entries: readonly TrunkEntry[] | undefined): nu
  * colon-separated text. A multicast address cannot be an interface's and is refused here rather
  * than half-way through creating the pair.
  */
-export function parseMac(text: string): string {
-  let hex: string | undefined;
-  if (/^[0-9a-fA-F]{2}([:-])[0-9a-fA-F]{2}(\1[0-9a-fA-F]{2}){4}$/.test(text)) hex = text.replace(/[:-]/g, "");
-  else if (/^[0-9a-fA-F]{4}\.[0-9a-fA-F]{4}\.[0-9a-fA-F]{4}$/.test(text)) hex = text.replaceAll(".", "");
-  if (!hex) throw bad(`address ${text}: invalid MAC address`);
-  hex = hex.toLowerCase();
-  if (parseInt(hex.slice(0, 2), 16) & 1) throw bad(`address ${text}: multicast MAC address cannot be assigned to an interface`);
-  return hex.match(/../g)!.join(":");
-}
+/** The container MAC (config, args or CNI_ARGS). */
+export const parseMac = (text: string): string => parseUnicastMac(text, "mac");

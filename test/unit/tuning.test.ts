@@ -8,7 +8,6 @@ import {
   linkCommands,
   linkMismatches,
   mergeBackups,
-  parseUnicastMac,
   renderBackup,
   resolveSettings,
   sameSysctlValue,
@@ -16,6 +15,7 @@ import {
   TuningConfig,
   withMac,
 } from "../../lib/net/tuning.ts";
+import { parseUnicastMac } from "../../lib/net/mac.ts";
 
 const conf = (extra: Record<string, unknown>) => parseWith(TuningConfig, { cniVersion: "1.0.0", name: "n", type: "tuning", ...extra });
 const errorMatching = (re: RegExp) => (e: unknown) => e instanceof CniError && re.test(e.message);
