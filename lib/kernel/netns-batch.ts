@@ -1,5 +1,7 @@
 import { CniError, Code } from "../cni/errors.ts";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { checkBatchWord, run } from "./exec.ts";
+import { NO_SETNS, withNetns } from "./setns.ts";
 
 /**
  * Sysctls and link settings of a container namespace, each phase in one process entered with
@@ -68,6 +70,8 @@ export function snapshotNetns(netns: string, paths: readonly string[], dev = "")
   if (paths.length === 0 && dev === "") return { sysctls: [] };
   paths.forEach(checkPath);
   if (dev) checkBatchWord(dev, "ip");
+  const inProcess = withNetns(netns, () => snapshotHere(paths, dev));
+  if (inProcess !== NO_SETNS) return inProcess;
   const r = run(["sh", "-c", SNAPSHOT_SCRIPT, "sh", dev, ...paths], { netns, allowFailure: true });
   const records = r.stdout.split("\0");
   if (r.status !== 0 && (r.stderr.includes(FAILED) || records.length <= paths.length)) throw sysctlFailure("read", r.stderr, r.status);
@@ -86,9 +90,54 @@ export function applyNetns(netns: string, sysctls: readonly (readonly [string, s
   }
   for (const l of ipLines) for (const w of l) checkBatchWord(w, "ip");
   const input = ipLines.map((l) => l.join(" ")).join("\n") + (ipLines.length ? "\n" : "");
+  if (withNetns(netns, () => applyHere(sysctls, input)) !== NO_SETNS) return;
   const r = run(["sh", "-c", APPLY_SCRIPT, "sh", ipLines.length ? "1" : "0", ...sysctls.flat()], { netns, input, allowFailure: true });
   if (r.status === 0) return;
   if (r.stderr.includes(FAILED)) throw sysctlFailure("set", r.stderr, r.status);
+  const n = /Command failed -:(\d+)/.exec(r.stderr);
+  const reason = r.stderr.replace(/Command failed -:\d+/, "").trim() || `exit status ${r.status}`;
+  throw new IpLineError(n ? Number(n[1]) - 1 : 0, reason);
+}
+
+// The same two phases in-process, with this thread inside the container's namespace (setns): the
+// sysctls are plain file reads and writes there, and only ip is spawned.
+
+function snapshotHere(paths: readonly string[], dev: string): Snapshot {
+  const sysctls = paths.map((path) => {
+    const file = `/proc/sys/${path}`;
+    if (!existsSync(file)) throw new SysctlError(path, "no such key in the container's network namespace");
+    try {
+      return readFileSync(file, "utf8").replace(/\n$/, "");
+    } catch {
+      return undefined; // write-only keys such as net/ipv4/route/flush
+    }
+  });
+  if (!dev) return { sysctls };
+  const r = run(["ip", "-j", "-d", "link", "show", "dev", dev], { allowFailure: true });
+  return { sysctls, link: r.status === 0 ? (JSON.parse(r.stdout.trim() || "[]") as Record<string, unknown>[])[0] : undefined };
+}
+
+// The kernel's refusals in the words a shell (and the sh path above) would report them.
+const ERRNO_TEXT: Record<string, string> = {
+  ENOENT: "no such key in the container's network namespace",
+  EACCES: "Permission denied",
+  EPERM: "Operation not permitted",
+  EINVAL: "Invalid argument",
+  ERANGE: "Numerical result out of range",
+};
+
+function applyHere(sysctls: readonly (readonly [string, string])[], input: string) {
+  for (const [path, value] of sysctls) {
+    try {
+      writeFileSync(`/proc/sys/${path}`, value);
+    } catch (e) {
+      const err = e as NodeJS.ErrnoException;
+      throw new SysctlError(path, ERRNO_TEXT[err.code ?? ""] ?? err.message);
+    }
+  }
+  if (input === "") return;
+  const r = run(["ip", "-batch", "-"], { input, allowFailure: true });
+  if (r.status === 0) return;
   const n = /Command failed -:(\d+)/.exec(r.stderr);
   const reason = r.stderr.replace(/Command failed -:\d+/, "").trim() || `exit status ${r.status}`;
   throw new IpLineError(n ? Number(n[1]) - 1 : 0, reason);
