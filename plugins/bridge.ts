@@ -17,7 +17,6 @@ import { setupSpoofCheck, spoofRefId, teardownSpoofCheck } from "../lib/net/spoo
 import { waitPortUp } from "../lib/net/veth.ts";
 import { checkAttachment } from "../lib/net/check.ts";
 import { collectVlanTrunk, parseMac } from "../lib/net/bridge-config.ts";
-import { netfilterLocked } from "../lib/kernel/netfilter.ts";
 
 /**
  * bridge: a Linux bridge on the node, a veth pair per container with one end on the bridge and the
@@ -122,8 +121,10 @@ async function add(req: Request<Config>): Promise<Result> {
       if (c.isGateway) setUpGateways(c, port.bridge, gateways, result);
       if (c.ipMasq) {
         const addrs = parseAddrs(result.ips!.map((ip) => ip.address));
-        undo.push(() => netfilterLocked(() => teardownMasquerade(attachment(req), addrs)));
-        await netfilterLocked(() => setupMasquerade((c.ipMasqBackend as MasqBackend | undefined) ?? defaultBackend(), addrs, attachment(req)));
+        // Only this container's chain and a jump from the built-in POSTROUTING: nothing shared is
+        // created, so unlike portmap and firewall this needs no netfilter lock.
+        undo.push(() => teardownMasquerade(attachment(req), addrs));
+        setupMasquerade((c.ipMasqBackend as MasqBackend | undefined) ?? defaultBackend(), addrs, attachment(req));
       }
     } else {
       container = layer2Container(req.netns, req.ifname, !c.disableContainerInterface);
@@ -200,7 +201,7 @@ async function del(req: Request<Config>) {
   }
   if (layer3(c) && c.ipMasq) {
     const known = new Set([...addrs, ...prevResultAddrs(req)]);
-    const failures = await netfilterLocked(() => teardownMasquerade(attachment(req), parseAddrs([...known])));
+    const failures = teardownMasquerade(attachment(req), parseAddrs([...known]));
     if (failures.length > 0) errors.push(new CniError(Code.Internal, `failed to remove masquerade rules: ${failures.join("; ")}`));
   }
   if (errors.length > 0) throw errors[0];
@@ -236,7 +237,7 @@ async function gc(req: Request<Config>) {
   const c = req.config;
   const list = c["cni.dev/valid-attachments"] ?? c["cni.dev/attachments"];
   // Without the runtime's list a leak cannot be told from a live pod: remove nothing.
-  const failures = list ? await netfilterLocked(() => gcMasquerade(c.name, list.map((a) => ({ containerId: a.containerID, ifname: a.ifname })))) : [];
+  const failures = list ? gcMasquerade(c.name, list.map((a) => ({ containerId: a.containerID, ifname: a.ifname }))) : [];
   if (layer3(c)) await delegate("GC", ipamType(c), req);
   if (failures.length > 0) throw new CniError(Code.Internal, `failed to remove stale masquerade rules: ${failures.join("; ")}`);
 }
