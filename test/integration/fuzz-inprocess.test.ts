@@ -123,7 +123,13 @@ test(`in-process fuzz: ${PER_PLUGIN} mutated configs and environments per plugin
     let accepted = 0;
     for (const plugin of FUZZ_PLUGINS) {
       for (let i = 0; i < PER_PLUGIN && failures.length < 5; i++) {
-        const c = makeCase(seed, plugin, i, paths);
+        let c: ReturnType<typeof makeCase>;
+        try {
+          c = makeCase(seed, plugin, i, paths);
+        } catch (e) {
+          // A broken generator is a test bug, but its seed must still be on record to replay it.
+          throw new Error(`making case ${plugin} #${i} with seed ${seed} (TSCNI_SEED=${seed}): ${(e as Error).message}`);
+        }
         const problem = await runCase(c);
         if (problem) failures.push(`${problem}\n      ${describe(c, seed)}`);
         else accepted++;
