@@ -5,7 +5,7 @@ import { validateIfname } from "../lib/cni/env.ts";
 import type { Result } from "../lib/cni/result.ts";
 import { parseResult } from "../lib/cni/result-schema.ts";
 import type { PluginImpl, Request } from "../lib/cni/skel.ts";
-import { iptablesRestore, iptablesSave, netfilterLocked } from "../lib/kernel/netfilter.ts";
+import { iptablesSave, iptablesTransact, netfilterLocked } from "../lib/kernel/netfilter.ts";
 import { addSources, firewalldNotRunning, firewalldRunning, removeSources, sourcesOutsideZone } from "../lib/net/firewall-firewalld.ts";
 import {
   combine,
@@ -95,19 +95,6 @@ function sharedRules(p: Plan, firewalld: boolean): RuleSet {
  * concurrent ADD/DEL can change the table between the read and the write (the transaction then
  * fails, e.g. on -N of a chain that now exists), so the plan is rebuilt from a fresh read.
  */
-function transact(family: IpFamily, build: (dump: string) => string) {
-  for (let attempt = 1; ; attempt++) {
-    const script = build(iptablesSave(family, "filter"));
-    if (script === "") return;
-    try {
-      iptablesRestore(family, script);
-      return;
-    } catch (e) {
-      if (attempt >= 3 || (e instanceof CniError && e.code === Code.TryAgainLater)) throw e;
-    }
-  }
-}
-
 function containerRulesOf(cidrs: readonly string[]) {
   return cidrs.flatMap(containerRules);
 }
@@ -115,7 +102,7 @@ function containerRulesOf(cidrs: readonly string[]) {
 function deleteContainerRules(p: Plan, families: Iterable<IpFamily>) {
   for (const f of families) {
     const rules = containerRulesOf(p.addrs.get(f) ?? []);
-    transact(f, (dump) => deleteScript(parseFilterDump(dump), rules));
+    iptablesTransact(f, "filter", (dump) => deleteScript(parseFilterDump(dump), rules));
   }
 }
 
@@ -127,7 +114,7 @@ function addRules(req: Request<FirewallConfig>): Result {
   try {
     for (const [family, cidrs] of p.addrs) {
       const own = firewalld ? [] : containerRulesOf(cidrs);
-      transact(family, (dump) => ensureScript(parseFilterDump(dump), sharedRules(p, firewalld), own));
+      iptablesTransact(family, "filter", (dump) => ensureScript(parseFilterDump(dump), sharedRules(p, firewalld), own));
       done.push(family);
     }
   } catch (e) {

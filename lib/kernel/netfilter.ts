@@ -55,6 +55,25 @@ export function iptablesSave(family: Family, table: string): string {
   throw new CniError(Code.Internal, `${bin} -t ${table} failed: ${r.stderr.trim() || `exit status ${r.status}`}`);
 }
 
+/**
+ * Reads one table, plans a script from it and applies it in one transaction. If the transaction
+ * fails because the table changed between the read and the apply (another plugin's ADD), it plans
+ * again from a fresh read, up to three times; a failure on an unchanged table is a real error.
+ */
+export function iptablesTransact(family: Family, table: string, plan: (dump: string) => string) {
+  let dump = iptablesSave(family, table);
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return iptablesRestore(family, plan(dump));
+    } catch (e) {
+      if (!(e instanceof CniError) || e.code === Code.TryAgainLater || attempt >= 3) throw e;
+      const again = iptablesSave(family, table);
+      if (again === dump) throw e;
+      dump = again;
+    }
+  }
+}
+
 /** Chains declared in an iptables-save dump of one table. */
 export function savedChains(dump: string): Set<string> {
   const chains = new Set<string>();

@@ -2,7 +2,7 @@ import { hexDigest } from "../hash.ts";
 import { statSync } from "node:fs";
 import { join } from "node:path";
 import { CniError, Code } from "../cni/errors.ts";
-import { iptablesRestore, iptablesSave, nftApply, nftList, restoreQuote, savedChains, savedRules, type Family } from "../kernel/netfilter.ts";
+import { iptablesTransact, nftApply, nftList, restoreQuote, savedChains, savedRules, type Family } from "../kernel/netfilter.ts";
 import { formatIP, maskOf, parseCIDR, type CIDR } from "../ipam/ip.ts";
 
 /**
@@ -194,7 +194,7 @@ export function setupMasquerade(backend: MasqBackend, addrs: readonly CIDR[], a:
     const mine = addrs.filter((c) => familyOf(c) === family);
     if (mine.length === 0) continue;
     const rules = mine.flatMap((c) => iptablesMasqRules(c, chain, comment));
-    iptablesRestore(family, iptablesSetupScript(rules, chain, iptablesSave(family, "nat")));
+    iptablesTransact(family, "nat", (dump) => iptablesSetupScript(rules, chain, dump));
   }
 }
 
@@ -209,7 +209,7 @@ export function teardownMasquerade(a: Attachment, addrs: readonly CIDR[]): strin
   const families: Family[] = addrs.length > 0 ? [...new Set(addrs.map(familyOf))] : [4, 6];
   const sources = addrs.length > 0 ? sourceForms(addrs) : undefined;
   for (const family of families) {
-    attempt(errors, "iptables-restore", () => iptablesRestore(family, script(iptablesTeardownLines(iptablesSave(family, "nat"), chain, sources))));
+    attempt(errors, "iptables-restore", () => iptablesTransact(family, "nat", (dump) => script(iptablesTeardownLines(dump, chain, sources))));
   }
   attempt(errors, "nft", () => {
     const mine = nftMasqRules().filter((r) => r.comment?.startsWith(nftInstanceHash(a)));
@@ -223,12 +223,9 @@ export function gcMasquerade(network: string, valid: readonly { containerId: str
   const errors: string[] = [];
   const validIds = new Set(valid.map((v) => v.containerId));
   for (const family of [4, 6] as const) {
-    attempt(errors, "iptables-restore", () => {
-      const dump = iptablesSave(family, "nat");
-      const lines: string[] = [];
-      for (const chain of staleChains(dump, network, validIds)) lines.push(...iptablesTeardownLines(dump, chain));
-      iptablesRestore(family, script(lines));
-    });
+    attempt(errors, "iptables-restore", () =>
+      iptablesTransact(family, "nat", (dump) => script(staleChains(dump, network, validIds).flatMap((chain) => iptablesTeardownLines(dump, chain)))),
+    );
   }
   attempt(errors, "nft", () => {
     const keep = new Set(valid.map((v) => nftComment({ network, containerId: v.containerId, ifname: v.ifname })));

@@ -1,7 +1,7 @@
 import { hexDigest } from "../hash.ts";
 import { CniError, Code } from "../cni/errors.ts";
 import { formatIP, type CIDR } from "../ipam/ip.ts";
-import { iptablesRestore, iptablesSave, restoreQuote, tokenize, type Family } from "../kernel/netfilter.ts";
+import { iptablesSave, iptablesTransact, restoreQuote, tokenize, type Family } from "../kernel/netfilter.ts";
 import { canonicalIp, cidrOf, hostPortTarget, isV6, mappingsForFamily, networkText, type PortMapping } from "./portmap.ts";
 
 /**
@@ -291,31 +291,14 @@ export function verify(dump: string, spec: IptablesSpec): string | undefined {
 
 // ---- applying ----
 
-/**
- * Reads the table, plans and applies in one transaction. If the transaction fails because someone
- * changed the table in between (a concurrent ADD created a shared chain), plans once more.
- */
-function readPlanApply(family: Family, plan: (dump: string) => string) {
-  const dump = iptablesSave(family, "nat");
-  const script = plan(dump);
-  try {
-    iptablesRestore(family, script);
-  } catch (e) {
-    if (!(e instanceof CniError) || e.code === Code.TryAgainLater) throw e;
-    const again = iptablesSave(family, "nat");
-    if (again === dump) throw e;
-    iptablesRestore(family, plan(again));
-  }
-}
-
 export function iptablesAdd(specs: readonly IptablesSpec[]) {
-  for (const spec of specs) readPlanApply(spec.family, (dump) => planAdd(dump, spec));
+  for (const spec of specs) iptablesTransact(spec.family, "nat", (dump) => planAdd(dump, spec));
 }
 
 /** Removes the container's chains from `families` (both by default); missing chains are not an error. */
 export function iptablesDel(network: string, containerId: string, families: readonly Family[] = [4, 6]) {
   const chains = containerChains(network, containerId);
-  for (const family of families) readPlanApply(family, (dump) => planDelete(dump, chains));
+  for (const family of families) iptablesTransact(family, "nat", (dump) => planDelete(dump, chains));
 }
 
 export function iptablesCheck(specs: readonly IptablesSpec[]) {
@@ -326,5 +309,5 @@ export function iptablesCheck(specs: readonly IptablesSpec[]) {
 }
 
 export function iptablesGc(network: string, valid: ReadonlySet<string>) {
-  for (const family of [4, 6] as const) readPlanApply(family, (dump) => planDelete(dump, staleChains(dump, network, valid)));
+  for (const family of [4, 6] as const) iptablesTransact(family, "nat", (dump) => planDelete(dump, staleChains(dump, network, valid)));
 }
