@@ -308,6 +308,10 @@ test("DEL is idempotent: without prevResult, with the netns gone, and with nothi
     const noBridge = conf({ ...prevResult(ctr, "vctr"), interfaces: [] }, { ingressPolicy: "same-bridge" });
     ok(call(sb, OURS, "DEL", ctr, noBridge), "DEL does not need the bridge of an ingress policy");
     ok(call(sb, OURS, "ADD", ctr, config), "ADD");
+    // After an ADD, a DEL without prevResult still succeeds, but the rules are keyed by the
+    // container's addresses only (as the reference's), so it has nothing to match them by.
+    ok(call(sb, OURS, "DEL", ctr, conf(undefined)), "DEL without prevResult after ADD");
+    assert.ok(filterRules(sb).some((l) => l.includes("10.99.0.2")), "a DEL without prevResult cannot find the rules");
     sh(["ip", "netns", "del", ctr.name]);
     ok(call(sb, OURS, "DEL", ctr, config), "DEL with the netns gone");
     assert.not.ok(filterRules(sb).some((l) => l.includes("10.99.0.2")), "rules removed although the netns is gone");
