@@ -3,6 +3,7 @@ import { statSync } from "node:fs";
 import { join } from "node:path";
 import { CniError } from "./errors.ts";
 import { CURRENT_VERSION } from "./versions.ts";
+import { sleepMs } from "../sleep.ts";
 
 // Running plugin executables the way libcni's invoke package does: argv is just the path, the
 // parameters are CNI_* variables added to our own environment, the config goes to stdin.
@@ -102,9 +103,6 @@ function pluginFailure(stdout: string, stderr: string, exit: string): CniError {
   return new CniError(typeof code === "number" ? code : 0, typeof msg === "string" ? msg : "", typeof details === "string" ? details : "");
 }
 
-function sleepMs(ms: number) {
-  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
-}
 
 /** What `version <plugin>` reports: libcni's VERSION probe and its decoding of the answer. */
 export interface VersionInfo {

@@ -4,6 +4,7 @@ import { readEnv, validateNetworkName, type CniEnv, type Command } from "./env.t
 import { atLeast, compareVersions, CURRENT_VERSION, SUPPORTED_VERSIONS } from "./versions.ts";
 import type { Result } from "./result.ts";
 import type { NetnsState } from "../kernel/netns.ts";
+import { sleepMs } from "../sleep.ts";
 
 /** What a plugin handler gets: the validated environment, its parsed config and the raw stdin. */
 export interface Request<C> extends CniEnv {
@@ -187,7 +188,7 @@ export function writeStdout(text: string) {
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
       if (code !== "EAGAIN") return; // the reader is gone (EPIPE): nobody is left to tell
-      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1);
+      sleepMs(1);
     }
   }
 }

@@ -1,7 +1,7 @@
 import { chmodSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import type { NetworkConfigList } from "./conf.ts";
-import { goMarshalStruct } from "./gojson.ts";
+import { goMarshalStruct, isObject } from "./gojson.ts";
 import type { RuntimeConf } from "./runtime.ts";
 import type { WireResult } from "./results.ts";
 
@@ -21,7 +21,6 @@ export interface Attachment {
   capabilityArgs?: Record<string, unknown>;
 }
 
-const isObject = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);
 const q = JSON.stringify;
 
 /** `<cacheDir>/results/<network>-<containerID>-<ifname>` */

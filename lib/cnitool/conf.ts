@@ -1,7 +1,7 @@
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { compareVersions, CURRENT_VERSION } from "../cni/versions.ts";
-import { goMarshal, goTypeName } from "./gojson.ts";
+import { goMarshal, goTypeName, isObject } from "./gojson.ts";
 
 // Network configuration loading, as libcni's conf.go does it (LoadNetworkConf, NetworkConfFromBytes,
 // ConfListFromConf), with its error texts, so an operator sees what a libcni runtime would report.
@@ -40,7 +40,6 @@ export class NoConfigsFoundError extends Error {
   }
 }
 
-const isObject = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);
 
 /** Go's wording for a JSON value of the wrong kind ("cannot unmarshal array into ..."). */
 function jsonKind(v: unknown): string {

@@ -46,3 +46,5 @@ export function goTypeName(v: unknown): string {
       return "map[string]interface {}";
   }
 }
+
+export const isObject = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);

@@ -1,9 +1,9 @@
 import { SUPPORTED_VERSIONS, resultFamily } from "../cni/versions.ts";
+import { isObject } from "./gojson.ts";
 
 /** A result in its wire shape (what plugins print and what the cache stores). */
 export type WireResult = Record<string, unknown>;
 
-const isObject = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);
 
 // lib/cni/result.ts (and zod with it) loads only when a result is actually handled, so `version`,
 // `status` and `gc` stay as cheap as the plugins' VERSION path.

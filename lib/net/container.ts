@@ -5,6 +5,7 @@ import { tryIpBatch } from "../kernel/batch.ts";
 import { writeSysctls, type SysctlPath } from "../kernel/procfs.ts";
 import { addrFlags, cidrOf } from "./gateways.ts";
 import type { LinkInfo } from "./bridge.ts";
+import { sleepMs } from "../sleep.ts";
 
 /**
  * The container side of an attachment (the reference's ConfigureIface and DelLinkByNameAddr): one
@@ -91,7 +92,7 @@ function waitForDad(netns: string, ifname: string) {
     tentative = addrs.some((a) => a.tentative);
     up = link?.operstate === "UP";
     if (!tentative) return;
-    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, DAD_POLL_MS);
+    sleepMs(DAD_POLL_MS);
   }
   if (tentative && up) throw new CniError(Code.Internal, `"${ifname}" still has tentative IPv6 addresses after ${DAD_TIMEOUT_MS / 1000}s`);
 }

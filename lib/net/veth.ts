@@ -2,6 +2,7 @@ import { randomHex } from "../hash.ts";
 import { CniError, Code } from "../cni/errors.ts";
 import { ipJson } from "../kernel/exec.ts";
 import { sysfsOperstate } from "../kernel/procfs.ts";
+import { sleepMs } from "../sleep.ts";
 
 /**
  * The veth pair of one attachment: host end `veth` + 8 random hex digits (the reference's naming),
@@ -75,6 +76,3 @@ export function waitPortUp(dev: string) {
   throw new CniError(Code.Internal, `bridge port in error state: ${state}`);
 }
 
-function sleepMs(ms: number) {
-  if (ms > 0) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
-}
