@@ -122,6 +122,12 @@ export function parseCIDR(text: string): CIDR | undefined {
 }
 
 /** ::ffff:a.b.c.d, which Go folds to IPv4 wherever it canonicalizes. */
+/** The network address of a CIDR (host bits cleared). */
+export const networkOf = (c: CIDR): IP => ({ family: c.ip.family, n: c.ip.n & maskOf(c.ip.family, c.prefix) });
+
+/** "network/prefix", the form iptables and nft print for a subnet (`-d 10.22.0.0/24`). */
+export const formatNetwork = (c: CIDR): string => `${formatIP(networkOf(c))}/${c.prefix}`;
+
 export const isMapped = (ip: IP) => ip.family === 6 && ip.n >> 32n === 0xffffn;
 
 export function maskOf(family: Family, prefix: number): bigint {

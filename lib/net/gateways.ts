@@ -1,6 +1,6 @@
 import { CniError, Code } from "../cni/errors.ts";
 import type { Result } from "../cni/result.ts";
-import { formatIP, maskOf, parseCIDR, type CIDR } from "../ipam/ip.ts";
+import { formatIP, maskOf, networkOf, parseCIDR, type CIDR } from "../ipam/ip.ts";
 
 /**
  * Layer-3 decisions shared by ADD and the gateway set-up, as pure functions of the IPAM result:
@@ -21,10 +21,9 @@ export function cidrOf(text: string): CIDR {
   return c;
 }
 
-export const networkAddress = (c: CIDR) => ({ family: c.ip.family, n: c.ip.n & maskOf(c.ip.family, c.prefix) });
 
 /** Network address + 1 (10.22.0.0/24 -> 10.22.0.1), the reference's default gateway. */
-export const firstHost = (c: CIDR) => formatIP({ family: c.ip.family, n: networkAddress(c).n + 1n });
+export const firstHost = (c: CIDR) => formatIP({ family: c.ip.family, n: networkOf(c).n + 1n });
 
 /**
  * The reference's calcGateways: every IP belongs to the container interface (index 2); a missing
@@ -57,7 +56,7 @@ export function calcGateways(result: Result, isGateway: boolean, isDefaultGatewa
 function sameNet(a: string, b: string): boolean {
   const x = parseCIDR(a);
   const y = parseCIDR(b);
-  return !!x && !!y && x.ip.family === y.ip.family && x.prefix === y.prefix && networkAddress(x).n === networkAddress(y).n;
+  return !!x && !!y && x.ip.family === y.ip.family && x.prefix === y.prefix && networkOf(x).n === networkOf(y).n;
 }
 
 export interface DevAddr {

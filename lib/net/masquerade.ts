@@ -3,7 +3,7 @@ import { statSync } from "node:fs";
 import { join } from "node:path";
 import { CniError, Code } from "../cni/errors.ts";
 import { iptablesTransact, nftApply, nftList, restoreQuote, savedChains, savedRules, type Family } from "../kernel/netfilter.ts";
-import { formatIP, maskOf, parseCIDR, type CIDR } from "../ipam/ip.ts";
+import { formatIP, formatNetwork, parseCIDR, type CIDR } from "../ipam/ip.ts";
 
 /**
  * Masquerade for container addresses, with the reference's names so either implementation's DEL
@@ -46,17 +46,13 @@ export interface IptRule {
 
 const familyOf = (c: CIDR): Family => (c.ip.family === 4 ? 4 : 6);
 
-function networkOf(c: CIDR): string {
-  return `${formatIP({ family: c.ip.family, n: c.ip.n & maskOf(c.ip.family, c.prefix) })}/${c.prefix}`;
-}
-
 const hostOf = (c: CIDR) => `${formatIP(c.ip)}/${c.ip.family === 4 ? 32 : 128}`;
 
 /** The reference's three rules for one container address, in the order it appends them. */
 export function iptablesMasqRules(addr: CIDR, chain: string, comment: string): IptRule[] {
   const tag = ["-m", "comment", "--comment", comment];
   return [
-    { chain, spec: ["-d", networkOf(addr), ...tag, "-j", "ACCEPT"] },
+    { chain, spec: ["-d", formatNetwork(addr), ...tag, "-j", "ACCEPT"] },
     { chain, spec: ["!", "-d", MULTICAST[familyOf(addr)], ...tag, "-j", "MASQUERADE"] },
     { chain: "POSTROUTING", spec: ["-s", hostOf(addr), ...tag, "-j", chain] },
   ];
@@ -96,7 +92,7 @@ const script = (lines: string[]) => (lines.length === 0 ? "" : ["*nat", ...lines
 /** The `-s` values a container address may have been installed with: host form and legacy network form. */
 export function sourceForms(addrs: readonly CIDR[]): Set<string> {
   const s = new Set<string>();
-  for (const a of addrs) s.add(hostOf(a)).add(networkOf(a));
+  for (const a of addrs) s.add(hostOf(a)).add(formatNetwork(a));
   return s;
 }
 
@@ -147,7 +143,7 @@ export function nftSetupScript(addrs: readonly CIDR[], a: Attachment, staleHandl
     ...staleHandles.map((h) => `delete rule ${t} ${NFT_CHAIN} handle ${h}`),
     ...addrs.map((c) => {
       const ip = c.ip.family === 4 ? "ip" : "ip6";
-      return `add rule ${t} ${NFT_CHAIN} ${ip} saddr == ${formatIP(c.ip)} ${ip} daddr != ${networkOf(c)} masquerade comment ${comment}`;
+      return `add rule ${t} ${NFT_CHAIN} ${ip} saddr == ${formatIP(c.ip)} ${ip} daddr != ${formatNetwork(c)} masquerade comment ${comment}`;
     }),
     "",
   ].join("\n");

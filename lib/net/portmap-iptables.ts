@@ -1,8 +1,8 @@
 import { hexDigest } from "../hash.ts";
 import { CniError, Code } from "../cni/errors.ts";
-import { formatIP, type CIDR } from "../ipam/ip.ts";
+import { formatIP, formatNetwork, type CIDR } from "../ipam/ip.ts";
 import { iptablesSave, iptablesTransact, restoreQuote, tokenize, type Family } from "../kernel/netfilter.ts";
-import { canonicalIp, cidrOf, hostPortTarget, isV6, mappingsForFamily, networkText, type PortMapping } from "./portmap.ts";
+import { canonicalIp, addressOrCidr, hostPortTarget, isV6, mappingsForFamily, type PortMapping } from "./portmap.ts";
 
 /**
  * iptables backend, with the reference's chain layout (table nat):
@@ -170,9 +170,9 @@ export function ruleKey(tokens: readonly string[]): string {
     const [opt, ...vals] = neg ? g.slice(1) : g;
     if (opt === "-m" && ["tcp", "udp", "sctp"].includes(vals[0] ?? "")) continue;
     if ((opt === "-s" || opt === "-d") && vals.length === 1) {
-      const c = cidrOf(vals[0]!);
+      const c = addressOrCidr(vals[0]!);
       if (c && c.prefix === 0 && !neg) continue;
-      if (c) vals[0] = networkText(c);
+      if (c) vals[0] = formatNetwork(c);
     }
     if (opt === "-p") vals[0] = (vals[0] ?? "").toLowerCase();
     if (opt === "--to-destination" && vals.length === 1) vals[0] = canonicalTarget(vals[0]!);

@@ -1,7 +1,7 @@
 import { CniError, Code } from "../cni/errors.ts";
 import { nftApply, nftList, type Family } from "../kernel/netfilter.ts";
-import { formatIP, type CIDR } from "../ipam/ip.ts";
-import { canonicalIp, hostPortTarget, isV6, mappingsForFamily, networkText, type PortMapping } from "./portmap.ts";
+import { formatIP, formatNetwork, type CIDR } from "../ipam/ip.ts";
+import { canonicalIp, hostPortTarget, isV6, mappingsForFamily, type PortMapping } from "./portmap.ts";
 
 /**
  * nftables backend, with the reference's layout: tables `ip cni_hostport` and `ip6 cni_hostport`,
@@ -43,7 +43,7 @@ function masqRules(o: NftOptions, addr: CIDR): string[] {
   const f = fam(v6);
   const ip = formatIP(addr.ip);
   if (o.masqAll) return [`${f} saddr ${v6 ? "::/0" : "0.0.0.0/0"} ${f} daddr ${ip} masquerade`];
-  return [`${f} saddr ${networkText(addr)} ${f} daddr ${ip} ct status dnat masquerade`, ...(v6 ? [] : [`ip saddr 127.0.0.1 ip daddr ${ip} masquerade`])];
+  return [`${f} saddr ${formatNetwork(addr)} ${f} daddr ${ip} ct status dnat masquerade`, ...(v6 ? [] : [`ip saddr 127.0.0.1 ip daddr ${ip} masquerade`])];
 }
 
 /** The whole ADD transaction for the container's addresses (one per family). */

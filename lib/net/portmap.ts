@@ -2,7 +2,7 @@ import { z } from "zod";
 import { BaseConfig, parseWith } from "../cni/config.ts";
 import { CniError, Code } from "../cni/errors.ts";
 import type { Result } from "../cni/result.ts";
-import { formatIP, maskOf, parseCIDR, parseIP, type CIDR } from "../ipam/ip.ts";
+import { formatIP, parseCIDR, parseIP, type CIDR } from "../ipam/ip.ts";
 
 /**
  * Port-mapping configuration and the facts both backends derive from it: which mappings apply to
@@ -216,13 +216,9 @@ export function canonicalIp(text: string): string | undefined {
 }
 
 /** A CIDR, or a bare address taken as a full-length prefix (how iptables prints "-s 127.0.0.1/32"). */
-export function cidrOf(text: string): CIDR | undefined {
+export function addressOrCidr(text: string): CIDR | undefined {
   if (text.includes("/")) return parseCIDR(text);
   const ip = parseIP(text);
   return ip ? { ip, prefix: ip.family === 4 ? 32 : 128, maskBits: ip.family === 4 ? 32 : 128 } : undefined;
 }
 
-/** "network/prefix", the form iptables stores for `-s 10.22.0.2/24`. */
-export function networkText(c: CIDR): string {
-  return `${formatIP({ family: c.ip.family, n: c.ip.n & maskOf(c.ip.family, c.prefix) })}/${c.prefix}`;
-}

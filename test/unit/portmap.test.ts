@@ -1,10 +1,10 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { CniError } from "../../lib/cni/errors.ts";
-import { formatIP, parseCIDR } from "../../lib/ipam/ip.ts";
+import { formatIP, formatNetwork, parseCIDR } from "../../lib/ipam/ip.ts";
 import { chainNameFor, dnatComment, parseDnatComment } from "../../lib/net/portmap-iptables.ts";
 import { defaultBackend } from "../../lib/net/masquerade.ts";
-import { canonicalIp, cidrOf, containerAddresses, mappingsForFamily, mappingsOf, networkText, parsePortmapConfig, selectBackend, validAttachments } from "../../lib/net/portmap.ts";
+import { canonicalIp, addressOrCidr, containerAddresses, mappingsForFamily, mappingsOf, parsePortmapConfig, selectBackend, validAttachments } from "../../lib/net/portmap.ts";
 
 const base = { cniVersion: "1.0.0", name: "mynet", type: "portmap" };
 const withMappings = (portMappings: unknown, extra: Record<string, unknown> = {}) => ({ ...base, ...extra, runtimeConfig: { portMappings } });
@@ -145,11 +145,11 @@ test("addresses: canonical text and networks as iptables prints them", () => {
   assert.is(canonicalIp("FD00:0022:0000:0000:0000:0000:0000:0002"), "fd00:22::2");
   assert.is(canonicalIp("::ffff:10.1.2.3"), "10.1.2.3");
   assert.is(canonicalIp("10.0.0.256"), undefined);
-  assert.is(networkText(parseCIDR("10.22.0.2/24")!), "10.22.0.0/24");
-  assert.is(networkText(parseCIDR("fd00:22::2/64")!), "fd00:22::/64");
-  assert.is(networkText(parseCIDR("10.22.1.130/25")!), "10.22.1.128/25");
-  assert.is(networkText(cidrOf("10.22.0.2")!), "10.22.0.2/32");
-  assert.is(networkText(cidrOf("fd00::1")!), "fd00::1/128");
+  assert.is(formatNetwork(parseCIDR("10.22.0.2/24")!), "10.22.0.0/24");
+  assert.is(formatNetwork(parseCIDR("fd00:22::2/64")!), "fd00:22::/64");
+  assert.is(formatNetwork(parseCIDR("10.22.1.130/25")!), "10.22.1.128/25");
+  assert.is(formatNetwork(addressOrCidr("10.22.0.2")!), "10.22.0.2/32");
+  assert.is(formatNetwork(addressOrCidr("fd00::1")!), "fd00::1/128");
 });
 
 test.run();
