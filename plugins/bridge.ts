@@ -12,7 +12,8 @@ import { writeSysctls } from "../lib/kernel/procfs.ts";
 import { createPort, ensureGateways, ensureVlanGateway, removeLink, setPortVlans, type LinkInfo } from "../lib/net/bridge.ts";
 import { configureContainer, layer2Container, removeContainerIface } from "../lib/net/container.ts";
 import { calcGateways } from "../lib/net/gateways.ts";
-import { defaultBackend, gcMasquerade, parseAddrs, setupMasquerade, teardownMasquerade, type MasqBackend } from "../lib/net/masquerade.ts";
+import { gcMasquerade, parseAddrs, setupMasquerade, teardownMasquerade } from "../lib/net/masquerade.ts";
+import { defaultBackend, type NetfilterBackend } from "../lib/kernel/netfilter.ts";
 import { setupSpoofCheck, spoofRefId, teardownSpoofCheck } from "../lib/net/spoofcheck.ts";
 import { waitPortUp } from "../lib/net/veth.ts";
 import { checkAttachment } from "../lib/net/check.ts";
@@ -124,7 +125,7 @@ async function add(req: Request<Config>): Promise<Result> {
         // Only this container's chain and a jump from the built-in POSTROUTING: nothing shared is
         // created, so unlike portmap and firewall this needs no netfilter lock.
         undo.push(() => teardownMasquerade(attachment(req), addrs));
-        setupMasquerade((c.ipMasqBackend as MasqBackend | undefined) ?? defaultBackend(), addrs, attachment(req));
+        setupMasquerade((c.ipMasqBackend as NetfilterBackend | undefined) ?? defaultBackend(), addrs, attachment(req));
       }
     } else {
       container = layer2Container(req.netns, req.ifname, !c.disableContainerInterface);

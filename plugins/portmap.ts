@@ -4,7 +4,7 @@ import { parseResult } from "../lib/cni/result-schema.ts";
 import { logLine, type PluginImpl, type Request } from "../lib/cni/skel.ts";
 import type { CIDR, Family } from "../lib/ipam/ip.ts";
 import { containerAddresses, mappingsOf, parsePortmapConfig, selectBackend, validAttachments, type PortmapConfig } from "../lib/net/portmap.ts";
-import { netfilterLocked } from "../lib/kernel/netfilter.ts";
+import { defaultBackend, netfilterLocked } from "../lib/kernel/netfilter.ts";
 
 /**
  * portmap: a chained plugin that forwards host ports to the container addresses of prevResult
@@ -106,7 +106,6 @@ async function loadBackend(c: PortmapConfig): Promise<PortmapBackend> {
     conditionsV4: c.conditionsV4 ?? undefined,
     conditionsV6: c.conditionsV6 ?? undefined,
   };
-  const { defaultBackend } = await import("../lib/net/masquerade.ts");
   if (selectBackend(c, defaultBackend) === "iptables") {
     const ipt = await import("../lib/net/portmap-iptables.ts");
     const opts = (req: Request<PortmapConfig>) => ({

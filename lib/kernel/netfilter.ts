@@ -1,5 +1,6 @@
 import { CniError, Code } from "../cni/errors.ts";
-import { mkdirSync } from "node:fs";
+import { mkdirSync, statSync } from "node:fs";
+import { join } from "node:path";
 import { run } from "./exec.ts";
 import { lockExclusive } from "./flock.ts";
 
@@ -11,6 +12,24 @@ import { lockExclusive } from "./flock.ts";
 export type Family = 4 | 6;
 
 const LOCK_WAIT_SECONDS = 10;
+
+export type NetfilterBackend = "iptables" | "nftables";
+
+/** The reference's default: iptables, unless only nftables is there. Decided without spawning anything. */
+export function defaultBackend(): NetfilterBackend {
+  return !onPath("iptables-restore") && onPath("nft") ? "nftables" : "iptables";
+}
+
+function onPath(bin: string): boolean {
+  for (const dir of (process.env.PATH ?? "/usr/sbin:/usr/bin:/sbin:/bin").split(":")) {
+    try {
+      if (dir && statSync(join(dir, bin)).isFile()) return true;
+    } catch {
+      // not here
+    }
+  }
+  return false;
+}
 
 const LOCK_DIR = "/run/tscni";
 

@@ -1,8 +1,6 @@
 import { hexDigest } from "../hash.ts";
-import { statSync } from "node:fs";
-import { join } from "node:path";
 import { CniError, Code } from "../cni/errors.ts";
-import { iptablesTransact, nftApply, nftList, restoreQuote, savedChains, savedRules, type Family } from "../kernel/netfilter.ts";
+import { iptablesTransact, nftApply, nftList, restoreQuote, savedChains, savedRules, type Family, type NetfilterBackend } from "../kernel/netfilter.ts";
 import { formatIP, formatNetwork, parseCIDR, type CIDR } from "../ipam/ip.ts";
 
 /**
@@ -15,7 +13,6 @@ import { formatIP, formatNetwork, parseCIDR, type CIDR } from "../ipam/ip.ts";
  * Rule sets are built as data, compared with what the kernel holds, and applied in one transaction
  * per family.
  */
-export type MasqBackend = "iptables" | "nftables";
 
 export interface Attachment {
   network: string;
@@ -153,22 +150,6 @@ const nftDeleteScript = (handles: readonly number[]) => handles.map((h) => `dele
 
 // ---------------------------------------------------------------- entry points
 
-function onPath(bin: string): boolean {
-  for (const dir of (process.env.PATH ?? "/usr/sbin:/usr/bin:/sbin:/bin").split(":")) {
-    try {
-      if (dir && statSync(join(dir, bin)).isFile()) return true;
-    } catch {
-      // not here
-    }
-  }
-  return false;
-}
-
-/** The reference's default: iptables, unless only nftables is there. Decided without spawning anything. */
-export function defaultBackend(): MasqBackend {
-  return !onPath("iptables-restore") && onPath("nft") ? "nftables" : "iptables";
-}
-
 export function parseAddrs(texts: readonly string[]): CIDR[] {
   return texts.map((t) => {
     const c = parseCIDR(t);
@@ -177,7 +158,7 @@ export function parseAddrs(texts: readonly string[]): CIDR[] {
   });
 }
 
-export function setupMasquerade(backend: MasqBackend, addrs: readonly CIDR[], a: Attachment) {
+export function setupMasquerade(backend: NetfilterBackend, addrs: readonly CIDR[], a: Attachment) {
   if (addrs.length === 0) return;
   if (backend === "nftables") {
     const stale = nftMasqRules().filter((r) => r.comment?.startsWith(nftInstanceHash(a)));

@@ -3,7 +3,7 @@ import * as assert from "uvu/assert";
 import { CniError } from "../../lib/cni/errors.ts";
 import { formatIP, formatNetwork, parseCIDR } from "../../lib/ipam/ip.ts";
 import { chainNameFor, dnatComment, parseDnatComment } from "../../lib/net/portmap-iptables.ts";
-import { defaultBackend } from "../../lib/net/masquerade.ts";
+import { defaultBackend } from "../../lib/kernel/netfilter.ts";
 import { canonicalIp, addressOrCidr, containerAddresses, mappingsForFamily, mappingsOf, parsePortmapConfig, selectBackend, validAttachments } from "../../lib/net/portmap.ts";
 
 const base = { cniVersion: "1.0.0", name: "mynet", type: "portmap" };
