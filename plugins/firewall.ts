@@ -109,7 +109,7 @@ function deleteContainerRules(p: Plan, families: Iterable<IpFamily>) {
 function addRules(req: Request<FirewallConfig>): Result {
   const p = plan(req);
   const firewalld = useFirewalld(req.config);
-  if (firewalld) addSources(p.zone, [...p.addrs.values()].flat());
+  const bound = firewalld ? addSources(p.zone, [...p.addrs.values()].flat()) : [];
   const done: IpFamily[] = [];
   try {
     for (const [family, cidrs] of p.addrs) {
@@ -120,7 +120,8 @@ function addRules(req: Request<FirewallConfig>): Result {
   } catch (e) {
     // Undo this container's rules in the families already done; shared chains stay, as they would.
     if (!firewalld) tryQuietly(() => deleteContainerRules(p, done));
-    if (firewalld) removeSources(p.zone, [...p.addrs.values()].flat());
+    // Only what this ADD bound: a source that was already in the zone belongs to a live attachment.
+    if (firewalld) removeSources(p.zone, bound);
     throw e;
   }
   return p.prev!;

@@ -22,7 +22,8 @@ export function firewalldNotRunning(): CniError {
 }
 
 /** Puts each source in the zone; on failure removes the ones this call added, then throws. */
-export function addSources(zone: string, sources: readonly string[]) {
+/** Binds the sources to `zone`; returns the ones this call bound (not those already bound). */
+export function addSources(zone: string, sources: readonly string[]): string[] {
   const added: string[] = [];
   for (const src of sources) {
     const r = busCall(NAME, PATH, ZONE_IFACE, "addSource", "ss", [zone, src]);
@@ -34,6 +35,7 @@ export function addSources(zone: string, sources: readonly string[]) {
     removeSources(zone, added);
     throw new CniError(Code.Internal, `failed to add the address ${src} to ${zone} zone: ${r.error}`);
   }
+  return added;
 }
 
 /** Best effort, as DEL must be: a source that is not bound is fine. */
