@@ -33,9 +33,9 @@ while [ $# -gt 0 ]; do
     shift
 done
 
-# The plugins run ip, nsenter, iptables-restore, nft, sysctl and conntrack.
+# The plugins run ip, nsenter, iptables-restore, nft, sysctl and conntrack (test/debian-packages.txt, "runtime").
 if [ "$deps" -eq 1 ]; then
-    bash "$root/test/setup.sh" --packages iproute2 iptables nftables conntrack util-linux procps
+    bash "$root/test/setup.sh" --packages-for runtime
 fi
 
 if [ -z "$from" ]; then

@@ -4,6 +4,7 @@
 #
 #   test/setup.sh                   everything the tests need
 #   test/setup.sh --demo            what the demo needs (packages, node_modules, build if stale)
+#   test/setup.sh --packages-for U  only the packages listed for use U (runtime, demo, test)
 #   test/setup.sh --packages P...   only make sure these Debian packages are installed
 #
 # Each step is skipped when already done, so running it again costs a few dpkg look-ups.
@@ -19,12 +20,11 @@ fi
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
-# What the tests use: ip/netns (iproute2), iptables/nft for portmap and bridge masquerade,
-# conntrack, nsenter (util-linux), sysctl (procps), the Go toolchain and libcni sources for the
-# libcni client, bats for end-to-end scripts, the reference plugins for comparison tests, strace.
-TEST_PACKAGES=(iproute2 iptables nftables conntrack util-linux procps golang-go
-    golang-github-appc-cni-dev bats containernetworking-plugins strace)
-DEMO_PACKAGES=(iproute2 iptables nftables conntrack util-linux procps)
+# The Debian packages, by use, from the one list (test/debian-packages.txt).
+packages_for() {
+    awk -v use="$1" '/^[a-z0-9]/ { sub(/#.*/, ""); for (i = 2; i <= NF; i++) if ($i == use) { print $1; break } }' \
+        "$root/test/debian-packages.txt"
+}
 
 log() { printf 'setup: %s\n' "$*" >&2; }
 
@@ -101,8 +101,13 @@ case "${1:-}" in
     shift
     ensure_packages "$@"
     ;;
+--packages-for)
+    mapfile -t use_packages < <(packages_for "${2:?usage: $0 --packages-for USE}")
+    ensure_packages "${use_packages[@]}"
+    ;;
 --demo)
-    ensure_packages "${DEMO_PACKAGES[@]}"
+    mapfile -t demo_packages < <(packages_for demo)
+    ensure_packages "${demo_packages[@]}"
     ensure_node_modules
     build_if_stale
     ;;
@@ -110,13 +115,15 @@ case "${1:-}" in
     libcni_client_path
     ;;
 "")
-    ensure_packages "${TEST_PACKAGES[@]}"
+    # Every package any stage uses, before the first stage runs.
+    mapfile -t test_packages < <(packages_for test)
+    ensure_packages "${test_packages[@]}"
     ensure_node_modules
     build
     build_libcni_client
     ;;
 *)
-    echo "usage: $0 [--demo | --packages PKG... | --libcni-client-path]" >&2
+    echo "usage: $0 [--demo | --packages-for USE | --packages PKG... | --libcni-client-path]" >&2
     exit 2
     ;;
 esac
