@@ -9,7 +9,7 @@ import { parseResult } from "../lib/cni/result-schema.ts";
 import { resultFamily } from "../lib/cni/versions.ts";
 import type { PluginImpl, Request } from "../lib/cni/skel.ts";
 import { writeSysctls } from "../lib/kernel/procfs.ts";
-import { createPort, ensureGateways, ensureVlanGateway, removeLink, setPortVlans, type LinkInfo } from "../lib/net/bridge.ts";
+import { createPort, ensureGateways, ensureVlanGateway, removeBridgeIfUnused, removeLink, setPortVlans, type LinkInfo } from "../lib/net/bridge.ts";
 import { configureContainer, layer2Container, removeContainerIface } from "../lib/net/container.ts";
 import { calcGateways } from "../lib/net/gateways.ts";
 import { gcMasquerade, parseAddrs, setupMasquerade, teardownMasquerade } from "../lib/net/masquerade.ts";
@@ -99,7 +99,9 @@ async function add(req: Request<Config>): Promise<Result> {
     req.netns,
     { mtu: c.mtu, mac: c.mac, hairpin: c.hairpinMode, isolated: c.portIsolation },
   );
-  const undo: (() => unknown)[] = [() => removeLink(port.host.ifname)];
+  const undo: (() => unknown)[] = [];
+  if (port.createdBridge) undo.push(() => removeBridgeIfUnused(port.bridge.ifname));
+  undo.push(() => removeLink(port.host.ifname));
   try {
     setPortVlans(port.host.ifname, port.bridge, { vlan: c.vlan, trunk: c.trunk, trunkGiven: c.vlanTrunk !== undefined, preserveDefaultVlan: c.preserveDefaultVlan });
     const result: Result = {

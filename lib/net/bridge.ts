@@ -71,6 +71,8 @@ function randomLocalMac(): string {
 export interface Port {
   bridge: LinkInfo;
   host: LinkInfo;
+  /** This call created the bridge (it did not exist before): a failed ADD removes it again. */
+  createdBridge: boolean;
 }
 
 const MAX_NAME_TRIES = 10;
@@ -96,7 +98,7 @@ export function createPort(b: BridgeOptions, ifname: string, netnsPath: string, 
       }
       // We own the routes on these interfaces: no router advertisements.
       writeSysctls([[`net/ipv6/conf/${b.name}/accept_ra`, "0"], [`net/ipv6/conf/${host}/accept_ra`, "0"]], { bestEffort: true });
-      return { bridge, host: hostLink };
+      return { bridge, host: hostLink, createdBridge: !exists };
     }
     const vethLine = head.length;
     // An unknown failing line (ip killed or timed out) may have created the pair: remove it too.
@@ -124,6 +126,17 @@ export function createPort(b: BridgeOptions, ifname: string, netnsPath: string, 
     throw new CniError(Code.Internal, `failed to connect "${host}" to bridge ${b.name}: ${r.stderr}`);
   }
   throw new CniError(Code.Internal, `failed to find a free host veth name after ${MAX_NAME_TRIES} tries`);
+}
+
+/**
+ * Deletes a bridge that has no ports: the undo of an ADD that created it. A bridge another ADD has
+ * meanwhile put a port on stays. (An ADD that looked before the delete and adds its port after it
+ * finds the bridge gone and creates it again: createPort looks again on "does not exist".)
+ */
+export function removeBridgeIfUnused(name: string) {
+  const ports = ipJson<LinkInfo[]>(["link", "show", "master", name], { allowFailure: true });
+  const bridge = ports.length === 0 ? showLink(name) : undefined;
+  if (bridge && isBridge(bridge)) removeLink(name);
 }
 
 /** Deletes a node-side link (and with a veth, its peer); absent is fine. */

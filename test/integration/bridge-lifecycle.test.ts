@@ -120,6 +120,44 @@ withSandbox("a failed ADD (exhausted range) leaves no veth, reservation or rule"
   assert.equal(linkNames(sb, c.name), ["lo"]);
 });
 
+const FAILING_IPAM: [string, Record<string, unknown>, RegExp][] = [
+  ["invalid subnet", { subnet: "10.22.0.0/33" }, /invalid|subnet/i],
+  ["gateway outside the subnet", { gateway: "10.99.0.1" }, /gateway|not in|outside/i],
+  ["unknown IPAM type", { type: "no-such-ipam" }, /no-such-ipam/],
+];
+
+for (const [what, ipam, msg] of FAILING_IPAM) {
+  withSandbox(`a failed ADD (${what}) removes the bridge it created, but never one that was there before or has other ports`, async (sb) => {
+    const c = sb.addContainer();
+    const r = cni(sb, "ADD", { netns: c.path }, bridgeConf(sb, { ipMasq: true }, ipam));
+    assert.is(r.code, 1, r.stdout);
+    assert.match(r.json.msg, msg);
+    assert.equal(linkNames(sb, sb.node), ["lo"], "no bridge and no veth left");
+    assert.equal(nodeState(sb).reservations, []);
+    assert.equal(linkNames(sb, c.name), ["lo"]);
+
+    // A bridge that existed before the failed ADD stays, with its address.
+    sb.inNode(["ip", "link", "add", "cni0", "type", "bridge"]);
+    sb.inNode(["ip", "addr", "add", "10.22.0.1/24", "dev", "cni0"]);
+    assert.is(cni(sb, "ADD", { netns: c.path }, bridgeConf(sb, {}, ipam)).code, 1);
+    assert.equal(addrsOf(link(sb, sb.node, "cni0")), ["10.22.0.1/24"], "the existing bridge stays");
+
+    // Failing ADDs racing good ones on a fresh node: whichever creates the bridge, the good ADDs
+    // keep it and their ports on it.
+    sb.inNode(["ip", "link", "del", "cni0"]);
+    const good = [0, 1, 2].map(() => sb.addContainer());
+    const runs = await Promise.all([
+      ...good.map((g, i) => cniAsync(sb, "ADD", { id: `good-${i}`, netns: g.path }, bridgeConf(sb))),
+      ...[0, 1, 2].map((i) => cniAsync(sb, "ADD", { id: `bad-${i}`, netns: c.path, ifname: `eth${i + 1}` }, bridgeConf(sb, {}, ipam))),
+    ]);
+    runs.slice(0, 3).forEach((g, i) => {
+      assert.is(g.code, 0, `good ADD ${i}: ${g.stdout}`);
+      assert.is(link(sb, sb.node, g.json.interfaces[1].name)?.master, "cni0", `good ADD ${i}: its port is on the bridge`);
+    });
+    runs.slice(3).forEach((b, i) => assert.is(b.code, 1, `failing ADD ${i}`));
+  });
+}
+
 withSandbox("a failure after IPAM (gateway address conflict) releases the address and removes the veth", (sb) => {
   const conf = bridgeConf(sb, { ipMasq: true });
   sb.inNode(["ip", "link", "add", "cni0", "type", "bridge"]);
