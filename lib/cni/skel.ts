@@ -129,19 +129,33 @@ export async function prepare(plugin: PluginSpec, env: NodeJS.ProcessEnv, readIn
   seen.version = v;
   checkVerbAllowed(cniEnv.command, v);
 
-  const { inspectNetns } = await import("../kernel/netns.ts");
-  const netnsState = cniEnv.command === "GC" || cniEnv.command === "STATUS" ? "none" : inspectNetns(cniEnv.netns);
-  if (netnsState === "gone" && (cniEnv.command === "ADD" || cniEnv.command === "CHECK")) {
-    throw new CniError(Code.InvalidEnv, `CNI_NETNS: ${cniEnv.netns} does not exist`);
-  }
-  // Container-side work enters the namespace with setns(2) in-process when libc is reachable.
-  if (netnsState === "ok" && process.versions.bun) {
-    await (await import("../kernel/libc.ts")).loadLibc();
-    // statfs only says "some namespace": entering it once (and back) proves it is a network one.
-    (await import("../kernel/setns.ts")).withNetns(cniEnv.netns, () => undefined);
-  }
+  const netnsState = cniEnv.command === "GC" || cniEnv.command === "STATUS" ? "none" : await checkNetns(cniEnv);
   const impl = await plugin.load();
   return { impl, req: { ...cniEnv, stdin, version: v, netnsState, config: impl.parseConfig(conf, cniEnv) } };
+}
+
+/**
+ * What CNI_NETNS holds. A path that is gone or stale (no namespace behind it) fails ADD and CHECK;
+ * DEL treats both as "gone": it releases what the node holds and never enters the path.
+ */
+async function checkNetns(env: CniEnv): Promise<NetnsState> {
+  const { inspectNetns } = await import("../kernel/netns.ts");
+  let state = inspectNetns(env.netns);
+  // Container-side work enters the namespace with setns(2) in-process when libc is reachable.
+  if (state === "ok" && process.versions.bun) {
+    await (await import("../kernel/libc.ts")).loadLibc();
+    try {
+      // statfs only says "some namespace": entering it once (and back) proves it is a network one.
+      (await import("../kernel/setns.ts")).withNetns(env.netns, () => undefined);
+    } catch (e) {
+      if (env.command !== "DEL") throw e;
+      state = "stale";
+    }
+  }
+  if (env.command === "DEL") return state === "stale" ? "gone" : state;
+  if (state === "gone") throw new CniError(Code.InvalidEnv, `CNI_NETNS: ${env.netns} does not exist`);
+  if (state === "stale") throw new CniError(Code.InvalidEnv, `CNI_NETNS: ${env.netns} is not a network namespace`);
+  return state;
 }
 
 function checkVerbAllowed(command: Command, version: string) {

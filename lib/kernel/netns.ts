@@ -3,12 +3,16 @@ import { CniError, Code } from "../cni/errors.ts";
 
 const NSFS_MAGIC = 0x6e736673;
 
-export type NetnsState = "ok" | "none" | "gone";
+/**
+ * "gone": the path does not exist; "stale": it exists but holds no namespace (a pin whose mount is
+ * gone leaves an empty file; a directory, device or FIFO). ADD and CHECK refuse both; DEL cleans
+ * the node side without entering the path.
+ */
+export type NetnsState = "ok" | "none" | "gone" | "stale";
 
 /**
  * Checks CNI_NETNS before any work: it must be a network namespace file and not the namespace the
  * plugin itself runs in, so a plugin never reconfigures the node as if it were a container.
- * A path that no longer exists is "gone" (DEL treats that as already cleaned up).
  */
 export function inspectNetns(path: string): NetnsState {
   if (path === "") return "none";
@@ -19,9 +23,7 @@ export function inspectNetns(path: string): NetnsState {
     if ((e as NodeJS.ErrnoException).code === "ENOENT") return "gone";
     throw new CniError(Code.InvalidEnv, `CNI_NETNS: cannot open ${path}: ${(e as Error).message}`);
   }
-  if (magic !== NSFS_MAGIC) {
-    throw new CniError(Code.InvalidEnv, `CNI_NETNS: ${path} is not a network namespace`, `filesystem magic 0x${magic.toString(16)}`);
-  }
+  if (magic !== NSFS_MAGIC) return "stale";
   const target = statSync(path);
   const own = statSync("/proc/self/ns/net");
   if (target.ino === own.ino && target.dev === own.dev) {
