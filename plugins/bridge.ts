@@ -18,6 +18,7 @@ import { setupSpoofCheck, spoofRefId, teardownSpoofCheck } from "../lib/net/spoo
 import { waitPortUp } from "../lib/net/veth.ts";
 import { checkAttachment } from "../lib/net/check.ts";
 import { collectVlanTrunk, parseMac } from "../lib/net/bridge-config.ts";
+import { clearDeleteNotice, lockAttachment } from "../lib/net/delete-notice.ts";
 
 /**
  * bridge: a Linux bridge on the node, a veth pair per container with one end on the bridge and the
@@ -85,7 +86,17 @@ const layer3 = (c: Config) => !!c.ipam?.type;
 const ipamType = (c: Config) => c.ipam!.type;
 const attachment = (req: Request<Config>) => ({ network: req.config.name, containerId: req.containerId, ifname: req.ifname });
 
+/** ADD and DEL of one attachment never interleave inside this plugin (see lib/net/delete-notice.ts). */
 async function add(req: Request<Config>): Promise<Result> {
+  const lock = await lockAttachment(attachment(req));
+  try {
+    return await addLocked(req);
+  } finally {
+    lock.release();
+  }
+}
+
+async function addLocked(req: Request<Config>): Promise<Result> {
   const c = req.config;
   if (!layer3(c) && resultFamily(req.version) === "legacy") {
     // Caught before anything exists: the reference creates the veth and then fails to print.
@@ -177,6 +188,17 @@ const dnsConfigured = (c: Config) => !!c.dns && (c.dns.nameservers !== undefined
  * addresses then come from prevResult, or the whole chain of this container goes).
  */
 async function del(req: Request<Config>) {
+  const lock = await lockAttachment(attachment(req));
+  try {
+    await delLocked(req);
+  } finally {
+    // The last step of a DEL: an ADD of this container waiting in portmap may go on.
+    clearDeleteNotice(attachment(req));
+    lock.release();
+  }
+}
+
+async function delLocked(req: Request<Config>) {
   const c = req.config;
   const errors: unknown[] = [];
   let addrs: string[] = [];

@@ -3,6 +3,7 @@ import type { Result } from "../lib/cni/result.ts";
 import type { PluginImpl } from "../lib/cni/skel.ts";
 import { changeAndShow, showLink } from "../lib/kernel/link.ts";
 import { ipBatch } from "../lib/kernel/exec.ts";
+import { linkNamesIn } from "../lib/kernel/procfs.ts";
 
 /**
  * loopback: brings up `lo` in the container namespace; CNI_IFNAME is ignored, as in the reference.
@@ -10,11 +11,12 @@ import { ipBatch } from "../lib/kernel/exec.ts";
  * so there is no schema to load: a pod's loopback network is pure start-up cost, kept small.
  */
 interface LoopbackConfig {
+  name: string;
   prevResult?: unknown;
 }
 
 const loopback: PluginImpl<LoopbackConfig> = {
-  parseConfig: (raw) => ({ prevResult: raw.prevResult }),
+  parseConfig: (raw) => ({ name: raw.name as string, prevResult: raw.prevResult }),
 
   async add(req) {
     // prevResult is parsed before the netns is touched, so a bad one leaves lo as it was.
@@ -30,9 +32,19 @@ const loopback: PluginImpl<LoopbackConfig> = {
     return result;
   },
 
-  del(req) {
+  async del(req) {
     if (req.netnsState !== "ok") return;
-    ipBatch([["link", "set", "lo", "down"]], { netns: req.netns });
+    const { lockAttachment } = await import("../lib/net/delete-notice.ts");
+    const lock = await lockAttachment({ network: req.config.name, containerId: req.containerId, ifname: req.ifname });
+    try {
+      // In a list, loopback's DEL runs last, after the main plugin removed CNI_IFNAME. Finding it
+      // again means an ADD of this container racing this DEL has attached it since (our bridge
+      // holds the same lock while it does): setting lo down now would break that attachment.
+      if (req.ifname !== "lo" && linkNamesIn(req.netns).has(req.ifname)) return;
+      ipBatch([["link", "set", "lo", "down"]], { netns: req.netns });
+    } finally {
+      lock.release();
+    }
   },
 
   check(req) {

@@ -5,6 +5,9 @@ import { logLine, type PluginImpl, type Request } from "../lib/cni/skel.ts";
 import type { CIDR, Family } from "../lib/ipam/ip.ts";
 import { containerAddresses, mappingsOf, parsePortmapConfig, selectBackend, validAttachments, type PortmapConfig } from "../lib/net/portmap.ts";
 import { defaultBackend, netfilterLocked } from "../lib/kernel/netfilter.ts";
+import { nodeLinkNames } from "../lib/kernel/procfs.ts";
+import { announceDelete, attachmentIdentity, readDeleteNotice, type AttachmentKey, type DeleteNotice } from "../lib/net/delete-notice.ts";
+import { sleepMs } from "../lib/sleep.ts";
 
 /**
  * portmap: a chained plugin that forwards host ports to the container addresses of prevResult
@@ -23,7 +26,7 @@ const portmap: PluginImpl<PortmapConfig> = {
     if (families.length === 0) return prev;
     const backend = await loadBackend(req.config);
     try {
-      await netfilterLocked(() => backend.forward(req, families));
+      await forwardUnlessDeleted(req, prev, backend, families);
       // After the rules, so new flows take them; the reference only logs failures here.
       const udpPorts = mappingsOf(req.config).filter((m) => m.protocol === "udp").map((m) => m.hostPort);
       if (udpPorts.length > 0) {
@@ -51,7 +54,13 @@ const portmap: PluginImpl<PortmapConfig> = {
   async del(req) {
     if (mappingsOf(req.config).length === 0) return;
     const backend = await loadBackend(req.config);
-    await netfilterLocked(() => backend.unforward(req, programmedFamilies(req)));
+    const identity = attachmentIdentity(knownResult(req));
+    // Announced in the same locked step that removes the rules: a racing ADD either programmed
+    // its rules before (and they go now) or reads the notice before it programs any.
+    await netfilterLocked(() => {
+      announceDelete(attachmentKey(req), identity);
+      backend.unforward(req, programmedFamilies(req));
+    });
   },
 
   async check(req) {
@@ -68,6 +77,70 @@ const portmap: PluginImpl<PortmapConfig> = {
   },
 };
 export default portmap;
+
+const attachmentKey = (req: Request<PortmapConfig>) => ({ network: req.config.name, containerId: req.containerId, ifname: req.ifname });
+
+/**
+ * Programs the rules unless a DEL of this container is under way (see lib/net/delete-notice.ts):
+ * then it waits for that DEL to end and goes on only if the attachment survived it. After the
+ * rules it makes sure the attachment still exists, so a DEL that finished meanwhile cannot leave
+ * them behind.
+ */
+async function forwardUnlessDeleted(req: Request<PortmapConfig>, prev: Result, backend: PortmapBackend, families: CIDR[]) {
+  const key = attachmentKey(req);
+  const identity = attachmentIdentity(prev);
+  let waitedOn: string | undefined;
+  for (;;) {
+    const pending = await netfilterLocked(() => {
+      const notice = readDeleteNotice(key);
+      if (notice && notice.nonce !== waitedOn && concerns(notice, identity)) return notice;
+      backend.forward(req, families);
+      if (!hostSidePresent(prev)) throw deletedMeanwhile(req);
+      return undefined;
+    });
+    if (!pending) return;
+    await awaitDeleteEnd(req, key, pending, prev, identity);
+    waitedOn = pending.nonce;
+  }
+}
+
+/** A notice names another attachment when the DEL knew one and it is not this one. */
+const concerns = (n: DeleteNotice, identity: string) => n.identity === "" || n.identity === identity;
+
+const WAIT_MS = 2000;
+const POLL_MS = 20;
+
+/**
+ * Waits while the DEL of `notice` is under way. Returns when it is over (our bridge's DEL took the
+ * notice away, or a newer DEL replaced it) with this attachment still there; throws when the
+ * attachment went. A DEL whose last plugin leaves the notice (the reference bridge) shows no end:
+ * after WAIT_MS, a DEL that knew no attachment is taken to have ended before this one existed.
+ */
+async function awaitDeleteEnd(req: Request<PortmapConfig>, key: AttachmentKey, notice: DeleteNotice, prev: Result, identity: string) {
+  const deadline = Date.now() + WAIT_MS;
+  for (;;) {
+    if (!hostSidePresent(prev)) throw deletedMeanwhile(req);
+    if (readDeleteNotice(key)?.nonce !== notice.nonce) return;
+    if (Date.now() >= deadline) {
+      if (notice.identity === identity) throw deletedMeanwhile(req);
+      return;
+    }
+    await sleepMs(POLL_MS);
+  }
+}
+
+const deletedMeanwhile = (req: Request<PortmapConfig>) =>
+  new CniError(Code.TryAgainLater, `container ${req.containerId} is being deleted: its attachment to network ${req.config.name} went while portmap was adding it`);
+
+/** The result a DEL knows (libcni's cached ADD result), if it can be read. */
+function knownResult(req: Request<PortmapConfig>): Result | undefined {
+  if (req.config.prevResult == null) return undefined;
+  try {
+    return parseResult(req.config.prevResult, req.version);
+  } catch {
+    return undefined;
+  }
+}
 
 function previousResult(req: Request<PortmapConfig>, missing: string): Result {
   if (req.config.prevResult == null) throw new CniError(Code.InvalidConfig, `prevResult: missing; ${missing}`);
@@ -87,14 +160,27 @@ interface PortmapBackend {
  * prevResult, both.
  */
 function programmedFamilies(req: Request<PortmapConfig>): Family[] | undefined {
-  if (req.config.prevResult == null) return undefined;
+  const prev = knownResult(req);
+  if (!prev) return undefined;
   try {
-    const addrs = containerAddresses(parseResult(req.config.prevResult, req.version), req.ifname);
+    const addrs = containerAddresses(prev, req.ifname);
     const families = [addrs.v4, addrs.v6].filter((a): a is CIDR => a !== undefined).map((a) => a.ip.family);
     return families.length > 0 ? families : undefined;
   } catch {
     return undefined;
   }
+}
+
+/**
+ * Whether the node-side interfaces of the attachment (prevResult's interfaces outside the
+ * container, such as the bridge and the host veth) all still exist. With none listed it cannot
+ * tell, and says yes.
+ */
+function hostSidePresent(prev: Result): boolean {
+  const names = (prev.interfaces ?? []).filter((i) => !i.sandbox).map((i) => i.name);
+  if (names.length === 0) return true;
+  const links = nodeLinkNames();
+  return links === undefined || names.every((n) => links.has(n));
 }
 
 /** Loads only the backend this call uses, after the no-op paths have returned. */

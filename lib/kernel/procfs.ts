@@ -1,6 +1,6 @@
 import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { CniError, Code } from "../cni/errors.ts";
-import { run, type RunOptions } from "./exec.ts";
+import { ipJson, run, type RunOptions } from "./exec.ts";
 import { NO_SETNS, withNetns } from "./setns.ts";
 
 /**
@@ -42,6 +42,28 @@ export function writeSysctls(values: readonly (readonly [SysctlPath, string])[],
   run(["sysctl", "-q", ...(opts.bestEffort ? ["-e"] : []), "-w", ...values.map(([k, v]) => `${k}=${v}`)], { netns: opts.netns, allowFailure: opts.bestEffort });
 }
 
+/** The names of our namespace's links (/proc/thread-self/net/dev always shows it), without a spawn. */
+export function nodeLinkNames(): Set<string> | undefined {
+  try {
+    return new Set(
+      readFileSync("/proc/thread-self/net/dev", "utf8")
+        .split("\n")
+        .slice(2)
+        .map((l) => l.split(":")[0]!.trim())
+        .filter((n) => n !== ""),
+    );
+  } catch {
+    return undefined;
+  }
+}
+
+/** The names of the links in the namespace at `netns`: read from inside it, or listed by ip. */
+export function linkNamesIn(netns: string): Set<string> {
+  const inside = withNetns(netns, nodeLinkNames);
+  if (inside !== NO_SETNS && inside !== undefined) return inside;
+  return new Set(ipJson<{ ifname: string }[]>(["link", "show"], { netns }).map((l) => l.ifname));
+}
+
 /**
  * A link's operational state from sysfs in our own namespace, without a spawn. Undefined when sysfs
  * does not show the link (absent, or /sys mounted for another namespace): callers then ask ip.
@@ -62,11 +84,8 @@ export function sysfsOperstate(dev: string): string | undefined {
  */
 export function linkKindNoSpawn(name: string): "absent" | "bridge" | "other" | undefined {
   try {
-    const ours = readFileSync("/proc/self/net/dev", "utf8")
-      .split("\n")
-      .slice(2)
-      .map((l) => l.split(":")[0]!.trim())
-      .filter((n) => n !== "");
+    const ours = [...(nodeLinkNames() ?? [])];
+    if (ours.length === 0) return undefined;
     const sysfs = new Set(readdirSync("/sys/class/net"));
     if (ours.length !== sysfs.size || ours.some((n) => !sysfs.has(n))) return undefined;
     if (!ours.includes(name)) return "absent";

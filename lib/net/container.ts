@@ -57,11 +57,16 @@ function routeLine(ifname: string, r: Route, familyGw: string | undefined): stri
   ];
 }
 
-/** Applies the IPAM result inside the container; returns the interface as configured. */
+/**
+ * Applies the IPAM result inside the container; returns the interface as configured. `lo` comes up
+ * in the same batch: a list that starts with loopback is undone step by step by a DEL racing its
+ * ADD, and a DEL that runs whole between ADD's loopback and bridge steps sets lo down under a
+ * container that then ends attached.
+ */
 export function configureContainer(netns: string, ifname: string, result: Result, enableDad: boolean, containerIndex: number): LinkInfo {
   const hasV6 = (result.ips ?? []).some((ip) => isV6(ip.address));
   writeSysctls(containerSysctls(ifname, enableDad, hasV6), { netns, bestEffort: true });
-  const r = tryIpBatch(configureLines(ifname, result, containerIndex), { netns, json: true });
+  const r = tryIpBatch([["link", "set", "lo", "up"], ...configureLines(ifname, result, containerIndex)], { netns, json: true });
   if (!r.ok) throw new CniError(Code.Internal, `failed to configure "${ifname}" in ${netns}: ${r.stderr}`);
   const link = (r.shown as LinkInfo[]).find((l) => l.ifname === ifname);
   if (!link) throw new CniError(Code.Internal, `could not read back "${ifname}" in ${netns}`);

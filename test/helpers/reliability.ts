@@ -25,13 +25,13 @@ export interface Net {
 }
 
 /** The standard conflist written under the sandbox, with its data and cache dirs there too. */
-export function standardNet(sb: Sandbox, opts: { cniVersion?: string; dataDir?: string; ipMasqBackend?: string; tool?: string } = {}): Net {
+export function standardNet(sb: Sandbox, opts: { cniVersion?: string; dataDir?: string; ipMasqBackend?: string; tool?: string; loopback?: boolean } = {}): Net {
   const dataDir = opts.dataDir ?? join(sb.tmp, "ipam");
   const conflist = {
     cniVersion: opts.cniVersion ?? "1.0.0",
     name: NET,
     plugins: [
-      { type: "loopback" },
+      ...(opts.loopback === false ? [] : [{ type: "loopback" }]),
       {
         type: "bridge",
         bridge: BRIDGE_NAME,

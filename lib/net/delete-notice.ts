@@ -1,0 +1,128 @@
+import { closeSync, constants, mkdirSync, openSync, readdirSync, readFileSync, renameSync, statSync, unlinkSync, writeSync } from "node:fs";
+import { join } from "node:path";
+import type { Result } from "../cni/result.ts";
+import { hexDigest, randomHex } from "../hash.ts";
+import { lockExclusive, type HeldLock } from "../kernel/flock.ts";
+
+/**
+ * A DEL of a container, announced to an ADD of the same container racing it. A runtime runs a
+ * network's plugins one process after another, so an ADD and a DEL started together interleave
+ * step by step: DEL's portmap can run before ADD's portmap, and DEL's bridge after it, which left
+ * the port mapping of a container whose veth and address were gone. The first step of our DEL
+ * (portmap) leaves a notice; our bridge DEL, the last step, takes it away; ADD's portmap reads it
+ * before it programs anything and, while a DEL is under way, waits to see how it ends.
+ *
+ * Notices live in /run (gone at reboot, like everything they describe), named by a digest of
+ * network, container ID and interface; one older than NOTICE_TTL_MS is ignored and swept.
+ */
+const DIR = "/run/tscni/attachments";
+const NOTICE_TTL_MS = 60_000;
+const LOCK_BUCKETS = 64;
+
+export interface AttachmentKey {
+  network: string;
+  containerId: string;
+  ifname: string;
+}
+
+export interface DeleteNotice {
+  /** When the DEL began (ms since the epoch). */
+  at: number;
+  /** Tells two notices apart. */
+  nonce: string;
+  /** attachmentIdentity of the attachment the DEL knew (its prevResult), "" when it knew none. */
+  identity: string;
+}
+
+const digest = (k: AttachmentKey) => hexDigest("sha256", `${k.network}\0${k.containerId}\0${k.ifname}`).slice(0, 32);
+const noticePath = (k: AttachmentKey) => join(DIR, `${digest(k)}.del`);
+
+/**
+ * What names one attachment (as a result describes it) apart from an earlier one of the same
+ * container: its interfaces with their MACs (a new veth pair has new names and addresses).
+ */
+export function attachmentIdentity(prev: Result | undefined): string {
+  const ifaces = (prev?.interfaces ?? []).map((i) => `${i.name}/${i.mac ?? ""}/${i.sandbox ?? ""}`);
+  return ifaces.sort().join(" ");
+}
+
+/** Leaves the notice of a DEL that is starting (replacing an older one) and sweeps expired ones. */
+export function announceDelete(key: AttachmentKey, identity: string) {
+  mkdirSync(DIR, { recursive: true, mode: 0o700 });
+  const notice: DeleteNotice = { at: Date.now(), nonce: randomHex(8), identity };
+  const path = noticePath(key);
+  const tmp = `${path}.${notice.nonce}`;
+  const fd = openSync(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
+  try {
+    writeSync(fd, JSON.stringify(notice));
+  } finally {
+    closeSync(fd);
+  }
+  renameSync(tmp, path);
+  sweepExpired();
+}
+
+/** The notice of a DEL under way for this attachment, if any (an expired one is removed). */
+export function readDeleteNotice(key: AttachmentKey): DeleteNotice | undefined {
+  const path = noticePath(key);
+  let text: string;
+  try {
+    text = readFileSync(path, { encoding: "utf8", flag: constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK });
+  } catch {
+    return undefined;
+  }
+  let notice: DeleteNotice;
+  try {
+    notice = JSON.parse(text) as DeleteNotice;
+  } catch {
+    return undefined; // not ours, or cut short by a crash: no DEL to wait for
+  }
+  if (typeof notice.at !== "number" || Date.now() - notice.at > NOTICE_TTL_MS) {
+    removeQuietly(path);
+    return undefined;
+  }
+  return notice;
+}
+
+/** The DEL is over (our bridge's DEL, the last step, has run): a racing ADD may go on. */
+export function clearDeleteNotice(key: AttachmentKey) {
+  removeQuietly(noticePath(key));
+}
+
+/**
+ * Serialises ADD and DEL of one attachment within a plugin, so a DEL never runs in the middle of
+ * an ADD (and releases an address the ADD is about to configure). Lock files are shared by buckets
+ * of attachments: a bounded set of files that never needs removing.
+ */
+export async function lockAttachment(key: AttachmentKey): Promise<HeldLock> {
+  mkdirSync(DIR, { recursive: true, mode: 0o700 });
+  const bucket = parseInt(digest(key).slice(0, 8), 16) % LOCK_BUCKETS;
+  return lockExclusive(join(DIR, `lock.${bucket}`), 0o600);
+}
+
+function sweepExpired() {
+  let names: string[];
+  try {
+    names = readdirSync(DIR);
+  } catch {
+    return;
+  }
+  const now = Date.now();
+  for (const name of names) {
+    if (!/\.del(\.[0-9a-f]+)?$/.test(name)) continue;
+    const path = join(DIR, name);
+    try {
+      if (now - statSync(path).mtimeMs > NOTICE_TTL_MS) removeQuietly(path);
+    } catch {
+      // gone meanwhile
+    }
+  }
+}
+
+function removeQuietly(path: string) {
+  try {
+    unlinkSync(path);
+  } catch {
+    // already gone
+  }
+}
