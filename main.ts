@@ -20,7 +20,7 @@ async function main(): Promise<number> {
     process.stderr.write(`tscni: unknown plugin name "${name}"; link this executable as one of: ${[...Object.keys(PLUGINS), "cnitool"].join(", ")}\n`);
     return 2;
   }
-  return runPlugin(plugin);
+  return runPlugin(plugin, process.env, (type) => (Object.hasOwn(PLUGINS, type) ? PLUGINS[type] : undefined));
 }
 
 main().then(

@@ -6,7 +6,7 @@ import type { CIDR, Family } from "../lib/ipam/ip.ts";
 import { containerAddresses, mappingsOf, parsePortmapConfig, selectBackend, validAttachments, type PortmapConfig } from "../lib/net/portmap.ts";
 import { defaultBackend, netfilterLocked } from "../lib/kernel/netfilter.ts";
 import { nodeLinkNames } from "../lib/kernel/procfs.ts";
-import { announceDelete, attachmentIdentity, readDeleteNotice, type AttachmentKey, type DeleteNotice } from "../lib/net/delete-notice.ts";
+import { announceDelete, readDeleteNotice, type AttachmentKey, type DeleteNotice } from "../lib/net/delete-notice.ts";
 import { sleepMs } from "../lib/sleep.ts";
 
 /**
@@ -54,11 +54,11 @@ const portmap: PluginImpl<PortmapConfig> = {
   async del(req) {
     if (mappingsOf(req.config).length === 0) return;
     const backend = await loadBackend(req.config);
-    const identity = attachmentIdentity(knownResult(req));
+    const knewResult = knownResult(req) !== undefined;
     // Announced in the same locked step that removes the rules: a racing ADD either programmed
     // its rules before (and they go now) or reads the notice before it programs any.
     await netfilterLocked(() => {
-      announceDelete(attachmentKey(req), identity);
+      announceDelete(attachmentKey(req), knewResult);
       backend.unforward(req, programmedFamilies(req));
     });
   },
@@ -88,24 +88,27 @@ const attachmentKey = (req: Request<PortmapConfig>) => ({ network: req.config.na
  */
 async function forwardUnlessDeleted(req: Request<PortmapConfig>, prev: Result, backend: PortmapBackend, families: CIDR[]) {
   const key = attachmentKey(req);
-  const identity = attachmentIdentity(prev);
   let waitedOn: string | undefined;
   for (;;) {
     const pending = await netfilterLocked(() => {
       const notice = readDeleteNotice(key);
-      if (notice && notice.nonce !== waitedOn && concerns(notice, identity)) return notice;
+      if (notice && notice.nonce !== waitedOn && racing(notice)) return notice;
       backend.forward(req, families);
       if (!hostSidePresent(prev)) throw deletedMeanwhile(req);
       return undefined;
     });
     if (!pending) return;
-    await awaitDeleteEnd(req, key, pending, prev, identity);
+    await awaitDeleteEnd(req, key, pending, prev);
     waitedOn = pending.nonce;
   }
 }
 
-/** A notice names another attachment when the DEL knew one and it is not this one. */
-const concerns = (n: DeleteNotice, identity: string) => n.identity === "" || n.identity === identity;
+/**
+ * Only a DEL that knew no result is one racing an ADD that had not finished (libcni caches a
+ * result once the whole ADD succeeded). A DEL that knew one was of a finished attachment: an ADD
+ * now is a new one, even when it looks the same (host-device moves the same device back in).
+ */
+const racing = (n: DeleteNotice) => !n.knewResult;
 
 const WAIT_MS = 2000;
 const POLL_MS = 20;
@@ -114,17 +117,12 @@ const POLL_MS = 20;
  * Waits while the DEL of `notice` is under way. Returns when it is over (our bridge's DEL took the
  * notice away, or a newer DEL replaced it) with this attachment still there; throws when the
  * attachment went. A DEL whose last plugin leaves the notice (the reference bridge) shows no end:
- * after WAIT_MS, a DEL that knew no attachment is taken to have ended before this one existed.
+ * WAIT_MS after it began, it is taken to have ended before this attachment existed.
  */
-async function awaitDeleteEnd(req: Request<PortmapConfig>, key: AttachmentKey, notice: DeleteNotice, prev: Result, identity: string) {
-  const deadline = Date.now() + WAIT_MS;
+async function awaitDeleteEnd(req: Request<PortmapConfig>, key: AttachmentKey, notice: DeleteNotice, prev: Result) {
   for (;;) {
     if (!hostSidePresent(prev)) throw deletedMeanwhile(req);
-    if (readDeleteNotice(key)?.nonce !== notice.nonce) return;
-    if (Date.now() >= deadline) {
-      if (notice.identity === identity) throw deletedMeanwhile(req);
-      return;
-    }
+    if (readDeleteNotice(key)?.nonce !== notice.nonce || Date.now() >= notice.at + WAIT_MS) return;
     await sleepMs(POLL_MS);
   }
 }

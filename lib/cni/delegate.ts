@@ -22,8 +22,7 @@ export function findInPath(type: string, path: readonly string[]): string {
  */
 export async function delegate(command: Exclude<Command, "VERSION">, type: string, req: Request<unknown>): Promise<Result | undefined> {
   const file = findInPath(type, req.path);
-  const { PLUGINS } = await import("../../plugins/index.ts");
-  const spec = Object.hasOwn(PLUGINS, type) ? PLUGINS[type] : undefined;
+  const spec = req.resolvePlugin(type);
   if (spec && isSelf(file)) {
     const impl = await spec.load();
     const raw = JSON.parse(req.stdin.toString("utf8")) as Record<string, unknown>;

@@ -1,3 +1,5 @@
+import { KernelError, type KernelFault } from "../kernel/errors.ts";
+
 /** CNI error codes (spec §Error codes); 999 is the reference's "internal" code. */
 export const Code = {
   IncompatibleVersion: 1,
@@ -29,9 +31,23 @@ export class CniError extends Error {
   }
 }
 
-/** Wraps anything thrown into a CniError; untyped failures become code 999 as in the reference. */
+/** The CNI code of each kernel-layer fault. */
+const KERNEL_CODES: Record<KernelFault, number> = {
+  failed: Code.Internal,
+  busy: Code.TryAgainLater,
+  io: Code.IOFailure,
+  refused: Code.InvalidConfig,
+  netns: Code.InvalidEnv,
+  "same-netns": Code.InvalidNetns,
+};
+
+/**
+ * Wraps anything thrown into a CniError: a kernel-layer error by its fault, untyped failures as
+ * code 999 as in the reference.
+ */
 export function asCniError(e: unknown): CniError {
   if (e instanceof CniError) return e;
+  if (e instanceof KernelError) return new CniError(KERNEL_CODES[e.fault], e.message, e.detail.details ?? e.detail.argv?.join(" ") ?? "");
   if (e instanceof Error) return new CniError(Code.Internal, e.message);
   return new CniError(Code.Internal, String(e));
 }

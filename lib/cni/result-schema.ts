@@ -1,6 +1,6 @@
 import { z } from "./zod.ts";
 import { CniError, Code } from "./errors.ts";
-import { compact, type IPConfig, type Result, type Route } from "./result.ts";
+import { compact } from "./compact.ts";
 import { resultFamily } from "./versions.ts";
 
 // Zod schemas of results, loaded only by code that parses one (a prevResult, a delegate's output):
@@ -37,6 +37,19 @@ export const DNSSchema = z.object({
   search: z.array(z.string()).optional(),
   options: z.array(z.string()).optional(),
 });
+
+export type Route = z.infer<typeof RouteSchema>;
+export type Interface = z.infer<typeof InterfaceSchema>;
+export type IPConfig = z.infer<typeof IPConfigSchema>;
+export type DNS = z.infer<typeof DNSSchema>;
+
+export interface Result {
+  cniVersion: string;
+  interfaces?: Interface[];
+  ips?: IPConfig[];
+  routes?: Route[];
+  dns?: DNS;
+}
 
 const CurrentResult = z.object({
   cniVersion: z.string().optional(),

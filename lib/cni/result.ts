@@ -1,23 +1,11 @@
-import type { z } from "zod";
-import type { RouteSchema, InterfaceSchema, IPConfigSchema, DNSSchema } from "./result-schema.ts";
+import type { IPConfig, Result } from "./result-schema.ts";
+import { compact } from "./compact.ts";
 import { CniError, Code } from "./errors.ts";
 import { resultFamily } from "./versions.ts";
 
 // Internal results always have the 1.x shape; conversion to older shapes happens only at the edge.
 // Types come from the schemas in result-schema.ts (type-only: printing a result loads no zod).
-
-export type Route = z.infer<typeof RouteSchema>;
-export type Interface = z.infer<typeof InterfaceSchema>;
-export type IPConfig = z.infer<typeof IPConfigSchema>;
-export type DNS = z.infer<typeof DNSSchema>;
-
-export interface Result {
-  cniVersion: string;
-  interfaces?: Interface[];
-  ips?: IPConfig[];
-  routes?: Route[];
-  dns?: DNS;
-}
+export type { DNS, Interface, IPConfig, Result, Route } from "./result-schema.ts";
 
 export const isV6 = (addr: string) => addr.includes(":");
 
@@ -51,13 +39,4 @@ export function toWire(result: Result, version: string): Record<string, unknown>
 
 function nonEmpty<T>(a: T[] | undefined): T[] | undefined {
   return a && a.length > 0 ? a : undefined;
-}
-
-/** Drops undefined and empty-array fields so the JSON matches the reference's omitempty output. */
-export function compact<T extends Record<string, unknown>>(o: T): T {
-  for (const k of Object.keys(o)) {
-    const v = o[k];
-    if (v === undefined || (Array.isArray(v) && v.length === 0)) delete o[k];
-  }
-  return o;
 }

@@ -13,6 +13,8 @@ export interface Request<C> extends CniEnv {
   stdin: Buffer;
   version: string;
   netnsState: NetnsState;
+  /** This executable's plugins by type, for delegation without a second process. */
+  resolvePlugin: PluginResolver;
 }
 
 export interface PluginImpl<C> {
@@ -33,10 +35,15 @@ export interface PluginSpec {
   versions?: readonly string[];
 }
 
+/** Finds one of this executable's plugins by type; handed down by the entry point (main.ts). */
+export type PluginResolver = (type: string) => PluginSpec | undefined;
+
+const noPlugins: PluginResolver = () => undefined;
+
 const MAX_STDIN = 4 * 1024 * 1024;
 
 /** Runs one CNI invocation of `plugin` end to end and returns the process exit code. */
-export async function runPlugin(plugin: PluginSpec, env: NodeJS.ProcessEnv = process.env): Promise<number> {
+export async function runPlugin(plugin: PluginSpec, env: NodeJS.ProcessEnv = process.env, resolvePlugin: PluginResolver = noPlugins): Promise<number> {
   const versions = plugin.versions ?? SUPPORTED_VERSIONS;
   const command = env.CNI_COMMAND ?? "";
   if (command === "") {
@@ -49,7 +56,7 @@ export async function runPlugin(plugin: PluginSpec, env: NodeJS.ProcessEnv = pro
   }
   const seen: Seen = { version: CURRENT_VERSION };
   try {
-    const { impl, req } = await prepare(plugin, env, readStdin, seen);
+    const { impl, req } = await prepare(plugin, env, readStdin, seen, resolvePlugin);
     const { version } = req;
     switch (req.command) {
       case "ADD": {
@@ -104,7 +111,13 @@ export interface Seen {
  * version and verb, CNI_NETNS, and the plugin's own parseConfig. Nothing here changes the node, so
  * tests can run it in-process on arbitrary input.
  */
-export async function prepare(plugin: PluginSpec, env: NodeJS.ProcessEnv, readInput: () => Buffer, seen: Seen): Promise<{ impl: PluginImpl<unknown>; req: Request<unknown> }> {
+export async function prepare(
+  plugin: PluginSpec,
+  env: NodeJS.ProcessEnv,
+  readInput: () => Buffer,
+  seen: Seen,
+  resolvePlugin: PluginResolver = noPlugins,
+): Promise<{ impl: PluginImpl<unknown>; req: Request<unknown> }> {
   const versions = plugin.versions ?? SUPPORTED_VERSIONS;
   const cniEnv = readEnv(env);
   const stdin = readInput();
@@ -131,7 +144,7 @@ export async function prepare(plugin: PluginSpec, env: NodeJS.ProcessEnv, readIn
 
   const netnsState = cniEnv.command === "GC" || cniEnv.command === "STATUS" ? "none" : await checkNetns(cniEnv);
   const impl = await plugin.load();
-  return { impl, req: { ...cniEnv, stdin, version: v, netnsState, config: impl.parseConfig(conf, cniEnv) } };
+  return { impl, req: { ...cniEnv, stdin, version: v, netnsState, resolvePlugin, config: impl.parseConfig(conf, cniEnv) } };
 }
 
 /**
@@ -144,9 +157,14 @@ async function checkNetns(env: CniEnv): Promise<NetnsState> {
   // Container-side work enters the namespace with setns(2) in-process when libc is reachable.
   if (state === "ok" && process.versions.bun) {
     await (await import("../kernel/libc.ts")).loadLibc();
+    const setns = await import("../kernel/setns.ts");
+    setns.onStuckInNamespace((e) => {
+      writeStdout(JSON.stringify(asCniError(e).toJSON(CURRENT_VERSION)) + "\n");
+      process.exit(1);
+    });
     try {
       // statfs only says "some namespace": entering it once (and back) proves it is a network one.
-      (await import("../kernel/setns.ts")).withNetns(env.netns, () => undefined);
+      setns.withNetns(env.netns, () => undefined);
     } catch (e) {
       if (env.command !== "DEL") throw e;
       state = "stale";

@@ -1,4 +1,4 @@
-import { CniError, Code } from "../cni/errors.ts";
+import { KernelError } from "./errors.ts";
 import { checkBatchWord, ipBatch, run, type RunOptions } from "./exec.ts";
 
 /**

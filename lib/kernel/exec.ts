@@ -1,5 +1,5 @@
 import { spawnSync } from "node:child_process";
-import { CniError, Code } from "../cni/errors.ts";
+import { KernelError } from "./errors.ts";
 import { NO_SETNS, withNetns } from "./setns.ts";
 
 /**
@@ -38,15 +38,15 @@ export function run(argv: readonly string[], opts: RunOptions = {}): RunResult {
   const full = viaNsenter ? ["nsenter", `--net=${opts.netns}`, "--", ...argv] : argv;
   if (r === NO_SETNS) r = spawn(full);
   if (r.error && !((r.error as NodeJS.ErrnoException).code === "EPIPE" && r.status !== null)) {
-    throw new CniError(Code.Internal, `failed to run ${argv[0]}: ${r.error.message}`, full.join(" "));
+    throw new KernelError("failed", `failed to run ${argv[0]}: ${r.error.message}`, { details: full.join(" ") });
   }
   const res = { status: r.status ?? 128, stdout: r.stdout ?? "", stderr: r.stderr ?? "" };
   // nsenter's own failure means CNI_NETNS cannot be entered: never mistake it for the command's answer.
   if (viaNsenter && res.status !== 0 && /^nsenter: /m.test(res.stderr)) {
-    throw new CniError(Code.InvalidEnv, `CNI_NETNS: cannot enter ${opts.netns}: ${res.stderr.trim().replace(/^nsenter: /, "")}`);
+    throw new KernelError("netns", `CNI_NETNS: cannot enter ${opts.netns}: ${res.stderr.trim().replace(/^nsenter: /, "")}`);
   }
   if (res.status !== 0 && !opts.allowFailure) {
-    throw new CniError(Code.Internal, `${argv[0]} failed: ${res.stderr.trim() || `exit status ${res.status}`}`, full.join(" "));
+    throw new KernelError("failed", `${argv[0]} failed: ${res.stderr.trim() || `exit status ${res.status}`}`, { details: full.join(" ") });
   }
   return res;
 }
@@ -64,7 +64,7 @@ export function ipBatch(lines: readonly string[][], opts: Omit<RunOptions, "inpu
  * stops at NUL: a word with any of them could change or cut the command, so it is refused.
  */
 export function checkBatchWord(w: string, tool: "ip" | "bridge") {
-  if (w === "" || /[\s"'#\\\0]/.test(w)) throw new CniError(Code.InvalidConfig, `refusing unsafe ${tool} argument ${JSON.stringify(w)}`);
+  if (w === "" || /[\s"'#\\\0]/.test(w)) throw new KernelError("refused", `refusing unsafe ${tool} argument ${JSON.stringify(w)}`);
 }
 
 /** One `ip -j ...` query, parsed. */

@@ -1,6 +1,6 @@
 import { spawnSync } from "node:child_process";
 import { closeSync, constants, fstatSync, openSync } from "node:fs";
-import { CniError, Code } from "../cni/errors.ts";
+import { KernelError } from "./errors.ts";
 import { loadLibc } from "./libc.ts";
 
 /**
@@ -30,10 +30,10 @@ export async function lockExclusive(path: string, mode = 0o750): Promise<HeldLoc
     // O_NONBLOCK only for the open (flock blocks on its own): a FIFO planted there must not hang us.
     fd = openSync(path, constants.O_RDONLY | constants.O_CREAT | constants.O_NOFOLLOW | constants.O_NONBLOCK, mode);
   } catch (e) {
-    throw new CniError(Code.IOFailure, `cannot open lock file ${path}: ${(e as Error).message}`);
+    throw new KernelError("io", `cannot open lock file ${path}: ${(e as Error).message}`);
   }
   try {
-    if (!fstatSync(fd).isFile()) throw new CniError(Code.IOFailure, `cannot use lock file ${path}: not a regular file`);
+    if (!fstatSync(fd).isFile()) throw new KernelError("io", `cannot use lock file ${path}: not a regular file`);
     lock(fd, path);
   } catch (e) {
     closeSync(fd);
@@ -62,13 +62,13 @@ async function ffiBackend(): Promise<LockFn | undefined> {
   return (fd, path) => {
     // bun:ffi does not expose errno; a failure is retried a few times to ride out EINTR.
     for (let attempt = 0; attempt < 5; attempt++) if (libc.flock(fd, LOCK_EX) === 0) return;
-    throw new CniError(Code.IOFailure, `flock(${path}) failed`);
+    throw new KernelError("io", `flock(${path}) failed`);
   };
 }
 
 const inheritedFdBackend: LockFn = (fd, path) => {
   const r = spawnSync("flock", ["-x", "3"], { stdio: ["ignore", "ignore", "pipe", fd], encoding: "utf8" });
   if (r.error || r.status !== 0) {
-    throw new CniError(Code.IOFailure, `flock(${path}) failed: ${r.error?.message ?? (r.stderr.trim() || `exit status ${r.status}`)}`);
+    throw new KernelError("io", `flock(${path}) failed: ${r.error?.message ?? (r.stderr.trim() || `exit status ${r.status}`)}`);
   }
 };

@@ -1,4 +1,4 @@
-import { CniError, Code } from "../cni/errors.ts";
+import { KernelError } from "./errors.ts";
 import { mkdirSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { run } from "./exec.ts";
@@ -58,9 +58,9 @@ export function iptablesRestore(family: Family, script: string) {
   if (r.status === 0) return;
   // Only a lock someone else holds is worth retrying; "can't open lock file" is a broken node.
   if (/currently holding the xtables lock/i.test(r.stderr)) {
-    throw new CniError(Code.TryAgainLater, `${bin}: xtables lock is held by another process; try again later`, r.stderr.trim());
+    throw new KernelError("busy", `${bin}: xtables lock is held by another process; try again later`, { details: r.stderr.trim() });
   }
-  throw new CniError(Code.Internal, `${bin} failed: ${r.stderr.trim() || `exit status ${r.status}`}`, script);
+  throw new KernelError("failed", `${bin} failed: ${r.stderr.trim() || `exit status ${r.status}`}`, { details: script });
 }
 
 /**
@@ -71,7 +71,7 @@ export function iptablesSave(family: Family, table: string): string {
   const bin = family === 4 ? "iptables-save" : "ip6tables-save";
   const r = run([bin, "-t", table], { allowFailure: true });
   if (r.status === 0 || /does not exist/i.test(r.stderr)) return r.status === 0 ? r.stdout : "";
-  throw new CniError(Code.Internal, `${bin} -t ${table} failed: ${r.stderr.trim() || `exit status ${r.status}`}`);
+  throw new KernelError("failed", `${bin} -t ${table} failed: ${r.stderr.trim() || `exit status ${r.status}`}`);
 }
 
 /**
@@ -85,7 +85,7 @@ export function iptablesTransact(family: Family, table: string, plan: (dump: str
     try {
       return iptablesRestore(family, plan(dump));
     } catch (e) {
-      if (!(e instanceof CniError) || e.code === Code.TryAgainLater || attempt >= 3) throw e;
+      if (!(e instanceof KernelError) || e.fault === "busy" || attempt >= 3) throw e;
       const again = iptablesSave(family, table);
       if (again === dump) throw e;
       dump = again;
@@ -158,7 +158,7 @@ export function nftList(args: readonly string[]): Record<string, any>[] {
   }
   if (r.status !== 0) {
     if (/No such file or directory|does not exist/i.test(r.stderr)) return [];
-    throw new CniError(Code.Internal, `nft list ${args.join(" ")} failed: ${r.stderr.trim() || `exit status ${r.status}`}`);
+    throw new KernelError("failed", `nft list ${args.join(" ")} failed: ${r.stderr.trim() || `exit status ${r.status}`}`);
   }
   return (JSON.parse(r.stdout) as { nftables: Record<string, any>[] }).nftables;
 }

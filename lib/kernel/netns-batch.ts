@@ -1,4 +1,4 @@
-import { CniError, Code } from "../cni/errors.ts";
+import { KernelError } from "./errors.ts";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { checkBatchWord, run } from "./exec.ts";
 import { NO_SETNS, withNetns } from "./setns.ts";
@@ -39,22 +39,22 @@ done
 exec ip -batch -`;
 
 /** A sysctl the kernel refused or that does not exist; `path` is the slash form under /proc/sys. */
-export class SysctlError extends CniError {
+export class SysctlError extends KernelError {
   constructor(
     readonly path: string,
     readonly reason: string,
   ) {
-    super(Code.Internal, `sysctl ${path}: ${reason}`, path);
+    super("failed", `sysctl ${path}: ${reason}`, { details: path });
   }
 }
 
 /** An ip batch line the kernel refused; `line` is its 0-based index in the batch. */
-export class IpLineError extends CniError {
+export class IpLineError extends KernelError {
   constructor(
     readonly line: number,
     readonly reason: string,
   ) {
-    super(Code.Internal, `ip: ${reason}`, `batch line ${line + 1}`);
+    super("failed", `ip: ${reason}`, { line, details: `batch line ${line + 1}` });
   }
 }
 
@@ -86,7 +86,7 @@ export function applyNetns(netns: string, sysctls: readonly (readonly [string, s
   if (sysctls.length === 0 && ipLines.length === 0) return;
   for (const [path, value] of sysctls) {
     checkPath(path);
-    if (value.includes("\0")) throw new CniError(Code.InvalidConfig, `refusing sysctl value for ${path}`);
+    if (value.includes("\0")) throw new KernelError("refused", `refusing sysctl value for ${path}`);
   }
   for (const l of ipLines) for (const w of l) checkBatchWord(w, "ip");
   const input = ipLines.map((l) => l.join(" ")).join("\n") + (ipLines.length ? "\n" : "");
@@ -146,15 +146,15 @@ function applyHere(sysctls: readonly (readonly [string, string])[], input: strin
 function checkPath(path: string) {
   const parts = path.split("/");
   if (parts[0] !== "net" || parts.length < 2 || parts.some((p) => p === "" || p === "." || p === "..") || path.includes("\0")) {
-    throw new CniError(Code.InvalidConfig, `refusing sysctl path ${JSON.stringify(path)}`);
+    throw new KernelError("refused", `refusing sysctl path ${JSON.stringify(path)}`);
   }
 }
 
 
-function sysctlFailure(verb: string, stderr: string, status: number): CniError {
+function sysctlFailure(verb: string, stderr: string, status: number): KernelError {
   const marker = stderr.split("\n").find((l) => l.startsWith(FAILED));
   const path = marker ? marker.slice(FAILED.length) : "";
-  if (!path) return new CniError(Code.Internal, `failed to ${verb} sysctls in the container namespace: ${stderr.trim() || `exit status ${status}`}`);
+  if (!path) return new KernelError("failed", `failed to ${verb} sysctls in the container namespace: ${stderr.trim() || `exit status ${status}`}`);
   // dash reports "sh: 1: cannot create /proc/sys/...: Permission denied"; keep only the reason.
   const reason = stderr
     .split("\n")

@@ -1,5 +1,5 @@
 import { statSync, statfsSync } from "node:fs";
-import { CniError, Code } from "../cni/errors.ts";
+import { KernelError } from "./errors.ts";
 
 const NSFS_MAGIC = 0x6e736673;
 
@@ -21,13 +21,13 @@ export function inspectNetns(path: string): NetnsState {
     magic = Number(statfsSync(path).type);
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === "ENOENT") return "gone";
-    throw new CniError(Code.InvalidEnv, `CNI_NETNS: cannot open ${path}: ${(e as Error).message}`);
+    throw new KernelError("netns", `CNI_NETNS: cannot open ${path}: ${(e as Error).message}`);
   }
   if (magic !== NSFS_MAGIC) return "stale";
   const target = statSync(path);
   const own = statSync("/proc/self/ns/net");
   if (target.ino === own.ino && target.dev === own.dev) {
-    throw new CniError(Code.InvalidNetns, "plugin's netns and netns from CNI_NETNS should not be the same", path);
+    throw new KernelError("same-netns", "plugin's netns and netns from CNI_NETNS should not be the same", { details: path });
   }
   return "ok";
 }

@@ -1,5 +1,5 @@
 import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
-import { CniError, Code } from "../cni/errors.ts";
+import { KernelError } from "./errors.ts";
 import { ipJson, run, type RunOptions } from "./exec.ts";
 import { NO_SETNS, withNetns } from "./setns.ts";
 
@@ -22,7 +22,7 @@ const safePath = (path: string) => SAFE_PATH.test(path) && !path.split("/").some
 export function writeSysctls(values: readonly (readonly [SysctlPath, string])[], opts: Pick<RunOptions, "netns"> & { bestEffort?: boolean } = {}) {
   // An interface name sysctl cannot address is refused, or with bestEffort skipped like a missing key.
   const bad = values.find(([k]) => !safePath(k));
-  if (bad && !opts.bestEffort) throw new CniError(Code.InvalidConfig, `refusing sysctl path ${JSON.stringify(bad[0])}`);
+  if (bad && !opts.bestEffort) throw new KernelError("refused", `refusing sysctl path ${JSON.stringify(bad[0])}`);
   values = values.filter(([k]) => safePath(k));
   if (values.length === 0) return;
   const writeHere = () => {
@@ -31,7 +31,7 @@ export function writeSysctls(values: readonly (readonly [SysctlPath, string])[],
       try {
         if (readFileSync(file, "utf8").trim() !== v) writeFileSync(file, v);
       } catch (e) {
-        if (!opts.bestEffort) throw new CniError(Code.Internal, `failed to set sysctl ${k}=${v}: ${(e as Error).message}`);
+        if (!opts.bestEffort) throw new KernelError("failed", `failed to set sysctl ${k}=${v}: ${(e as Error).message}`);
       }
     }
   };

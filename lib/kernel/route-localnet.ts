@@ -1,6 +1,6 @@
 import { readFileSync } from "node:fs";
 import { endianness } from "node:os";
-import { CniError, Code } from "../cni/errors.ts";
+import { KernelError } from "./errors.ts";
 import { writeSysctls } from "./procfs.ts";
 
 /**
@@ -39,7 +39,7 @@ export function enableRouteLocalnet(dev: string) {
   try {
     writeSysctls([[`net/ipv4/conf/${dev}/route_localnet`, "1"]]);
   } catch (e) {
-    throw new CniError(Code.Internal, `unable to enable route_localnet: ${(e as Error).message}`);
+    throw new KernelError("failed", `unable to enable route_localnet: ${(e as Error).message}`);
   }
 }
 

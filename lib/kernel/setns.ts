@@ -1,5 +1,5 @@
 import { closeSync, constants, openSync, writeSync } from "node:fs";
-import { CniError, Code } from "../cni/errors.ts";
+import { KernelError } from "./errors.ts";
 import { libcIfLoaded } from "./libc.ts";
 
 const CLONE_NEWNET = 0x40000000;
@@ -13,6 +13,19 @@ const CLONE_NEWNET = 0x40000000;
  */
 export const NO_SETNS: unique symbol = Symbol("no setns");
 
+/**
+ * What to do when the thread cannot switch back: must not return. The plugin edge installs one that
+ * reports the error in its own terms; the default stops the process at once.
+ */
+let stuckHandler: (e: KernelError) => never = (e) => {
+  writeSync(2, `${e.message}: ${e.detail.details ?? ""}\n`);
+  process.exit(1);
+};
+
+export function onStuckInNamespace(handler: (e: KernelError) => never) {
+  stuckHandler = handler;
+}
+
 export function withNetns<T>(path: string, fn: () => T): T | typeof NO_SETNS {
   const libc = libcIfLoaded();
   if (!libc) return NO_SETNS;
@@ -22,19 +35,19 @@ export function withNetns<T>(path: string, fn: () => T): T | typeof NO_SETNS {
     target = openSync(path, constants.O_RDONLY);
   } catch (e) {
     closeSync(home);
-    throw new CniError(Code.InvalidEnv, `CNI_NETNS: cannot open ${path}: ${(e as Error).message}`);
+    throw new KernelError("netns", `CNI_NETNS: cannot open ${path}: ${(e as Error).message}`);
   }
   try {
     if (libc.setns(target, CLONE_NEWNET) !== 0) {
-      throw new CniError(Code.InvalidEnv, `CNI_NETNS: cannot enter ${path}: not a network namespace`);
+      throw new KernelError("netns", `CNI_NETNS: cannot enter ${path}: not a network namespace`);
     }
     try {
       return fn();
     } finally {
       if (libc.setns(home, CLONE_NEWNET) !== 0) {
-        // Carrying on in the container's namespace would program the node's rules there: stop now.
-        writeSync(1, JSON.stringify({ cniVersion: "1.1.0", code: Code.Internal, msg: "cannot return to the plugin's own network namespace", details: path }) + "\n");
-        process.exit(1);
+        // Carrying on in the container's namespace would program the node's rules there: no
+        // unwinding (a rollback would run here too), the process stops in the handler.
+        stuckHandler(new KernelError("failed", "cannot return to the plugin's own network namespace", { details: path }));
       }
     }
   } finally {

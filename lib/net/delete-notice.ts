@@ -1,6 +1,5 @@
 import { closeSync, constants, mkdirSync, openSync, readdirSync, readFileSync, renameSync, statSync, unlinkSync, writeSync } from "node:fs";
 import { join } from "node:path";
-import type { Result } from "../cni/result.ts";
 import { hexDigest, randomHex } from "../hash.ts";
 import { lockExclusive, type HeldLock } from "../kernel/flock.ts";
 
@@ -30,26 +29,20 @@ export interface DeleteNotice {
   at: number;
   /** Tells two notices apart. */
   nonce: string;
-  /** attachmentIdentity of the attachment the DEL knew (its prevResult), "" when it knew none. */
-  identity: string;
+  /**
+   * The DEL had the attachment's result (libcni's cache, written once a whole ADD succeeded). One
+   * without it may be racing an ADD that has not finished.
+   */
+  knewResult: boolean;
 }
 
 const digest = (k: AttachmentKey) => hexDigest("sha256", `${k.network}\0${k.containerId}\0${k.ifname}`).slice(0, 32);
 const noticePath = (k: AttachmentKey) => join(DIR, `${digest(k)}.del`);
 
-/**
- * What names one attachment (as a result describes it) apart from an earlier one of the same
- * container: its interfaces with their MACs (a new veth pair has new names and addresses).
- */
-export function attachmentIdentity(prev: Result | undefined): string {
-  const ifaces = (prev?.interfaces ?? []).map((i) => `${i.name}/${i.mac ?? ""}/${i.sandbox ?? ""}`);
-  return ifaces.sort().join(" ");
-}
-
 /** Leaves the notice of a DEL that is starting (replacing an older one) and sweeps expired ones. */
-export function announceDelete(key: AttachmentKey, identity: string) {
+export function announceDelete(key: AttachmentKey, knewResult: boolean) {
   mkdirSync(DIR, { recursive: true, mode: 0o700 });
-  const notice: DeleteNotice = { at: Date.now(), nonce: randomHex(8), identity };
+  const notice: DeleteNotice = { at: Date.now(), nonce: randomHex(8), knewResult };
   const path = noticePath(key);
   const tmp = `${path}.${notice.nonce}`;
   const fd = openSync(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);

@@ -4,7 +4,7 @@ import { spawnSync } from "node:child_process";
 import { existsSync, linkSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { CniError } from "../../lib/cni/errors.ts";
+import { asCniError, CniError, Code } from "../../lib/cni/errors.ts";
 import { allocateAll } from "../../lib/ipam/allocator.ts";
 import { formatIP, parseIP } from "../../lib/ipam/ip.ts";
 import { canonicalizeRangeSet } from "../../lib/ipam/range.ts";
@@ -133,7 +133,9 @@ test("the store follows no symlink: network directory, address files, lock", asy
     const other = DiskStore.open(dataDir, "n2", { create: true })!;
     symlinkSync(join(outside, "victim"), join(dataDir, "n2", "lock"));
     const err = await other.locked(() => undefined).catch((e: unknown) => e);
-    assert.ok(err instanceof CniError && err.message.includes("lock"), String(err));
+    // A kernel-layer error, which reaches the runtime as an I/O failure.
+    const cni = asCniError(err);
+    assert.ok(cni.code === Code.IOFailure && cni.message.includes("lock"), String(err));
   } finally {
     cleanup();
     rmSync(outside, { recursive: true, force: true });
