@@ -8,10 +8,30 @@ import { fileURLToPath } from "node:url";
 
 const root = dirname(fileURLToPath(import.meta.url));
 const pkg = JSON.parse(readFileSync(join(root, "package.json"), "utf8"));
-// Link names come from the plugin registry, so adding a plugin there is all it takes.
-const registry = readFileSync(join(root, "plugins", "index.ts"), "utf8");
-const NAMES = [...registry.matchAll(/^\s+"?([a-z0-9-]+)"?: \{ name:/gm)].map((m) => m[1]).concat("cnitool");
-
+// Link names come from the registry itself (bundled alone, its lazy imports left out), so adding
+// an entry there is all it takes.
+async function registryNames() {
+  const out = await build({
+    entryPoints: [join(root, "plugins", "index.ts")],
+    bundle: true,
+    write: false,
+    format: "esm",
+    platform: "node",
+    logLevel: "warning",
+    plugins: [
+      {
+        name: "registry-only",
+        setup: (b) =>
+          b.onResolve({ filter: /^\./ }, (a) =>
+            a.kind === "dynamic-import" ? { path: a.path, external: true } : undefined,
+          ),
+      },
+    ],
+  });
+  const mod = await import(`data:text/javascript;base64,${Buffer.from(out.outputFiles[0].text).toString("base64")}`);
+  return mod.REGISTRY.map((e) => e.name);
+}
+const NAMES = await registryNames();
 
 // TSCNI_DIST lets parallel work build into separate trees.
 const dist = process.env.TSCNI_DIST ? join(root, process.env.TSCNI_DIST) : join(root, "dist");
@@ -28,7 +48,9 @@ const zodTrim = {
       a.importer.includes(`${join("node_modules", "zod")}`) ? { path: a.path, namespace: "zod-trim" } : undefined,
     );
     b.onLoad({ filter: /.*/, namespace: "zod-trim" }, (a) => ({
-      contents: a.path.includes("from-json-schema") ? "export function fromJSONSchema() { throw new Error('not bundled'); }" : "export {};",
+      contents: a.path.includes("from-json-schema")
+        ? "export function fromJSONSchema() { throw new Error('not bundled'); }"
+        : "export {};",
       loader: "js",
     }));
   },
@@ -50,7 +72,21 @@ await build({
 
 const exe = join(bin, "tscni");
 const tmp = `${exe}.tmp`;
-execFileSync(join(root, "node_modules", ".bin", "bun"), ["build", "--compile", "--minify", "--bytecode", "--no-compile-autoload-dotenv", "--no-compile-autoload-bunfig", join(dist, "tscni.mjs"), "--outfile", tmp], { stdio: ["ignore", "ignore", "inherit"] });
+execFileSync(
+  join(root, "node_modules", ".bin", "bun"),
+  [
+    "build",
+    "--compile",
+    "--minify",
+    "--bytecode",
+    "--no-compile-autoload-dotenv",
+    "--no-compile-autoload-bunfig",
+    join(dist, "tscni.mjs"),
+    "--outfile",
+    tmp,
+  ],
+  { stdio: ["ignore", "ignore", "inherit"] },
+);
 renameSync(tmp, exe);
 for (const name of NAMES) {
   const link = join(bin, name);

@@ -21,7 +21,11 @@ const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, "..");
 
 if (!process.versions.bun) {
-  const r = spawnSync(join(root, "node_modules", ".bin", "bun"), [fileURLToPath(import.meta.url), ...process.argv.slice(2)], { stdio: "inherit" });
+  const r = spawnSync(
+    join(root, "node_modules", ".bin", "bun"),
+    [fileURLToPath(import.meta.url), ...process.argv.slice(2)],
+    { stdio: "inherit" },
+  );
   process.exit(r.status ?? 1);
 }
 
@@ -45,7 +49,12 @@ const scenarios = [
 ];
 
 function config(dataDir, network, subnet) {
-  return { cniVersion: "1.0.0", name: network, type: "host-local", ipam: { type: "host-local", dataDir, ranges: [[{ subnet }]] } };
+  return {
+    cniVersion: "1.0.0",
+    name: network,
+    type: "host-local",
+    ipam: { type: "host-local", dataDir, ranges: [[{ subnet }]] },
+  };
 }
 
 /** Writes `count` reservations the way the reference does, from .0.2 upwards, and its last_reserved_ip. */
@@ -65,7 +74,13 @@ const p90 = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length * 0.9)];
 
 function request(command, raw, id) {
   const env = { command, containerId: id, netns: netnsPath, ifname: "eth0", args: "", path: [BIN] };
-  return { ...env, stdin: Buffer.from(JSON.stringify(raw)), version: raw.cniVersion, netnsState: "ok", config: hostLocal.parseConfig(raw, env) };
+  return {
+    ...env,
+    stdin: Buffer.from(JSON.stringify(raw)),
+    version: raw.cniVersion,
+    netnsState: "ok",
+    config: hostLocal.parseConfig(raw, env),
+  };
 }
 
 /** Times our first call on a store written by someone else: it rebuilds our index once. */
@@ -81,7 +96,14 @@ function processRun(bin, command, raw, id) {
   const t = performance.now();
   const r = spawnSync(bin, [], {
     input: JSON.stringify(raw),
-    env: { PATH: process.env.PATH, CNI_COMMAND: command, CNI_CONTAINERID: id, CNI_NETNS: netnsPath, CNI_IFNAME: "eth0", CNI_PATH: BIN },
+    env: {
+      PATH: process.env.PATH,
+      CNI_COMMAND: command,
+      CNI_CONTAINERID: id,
+      CNI_NETNS: netnsPath,
+      CNI_IFNAME: "eth0",
+      CNI_PATH: BIN,
+    },
     encoding: "utf8",
   });
   const ms = performance.now() - t;
@@ -128,14 +150,22 @@ for (const r of rows) {
 
 const base = rows[0];
 const f = (x) => x.toFixed(2).padStart(7);
-console.log(`host-local allocation cost (bun ${process.versions.bun}; in-process: median of ${IN_PROCESS_ITERATIONS} ADDs, end to end: median of ${PROCESS_ITERATIONS} ADD processes; load average ${loadavg().map((x) => x.toFixed(2)).join(" ")})\n`);
-console.log("scenario                        in-process ms   p90   ratio | ours e2e ms  ratio | reference e2e ms  ratio");
+console.log(
+  `host-local allocation cost (bun ${process.versions.bun}; in-process: median of ${IN_PROCESS_ITERATIONS} ADDs, end to end: median of ${PROCESS_ITERATIONS} ADD processes; load average ${loadavg()
+    .map((x) => x.toFixed(2))
+    .join(" ")})\n`,
+);
+console.log(
+  "scenario                        in-process ms   p90   ratio | ours e2e ms  ratio | reference e2e ms  ratio",
+);
 for (const r of rows) {
   console.log(
     `${r.name.padEnd(30)} ${f(r.inproc.median)} ${f(r.inproc.p90)} ${f(r.inproc.median / base.inproc.median)}x | ${f(r.e2eOurs)} ${f(r.e2eOurs / base.e2eOurs)}x | ${f(r.e2eRef)} ${f(r.e2eRef / base.e2eRef)}x`,
   );
 }
 const filled = rows[1];
-console.log(`\none-off index rebuild on first touch of the store holding ${FILL} reference-written reservations: ${filled.inproc.firstTouch.toFixed(1)} ms`);
+console.log(
+  `\none-off index rebuild on first touch of the store holding ${FILL} reference-written reservations: ${filled.inproc.firstTouch.toFixed(1)} ms`,
+);
 const worst = Math.max(...rows.map((r) => r.inproc.median / base.inproc.median));
 console.log(`worst in-process ratio to the empty /24: ${worst.toFixed(2)}x (target: within 2x)`);

@@ -37,8 +37,30 @@ const { values: args } = parseArgs({
   },
 });
 
-const FULL = { iterations: 20, crowd: 200, crowdIterations: 10, burst: 50, burstRounds: 2, traceRuns: 3, version: 30, memory: 3, iperfRuns: 2, iperfSeconds: 3 };
-const QUICK = { iterations: 5, crowd: 30, crowdIterations: 5, burst: 50, burstRounds: 1, traceRuns: 1, version: 10, memory: 1, iperfRuns: 1, iperfSeconds: 1 };
+const FULL = {
+  iterations: 20,
+  crowd: 200,
+  crowdIterations: 10,
+  burst: 50,
+  burstRounds: 2,
+  traceRuns: 3,
+  version: 30,
+  memory: 3,
+  iperfRuns: 2,
+  iperfSeconds: 3,
+};
+const QUICK = {
+  iterations: 5,
+  crowd: 30,
+  crowdIterations: 5,
+  burst: 50,
+  burstRounds: 1,
+  traceRuns: 1,
+  version: 10,
+  memory: 1,
+  iperfRuns: 1,
+  iperfSeconds: 1,
+};
 const cfg = args.quick ? QUICK : FULL;
 
 function log(msg: string) {
@@ -103,7 +125,7 @@ async function main() {
     log(`3 · lock waits: ${cfg.burst} concurrent ADDs then DELs under strace`);
     const locks = await lockWaits(sides, cfg.burst);
     await settle();
-    let paths;
+    let paths: Awaited<ReturnType<typeof dataPath>> | undefined;
     if (!args["no-datapath"]) {
       log(`7 · data path (iperf3 ${cfg.iperfSeconds} s ×${cfg.iperfRuns})`);
       paths = await dataPath(sides, baseline, cfg.iperfRuns, cfg.iperfSeconds);
@@ -118,8 +140,17 @@ async function main() {
       date: new Date().toISOString().replace(/\.\d+Z$/, "Z"),
       durationS: (performance.now() - started) / 1000,
       machine,
-      loadAtEnd: loadavg().map((x) => x.toFixed(2)).join(" "),
-      settings: { iterations: cfg.iterations, crowd: cfg.crowd, crowdIterations: cfg.crowdIterations, burst: cfg.burst, burstRounds: cfg.burstRounds, traceRuns: cfg.traceRuns },
+      loadAtEnd: loadavg()
+        .map((x) => x.toFixed(2))
+        .join(" "),
+      settings: {
+        iterations: cfg.iterations,
+        crowd: cfg.crowd,
+        crowdIterations: cfg.crowdIterations,
+        burst: cfg.burst,
+        burstRounds: cfg.burstRounds,
+        traceRuns: cfg.traceRuns,
+      },
       single,
       noPorts,
       activity,

@@ -9,7 +9,15 @@ import { parseResult } from "../lib/cni/result-schema.ts";
 import { resultFamily } from "../lib/cni/versions.ts";
 import type { PluginImpl, Request } from "../lib/cni/skel.ts";
 import { writeSysctls } from "../lib/kernel/procfs.ts";
-import { createPort, ensureGateways, ensureVlanGateway, removeBridgeIfUnused, removeLink, setPortVlans, type LinkInfo } from "../lib/net/bridge.ts";
+import {
+  createPort,
+  ensureGateways,
+  ensureVlanGateway,
+  removeBridgeIfUnused,
+  removeLink,
+  setPortVlans,
+  type LinkInfo,
+} from "../lib/net/bridge.ts";
 import { configureContainer, layer2Container, removeContainerIface } from "../lib/net/container.ts";
 import { calcGateways } from "../lib/net/gateways.ts";
 import { gcMasquerade, parseAddrs, setupMasquerade, teardownMasquerade } from "../lib/net/masquerade.ts";
@@ -37,7 +45,15 @@ const BridgeConfig = BaseConfig.extend({
   hairpinMode: z.boolean().default(false),
   promiscMode: z.boolean().default(false),
   vlan: z.number().int().default(0),
-  vlanTrunk: z.array(z.object({ minID: z.number().int().optional(), maxID: z.number().int().optional(), id: z.number().int().optional() })).optional(),
+  vlanTrunk: z
+    .array(
+      z.object({
+        minID: z.number().int().optional(),
+        maxID: z.number().int().optional(),
+        id: z.number().int().optional(),
+      }),
+    )
+    .optional(),
   preserveDefaultVlan: z.boolean().default(false),
   macspoofchk: z.boolean().default(false),
   enabledad: z.boolean().default(false),
@@ -61,9 +77,11 @@ const CONTAINER_INDEX = 2;
 function parseConfig(raw: Record<string, unknown>, env: CniEnv): Config {
   const c = parseWith(BridgeConfig, raw);
   if (c.isDefaultGateway) c.isGateway = true;
-  if (c.vlan < 0 || c.vlan > 4094) throw new CniError(Code.InvalidConfig, `invalid VLAN ID ${c.vlan} (must be between 0 and 4094)`);
+  if (c.vlan < 0 || c.vlan > 4094)
+    throw new CniError(Code.InvalidConfig, `invalid VLAN ID ${c.vlan} (must be between 0 and 4094)`);
   const trunk = collectVlanTrunk(c.vlanTrunk);
-  if (c.disableContainerInterface && c.ipam?.type) throw new CniError(Code.InvalidConfig, "cannot use IPAM when DisableContainerInterface flag is set");
+  if (c.disableContainerInterface && c.ipam?.type)
+    throw new CniError(Code.InvalidConfig, "cannot use IPAM when DisableContainerInterface flag is set");
   const cniArgs = env.command === "GC" || env.command === "STATUS" ? {} : parseCniArgs(env.args, ["MAC"]);
   const mac = c.runtimeConfig?.mac || c.args?.cni?.mac || cniArgs.MAC || undefined;
   const conf: Config = { ...c, trunk, mac };
@@ -74,8 +92,10 @@ function parseConfig(raw: Record<string, unknown>, env: CniEnv): Config {
 /** What only matters when something is about to be created: refused before anything exists. */
 function validateForAdd(c: Config) {
   validateIfname(c.bridge, "bridge", Code.InvalidConfig);
-  if (c.mtu !== 0 && (c.mtu < 68 || c.mtu > 65535)) throw new CniError(Code.InvalidConfig, `invalid MTU ${c.mtu} (must be 0 or between 68 and 65535)`);
-  if (c.hairpinMode && c.promiscMode) throw new CniError(Code.InvalidConfig, "cannot set hairpin mode and promiscuous mode at the same time");
+  if (c.mtu !== 0 && (c.mtu < 68 || c.mtu > 65535))
+    throw new CniError(Code.InvalidConfig, `invalid MTU ${c.mtu} (must be 0 or between 68 and 65535)`);
+  if (c.hairpinMode && c.promiscMode)
+    throw new CniError(Code.InvalidConfig, "cannot set hairpin mode and promiscuous mode at the same time");
   if (c.ipMasqBackend !== undefined && c.ipMasqBackend !== "iptables" && c.ipMasqBackend !== "nftables") {
     throw new CniError(Code.InvalidConfig, `unknown ipmasq backend "${c.ipMasqBackend}"`);
   }
@@ -84,7 +104,11 @@ function validateForAdd(c: Config) {
 
 const layer3 = (c: Config) => !!c.ipam?.type;
 const ipamType = (c: Config) => c.ipam!.type;
-const attachment = (req: Request<Config>) => ({ network: req.config.name, containerId: req.containerId, ifname: req.ifname });
+const attachment = (req: Request<Config>) => ({
+  network: req.config.name,
+  containerId: req.containerId,
+  ifname: req.ifname,
+});
 
 /** ADD and DEL of one attachment never interleave inside this plugin (see lib/net/delete-notice.ts). */
 async function add(req: Request<Config>): Promise<Result> {
@@ -100,7 +124,11 @@ async function addLocked(req: Request<Config>): Promise<Result> {
   const c = req.config;
   if (!layer3(c) && resultFamily(req.version) === "legacy") {
     // Caught before anything exists: the reference creates the veth and then fails to print.
-    throw new CniError(Code.InvalidConfig, "cannot convert: no valid IP addresses", `a layer-2 attachment (no ipam) has no ${req.version} result`);
+    throw new CniError(
+      Code.InvalidConfig,
+      "cannot convert: no valid IP addresses",
+      `a layer-2 attachment (no ipam) has no ${req.version} result`,
+    );
   }
   if (layer3(c)) findInPath(ipamType(c), req.path);
 
@@ -114,7 +142,12 @@ async function addLocked(req: Request<Config>): Promise<Result> {
   if (port.createdBridge) undo.push(() => removeBridgeIfUnused(port.bridge.ifname));
   undo.push(() => removeLink(port.host.ifname));
   try {
-    setPortVlans(port.host.ifname, port.bridge, { vlan: c.vlan, trunk: c.trunk, trunkGiven: c.vlanTrunk !== undefined, preserveDefaultVlan: c.preserveDefaultVlan });
+    setPortVlans(port.host.ifname, port.bridge, {
+      vlan: c.vlan,
+      trunk: c.trunk,
+      trunkGiven: c.vlanTrunk !== undefined,
+      preserveDefaultVlan: c.preserveDefaultVlan,
+    });
     const result: Result = {
       cniVersion: req.version,
       interfaces: [
@@ -180,7 +213,9 @@ function setUpGateways(c: Config, bridge: LinkInfo, gateways: { 4: string[]; 6: 
   writeSysctls(forwarding);
 }
 
-const dnsConfigured = (c: Config) => !!c.dns && (c.dns.nameservers !== undefined || c.dns.search !== undefined || c.dns.options !== undefined || !!c.dns.domain);
+const dnsConfigured = (c: Config) =>
+  !!c.dns &&
+  (c.dns.nameservers !== undefined || c.dns.search !== undefined || c.dns.options !== undefined || !!c.dns.domain);
 
 /**
  * Undo ADD, best effort and idempotent: the container interface if the namespace is still there,
@@ -227,7 +262,8 @@ async function delLocked(req: Request<Config>) {
   if (layer3(c) && c.ipMasq) {
     const known = new Set([...addrs, ...prevResultAddrs(req)]);
     const failures = teardownMasquerade(attachment(req), parseAddrs([...known]));
-    if (failures.length > 0) errors.push(new CniError(Code.Internal, `failed to remove masquerade rules: ${failures.join("; ")}`));
+    if (failures.length > 0)
+      errors.push(new CniError(Code.Internal, `failed to remove masquerade rules: ${failures.join("; ")}`));
   }
   if (errors.length > 0) throw errors[0];
 }
@@ -241,7 +277,9 @@ function prevResultAddrs(req: Request<Config>): string[] {
   } catch {
     return []; // DEL must not fail on a cache it cannot read
   }
-  return (prev.ips ?? []).filter((ip) => ip.interface === undefined || prev.interfaces?.[ip.interface]?.name === req.ifname).map((ip) => ip.address);
+  return (prev.ips ?? [])
+    .filter((ip) => ip.interface === undefined || prev.interfaces?.[ip.interface]?.name === req.ifname)
+    .map((ip) => ip.address);
 }
 
 async function check(req: Request<Config>) {
@@ -262,9 +300,15 @@ async function gc(req: Request<Config>) {
   const c = req.config;
   const list = c["cni.dev/valid-attachments"] ?? c["cni.dev/attachments"];
   // Without the runtime's list a leak cannot be told from a live pod: remove nothing.
-  const failures = list ? gcMasquerade(c.name, list.map((a) => ({ containerId: a.containerID, ifname: a.ifname }))) : [];
+  const failures = list
+    ? gcMasquerade(
+        c.name,
+        list.map((a) => ({ containerId: a.containerID, ifname: a.ifname })),
+      )
+    : [];
   if (layer3(c)) await delegate("GC", ipamType(c), req);
-  if (failures.length > 0) throw new CniError(Code.Internal, `failed to remove stale masquerade rules: ${failures.join("; ")}`);
+  if (failures.length > 0)
+    throw new CniError(Code.Internal, `failed to remove stale masquerade rules: ${failures.join("; ")}`);
 }
 
 const plugin: PluginImpl<Config> = { parseConfig, add, del, check, status, gc };

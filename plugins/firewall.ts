@@ -6,7 +6,13 @@ import type { Result } from "../lib/cni/result.ts";
 import { parseResult } from "../lib/cni/result-schema.ts";
 import type { PluginImpl, Request } from "../lib/cni/skel.ts";
 import { iptablesSave, iptablesTransact, netfilterLocked } from "../lib/kernel/netfilter.ts";
-import { addSources, firewalldNotRunning, firewalldRunning, removeSources, sourcesOutsideZone } from "../lib/net/firewall-firewalld.ts";
+import {
+  addSources,
+  firewalldNotRunning,
+  firewalldRunning,
+  removeSources,
+  sourcesOutsideZone,
+} from "../lib/net/firewall-firewalld.ts";
 import {
   combine,
   containerRules,
@@ -34,9 +40,15 @@ const FirewallConfig = BaseConfig.extend({
   backend: z.enum(["", "iptables", "firewalld"]).optional(),
   iptablesAdminChainName: z
     .string()
-    .refine((n) => n === "" || validChainName(n), "must be an iptables chain name (at most 28 characters, no spaces, not a built-in)")
+    .refine(
+      (n) => n === "" || validChainName(n),
+      "must be an iptables chain name (at most 28 characters, no spaces, not a built-in)",
+    )
     .optional(),
-  firewalldZone: z.string().regex(/^[A-Za-z0-9_.+-]*$/, "must be a firewalld zone name").optional(),
+  firewalldZone: z
+    .string()
+    .regex(/^[A-Za-z0-9_.+-]*$/, "must be a firewalld zone name")
+    .optional(),
   ingressPolicy: z.enum(["", "open", "same-bridge", "isolated"]).optional(),
 });
 type FirewallConfig = z.infer<typeof FirewallConfig>;
@@ -55,7 +67,8 @@ interface Plan {
 /** What a call works on; DEL (`forDel`) needs neither a prevResult nor the bridge of a policy. */
 function plan(req: Request<FirewallConfig>, forDel = false): Plan {
   const c = req.config;
-  if (c.prevResult === undefined && !forDel) throw new CniError(Code.InvalidConfig, "missing prevResult from earlier plugin");
+  if (c.prevResult === undefined && !forDel)
+    throw new CniError(Code.InvalidConfig, "missing prevResult from earlier plugin");
   const prev = c.prevResult === undefined ? undefined : parseResult(c.prevResult, req.version);
   const addrs = new Map<IpFamily, string[]>();
   for (const ip of prev?.ips ?? []) {
@@ -66,12 +79,23 @@ function plan(req: Request<FirewallConfig>, forDel = false): Plan {
   let bridge = "";
   if (policy !== "open" && prev && !forDel) {
     const first = prev.interfaces?.[0];
-    if (!first) throw new CniError(Code.InvalidConfig, `interface needs to be set for ingress policy "${policy}", make sure to chain "firewall" plugin with "bridge"`);
+    if (!first)
+      throw new CniError(
+        Code.InvalidConfig,
+        `interface needs to be set for ingress policy "${policy}", make sure to chain "firewall" plugin with "bridge"`,
+      );
     if (!first.name) throw new CniError(Code.InvalidConfig, "got empty bridge name");
     validateIfname(first.name, "prevResult.interfaces[0].name", Code.InvalidConfig);
     bridge = first.name;
   }
-  return { prev, addrs, adminChain: c.iptablesAdminChainName || DEFAULT_ADMIN_CHAIN, zone: c.firewalldZone || "trusted", policy, bridge };
+  return {
+    prev,
+    addrs,
+    adminChain: c.iptablesAdminChainName || DEFAULT_ADMIN_CHAIN,
+    zone: c.firewalldZone || "trusted",
+    policy,
+    bridge,
+  };
 }
 
 /**
@@ -87,7 +111,10 @@ function useFirewalld(c: FirewallConfig): boolean {
 
 /** The shared chains and rules one family needs (the container's own rules come separately). */
 function sharedRules(p: Plan, firewalld: boolean): RuleSet {
-  return combine(firewalld ? { chains: [], wanted: [] } : forwardSkeleton(p.adminChain), isolationRules(p.policy, p.bridge));
+  return combine(
+    firewalld ? { chains: [], wanted: [] } : forwardSkeleton(p.adminChain),
+    isolationRules(p.policy, p.bridge),
+  );
 }
 
 /**
@@ -152,13 +179,21 @@ const firewall: PluginImpl<FirewallConfig> = {
     const firewalld = useFirewalld(req.config);
     if (firewalld) {
       const bad = sourcesOutsideZone(p.zone, [...p.addrs.values()].flat());
-      if (bad.length > 0) throw new CniError(Code.Internal, `firewall CHECK: addresses not in firewalld zone ${p.zone}: ${bad.join(", ")}`);
+      if (bad.length > 0)
+        throw new CniError(
+          Code.Internal,
+          `firewall CHECK: addresses not in firewalld zone ${p.zone}: ${bad.join(", ")}`,
+        );
     }
     for (const [family, cidrs] of p.addrs) {
       const state = parseFilterDump(iptablesSave(family, "filter"));
       const absent = missing(state, sharedRules(p, firewalld), firewalld ? [] : containerRulesOf(cidrs));
       if (absent.length > 0) {
-        throw new CniError(Code.Internal, `firewall CHECK: expected ${family === 4 ? "iptables" : "ip6tables"} ${absent[0]} not found`, absent.join("; "));
+        throw new CniError(
+          Code.Internal,
+          `firewall CHECK: expected ${family === 4 ? "iptables" : "ip6tables"} ${absent[0]} not found`,
+          absent.join("; "),
+        );
       }
     }
   },

@@ -20,7 +20,10 @@ const hostLocal: PluginImpl<IpamConfig> = {
     const dns = c.resolvConf ? readResolvConf(c.resolvConf) : undefined;
     // A requested address no range set can take fails the same way later; refuse it before touching disk.
     const { leftover } = assignRequested(c.rangeSets, c.requested);
-    if (leftover.length > 0) throw allocationFailure(new AllocationError(`failed to allocate all requested IPs: ${leftover.map(formatIP).join(" ")}`, undefined));
+    if (leftover.length > 0)
+      throw allocationFailure(
+        new AllocationError(`failed to allocate all requested IPs: ${leftover.map(formatIP).join(" ")}`, undefined),
+      );
 
     const store = DiskStore.open(c.dataDir, c.network, { create: true })!;
     const allocations = await store.locked((tx) => {
@@ -41,7 +44,8 @@ const hostLocal: PluginImpl<IpamConfig> = {
 
   async check(req) {
     const held = await withExistingStore(req, (tx) => tx.heldBy(req.containerId, req.ifname));
-    if (!held?.length) throw new CniError(Code.Internal, `host-local: Failed to find address added by container ${req.containerId}`);
+    if (!held?.length)
+      throw new CniError(Code.Internal, `host-local: Failed to find address added by container ${req.containerId}`);
   },
 
   status(req) {
@@ -63,5 +67,8 @@ async function withExistingStore<T>(req: Request<IpamConfig>, fn: (tx: StoreTran
 }
 
 function allocationFailure(e: AllocationError): CniError {
-  return new CniError(Code.Internal, e.setIndex === undefined ? e.message : `failed to allocate for range ${e.setIndex}: ${e.message}`);
+  return new CniError(
+    Code.Internal,
+    e.setIndex === undefined ? e.message : `failed to allocate for range ${e.setIndex}: ${e.message}`,
+  );
 }

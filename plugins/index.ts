@@ -1,14 +1,47 @@
 import type { PluginSpec } from "../lib/cni/skel.ts";
 
 /**
- * Every plugin of the multicall executable, by the name the runtime calls it (the link's name).
- * Implementations load lazily so VERSION and the "about" text pay for none of them.
+ * Everything the multicall executable can be, by the name it is started under (a link's name):
+ * CNI plugins, run through the CNI contract, and commands with a command line of their own. The
+ * build links one name per entry. Implementations load lazily, so VERSION and the "about" text pay
+ * for none of them.
  */
-export const PLUGINS: Record<string, PluginSpec> = {
-  loopback: { name: "loopback", load: async () => (await import("./loopback.ts")).default },
-  "host-local": { name: "host-local", load: async () => (await import("./host-local.ts")).default },
-  bridge: { name: "bridge", load: async () => (await import("./bridge.ts")).default },
-  portmap: { name: "portmap", load: async () => (await import("./portmap.ts")).default },
-  firewall: { name: "firewall", versions: ["0.4.0", "1.0.0", "1.1.0"], load: async () => (await import("./firewall.ts")).default },
-  tuning: { name: "tuning", load: async () => (await import("./tuning.ts")).default },
-};
+export interface PluginEntry extends PluginSpec {
+  kind: "plugin";
+}
+
+export interface CommandEntry {
+  kind: "command";
+  name: string;
+  /** Runs the command with its arguments; resolves to the exit status. */
+  run(args: string[]): Promise<number>;
+}
+
+export type RegistryEntry = PluginEntry | CommandEntry;
+
+const plugin = (name: string, load: PluginSpec["load"], versions?: readonly string[]): PluginEntry => ({
+  kind: "plugin",
+  name,
+  load,
+  versions,
+});
+
+export const REGISTRY: readonly RegistryEntry[] = [
+  plugin("loopback", async () => (await import("./loopback.ts")).default),
+  plugin("host-local", async () => (await import("./host-local.ts")).default),
+  plugin("bridge", async () => (await import("./bridge.ts")).default),
+  plugin("portmap", async () => (await import("./portmap.ts")).default),
+  plugin("firewall", async () => (await import("./firewall.ts")).default, ["0.4.0", "1.0.0", "1.1.0"]),
+  plugin("tuning", async () => (await import("./tuning.ts")).default),
+  { kind: "command", name: "cnitool", run: async (args) => (await import("../lib/cnitool/main.ts")).cnitool(args) },
+];
+
+export const findEntry = (name: string): RegistryEntry | undefined => REGISTRY.find((e) => e.name === name);
+
+/** A CNI plugin of this executable by type (delegation runs it in-process). */
+export function findPlugin(type: string): PluginEntry | undefined {
+  const e = findEntry(type);
+  return e?.kind === "plugin" ? e : undefined;
+}
+
+export const PLUGIN_NAMES: readonly string[] = REGISTRY.filter((e) => e.kind === "plugin").map((e) => e.name);

@@ -20,15 +20,25 @@ const loopback: PluginImpl<LoopbackConfig> = {
 
   async add(req) {
     // prevResult is parsed before the netns is touched, so a bad one leaves lo as it was.
-    const prev = req.config.prevResult === undefined ? undefined : (await import("../lib/cni/result-schema.ts")).parseResult(req.config.prevResult, req.version);
+    const prev =
+      req.config.prevResult === undefined
+        ? undefined
+        : (await import("../lib/cni/result-schema.ts")).parseResult(req.config.prevResult, req.version);
     const lo = changeAndShow([["link", "set", "lo", "up"]], "lo", { netns: req.netns });
     const addrs = lo?.addr_info ?? [];
     const foreign = addrs.find((a) => !isLoopbackAddress(a.local));
-    if (foreign) throw new CniError(Code.Internal, `loopback interface found with non-loopback address "${foreign.local}"`);
+    if (foreign)
+      throw new CniError(Code.Internal, `loopback interface found with non-loopback address "${foreign.local}"`);
     if (prev) return prev;
     const first = (family: string) => addrs.find((a) => a.family === family);
-    const ips = [first("inet"), first("inet6")].filter((a) => a !== undefined).map((a) => ({ interface: 0, address: `${a.local}/${a.prefixlen}` }));
-    const result: Result = { cniVersion: req.version, interfaces: [{ name: "lo", mac: "00:00:00:00:00:00", sandbox: req.netns }], ips };
+    const ips = [first("inet"), first("inet6")]
+      .filter((a) => a !== undefined)
+      .map((a) => ({ interface: 0, address: `${a.local}/${a.prefixlen}` }));
+    const result: Result = {
+      cniVersion: req.version,
+      interfaces: [{ name: "lo", mac: "00:00:00:00:00:00", sandbox: req.netns }],
+      ips,
+    };
     return result;
   },
 
@@ -49,7 +59,7 @@ const loopback: PluginImpl<LoopbackConfig> = {
 
   check(req) {
     const lo = showLink("lo", { netns: req.netns });
-    if (!lo || !lo.flags.includes("UP")) throw new CniError(Code.Internal, "loopback interface is down");
+    if (!lo?.flags.includes("UP")) throw new CniError(Code.Internal, "loopback interface is down");
   },
 };
 export default loopback;

@@ -3,7 +3,14 @@ import type { Result } from "../lib/cni/result.ts";
 import { parseResult } from "../lib/cni/result-schema.ts";
 import { logLine, type PluginImpl, type Request } from "../lib/cni/skel.ts";
 import type { CIDR, Family } from "../lib/ipam/ip.ts";
-import { containerAddresses, mappingsOf, parsePortmapConfig, selectBackend, validAttachments, type PortmapConfig } from "../lib/net/portmap.ts";
+import {
+  containerAddresses,
+  mappingsOf,
+  parsePortmapConfig,
+  selectBackend,
+  validAttachments,
+  type PortmapConfig,
+} from "../lib/net/portmap.ts";
 import { defaultBackend, netfilterLocked } from "../lib/kernel/netfilter.ts";
 import { nodeLinkNames } from "../lib/kernel/procfs.ts";
 import { announceDelete, readDeleteNotice, type AttachmentKey, type DeleteNotice } from "../lib/net/delete-notice.ts";
@@ -28,10 +35,15 @@ const portmap: PluginImpl<PortmapConfig> = {
     try {
       await forwardUnlessDeleted(req, prev, backend, families);
       // After the rules, so new flows take them; the reference only logs failures here.
-      const udpPorts = mappingsOf(req.config).filter((m) => m.protocol === "udp").map((m) => m.hostPort);
+      const udpPorts = mappingsOf(req.config)
+        .filter((m) => m.protocol === "udp")
+        .map((m) => m.hostPort);
       if (udpPorts.length > 0) {
         const { deleteUdpConntrack } = await import("../lib/kernel/conntrack.ts");
-        const problem = deleteUdpConntrack(udpPorts, families.map((a) => a.ip.family));
+        const problem = deleteUdpConntrack(
+          udpPorts,
+          families.map((a) => a.ip.family),
+        );
         if (problem) logLine(req.config.logFile, `portmap: failed to delete stale UDP conntrack entries: ${problem}`);
       }
       if (req.config.snat !== false && addrs.v4) {
@@ -78,7 +90,11 @@ const portmap: PluginImpl<PortmapConfig> = {
 };
 export default portmap;
 
-const attachmentKey = (req: Request<PortmapConfig>) => ({ network: req.config.name, containerId: req.containerId, ifname: req.ifname });
+const attachmentKey = (req: Request<PortmapConfig>) => ({
+  network: req.config.name,
+  containerId: req.containerId,
+  ifname: req.ifname,
+});
 
 /**
  * Programs the rules unless a DEL of this container is under way (see lib/net/delete-notice.ts):
@@ -86,7 +102,12 @@ const attachmentKey = (req: Request<PortmapConfig>) => ({ network: req.config.na
  * rules it makes sure the attachment still exists, so a DEL that finished meanwhile cannot leave
  * them behind.
  */
-async function forwardUnlessDeleted(req: Request<PortmapConfig>, prev: Result, backend: PortmapBackend, families: CIDR[]) {
+async function forwardUnlessDeleted(
+  req: Request<PortmapConfig>,
+  prev: Result,
+  backend: PortmapBackend,
+  families: CIDR[],
+) {
   const key = attachmentKey(req);
   let waitedOn: string | undefined;
   for (;;) {
@@ -128,7 +149,10 @@ async function awaitDeleteEnd(req: Request<PortmapConfig>, key: AttachmentKey, n
 }
 
 const deletedMeanwhile = (req: Request<PortmapConfig>) =>
-  new CniError(Code.TryAgainLater, `container ${req.containerId} is being deleted: its attachment to network ${req.config.name} went while portmap was adding it`);
+  new CniError(
+    Code.TryAgainLater,
+    `container ${req.containerId} is being deleted: its attachment to network ${req.config.name} went while portmap was adding it`,
+  );
 
 /** The result a DEL knows (libcni's cached ADD result), if it can be read. */
 function knownResult(req: Request<PortmapConfig>): Result | undefined {

@@ -1,4 +1,14 @@
-import { closeSync, constants, existsSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import {
+  closeSync,
+  constants,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { dirname } from "node:path";
 import { CniError, Code } from "../lib/cni/errors.ts";
 import { parseWith } from "../lib/cni/config.ts";
@@ -26,7 +36,6 @@ import {
   sameSysctlValue,
   TuningConfig,
   withMac,
-  type LinkSettings,
   type LinkState,
   type Settings,
 } from "../lib/net/tuning.ts";
@@ -43,19 +52,42 @@ const tuning: PluginImpl<TuningConfig> = {
   add(req) {
     const prev = requirePrev(req);
     const s = resolveSettings(req.config, req.args, req.ifname);
-    if (s.sysctls.length > 0 && existsSync(ALLOWLIST_FILE)) checkAllowlist(s.sysctls.map((x) => x.key), readFileSync(ALLOWLIST_FILE, "utf8"));
+    if (s.sysctls.length > 0 && existsSync(ALLOWLIST_FILE))
+      checkAllowlist(
+        s.sysctls.map((x) => x.key),
+        readFileSync(ALLOWLIST_FILE, "utf8"),
+      );
     const link = linkSettings(s);
 
     // Read everything that will change before changing anything: a missing key or link fails here.
-    const before = kernelErrorsNamed(s, () => snapshotNetns(req.netns, s.sysctls.map((x) => x.path), hasLinkSettings(link) ? req.ifname : ""));
-    if (hasLinkSettings(link) && !before.link) throw new CniError(Code.Internal, `failed to get "${req.ifname}": link not found in the container namespace`);
+    const before = kernelErrorsNamed(s, () =>
+      snapshotNetns(
+        req.netns,
+        s.sysctls.map((x) => x.path),
+        hasLinkSettings(link) ? req.ifname : "",
+      ),
+    );
+    if (hasLinkSettings(link) && !before.link)
+      throw new CniError(Code.Internal, `failed to get "${req.ifname}": link not found in the container namespace`);
     const file = backupPath(dataDirOf(req.config), req.containerId, req.ifname);
-    const backup = mergeBackups(readBackup(file), buildBackup(link, before.link as LinkState | undefined, s.sysctls, before.sysctls));
+    const backup = mergeBackups(
+      readBackup(file),
+      buildBackup(link, before.link as LinkState | undefined, s.sysctls, before.sysctls),
+    );
     if (!isEmptyBackup(backup)) writeBackup(file, backup);
 
     const cmds = linkCommands(req.ifname, link);
     try {
-      kernelErrorsNamed(s, () => applyNetns(req.netns, s.sysctls.map((x) => [x.path, x.value] as const), cmds.map((c) => c.argv)), cmds);
+      kernelErrorsNamed(
+        s,
+        () =>
+          applyNetns(
+            req.netns,
+            s.sysctls.map((x) => [x.path, x.value] as const),
+            cmds.map((c) => c.argv),
+          ),
+        cmds,
+      );
     } catch (e) {
       restore(req, backup);
       rmSync(file, { force: true });
@@ -73,7 +105,8 @@ const tuning: PluginImpl<TuningConfig> = {
     if (!backup) return rmSync(file, { force: true });
     if (req.netnsState === "ok") {
       const errors = restore(req, backup);
-      if (errors.length > 0) logLine(req.config.logFile, `tuning DEL: could not restore every original value: ${errors.join("; ")}`);
+      if (errors.length > 0)
+        logLine(req.config.logFile, `tuning DEL: could not restore every original value: ${errors.join("; ")}`);
     }
     // The runtime will not call DEL again after success, so the file goes even if a restore failed.
     rmSync(file, { force: true });
@@ -82,11 +115,20 @@ const tuning: PluginImpl<TuningConfig> = {
   check(req) {
     requirePrev(req);
     const s = resolveSettings(req.config, req.args, req.ifname);
-    const current = kernelErrorsNamed(s, () => snapshotNetns(req.netns, s.sysctls.map((x) => x.path), req.ifname));
+    const current = kernelErrorsNamed(s, () =>
+      snapshotNetns(
+        req.netns,
+        s.sysctls.map((x) => x.path),
+        req.ifname,
+      ),
+    );
     s.sysctls.forEach((x, i) => {
       const cur = current.sysctls[i];
       if (cur !== undefined && !sameSysctlValue(cur, x.value)) {
-        throw new CniError(Code.Internal, `Error: Tuning configured value of ${x.key} is ${x.value}, current value is ${cur}`);
+        throw new CniError(
+          Code.Internal,
+          `Error: Tuning configured value of ${x.key} is ${x.value}, current value is ${cur}`,
+        );
       }
     });
     const link = current.link as LinkState | undefined;
@@ -107,14 +149,20 @@ function restore(req: Request<TuningConfig>, b: Backup): string[] {
   const sysctls = Object.entries(b.sysctl ?? {});
   const cmds = linkCommands(req.ifname, restoreSettings(b));
   try {
-    applyNetns(req.netns, sysctls, cmds.map((c) => c.argv));
+    applyNetns(
+      req.netns,
+      sysctls,
+      cmds.map((c) => c.argv),
+    );
     return [];
   } catch {
     // One refusal stops a batch; go again one value at a time so the rest still goes back.
   }
   const errors: string[] = [];
   const steps: [string, () => void][] = [
-    ...sysctls.map(([path, value]) => [`sysctl ${path}`, () => applyNetns(req.netns, [[path, value]])] as [string, () => void]),
+    ...sysctls.map(
+      ([path, value]) => [`sysctl ${path}`, () => applyNetns(req.netns, [[path, value]])] as [string, () => void],
+    ),
     ...cmds.map((c) => [c.field, () => applyNetns(req.netns, [], [c.argv])] as [string, () => void]),
   ];
   for (const [what, step] of steps) {
@@ -123,7 +171,9 @@ function restore(req: Request<TuningConfig>, b: Backup): string[] {
     } catch (e) {
       // A link that is gone has nothing left to restore.
       if (e instanceof IpLineError && /Cannot find device|does not exist/.test(e.reason)) continue;
-      errors.push(`failed to restore ${what}: ${e instanceof SysctlError || e instanceof IpLineError ? e.reason : (e as Error).message}`);
+      errors.push(
+        `failed to restore ${what}: ${e instanceof SysctlError || e instanceof IpLineError ? e.reason : (e as Error).message}`,
+      );
     }
   }
   return errors;
@@ -140,7 +190,11 @@ function kernelErrorsNamed<T>(s: Settings, f: () => T, cmds: { field: string; ar
     }
     if (e instanceof IpLineError) {
       const field = cmds[e.line]?.field ?? "link attributes";
-      throw new CniError(Code.Internal, `failed to set ${field} of ${cmds[e.line]?.argv[3] ?? "the interface"}: ${e.reason}`, field);
+      throw new CniError(
+        Code.Internal,
+        `failed to set ${field} of ${cmds[e.line]?.argv[3] ?? "the interface"}: ${e.reason}`,
+        field,
+      );
     }
     throw e;
   }

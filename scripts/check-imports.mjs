@@ -27,7 +27,8 @@ function walk(dir, out) {
 const files = [join(root, "main.ts"), join(root, "build.mjs"), ...DIRS.flatMap((d) => walk(join(root, d), []))];
 const rel = (p) => relative(root, p);
 // Static imports and re-exports (with or without `type`), and dynamic import("...").
-const IMPORT = /(?:^|\n)\s*(?:import|export)\s+(?:type\s+)?(?:[^'";]*?\sfrom\s+)?["']([^"']+)["']|\bimport\(\s*["']([^"']+)["']\s*\)/g;
+const IMPORT =
+  /(?:^|\n)\s*(?:import|export)\s+(?:type\s+)?(?:[^'";]*?\sfrom\s+)?["']([^"']+)["']|\bimport\(\s*["']([^"']+)["']\s*\)/g;
 
 const graph = new Map();
 for (const file of files) {
@@ -50,8 +51,10 @@ const problems = [];
 const pluginOf = (f) => /^plugins\/([^/]+)\//.exec(f)?.[1];
 for (const [file, deps] of graph) {
   for (const dep of deps) {
-    if (file.startsWith("lib/") && (dep.startsWith("plugins/") || dep === "main.ts")) problems.push(`${file} imports ${dep}: lib/ must not depend on plugins`);
-    if (file.startsWith("lib/kernel/") && !dep.startsWith("lib/kernel/") && !LEAF_HELPERS.has(dep)) problems.push(`${file} imports ${dep}: the kernel layer must not depend on the layers above it`);
+    if (file.startsWith("lib/") && (dep.startsWith("plugins/") || dep === "main.ts"))
+      problems.push(`${file} imports ${dep}: lib/ must not depend on plugins`);
+    if (file.startsWith("lib/kernel/") && !dep.startsWith("lib/kernel/") && !LEAF_HELPERS.has(dep))
+      problems.push(`${file} imports ${dep}: the kernel layer must not depend on the layers above it`);
     const [a, b] = [pluginOf(file), pluginOf(dep)];
     if (a && b && a !== b) problems.push(`${file} imports ${dep}: a plugin must not import another plugin`);
   }

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh Debian 12 machine (root) or a working tree: set-up (system
-# packages, node_modules, build, libcni client), then typecheck, unit tests, integration tests in
-# sandbox namespaces, and the end-to-end scripts. Every stage runs even if an earlier one failed;
-# the exit status is non-zero if any did. A summary ends the output.
+# packages, node_modules, build, libcni client), then lint (format, lint rules, import layers),
+# typecheck, unit tests, integration tests in sandbox namespaces, and the end-to-end scripts. Every
+# stage runs even if an earlier one failed; the exit status is non-zero if any did. A summary ends
+# the output.
 #
 #   npm test                          # or: bash test/run.sh
 #   TSCNI_DIST=dist-me bash test/run.sh    # build and test a separate tree
@@ -74,6 +75,7 @@ run_stage() {
 }
 
 bin=$root/node_modules/.bin
+run_stage lint check npm run --silent lint
 run_stage typecheck check "$bin/tsc" --noEmit -p .
 run_stage unit uvu "$bin/uvu" -r tsx test/unit
 # Integration files run one after another in one process (uvu runs suites sequentially); the

@@ -56,7 +56,7 @@ ensure_packages() {
 
 ensure_node_modules() {
     local tool
-    for tool in esbuild bun tsc tsx uvu; do
+    for tool in esbuild bun tsc tsx uvu biome; do
         if [ ! -x "$root/node_modules/.bin/$tool" ]; then
             log "node_modules incomplete ($tool missing): npm ci"
             (cd "$root" && npm ci --no-audit --no-fund)

@@ -14,7 +14,11 @@ export const pairOf = <T>(make: () => T): Pair<T> => ({ ours: make(), reference:
  * Runs `step` for both sides, `iterations` times, alternating which side goes first (ABBA...), so
  * a slow drift of the machine's load lands on both sides alike.
  */
-export async function alternate(sides: Sides, iterations: number, step: (side: Side, key: keyof Pair<Side>, i: number) => Promise<void>) {
+export async function alternate(
+  sides: Sides,
+  iterations: number,
+  step: (side: Side, key: keyof Pair<Side>, i: number) => Promise<void>,
+) {
   for (let i = 0; i < iterations; i++) {
     const order: (keyof Pair<Side>)[] = i % 2 === 0 ? ["ours", "reference"] : ["reference", "ours"];
     for (const key of order) await step(sides[key], key, i);

@@ -14,7 +14,14 @@ export interface Results {
   durationS: number;
   machine: [string, string][];
   loadAtEnd: string;
-  settings: { iterations: number; crowd: number; crowdIterations: number; burst: number; burstRounds: number; traceRuns: number };
+  settings: {
+    iterations: number;
+    crowd: number;
+    crowdIterations: number;
+    burst: number;
+    burstRounds: number;
+    traceRuns: number;
+  };
   single: Pair<SinglePod>;
   noPorts: Pair<Samples>;
   activity: Pair<Activity>;
@@ -58,11 +65,27 @@ function timingRow(what: string, ours: Samples, ref: Samples, max?: number): Row
 function growthRow(what: string, ours: [number[], number[]], ref: [number[], number[]], max: number): Row {
   const o = ratio(med(ours[1]), med(ours[0]));
   const f = ratio(med(ref[1]), med(ref[0]));
-  return { what, ours: fmtRatio(o), ref: fmtRatio(f), ratio: "", cpu: "", target: `ours ≤ ${max.toFixed(2)}`, status: check(o <= max) };
+  return {
+    what,
+    ours: fmtRatio(o),
+    ref: fmtRatio(f),
+    ratio: "",
+    cpu: "",
+    target: `ours ≤ ${max.toFixed(2)}`,
+    status: check(o <= max),
+  };
 }
 
 function countRow(what: string, ours: number, ref: number, target: number, ok: (n: number) => boolean): Row {
-  return { what, ours: String(ours), ref: String(ref), ratio: "", cpu: "", target: String(target), status: check(ok(ours)) };
+  return {
+    what,
+    ours: String(ours),
+    ref: String(ref),
+    ratio: "",
+    cpu: "",
+    target: String(target),
+    status: check(ok(ours)),
+  };
 }
 
 function summaryRows(r: Results): Row[] {
@@ -73,24 +96,59 @@ function summaryRows(r: Results): Row[] {
     const ref = { wall: b.reference[key], cpu: [] };
     return { ...timingRow(what, ours, ref, 1.0), cpu: "" };
   };
-  const portmapSpawns = (a: Activity) => a["DEL, no port mappings"].find((p) => p.plugin === "portmap")?.spawned.length ?? NaN;
+  const portmapSpawns = (a: Activity) =>
+    a["DEL, no port mappings"].find((p) => p.plugin === "portmap")?.spawned.length ?? NaN;
   return [
     timingRow("1 · ADD, one pod", s.ours.add, s.reference.add, 1.0),
     timingRow("1 · DEL, one pod", s.ours.del, s.reference.del, 0.8),
     timingRow("1 · ADD+DEL cycle", s.ours.cycle, s.reference.cycle, 0.8),
     timingRow("2 · ADD, pod 1 (alone on the bridge)", c.ours.first.add, c.reference.first.add),
     timingRow(`2 · ADD, pod ${n} (${n - 1} on the bridge)`, c.ours.crowded.add, c.reference.crowded.add),
-    growthRow(`2 · ADD pod ${n} ÷ ADD pod 1`, [c.ours.first.add.wall, c.ours.crowded.add.wall], [c.reference.first.add.wall, c.reference.crowded.add.wall], 1.1),
+    growthRow(
+      `2 · ADD pod ${n} ÷ ADD pod 1`,
+      [c.ours.first.add.wall, c.ours.crowded.add.wall],
+      [c.reference.first.add.wall, c.reference.crowded.add.wall],
+      1.1,
+    ),
     timingRow("2 · DEL, pod 1", c.ours.first.del, c.reference.first.del),
     timingRow(`2 · DEL, pod ${n}`, c.ours.crowded.del, c.reference.crowded.del),
-    growthRow(`2 · DEL pod ${n} ÷ DEL pod 1`, [c.ours.first.del.wall, c.ours.crowded.del.wall], [c.reference.first.del.wall, c.reference.crowded.del.wall], 1.1),
+    growthRow(
+      `2 · DEL pod ${n} ÷ DEL pod 1`,
+      [c.ours.first.del.wall, c.ours.crowded.del.wall],
+      [c.reference.first.del.wall, c.reference.crowded.del.wall],
+      1.1,
+    ),
     burstWall("addWall", `3 · ${r.settings.burst} concurrent ADDs, wall`),
     burstWall("delWall", `3 · ${r.settings.burst} concurrent DELs, wall`),
-    countRow("3 · failed operations", b.ours.addErrors + b.ours.delErrors, b.reference.addErrors + b.reference.delErrors, 0, (x) => x === 0),
-    countRow("3 · distinct addresses (lowest round)", Math.min(...b.ours.distinct), Math.min(...b.reference.distinct), r.settings.burst, (x) => x === r.settings.burst),
-    countRow("3 · addresses still reserved after the DELs", Math.max(...b.ours.leftover), Math.max(...b.reference.leftover), 0, (x) => x === 0),
+    countRow(
+      "3 · failed operations",
+      b.ours.addErrors + b.ours.delErrors,
+      b.reference.addErrors + b.reference.delErrors,
+      0,
+      (x) => x === 0,
+    ),
+    countRow(
+      "3 · distinct addresses (lowest round)",
+      Math.min(...b.ours.distinct),
+      Math.min(...b.reference.distinct),
+      r.settings.burst,
+      (x) => x === r.settings.burst,
+    ),
+    countRow(
+      "3 · addresses still reserved after the DELs",
+      Math.max(...b.ours.leftover),
+      Math.max(...b.reference.leftover),
+      0,
+      (x) => x === 0,
+    ),
     timingRow("4 · DEL, pod without port mappings", r.noPorts.ours, r.noPorts.reference),
-    countRow("4 · processes portmap spawns in that DEL", portmapSpawns(r.activity.ours), portmapSpawns(r.activity.reference), 0, (x) => x === 0),
+    countRow(
+      "4 · processes portmap spawns in that DEL",
+      portmapSpawns(r.activity.ours),
+      portmapSpawns(r.activity.reference),
+      0,
+      (x) => x === 0,
+    ),
     timingRow("6 · VERSION of bridge (no client)", r.version.ours, r.version.reference),
   ];
 }
@@ -120,7 +178,12 @@ function lockTable(r: Results): string {
   const { ours, reference: ref } = r.locks;
   const row = (verb: "add" | "del") => {
     const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
-    return [`pod network ${verb.toUpperCase()}`, fmtSummary(summarize(ours[verb])), fmtSummary(summarize(ref[verb])), `${fmt(sum(ours[verb]))} / ${fmt(sum(ref[verb]))}`];
+    return [
+      `pod network ${verb.toUpperCase()}`,
+      fmtSummary(summarize(ours[verb])),
+      fmtSummary(summarize(ref[verb])),
+      `${fmt(sum(ours[verb]))} / ${fmt(sum(ref[verb]))}`,
+    ];
   };
   const errors = ours.errors + ref.errors ? ` Failed runs: ours ${ours.errors}, reference ${ref.errors}.` : "";
   return [
@@ -145,9 +208,15 @@ function activityTables(r: Results): string {
     for (const plugin of plugins) {
       const o = ours.find((p) => p.plugin === plugin);
       const f = ref.find((p) => p.plugin === plugin);
-      const cell = (p?: (typeof ours)[number]) => (p ? `${p.spawned.length}: ${countPrograms(p.spawned)}` : plugin === "host-local" ? "in-process (bridge)" : "not run");
+      const cell = (p?: (typeof ours)[number]) =>
+        p
+          ? `${p.spawned.length}: ${countPrograms(p.spawned)}`
+          : plugin === "host-local"
+            ? "in-process (bridge)"
+            : "not run";
       spawnRows.push([op, plugin, cell(o), cell(f)]);
-      const phase = (p?: (typeof ours)[number]) => (p ? `${fmt(med(p.lifetimeMs))} / ${fmt(med(p.firstSpawnMs))} / ${fmt(med(p.childrenMs))}` : "–");
+      const phase = (p?: (typeof ours)[number]) =>
+        p ? `${fmt(med(p.lifetimeMs))} / ${fmt(med(p.firstSpawnMs))} / ${fmt(med(p.childrenMs))}` : "–";
       phaseRows.push([op, plugin, phase(o), phase(f)]);
     }
     spawnRows.push([op, "**all plugins**", `**${total(ours)}**`, `**${total(ref)}**`]);
@@ -176,7 +245,11 @@ function memoryTable(r: Results): string {
     const f = r.memory.reference.perPlugin[p];
     return [p, o ? mib(med(o)) : p === "host-local" ? "in-process (bridge)" : "–", f ? mib(med(f)) : "–"];
   });
-  rows.push(["largest single process of the ADD (libcni client included)", mib(med(r.memory.ours.largestKb)), mib(med(r.memory.reference.largestKb))]);
+  rows.push([
+    "largest single process of the ADD (libcni client included)",
+    mib(med(r.memory.ours.largestKb)),
+    mib(med(r.memory.reference.largestKb)),
+  ]);
   rows.push(["bridge answering VERSION", mib(med(r.version.ours.rssKb)), mib(med(r.version.reference.rssKb))]);
   return [
     "### 6 · Start-up and memory",
@@ -192,7 +265,13 @@ function memoryTable(r: Results): string {
 
 function dataPathTable(d: DataPath): string {
   const veth = med(d.veth);
-  const row = (what: string, p: Pair<number[]>) => [what, fmt(med(p.ours), 2), fmt(med(p.reference), 2), fmtRatio(med(p.ours) / veth), fmtRatio(med(p.reference) / veth)];
+  const row = (what: string, p: Pair<number[]>) => [
+    what,
+    fmt(med(p.ours), 2),
+    fmt(med(p.reference), 2),
+    fmtRatio(med(p.ours) / veth),
+    fmtRatio(med(p.reference) / veth),
+  ];
   return [
     "### 7 · Data path (iperf3, one TCP stream)",
     "",
@@ -208,7 +287,7 @@ function dataPathTable(d: DataPath): string {
 /** Another script's output: kept as is when it is markdown, in a code block when it is plain text. */
 function asMarkdown(text: string): string {
   const t = text.trim();
-  return /^(\||#|_)/m.test(t) ? t : "```\n" + t + "\n```";
+  return /^(\||#|_)/m.test(t) ? t : `\`\`\`\n${t}\n\`\`\``;
 }
 
 export function renderReport(r: Results): string {
@@ -236,7 +315,9 @@ export function renderReport(r: Results): string {
     "",
     missed.length ? `Targets missed: ${missed.join("; ")}.` : "All targets met.",
     ...(r.burst.ours.firstErrors.length ? ["", `First failures (ours): ${r.burst.ours.firstErrors.join(" · ")}`] : []),
-    ...(r.burst.reference.firstErrors.length ? ["", `First failures (reference): ${r.burst.reference.firstErrors.join(" · ")}`] : []),
+    ...(r.burst.reference.firstErrors.length
+      ? ["", `First failures (reference): ${r.burst.reference.firstErrors.join(" · ")}`]
+      : []),
     "",
     byNetworkTable(r),
     "",
@@ -247,7 +328,9 @@ export function renderReport(r: Results): string {
     memoryTable(r),
     "",
     ...(r.dataPath ? [dataPathTable(r.dataPath), ""] : []),
-    ...(r.ipamAlloc ? ["### host-local allocation cost (issue 3, bench/ipam-alloc.mjs)", "", asMarkdown(r.ipamAlloc), ""] : []),
+    ...(r.ipamAlloc
+      ? ["### host-local allocation cost (issue 3, bench/ipam-alloc.mjs)", "", asMarkdown(r.ipamAlloc), ""]
+      : []),
     "## How it is measured",
     "",
     "- **Configuration** (same file for both sides, cniVersion 1.0.0): loopback as a network of its own, as containerd runs its " +

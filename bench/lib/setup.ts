@@ -11,7 +11,19 @@ import { sh } from "../../test/helpers/sandbox.ts";
  */
 
 const ROOT = resolve(import.meta.dirname, "..", "..");
-const PACKAGES = ["iproute2", "iptables", "nftables", "conntrack", "util-linux", "procps", "containernetworking-plugins", "iperf3", "strace", "golang-go", "golang-github-appc-cni-dev"];
+const PACKAGES = [
+  "iproute2",
+  "iptables",
+  "nftables",
+  "conntrack",
+  "util-linux",
+  "procps",
+  "containernetworking-plugins",
+  "iperf3",
+  "strace",
+  "golang-go",
+  "golang-github-appc-cni-dev",
+];
 
 export interface Tools {
   ours: string;
@@ -21,7 +33,9 @@ export interface Tools {
 }
 
 export function setUp(opts: { ours?: string; reference: string }): Tools {
-  step("packages", () => sh(["bash", join(ROOT, "test", "setup.sh"), "--packages", ...PACKAGES], { timeoutMs: 900_000 }));
+  step("packages", () =>
+    sh(["bash", join(ROOT, "test", "setup.sh"), "--packages", ...PACKAGES], { timeoutMs: 900_000 }),
+  );
   let ours = opts.ours ?? process.env.TSCNI_BIN;
   if (!ours) {
     // node_modules and a build newer than every source file (test/setup.sh --demo does just that).
@@ -52,7 +66,13 @@ function buildWorker(): string {
   const tmp = `${out}.tmp.${process.pid}`;
   sh(["go", "build", "-trimpath", "-o", tmp, src], {
     timeoutMs: 600_000,
-    env: { ...process.env, GO111MODULE: "off", GOPROXY: "off", CGO_ENABLED: "0", GOCACHE: process.env.GOCACHE ?? "/tmp/tscni-gocache" },
+    env: {
+      ...process.env,
+      GO111MODULE: "off",
+      GOPROXY: "off",
+      CGO_ENABLED: "0",
+      GOCACHE: process.env.GOCACHE ?? "/tmp/tscni-gocache",
+    },
   });
   renameSync(tmp, out);
   return out;

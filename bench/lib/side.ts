@@ -107,7 +107,14 @@ export class Side {
   newPod(hostPort?: number, containerPort = 80): Pod {
     const index = ++this.podCount;
     const ns = this.sandbox.addContainer();
-    return { index, containerId: randomBytes(32).toString("hex"), netns: ns.name, netnsPath: ns.path, hostPort, containerPort };
+    return {
+      index,
+      containerId: randomBytes(32).toString("hex"),
+      netns: ns.name,
+      netnsPath: ns.path,
+      hostPort,
+      containerPort,
+    };
   }
 
   private clientEnv(pod: Pod, opts: ClientOptions): Record<string, string> {
@@ -122,7 +129,8 @@ export class Side {
       ...opts.env,
     };
     // containerd sends the capability even when the pod publishes no port: an empty list.
-    const portMappings = pod.hostPort === undefined ? [] : [{ hostPort: pod.hostPort, containerPort: pod.containerPort, protocol: "tcp" }];
+    const portMappings =
+      pod.hostPort === undefined ? [] : [{ hostPort: pod.hostPort, containerPort: pod.containerPort, protocol: "tcp" }];
     env.CAP_ARGS = JSON.stringify({ portMappings });
     return env;
   }
@@ -193,7 +201,11 @@ function combine(a: Run, b: Run): Omit<PodRun, "ok"> {
 
 function failed(r: Run, what: string, before?: Run): PodRun {
   const sum = before ? combine(before, r) : { wallMs: r.wallMs, cpuMs: r.cpuMs, maxRssKb: r.maxRssKb };
-  return { ...sum, ok: false, error: `${what} exited ${r.code}: ${(r.stderr || r.stdout).trim().split("\n").slice(-3).join(" | ")}` };
+  return {
+    ...sum,
+    ok: false,
+    error: `${what} exited ${r.code}: ${(r.stderr || r.stdout).trim().split("\n").slice(-3).join(" | ")}`,
+  };
 }
 
 /** The pod's IPv4 address from the pod network's ADD result. */

@@ -5,7 +5,15 @@ import { basename, dirname } from "node:path";
  * processes ran, which processes each of them spawned (directly or through a helper such as
  * nsenter), and how each plugin's life split between its own work and waiting for children.
  */
-export const STRACE_ARGS = ["strace", "-f", "-q", "-ttt", "--seccomp-bpf", "-e", "trace=execve,clone,clone3,fork,vfork,exit_group"];
+export const STRACE_ARGS = [
+  "strace",
+  "-f",
+  "-q",
+  "-ttt",
+  "--seccomp-bpf",
+  "-e",
+  "trace=execve,clone,clone3,fork,vfork,exit_group",
+];
 
 export interface Proc {
   pid: number;
@@ -38,7 +46,10 @@ export function parseTrace(text: string, pluginDir: string, pluginNames: readonl
   const pending = new Map<number, { call: string; ts: number }>();
   const proc = (pid: number) => {
     let p = procs.get(pid);
-    if (!p) procs.set(pid, (p = { pid, execs: [] }));
+    if (!p) {
+      p = { pid, execs: [] };
+      procs.set(pid, p);
+    }
     return p;
   };
   const owner = (tid: number) => tgid.get(tid) ?? tid;
@@ -93,7 +104,14 @@ export function parseTrace(text: string, pluginDir: string, pluginNames: readonl
   const plugins = new Map<number, PluginProc>();
   for (const p of procs.values()) {
     if (!isPlugin(p)) continue;
-    plugins.set(p.pid, { plugin: basename(p.execs[p.execs.length - 1]!), proc: p, spawned: [], lifetimeMs: ms(p.execAt, p.exitAt), firstSpawnMs: NaN, childrenMs: 0 });
+    plugins.set(p.pid, {
+      plugin: basename(p.execs[p.execs.length - 1]!),
+      proc: p,
+      spawned: [],
+      lifetimeMs: ms(p.execAt, p.exitAt),
+      firstSpawnMs: NaN,
+      childrenMs: 0,
+    });
   }
   for (const p of procs.values()) {
     if (p.execs.length === 0) continue;

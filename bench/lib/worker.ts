@@ -54,7 +54,7 @@ export class Worker {
     const envList = Object.entries(env).map(([k, v]) => `${k}=${v}`);
     return new Promise((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
-      this.proc.stdin.write(JSON.stringify({ id, argv, env: envList, stdin }) + "\n");
+      this.proc.stdin.write(`${JSON.stringify({ id, argv, env: envList, stdin })}\n`);
     });
   }
 

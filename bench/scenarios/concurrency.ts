@@ -21,7 +21,15 @@ export interface Burst {
  * deployment scales up and down. Wall time is from the first start to the last exit.
  */
 export async function concurrentPods(sides: Sides, pods: number, rounds: number): Promise<Pair<Burst>> {
-  const out = pairOf<Burst>(() => ({ addWall: [], delWall: [], addErrors: 0, delErrors: 0, firstErrors: [], distinct: [], leftover: [] }));
+  const out = pairOf<Burst>(() => ({
+    addWall: [],
+    delWall: [],
+    addErrors: 0,
+    delErrors: 0,
+    firstErrors: [],
+    distinct: [],
+    leftover: [],
+  }));
   await alternate(sides, rounds, async (side, key) => {
     const r = out[key];
     const batch = Array.from({ length: pods }, (_, i) => side.newPod(40000 + i));
@@ -31,7 +39,10 @@ export async function concurrentPods(sides: Sides, pods: number, rounds: number)
     t0 = performance.now();
     const dels = await Promise.all(batch.map((pod) => side.delPod(pod)));
     r.delWall.push(performance.now() - t0);
-    for (const [list, field] of [[adds, "addErrors"], [dels, "delErrors"]] as const) {
+    for (const [list, field] of [
+      [adds, "addErrors"],
+      [dels, "delErrors"],
+    ] as const) {
       for (const run of list) {
         if (run.ok) continue;
         r[field]++;

@@ -32,7 +32,10 @@ export async function dataPath(sides: Sides, baseline: Sandbox, runs: number, se
   const a = baseline.addNamespace("a");
   const b = baseline.addNamespace("b");
   sh(["ip", "link", "add", "eth0", "netns", a, "type", "veth", "peer", "name", "eth0", "netns", b]);
-  for (const [ns, addr] of [[a, "198.51.100.1/24"], [b, "198.51.100.2/24"]] as const) {
+  for (const [ns, addr] of [
+    [a, "198.51.100.1/24"],
+    [b, "198.51.100.2/24"],
+  ] as const) {
     baseline.inNs(ns, ["ip", "addr", "add", addr, "dev", "eth0"]);
     baseline.inNs(ns, ["ip", "link", "set", "eth0", "up"]);
     baseline.inNs(ns, ["ip", "link", "set", "lo", "up"]);
@@ -65,20 +68,33 @@ export async function dataPath(sides: Sides, baseline: Sandbox, runs: number, se
 }
 
 /** One iperf3 test: server in `serverNs` on `serverPort`, client in `clientNs` to target:port. */
-async function iperf(serverNs: string, clientNs: string, target: string, port: number, serverPort: number, seconds: number): Promise<number> {
-  const server = spawn("ip", ["netns", "exec", serverNs, "iperf3", "-s", "-1", "-p", String(serverPort)], { stdio: "ignore" });
+async function iperf(
+  serverNs: string,
+  clientNs: string,
+  target: string,
+  port: number,
+  serverPort: number,
+  seconds: number,
+): Promise<number> {
+  const server = spawn("ip", ["netns", "exec", serverNs, "iperf3", "-s", "-1", "-p", String(serverPort)], {
+    stdio: "ignore",
+  });
   try {
     for (let attempt = 0; ; attempt++) {
-      const r = sh(["ip", "netns", "exec", clientNs, "iperf3", "-c", target, "-p", String(port), "-t", String(seconds), "-J"], {
-        allowFailure: true,
-        timeoutMs: (seconds + 20) * 1000,
-      });
+      const r = sh(
+        ["ip", "netns", "exec", clientNs, "iperf3", "-c", target, "-p", String(port), "-t", String(seconds), "-J"],
+        {
+          allowFailure: true,
+          timeoutMs: (seconds + 20) * 1000,
+        },
+      );
       if (r.code === 0) {
         const bps = JSON.parse(r.stdout)?.end?.sum_received?.bits_per_second;
         if (typeof bps === "number") return bps / 1e9;
       }
       // The server may not be listening yet.
-      if (attempt >= 20) throw new Error(`iperf3 ${clientNs} -> ${target}:${port} failed: ${r.stderr}${r.stdout.slice(0, 500)}`);
+      if (attempt >= 20)
+        throw new Error(`iperf3 ${clientNs} -> ${target}:${port} failed: ${r.stderr}${r.stdout.slice(0, 500)}`);
       await sleep(100);
     }
   } finally {

@@ -44,7 +44,12 @@ export async function singlePod(sides: Sides, iterations: number): Promise<Pair<
     add: samples(),
     del: samples(),
     cycle: samples(),
-    byNetwork: { "loopback ADD": samples(), "pod network ADD": samples(), "pod network DEL": samples(), "loopback DEL": samples() },
+    byNetwork: {
+      "loopback ADD": samples(),
+      "pod network ADD": samples(),
+      "pod network DEL": samples(),
+      "loopback DEL": samples(),
+    },
   }));
   await alternate(sides, iterations, async (side, key) => {
     const pod = side.newPod(8080);
@@ -77,7 +82,11 @@ export interface Crowded {
  */
 export async function crowdedBridge(sides: Sides, total: number, iterations: number): Promise<Pair<Crowded>> {
   const others = total - 1;
-  const out = pairOf<Crowded>(() => ({ others, first: { add: samples(), del: samples() }, crowded: { add: samples(), del: samples() } }));
+  const out = pairOf<Crowded>(() => ({
+    others,
+    first: { add: samples(), del: samples() },
+    crowded: { add: samples(), del: samples() },
+  }));
   const measure = (which: "first" | "crowded") =>
     alternate(sides, iterations, async (side, key) => {
       const pod = side.newPod(8080);

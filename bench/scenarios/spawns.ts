@@ -64,7 +64,10 @@ function merge(into: PluginActivity[], procs: PluginProc[], first: boolean) {
     while (seen.has(name)) name += "'";
     seen.add(name);
     let a = into.find((x) => x.plugin === name);
-    if (!a) into.push((a = { plugin: name, spawned: [], lifetimeMs: [], firstSpawnMs: [], childrenMs: [] }));
+    if (!a) {
+      a = { plugin: name, spawned: [], lifetimeMs: [], firstSpawnMs: [], childrenMs: [] };
+      into.push(a);
+    }
     if (first) a.spawned = p.spawned;
     a.lifetimeMs.push(p.lifetimeMs);
     a.firstSpawnMs.push(p.firstSpawnMs);

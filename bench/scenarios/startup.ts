@@ -4,11 +4,16 @@ import { alternate, pairOf, type Pair, type Sides } from "../lib/ab.ts";
 import { BenchFailure, must, type Samples } from "./latency.ts";
 
 /** Scenario 6a: a plugin's VERSION, run directly (no client): the price of starting the executable. */
-export async function versionStartup(sides: Sides, iterations: number, plugin = "bridge"): Promise<Pair<Samples & { rssKb: number[] }>> {
+export async function versionStartup(
+  sides: Sides,
+  iterations: number,
+  plugin = "bridge",
+): Promise<Pair<Samples & { rssKb: number[] }>> {
   const out = pairOf(() => ({ wall: [] as number[], cpu: [] as number[], rssKb: [] as number[] }));
   await alternate(sides, iterations, async (side, key) => {
     const run = await side.runPlugin(plugin, { CNI_COMMAND: "VERSION" }, '{"cniVersion":"1.0.0"}');
-    if (run.code !== 0 || !run.stdout.includes("supportedVersions")) throw new BenchFailure(`${side.label}: ${plugin} VERSION: ${run.stdout}${run.stderr}`);
+    if (run.code !== 0 || !run.stdout.includes("supportedVersions"))
+      throw new BenchFailure(`${side.label}: ${plugin} VERSION: ${run.stdout}${run.stderr}`);
     out[key].wall.push(run.wallMs);
     out[key].cpu.push(run.cpuMs);
     out[key].rssKb.push(run.maxRssKb);
@@ -39,7 +44,8 @@ export async function addMemory(sides: Sides, iterations: number): Promise<Pair<
     for (const line of readFileSync(log, "utf8").trim().split("\n")) {
       const [name, command, kb] = line.split(" ");
       if (command !== "ADD" || !name) continue;
-      (out[key].perPlugin[name] ??= []).push(Number(kb));
+      out[key].perPlugin[name] ??= [];
+      out[key].perPlugin[name].push(Number(kb));
     }
     must(await side.delPod(pod), side, "DEL after the RSS ADD");
   });

@@ -29,5 +29,9 @@ export function parseWith<S extends z.ZodType>(schema: S, raw: unknown, code: nu
   if (r.success) return r.data;
   const issue = r.error.issues[0]!;
   const field = issue.path.length > 0 ? issue.path.map(String).join(".") : "(config)";
-  throw new CniError(code, `invalid network config: ${field}: ${issue.message}`, r.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; "));
+  throw new CniError(
+    code,
+    `invalid network config: ${field}: ${issue.message}`,
+    r.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; "),
+  );
 }

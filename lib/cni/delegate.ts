@@ -20,7 +20,11 @@ export function findInPath(type: string, path: readonly string[]): string {
  * says. When the binary found is this very executable, the plugin runs in-process instead: same
  * code, without paying a second process start-up.
  */
-export async function delegate(command: Exclude<Command, "VERSION">, type: string, req: Request<unknown>): Promise<Result | undefined> {
+export async function delegate(
+  command: Exclude<Command, "VERSION">,
+  type: string,
+  req: Request<unknown>,
+): Promise<Result | undefined> {
   const file = findInPath(type, req.path);
   const spec = req.resolvePlugin(type);
   if (spec && isSelf(file)) {

@@ -14,7 +14,7 @@ export interface CniEnv {
 }
 
 // Same rule as the reference skel and libcni.
-const ID_RE = /^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$/;
+const ID_RE = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
 
 export function readEnv(env: NodeJS.ProcessEnv): CniEnv {
   const command = env.CNI_COMMAND ?? "";
@@ -66,7 +66,8 @@ export function validateIfname(name: string, field: string, code: number = Code.
   else if (Buffer.byteLength(name) > 15) why = "interface name is too long (at most 15 bytes)";
   else if (name === "." || name === "..") why = "interface name is . or ..";
   else if (/[/:\s]/.test(name)) why = "interface name contains '/', ':' or whitespace";
-  else if (/[\x00-\x2c\x3b-\x40\x5b-\x5e\x60\x7b-\x7f]|[\p{C}\p{Z}]/u.test(name)) why = "interface name may only contain letters, digits, '-', '_' and '.'";
+  else if (/[\x00-\x2c\x3b-\x40\x5b-\x5e\x60\x7b-\x7f]|[\p{C}\p{Z}]/u.test(name))
+    why = "interface name may only contain letters, digits, '-', '_' and '.'";
   if (why) throw new CniError(code, `${field}: ${why}`, JSON.stringify(name));
 }
 
@@ -76,7 +77,12 @@ export function validateIfname(name: string, field: string, code: number = Code.
  */
 export function validateNetworkName(name: unknown) {
   if (typeof name !== "string" || name === "") throw new CniError(Code.InvalidConfig, "missing network name");
-  if (name.length > 255) throw new CniError(Code.InvalidConfig, "network name is too long (at most 255 characters)", `${name.slice(0, 64)}...`);
+  if (name.length > 255)
+    throw new CniError(
+      Code.InvalidConfig,
+      "network name is too long (at most 255 characters)",
+      `${name.slice(0, 64)}...`,
+    );
   if (!ID_RE.test(name) || name.includes("..")) {
     throw new CniError(Code.InvalidConfig, "invalid characters found in network name", name);
   }

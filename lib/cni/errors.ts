@@ -47,7 +47,8 @@ const KERNEL_CODES: Record<KernelFault, number> = {
  */
 export function asCniError(e: unknown): CniError {
   if (e instanceof CniError) return e;
-  if (e instanceof KernelError) return new CniError(KERNEL_CODES[e.fault], e.message, e.detail.details ?? e.detail.argv?.join(" ") ?? "");
+  if (e instanceof KernelError)
+    return new CniError(KERNEL_CODES[e.fault], e.message, e.detail.details ?? e.detail.argv?.join(" ") ?? "");
   if (e instanceof Error) return new CniError(Code.Internal, e.message);
   return new CniError(Code.Internal, String(e));
 }

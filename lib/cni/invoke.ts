@@ -97,12 +97,18 @@ function pluginFailure(stdout: string, stderr: string, exit: string): CniError {
     e = JSON.parse(stdout);
     if (typeof e !== "object" || e === null || Array.isArray(e)) throw new Error("not a JSON object");
   } catch (err) {
-    return new CniError(0, `netplugin failed but error parsing its diagnostic message ${JSON.stringify(stdout)}: ${(err as Error).message}`);
+    return new CniError(
+      0,
+      `netplugin failed but error parsing its diagnostic message ${JSON.stringify(stdout)}: ${(err as Error).message}`,
+    );
   }
   const { code, msg, details } = e as { code?: unknown; msg?: unknown; details?: unknown };
-  return new CniError(typeof code === "number" ? code : 0, typeof msg === "string" ? msg : "", typeof details === "string" ? details : "");
+  return new CniError(
+    typeof code === "number" ? code : 0,
+    typeof msg === "string" ? msg : "",
+    typeof details === "string" ? details : "",
+  );
 }
-
 
 /** What `version <plugin>` reports: libcni's VERSION probe and its decoding of the answer. */
 export interface VersionInfo {
@@ -130,8 +136,11 @@ export function getVersionInfo(pluginPath: string, base: NodeJS.ProcessEnv = pro
   } catch (e) {
     throw new Error(`decoding version info: ${(e as Error).message}`);
   }
-  if (typeof info.cniVersion !== "string" || info.cniVersion === "") throw new Error("decoding version info: missing field cniVersion");
-  const supported = Array.isArray(info.supportedVersions) ? info.supportedVersions.filter((v): v is string => typeof v === "string") : [];
+  if (typeof info.cniVersion !== "string" || info.cniVersion === "")
+    throw new Error("decoding version info: missing field cniVersion");
+  const supported = Array.isArray(info.supportedVersions)
+    ? info.supportedVersions.filter((v): v is string => typeof v === "string")
+    : [];
   if (supported.length === 0) {
     if (info.cniVersion === "0.2.0") return { cniVersion: CURRENT_VERSION, supportedVersions: ["0.1.0", "0.2.0"] };
     throw new Error("decoding version info: missing field supportedVersions");

@@ -54,7 +54,10 @@ export interface Result {
 const CurrentResult = z.object({
   cniVersion: z.string().optional(),
   interfaces: z.array(InterfaceSchema).optional().nullable(),
-  ips: z.array(IPConfigSchema.extend({ version: z.enum(["4", "6"]).optional() })).optional().nullable(),
+  ips: z
+    .array(IPConfigSchema.extend({ version: z.enum(["4", "6"]).optional() }))
+    .optional()
+    .nullable(),
   routes: z.array(RouteSchema).optional().nullable(),
   dns: DNSSchema.optional().nullable(),
 });
@@ -62,7 +65,10 @@ const CurrentResult = z.object({
 const LegacyIP = z.object({
   ip: z.string(),
   gateway: z.string().optional(),
-  routes: z.array(z.object({ dst: z.string(), gw: z.string().optional() })).optional().nullable(),
+  routes: z
+    .array(z.object({ dst: z.string(), gw: z.string().optional() }))
+    .optional()
+    .nullable(),
 });
 const LegacyResult = z.object({
   cniVersion: z.string().optional(),
@@ -106,4 +112,3 @@ function decodeError(e: z.ZodError): CniError {
   const where = issue?.path.length ? issue.path.join(".") : "result";
   return new CniError(Code.DecodingFailure, `could not parse prevResult: ${where}: ${issue?.message ?? "invalid"}`);
 }
-

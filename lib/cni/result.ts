@@ -14,7 +14,13 @@ export function toWire(result: Result, version: string): Record<string, unknown>
   const dns = result.dns && Object.keys(result.dns).length > 0 ? result.dns : undefined;
   switch (resultFamily(version)) {
     case "v1":
-      return compact({ cniVersion: version, interfaces: nonEmpty(result.interfaces), ips: nonEmpty(result.ips), routes: nonEmpty(result.routes), dns });
+      return compact({
+        cniVersion: version,
+        interfaces: nonEmpty(result.interfaces),
+        ips: nonEmpty(result.ips),
+        routes: nonEmpty(result.routes),
+        dns,
+      });
     case "v04":
       return compact({
         cniVersion: version,
@@ -29,7 +35,9 @@ export function toWire(result: Result, version: string): Record<string, unknown>
       if (!ip4 && !ip6) throw new CniError(Code.Internal, "cannot convert: no valid IP addresses");
       const legacy = (ip: IPConfig | undefined, v6: boolean) => {
         if (!ip) return undefined;
-        const routes = (result.routes ?? []).filter((r) => isV6(r.dst) === v6).map((r) => compact({ dst: r.dst, gw: r.gw }));
+        const routes = (result.routes ?? [])
+          .filter((r) => isV6(r.dst) === v6)
+          .map((r) => compact({ dst: r.dst, gw: r.gw }));
         return compact({ ip: ip.address, gateway: ip.gateway, routes: nonEmpty(routes) });
       };
       return compact({ cniVersion: version, ip4: legacy(ip4, false), ip6: legacy(ip6, true), dns: dns ?? {} });

@@ -31,6 +31,7 @@ export interface PluginImpl<C> {
 export interface PluginSpec {
   name: string;
   /** Loaded only after VERSION and the cheap checks, so the VERSION path stays tiny. */
+  // biome-ignore lint/suspicious/noExplicitAny: each plugin has its own config type; the registry holds them all
   load: () => Promise<PluginImpl<any>>;
   versions?: readonly string[];
 }
@@ -43,15 +44,21 @@ const noPlugins: PluginResolver = () => undefined;
 const MAX_STDIN = 4 * 1024 * 1024;
 
 /** Runs one CNI invocation of `plugin` end to end and returns the process exit code. */
-export async function runPlugin(plugin: PluginSpec, env: NodeJS.ProcessEnv = process.env, resolvePlugin: PluginResolver = noPlugins): Promise<number> {
+export async function runPlugin(
+  plugin: PluginSpec,
+  env: NodeJS.ProcessEnv = process.env,
+  resolvePlugin: PluginResolver = noPlugins,
+): Promise<number> {
   const versions = plugin.versions ?? SUPPORTED_VERSIONS;
   const command = env.CNI_COMMAND ?? "";
   if (command === "") {
-    process.stderr.write(`CNI ${plugin.name} plugin ${PKG_VERSION}\nCNI protocol versions supported: ${versions.join(", ")}\n`);
+    process.stderr.write(
+      `CNI ${plugin.name} plugin ${PKG_VERSION}\nCNI protocol versions supported: ${versions.join(", ")}\n`,
+    );
     return 0;
   }
   if (command === "VERSION") {
-    writeStdout(JSON.stringify({ cniVersion: CURRENT_VERSION, supportedVersions: versions }) + "\n");
+    writeStdout(`${JSON.stringify({ cniVersion: CURRENT_VERSION, supportedVersions: versions })}\n`);
     return 0;
   }
   const seen: Seen = { version: CURRENT_VERSION };
@@ -70,7 +77,7 @@ export async function runPlugin(plugin: PluginSpec, env: NodeJS.ProcessEnv = pro
           await (async () => impl.del({ ...req, command: "DEL" }))().catch(() => undefined);
           throw e;
         }
-        writeStdout(JSON.stringify(wire) + "\n");
+        writeStdout(`${JSON.stringify(wire)}\n`);
         break;
       }
       case "DEL":
@@ -90,7 +97,7 @@ export async function runPlugin(plugin: PluginSpec, env: NodeJS.ProcessEnv = pro
   } catch (e) {
     const err = asCniError(e);
     const out = JSON.stringify(err.toJSON(seen.version));
-    writeStdout(out + "\n");
+    writeStdout(`${out}\n`);
     logLine(seen.logFile, `${plugin.name} ${command}: ${out}`);
     if (err.code === Code.Internal && e instanceof Error && !(e instanceof CniError) && env.CNI_DEBUG) {
       process.stderr.write(`${e.stack}\n`);
@@ -137,14 +144,21 @@ export async function prepare(
   const v = conf.cniVersion === undefined || conf.cniVersion === "" ? "0.1.0" : conf.cniVersion;
   if (typeof v !== "string") throw new CniError(Code.DecodingFailure, "cniVersion: expected a string");
   if (!versions.includes(v)) {
-    throw new CniError(Code.IncompatibleVersion, "incompatible CNI versions", `config is "${v}", plugin supports [${versions.map((x) => `"${x}"`).join(" ")}]`);
+    throw new CniError(
+      Code.IncompatibleVersion,
+      "incompatible CNI versions",
+      `config is "${v}", plugin supports [${versions.map((x) => `"${x}"`).join(" ")}]`,
+    );
   }
   seen.version = v;
   checkVerbAllowed(cniEnv.command, v);
 
   const netnsState = cniEnv.command === "GC" || cniEnv.command === "STATUS" ? "none" : await checkNetns(cniEnv);
   const impl = await plugin.load();
-  return { impl, req: { ...cniEnv, stdin, version: v, netnsState, resolvePlugin, config: impl.parseConfig(conf, cniEnv) } };
+  return {
+    impl,
+    req: { ...cniEnv, stdin, version: v, netnsState, resolvePlugin, config: impl.parseConfig(conf, cniEnv) },
+  };
 }
 
 /**
@@ -159,7 +173,7 @@ async function checkNetns(env: CniEnv): Promise<NetnsState> {
     await (await import("../kernel/libc.ts")).loadLibc();
     const setns = await import("../kernel/setns.ts");
     setns.onStuckInNamespace((e) => {
-      writeStdout(JSON.stringify(asCniError(e).toJSON(CURRENT_VERSION)) + "\n");
+      writeStdout(`${JSON.stringify(asCniError(e).toJSON(CURRENT_VERSION))}\n`);
       process.exit(1);
     });
     try {
@@ -202,7 +216,8 @@ function readStdin(): Buffer {
     }
     if (n === 0) break;
     total += n;
-    if (total > MAX_STDIN) throw new CniError(Code.IOFailure, `network configuration on stdin exceeds ${MAX_STDIN} bytes`);
+    if (total > MAX_STDIN)
+      throw new CniError(Code.IOFailure, `network configuration on stdin exceeds ${MAX_STDIN} bytes`);
     chunks.push(Buffer.from(buf.subarray(0, n)));
   }
   return Buffer.concat(chunks);
@@ -227,13 +242,17 @@ export function writeStdout(text: string) {
 
 /** Diagnostics go to stderr, and also to the config's logFile when it names one. */
 export function logLine(logFile: string | undefined, line: string) {
-  process.stderr.write(line + "\n");
-  if (!logFile || !logFile.startsWith("/")) return;
+  process.stderr.write(`${line}\n`);
+  if (!logFile?.startsWith("/")) return;
   try {
     // Non-blocking open: a FIFO nobody reads fails at once instead of holding the answer back. No
     // symlink is followed and only a regular file is written, so a config cannot aim root's append
     // at a device or through a planted link.
-    const fd = openSync(logFile, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_NONBLOCK | constants.O_NOFOLLOW, 0o600);
+    const fd = openSync(
+      logFile,
+      constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_NONBLOCK | constants.O_NOFOLLOW,
+      0o600,
+    );
     try {
       if (fstatSync(fd).isFile()) writeSync(fd, `${new Date().toISOString()} ${line}\n`);
     } finally {

@@ -24,9 +24,15 @@ export interface Attachment {
 const q = JSON.stringify;
 
 /** `<cacheDir>/results/<network>-<containerID>-<ifname>` */
-export function cacheFilePath(cacheDir: string, netName: string, rt: Pick<RuntimeConf, "containerId" | "ifName">): string {
+export function cacheFilePath(
+  cacheDir: string,
+  netName: string,
+  rt: Pick<RuntimeConf, "containerId" | "ifName">,
+): string {
   if (netName === "" || rt.containerId === "" || rt.ifName === "") {
-    throw new Error(`cache file path requires network name (${q(netName)}), container ID (${q(rt.containerId)}), and interface name (${q(rt.ifName)})`);
+    throw new Error(
+      `cache file path requires network name (${q(netName)}), container ID (${q(rt.containerId)}), and interface name (${q(rt.ifName)})`,
+    );
   }
   return join(cacheDir, "results", `${netName}-${rt.containerId}-${rt.ifName}`);
 }
@@ -35,7 +41,11 @@ export function cacheFilePath(cacheDir: string, netName: string, rt: Pick<Runtim
  * The entry libcni writes after a successful ADD: its cachedInfo struct in field order, empty
  * netns/cniArgs/capabilityArgs omitted, the list's bytes in base64 and the result with sorted keys.
  */
-export function encodeCacheEntry(list: Pick<NetworkConfigList, "name" | "bytes">, rt: RuntimeConf, result: WireResult): string {
+export function encodeCacheEntry(
+  list: Pick<NetworkConfigList, "name" | "bytes">,
+  rt: RuntimeConf,
+  result: WireResult,
+): string {
   return goMarshalStruct([
     ["kind", CACHE_KIND],
     ["containerId", rt.containerId],
@@ -50,7 +60,12 @@ export function encodeCacheEntry(list: Pick<NetworkConfigList, "name" | "bytes">
 }
 
 /** Directory 0700, file 0600, as libcni creates them. */
-export function writeCachedResult(cacheDir: string, list: Pick<NetworkConfigList, "name" | "bytes">, rt: RuntimeConf, result: WireResult) {
+export function writeCachedResult(
+  cacheDir: string,
+  list: Pick<NetworkConfigList, "name" | "bytes">,
+  rt: RuntimeConf,
+  result: WireResult,
+) {
   const file = cacheFilePath(cacheDir, list.name, rt);
   mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
   writeFileSync(file, encodeCacheEntry(list, rt, result), { mode: 0o600 });
@@ -61,7 +76,11 @@ export function writeCachedResult(cacheDir: string, list: Pick<NetworkConfigList
  * The cached result of an earlier ADD, in the version it was stored in; undefined when there is no
  * entry. An entry that is not cniCacheV1 is read as a bare result (libcni's pre-1.0 cache format).
  */
-export function readCachedResult(cacheDir: string, netName: string, rt: Pick<RuntimeConf, "containerId" | "ifName">): unknown {
+export function readCachedResult(
+  cacheDir: string,
+  netName: string,
+  rt: Pick<RuntimeConf, "containerId" | "ifName">,
+): unknown {
   const file = cacheFilePath(cacheDir, netName, rt);
   let text: string;
   try {
@@ -108,7 +127,9 @@ export function cachedAttachments(cacheDir: string): Attachment[] | undefined {
     const str = (v: unknown) => (typeof v === "string" ? v : "");
     if (str(c.ifName) === "" || str(c.networkName) === "") continue;
     const cniArgs = Array.isArray(c.cniArgs)
-      ? c.cniArgs.filter((p): p is [string, string] => Array.isArray(p) && p.length === 2 && p.every((x) => typeof x === "string"))
+      ? c.cniArgs.filter(
+          (p): p is [string, string] => Array.isArray(p) && p.length === 2 && p.every((x) => typeof x === "string"),
+        )
       : [];
     out.push({
       containerId: str(c.containerId),

@@ -40,7 +40,6 @@ export class NoConfigsFoundError extends Error {
   }
 }
 
-
 /** Go's wording for a JSON value of the wrong kind ("cannot unmarshal array into ..."). */
 function jsonKind(v: unknown): string {
   if (Array.isArray(v)) return "array";
@@ -60,7 +59,8 @@ export function isValidVersion(v: string): boolean {
 /** A plugin object (one `plugins` entry, or a single-plugin .conf file); it must name its `type`. */
 export function pluginConf(value: unknown): PluginConf {
   const fail = (why: string) => new Error(`error parsing configuration: ${why}`);
-  if (value !== null && !isObject(value)) throw fail(`json: cannot unmarshal ${jsonKind(value)} into Go value of type types.PluginConf`);
+  if (value !== null && !isObject(value))
+    throw fail(`json: cannot unmarshal ${jsonKind(value)} into Go value of type types.PluginConf`);
   const raw = value ?? {};
   for (const key of ["cniVersion", "name", "type"]) {
     const v = raw[key];
@@ -71,9 +71,13 @@ export function pluginConf(value: unknown): PluginConf {
   const capabilities: Record<string, boolean> = {};
   const caps = raw.capabilities;
   if (caps !== undefined && caps !== null) {
-    if (!isObject(caps)) throw fail(`json: cannot unmarshal ${jsonKind(caps)} into Go struct field PluginConf.capabilities of type map[string]bool`);
+    if (!isObject(caps))
+      throw fail(
+        `json: cannot unmarshal ${jsonKind(caps)} into Go struct field PluginConf.capabilities of type map[string]bool`,
+      );
     for (const [k, v] of Object.entries(caps)) {
-      if (typeof v !== "boolean") throw fail(`json: cannot unmarshal ${jsonKind(v)} into Go struct field PluginConf.capabilities of type bool`);
+      if (typeof v !== "boolean")
+        throw fail(`json: cannot unmarshal ${jsonKind(v)} into Go struct field PluginConf.capabilities of type bool`);
       capabilities[k] = v;
     }
   }
@@ -101,7 +105,8 @@ export function networkConfFromBytes(bytes: Buffer): NetworkConfigList {
   } catch (e) {
     throw fail((e as Error).message);
   }
-  if (parsed !== null && !isObject(parsed)) throw fail(`json: cannot unmarshal ${jsonKind(parsed)} into Go value of type map[string]interface {}`);
+  if (parsed !== null && !isObject(parsed))
+    throw fail(`json: cannot unmarshal ${jsonKind(parsed)} into Go value of type map[string]interface {}`);
   const raw = parsed ?? {};
 
   if (!("name" in raw)) throw fail("no name");
@@ -198,7 +203,7 @@ function readConfFile(filename: string): Buffer {
 
 /** Files of `dir` (not directories) whose extension is one of `extensions`, sorted; none if `dir` is missing. */
 export function confFiles(dir: string, extensions: readonly string[]): string[] {
-  let entries;
+  let entries: import("node:fs").Dirent[];
   try {
     entries = readdirSync(dir, { withFileTypes: true });
   } catch (e) {

@@ -29,7 +29,8 @@ function encode(v: unknown): string {
 }
 
 // These characters only ever occur inside JSON strings, so replacing them in the whole text is safe.
-const htmlEscape = (s: string) => s.replace(/[<>&\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
+const htmlEscape = (s: string) =>
+  s.replace(/[<>&\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
 
 /** Go's %T for a decoded JSON value, for error messages that match libcni's. */
 export function goTypeName(v: unknown): string {
@@ -47,4 +48,5 @@ export function goTypeName(v: unknown): string {
   }
 }
 
-export const isObject = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);
+export const isObject = (v: unknown): v is Record<string, unknown> =>
+  typeof v === "object" && v !== null && !Array.isArray(v);

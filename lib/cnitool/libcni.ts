@@ -30,7 +30,12 @@ const q = JSON.stringify;
  * and `cniVersion`, `prevResult` when there is one, and `runtimeConfig` holding the capability
  * arguments the entry declares true in `capabilities` and the runtime supplied (none: key untouched).
  */
-export function buildOneConfig(list: Pick<NetworkConfigList, "name" | "cniVersion">, plugin: PluginConf, prevResult: unknown, rt?: Pick<RuntimeConf, "capabilityArgs">): string {
+export function buildOneConfig(
+  list: Pick<NetworkConfigList, "name" | "cniVersion">,
+  plugin: PluginConf,
+  prevResult: unknown,
+  rt?: Pick<RuntimeConf, "capabilityArgs">,
+): string {
   const conf: Record<string, unknown> = { ...plugin.raw, name: list.name, cniVersion: list.cniVersion };
   if (prevResult !== undefined) conf.prevResult = prevResult;
   const runtimeConfig: Record<string, unknown> = {};
@@ -46,7 +51,10 @@ export function buildOneConfig(list: Pick<NetworkConfigList, "name" | "cniVersio
  * Container ID, network name and interface name become file names (the cache, plugins' state)
  * and kernel names: refused before anything runs, with the skel's rules and CNI error codes.
  */
-export function validateAttachment(list: Pick<NetworkConfigList, "name">, rt: Pick<RuntimeConf, "containerId" | "ifName">) {
+export function validateAttachment(
+  list: Pick<NetworkConfigList, "name">,
+  rt: Pick<RuntimeConf, "containerId" | "ifName">,
+) {
   validateContainerId(rt.containerId);
   validateNetworkName(list.name);
   validateIfname(rt.ifName, "CNI_IFNAME");
@@ -76,7 +84,14 @@ export function errorText(e: unknown): string {
 
 function invoke(cfg: CniConfig, plugin: PluginConf, command: string, stdin: string, rt?: RuntimeConf): string {
   const file = findPlugin(plugin.type, cfg.path);
-  const env = pluginEnv({ command, containerId: rt?.containerId, netns: rt?.netns, ifName: rt?.ifName, args: rt?.args, path: cfg.path });
+  const env = pluginEnv({
+    command,
+    containerId: rt?.containerId,
+    netns: rt?.netns,
+    ifName: rt?.ifName,
+    args: rt?.args,
+    path: cfg.path,
+  });
   return execPlugin(file, stdin, env);
 }
 
@@ -109,7 +124,8 @@ async function cachedResult(cfg: CniConfig, list: NetworkConfigList, rt: Runtime
 
 /** CHECK (0.4.0 and later): the chain in order, each plugin getting the cached ADD result. */
 export async function checkNetworkList(cfg: CniConfig, list: NetworkConfigList, rt: RuntimeConf): Promise<void> {
-  if (!versionAtLeast(list.cniVersion, "0.4.0")) throw new Error(`configuration version ${q(list.cniVersion)} does not support the CHECK command`);
+  if (!versionAtLeast(list.cniVersion, "0.4.0"))
+    throw new Error(`configuration version ${q(list.cniVersion)} does not support the CHECK command`);
   if (list.disableCheck) return;
   validateAttachment(list, rt);
   let prev: WireResult | undefined;
@@ -161,7 +177,13 @@ export async function gcNetworkList(cfg: CniConfig, list: NetworkConfigList, val
   const errors: unknown[] = [];
   for (const a of attachments) {
     if (a.network !== list.name || keep.has(`${a.containerId}\0${a.ifName}`)) continue;
-    const rt: RuntimeConf = { containerId: a.containerId, netns: a.netns, ifName: a.ifName, args: a.cniArgs, capabilityArgs: a.capabilityArgs };
+    const rt: RuntimeConf = {
+      containerId: a.containerId,
+      netns: a.netns,
+      ifName: a.ifName,
+      args: a.cniArgs,
+      capabilityArgs: a.capabilityArgs,
+    };
     try {
       await delNetworkList(cfg, list, rt);
     } catch (e) {
@@ -169,7 +191,12 @@ export async function gcNetworkList(cfg: CniConfig, list: NetworkConfigList, val
     }
   }
   if (versionAtLeast(list.cniVersion, "1.1.0")) {
-    const inject = { name: list.name, cniVersion: list.cniVersion, "cni.dev/valid-attachments": valid, "cni.dev/attachments": valid };
+    const inject = {
+      name: list.name,
+      cniVersion: list.cniVersion,
+      "cni.dev/valid-attachments": valid,
+      "cni.dev/attachments": valid,
+    };
     for (const plugin of list.plugins) {
       try {
         invoke(cfg, plugin, "GC", goMarshal({ ...plugin.raw, ...inject }));
@@ -193,6 +220,8 @@ function joinErrors(errors: unknown[]): Error {
  * is the answer. An older list is refused as CHECK is (libcni itself answers "fine" without asking).
  */
 export async function statusNetworkList(cfg: CniConfig, list: NetworkConfigList): Promise<void> {
-  if (!versionAtLeast(list.cniVersion, "1.1.0")) throw new Error(`configuration version ${q(list.cniVersion)} does not support the STATUS command`);
-  for (const plugin of list.plugins) invoke(cfg, plugin, "STATUS", goMarshal({ ...plugin.raw, name: list.name, cniVersion: list.cniVersion }));
+  if (!versionAtLeast(list.cniVersion, "1.1.0"))
+    throw new Error(`configuration version ${q(list.cniVersion)} does not support the STATUS command`);
+  for (const plugin of list.plugins)
+    invoke(cfg, plugin, "STATUS", goMarshal({ ...plugin.raw, name: list.name, cniVersion: list.cniVersion }));
 }

@@ -3,7 +3,17 @@ import { CniError } from "../cni/errors.ts";
 import { cachedAttachments, DEFAULT_CACHE_DIR } from "./cache.ts";
 import { loadNetwork, type NetworkConfigList } from "./conf.ts";
 import { findPlugin, getVersionInfo } from "../cni/invoke.ts";
-import { addNetworkList, checkNetworkList, delNetworkList, errorText, gcNetworkList, prefixError, statusNetworkList, type CniConfig, type GCAttachment } from "./libcni.ts";
+import {
+  addNetworkList,
+  checkNetworkList,
+  delNetworkList,
+  errorText,
+  gcNetworkList,
+  prefixError,
+  statusNetworkList,
+  type CniConfig,
+  type GCAttachment,
+} from "./libcni.ts";
 import { runtimeConfFromEnv } from "./runtime.ts";
 import { writeStdout } from "../cni/skel.ts";
 
@@ -70,7 +80,7 @@ async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<void> {
       const cfg = cniConfig(env);
       try {
         const info = getVersionInfo(findPlugin(type, cfg.path));
-        writeStdout(JSON.stringify(info) + "\n");
+        writeStdout(`${JSON.stringify(info)}\n`);
       } catch (e) {
         throw prefixError(`version of plugin ${JSON.stringify(type)}: `, e);
       }
@@ -85,7 +95,7 @@ async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<void> {
       const cfg = cniConfig(env);
       if (cmd === "add") {
         const result = await addNetworkList(cfg, list, rt);
-        writeStdout(JSON.stringify(result, null, 4) + "\n");
+        writeStdout(`${JSON.stringify(result, null, 4)}\n`);
       } else if (cmd === "check") await checkNetworkList(cfg, list, rt);
       else await delNetworkList(cfg, list, rt);
       return;

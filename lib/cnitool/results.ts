@@ -4,13 +4,13 @@ import { isObject } from "./gojson.ts";
 /** A result in its wire shape (what plugins print and what the cache stores). */
 export type WireResult = Record<string, unknown>;
 
-
 // lib/cni/result.ts (and zod with it) loads only when a result is actually handled, so `version`,
 // `status` and `gc` stay as cheap as the plugins' VERSION path.
 const codec = async () => ({ ...(await import("../cni/result.ts")), ...(await import("../cni/result-schema.ts")) });
 
 function checkVersion(version: string) {
-  if (!(SUPPORTED_VERSIONS as readonly string[]).includes(version)) throw new Error(`unsupported CNI result version "${version}"`);
+  if (!(SUPPORTED_VERSIONS as readonly string[]).includes(version))
+    throw new Error(`unsupported CNI result version "${version}"`);
 }
 
 /**
@@ -30,7 +30,7 @@ export async function decodePluginResult(stdout: string, requestVersion: string)
   const version = obj.cniVersion as string;
   checkVersion(version);
   const { parseResult, toWire } = await codec();
-  let result;
+  let result: Awaited<ReturnType<typeof codec>>["parseResult"] extends (...a: never[]) => infer R ? R : never;
   try {
     result = parseResult(obj, version);
   } catch (e) {
@@ -51,6 +51,8 @@ export async function convertResult(raw: unknown, version: string): Promise<Wire
   try {
     return toWire(parseResult(raw, raw.cniVersion), target);
   } catch (e) {
-    throw new Error(`failed to convert cached result to config version ${JSON.stringify(target)}: ${(e as Error).message}`);
+    throw new Error(
+      `failed to convert cached result to config version ${JSON.stringify(target)}: ${(e as Error).message}`,
+    );
   }
 }

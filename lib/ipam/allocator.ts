@@ -48,7 +48,8 @@ export function* candidates(set: RangeSet, last: IP | undefined): Generator<{ ra
   let idx = 0;
   let cur: bigint | undefined;
   if (last) {
-    const i = set.findIndex((r) => r === rangeFor(set, last));
+    const r = rangeFor(set, last);
+    const i = r ? set.indexOf(r) : -1;
     if (i >= 0) {
       idx = i;
       cur = last.n;
@@ -74,13 +75,23 @@ export function* candidates(set: RangeSet, last: IP | undefined): Generator<{ ra
 }
 
 /** One address from one range set: the requested one if given, else the next free one in order. */
-export function allocateFromSet(set: RangeSet, setIndex: number, requested: IP | undefined, containerId: string, store: AllocationStore): Allocation {
+export function allocateFromSet(
+  set: RangeSet,
+  setIndex: number,
+  requested: IP | undefined,
+  containerId: string,
+  store: AllocationStore,
+): Allocation {
   if (requested) {
     const range = rangeFor(set, requested);
     if (!range) throw new AllocationError(`${formatIP(requested)} not in range set ${rangeSetText(set)}`, setIndex);
-    if (requested.n === range.gateway) throw new AllocationError(`requested ip ${formatIP(requested)} is subnet's gateway`, setIndex);
+    if (requested.n === range.gateway)
+      throw new AllocationError(`requested ip ${formatIP(requested)} is subnet's gateway`, setIndex);
     if (!store.reserve(requested, setIndex)) {
-      throw new AllocationError(`requested IP address ${formatIP(requested)} is not available in range set ${rangeSetText(set)}`, setIndex);
+      throw new AllocationError(
+        `requested IP address ${formatIP(requested)} is not available in range set ${rangeSetText(set)}`,
+        setIndex,
+      );
     }
     return { setIndex, ip: requested, range };
   }
@@ -88,7 +99,10 @@ export function allocateFromSet(set: RangeSet, setIndex: number, requested: IP |
   // One address per set per attachment, as the spec says: asking again is an error, not a second address.
   for (const held of store.held()) {
     if (rangeFor(set, held)) {
-      throw new AllocationError(`${formatIP(held)} has been allocated to ${containerId}, duplicate allocation is not allowed`, setIndex);
+      throw new AllocationError(
+        `${formatIP(held)} has been allocated to ${containerId}, duplicate allocation is not allowed`,
+        setIndex,
+      );
     }
   }
   const family = set[0]!.family;
@@ -107,12 +121,20 @@ export function allocateFromSet(set: RangeSet, setIndex: number, requested: IP |
  * An ADD's allocation: one address per range set, each set taking the first requested address it
  * contains. Any failure, or a requested address no set took, releases what this call reserved.
  */
-export function allocateAll(sets: readonly RangeSet[], requested: readonly IP[], containerId: string, store: AllocationStore): Allocation[] {
+export function allocateAll(
+  sets: readonly RangeSet[],
+  requested: readonly IP[],
+  containerId: string,
+  store: AllocationStore,
+): Allocation[] {
   const { perSet, leftover } = assignRequested(sets, requested);
   const done: Allocation[] = [];
   try {
-    sets.forEach((set, i) => done.push(allocateFromSet(set, i, perSet[i], containerId, store)));
-    if (leftover.length > 0) throw new AllocationError(`failed to allocate all requested IPs: ${leftover.map(formatIP).join(" ")}`, undefined);
+    sets.forEach((set, i) => {
+      done.push(allocateFromSet(set, i, perSet[i], containerId, store));
+    });
+    if (leftover.length > 0)
+      throw new AllocationError(`failed to allocate all requested IPs: ${leftover.map(formatIP).join(" ")}`, undefined);
     return done;
   } catch (e) {
     if (done.length > 0) store.release(done.map((a) => a.ip));
@@ -124,7 +146,10 @@ export function allocateAll(sets: readonly RangeSet[], requested: readonly IP[],
  * Which requested address each set takes (the first it contains) and which no set takes. Pure, so a
  * request that cannot be met is refused before the store is touched.
  */
-export function assignRequested(sets: readonly RangeSet[], requested: readonly IP[]): { perSet: (IP | undefined)[]; leftover: IP[] } {
+export function assignRequested(
+  sets: readonly RangeSet[],
+  requested: readonly IP[],
+): { perSet: (IP | undefined)[]; leftover: IP[] } {
   const pending = [...requested];
   const perSet = sets.map((set) => {
     const k = pending.findIndex((ip) => rangeFor(set, ip) !== undefined);

@@ -78,7 +78,9 @@ export function loadIpamConfig(raw: Record<string, unknown>, cniArgs: string): I
 
   const inputs = [
     ...(conf.runtimeConfig?.ipRanges ?? []),
-    ...(ipam.subnet ? [[{ subnet: ipam.subnet, rangeStart: ipam.rangeStart, rangeEnd: ipam.rangeEnd, gateway: ipam.gateway }]] : []),
+    ...(ipam.subnet
+      ? [[{ subnet: ipam.subnet, rangeStart: ipam.rangeStart, rangeEnd: ipam.rangeEnd, gateway: ipam.gateway }]]
+      : []),
     ...(ipam.ranges ?? []),
   ];
   if (inputs.length === 0) throw invalid("no IP ranges specified");

@@ -34,16 +34,19 @@ const text = (family: Family, n: bigint) => formatIP({ family, n });
 export function canonicalizeRange(r: RangeInput): Range {
   const cidr = parseCIDR(r.subnet);
   if (!cidr) throw new InvalidRange(`invalid CIDR address: ${r.subnet}`);
-  if (cidr.prefix > cidr.maskBits - 2) throw new InvalidRange(`Network ${formatIP(cidr.ip)}/${cidr.prefix} too small to allocate from`);
+  if (cidr.prefix > cidr.maskBits - 2)
+    throw new InvalidRange(`Network ${formatIP(cidr.ip)}/${cidr.prefix} too small to allocate from`);
   // An IPv4-mapped address in IPv6 notation folds to IPv4 while its mask stays 128 bits long.
   if (isMapped(cidr.ip)) throw new InvalidRange("IPNet IP and Mask version mismatch");
   const family = cidr.ip.family;
   const network = cidr.ip.n & maskOf(family, cidr.prefix);
   if (network !== cidr.ip.n) {
-    throw new InvalidRange(`Network has host bits set. For a subnet mask of length ${cidr.prefix} the network address is ${text(family, network)}`);
+    throw new InvalidRange(
+      `Network has host bits set. For a subnet mask of length ${cidr.prefix} the network address is ${text(family, network)}`,
+    );
   }
   const subnetText = `${text(family, network)}/${cidr.prefix}`;
-  const last = network | (((1n << BigInt(bitsOf(family) - cidr.prefix)) - 1n));
+  const last = network | ((1n << BigInt(bitsOf(family) - cidr.prefix)) - 1n);
   const inSubnet = (ip: IP) => ip.family === family && (ip.n & maskOf(family, cidr.prefix)) === network;
   const address = (field: string, value: string | undefined): IP | undefined => {
     if (value === undefined) return undefined;
@@ -57,14 +60,20 @@ export function canonicalizeRange(r: RangeInput): Range {
   if (gw && !inSubnet(gw)) throw new InvalidRange(`Gateway ${formatIP(gw)} not in network ${subnetText}`);
   const startIP = address("rangeStart", r.rangeStart);
   const endIP = address("rangeEnd", r.rangeEnd);
-  if (startIP && !inSubnet(startIP)) throw new InvalidRange(`RangeStart ${formatIP(startIP)} not in network ${subnetText}`);
+  if (startIP && !inSubnet(startIP))
+    throw new InvalidRange(`RangeStart ${formatIP(startIP)} not in network ${subnetText}`);
   if (startIP && endIP && inSubnet(endIP) && startIP.n > endIP.n) {
     // The reference says only "not in network" here; naming rangeEnd tells the user what to fix.
-    throw new InvalidRange(`RangeStart ${formatIP(startIP)} not in network ${subnetText} (it is after RangeEnd ${formatIP(endIP)})`);
+    throw new InvalidRange(
+      `RangeStart ${formatIP(startIP)} not in network ${subnetText} (it is after RangeEnd ${formatIP(endIP)})`,
+    );
   }
   const start = startIP ? startIP.n : network + 1n;
   if (endIP && !inSubnet(endIP)) throw new InvalidRange(`RangeEnd ${formatIP(endIP)} not in network ${subnetText}`);
-  if (endIP && endIP.n < start) throw new InvalidRange(`RangeEnd ${formatIP(endIP)} not in network ${subnetText} (it is before RangeStart ${text(family, start)})`);
+  if (endIP && endIP.n < start)
+    throw new InvalidRange(
+      `RangeEnd ${formatIP(endIP)} not in network ${subnetText} (it is before RangeStart ${text(family, start)})`,
+    );
   const end = endIP ? endIP.n : family === 4 ? last - 1n : last;
   const gateway = gw ? gw.n : network + 1n;
   return { family, network, prefix: cidr.prefix, start, end, gateway };
@@ -76,7 +85,8 @@ export function canonicalizeRangeSet(set: readonly RangeInput[]): RangeSet {
   if (ranges.some((r) => r.family !== ranges[0]!.family)) throw new InvalidRange("mixed address families");
   for (let i = 0; i < ranges.length; i++) {
     for (let j = i + 1; j < ranges.length; j++) {
-      if (rangesOverlap(ranges[i]!, ranges[j]!)) throw new InvalidRange(`subnets ${rangeText(ranges[i]!)} and ${rangeText(ranges[j]!)} overlap`);
+      if (rangesOverlap(ranges[i]!, ranges[j]!))
+        throw new InvalidRange(`subnets ${rangeText(ranges[i]!)} and ${rangeText(ranges[j]!)} overlap`);
     }
   }
   return ranges;
@@ -84,13 +94,23 @@ export function canonicalizeRangeSet(set: readonly RangeInput[]): RangeSet {
 
 /** Whether addr is in the range's subnet and within [start, end]. */
 export function rangeContains(r: Range, addr: IP): boolean {
-  return addr.family === r.family && (addr.n & maskOf(r.family, r.prefix)) === r.network && addr.n >= r.start && addr.n <= r.end;
+  return (
+    addr.family === r.family &&
+    (addr.n & maskOf(r.family, r.prefix)) === r.network &&
+    addr.n >= r.start &&
+    addr.n <= r.end
+  );
 }
 
 export function rangesOverlap(a: Range, b: Range): boolean {
   if (a.family !== b.family) return false;
   const at = (n: bigint): IP => ({ family: a.family, n });
-  return rangeContains(a, at(b.start)) || rangeContains(a, at(b.end)) || rangeContains(b, at(a.start)) || rangeContains(b, at(a.end));
+  return (
+    rangeContains(a, at(b.start)) ||
+    rangeContains(a, at(b.end)) ||
+    rangeContains(b, at(a.start)) ||
+    rangeContains(b, at(a.end))
+  );
 }
 
 export const setsOverlap = (a: RangeSet, b: RangeSet) => a.some((r) => b.some((r1) => rangesOverlap(r, r1)));

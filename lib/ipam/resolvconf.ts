@@ -15,16 +15,19 @@ export function parseResolvConf(text: string): DNS {
     if (values.length === 0) continue;
     switch (key) {
       case "nameserver":
-        (dns.nameservers ??= []).push(values[0]!);
+        dns.nameservers ??= [];
+        dns.nameservers.push(values[0]!);
         break;
       case "domain":
         dns.domain = values[0]!;
         break;
       case "search":
-        (dns.search ??= []).push(...values);
+        dns.search ??= [];
+        dns.search.push(...values);
         break;
       case "options":
-        (dns.options ??= []).push(...values);
+        dns.options ??= [];
+        dns.options.push(...values);
         break;
     }
   }

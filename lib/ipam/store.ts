@@ -1,5 +1,19 @@
 import { hexDigest } from "../hash.ts";
-import { accessSync, closeSync, constants as F, linkSync, lstatSync, mkdirSync, openSync, readdirSync, readSync, statSync, unlinkSync, utimesSync, writeSync } from "node:fs";
+import {
+  accessSync,
+  closeSync,
+  constants as F,
+  linkSync,
+  lstatSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readSync,
+  statSync,
+  unlinkSync,
+  utimesSync,
+  writeSync,
+} from "node:fs";
 import { dirname, join } from "node:path";
 import { CniError, Code } from "../cni/errors.ts";
 import { lockExclusive } from "../kernel/flock.ts";
@@ -62,7 +76,10 @@ export class DiskStore {
     readonly network: string,
   ) {
     if (network === "" || network === "." || network === ".." || network.includes("/") || network.includes("\0")) {
-      throw new CniError(Code.InvalidConfig, `invalid network name ${JSON.stringify(network)}: it would escape dataDir ${dataDir}`);
+      throw new CniError(
+        Code.InvalidConfig,
+        `invalid network name ${JSON.stringify(network)}: it would escape dataDir ${dataDir}`,
+      );
     }
     this.dir = join(dataDir, network);
     this.privateDir = join(dataDir, PRIVATE_DIR, network);
@@ -96,7 +113,8 @@ export class DiskStore {
    * network's directory, if present, is a real writable directory. Otherwise CNI error 50.
    */
   static checkUsable(dataDir: string, network: string) {
-    const unusable = (why: string) => new CniError(Code.NotAvailable, `host-local data directory is not usable: ${why}`);
+    const unusable = (why: string) =>
+      new CniError(Code.NotAvailable, `host-local data directory is not usable: ${why}`);
     let existing = dataDir;
     for (;;) {
       try {
@@ -104,7 +122,8 @@ export class DiskStore {
         break;
       } catch (e) {
         if (e instanceof CniError) throw e;
-        if (errno(e) !== "ENOENT" || dirname(existing) === existing) throw unusable(`${existing}: ${(e as Error).message}`);
+        if (errno(e) !== "ENOENT" || dirname(existing) === existing)
+          throw unusable(`${existing}: ${(e as Error).message}`);
         existing = dirname(existing);
       }
     }
@@ -237,7 +256,8 @@ export class StoreTransaction {
     } catch (e) {
       const code = errno(e);
       if (code === "EEXIST") return false;
-      if (code !== "EXDEV" && code !== "EPERM" && code !== "ENOTSUP" && code !== "EMLINK") throw new StoreError(`cannot reserve ${name}: ${(e as Error).message}`);
+      if (code !== "EXDEV" && code !== "EPERM" && code !== "ENOTSUP" && code !== "EMLINK")
+        throw new StoreError(`cannot reserve ${name}: ${(e as Error).message}`);
       // No hard links here: create in place as the reference does.
       if (!createExclusive(target, owner)) return false;
     }
@@ -327,7 +347,16 @@ export class StoreTransaction {
     const out = new Map<string, string>();
     for (const d of readdirSync(this.dir, { withFileTypes: true })) {
       // Some file systems do not report types (DT_UNKNOWN): read those; readSmall refuses symlinks.
-      if (d.isDirectory() || d.isSymbolicLink() || d.isFIFO() || d.isSocket() || d.isCharacterDevice() || d.isBlockDevice() || !parseIP(d.name)) continue;
+      if (
+        d.isDirectory() ||
+        d.isSymbolicLink() ||
+        d.isFIFO() ||
+        d.isSocket() ||
+        d.isCharacterDevice() ||
+        d.isBlockDevice() ||
+        !parseIP(d.name)
+      )
+        continue;
       const content = readSmall(join(this.dir, d.name));
       if (content !== undefined) out.set(d.name, content.trim());
     }
@@ -346,7 +375,8 @@ export class StoreTransaction {
       const path = join(this.privateDir, file);
       const entry = parseEntry(readSmall(path));
       const names = entry && path === this.entryPath(entry.owner) ? want.get(entry.owner) : undefined;
-      if (!names) removeIfExists(path); // torn, misplaced, or its owner holds nothing now
+      if (!names)
+        removeIfExists(path); // torn, misplaced, or its owner holds nothing now
       else if (sameMembers(entry!.ips, names)) want.delete(entry!.owner); // already right; others are rewritten below
     }
     for (const [owner, names] of want) this.writeEntry(owner, names);
@@ -398,7 +428,8 @@ function parseEntry(text: string | undefined): { owner: string; ips: string[] } 
   if (text === undefined) return undefined;
   try {
     const e = JSON.parse(text) as { owner?: unknown; ips?: unknown };
-    if (typeof e.owner === "string" && Array.isArray(e.ips)) return { owner: e.owner, ips: e.ips.filter((x): x is string => typeof x === "string") };
+    if (typeof e.owner === "string" && Array.isArray(e.ips))
+      return { owner: e.owner, ips: e.ips.filter((x): x is string => typeof x === "string") };
   } catch {
     // torn by a kill: the stamp check makes sure a rebuild follows
   }
@@ -420,7 +451,8 @@ function readSmall(path: string): string | undefined {
     let len = 0;
     for (;;) {
       const n = readSync(fd, buf, len, buf.length - len, null);
-      if (n === 0 || (len += n) === buf.length) break;
+      len += n;
+      if (n === 0 || len === buf.length) break;
     }
     return buf.toString("utf8", 0, len);
   } catch {

@@ -1,4 +1,3 @@
-import { KernelError } from "./errors.ts";
 import { checkBatchWord, ipBatch, run, type RunOptions } from "./exec.ts";
 
 /**
@@ -16,11 +15,20 @@ export interface BatchOutcome {
   stderr: string;
 }
 
-export function tryIpBatch(lines: readonly string[][], opts: Pick<RunOptions, "netns"> & { json?: boolean } = {}): BatchOutcome {
+export function tryIpBatch(
+  lines: readonly string[][],
+  opts: Pick<RunOptions, "netns"> & { json?: boolean } = {},
+): BatchOutcome {
   const r = ipBatch(lines, { ...opts, allowFailure: true });
   const m = /Command failed -:(\d+)/.exec(r.stderr);
   const groups = opts.json ? splitJsonArrays(r.stdout) : [];
-  return { ok: r.status === 0, shown: groups.flat(), groups, failedLine: m ? Number(m[1]) - 1 : undefined, stderr: r.stderr.replace(/\n?Command failed -:\d+\s*$/, "").trim() };
+  return {
+    ok: r.status === 0,
+    shown: groups.flat(),
+    groups,
+    failedLine: m ? Number(m[1]) - 1 : undefined,
+    stderr: r.stderr.replace(/\n?Command failed -:\d+\s*$/, "").trim(),
+  };
 }
 
 /** `ip -j -batch` prints one JSON array per show command, back to back. */
@@ -51,5 +59,5 @@ export function splitJsonArrays(out: string): unknown[][] {
 export function bridgeBatch(lines: readonly string[][]) {
   if (lines.length === 0) return;
   for (const l of lines) for (const w of l) checkBatchWord(w, "bridge");
-  run(["bridge", "-batch", "-"], { input: lines.map((l) => l.join(" ")).join("\n") + "\n" });
+  run(["bridge", "-batch", "-"], { input: `${lines.map((l) => l.join(" ")).join("\n")}\n` });
 }

@@ -1,5 +1,5 @@
 import { existsSync } from "node:fs";
-import { run } from "./exec.ts";
+import { run, type RunResult } from "./exec.ts";
 
 /**
  * Method calls on the system D-Bus through `busctl` (systemd), which honours DBUS_SYSTEM_BUS_ADDRESS
@@ -27,10 +27,17 @@ export interface BusReply {
 }
 
 /** One method call; `signature` and `args` follow busctl's syntax (e.g. "ss", ["trusted", "10.0.0.2/32"]). */
-export function busCall(dest: string, path: string, iface: string, method: string, signature = "", args: readonly string[] = []): BusReply {
+export function busCall(
+  dest: string,
+  path: string,
+  iface: string,
+  method: string,
+  signature = "",
+  args: readonly string[] = [],
+): BusReply {
   const argv = ["busctl", "--system", "--json=short", "--timeout=10", "call", dest, path, iface, method];
   if (signature) argv.push(signature, ...args);
-  let r;
+  let r: RunResult;
   try {
     r = run(argv, { allowFailure: true });
   } catch (e) {

@@ -43,20 +43,28 @@ export function run(argv: readonly string[], opts: RunOptions = {}): RunResult {
   const res = { status: r.status ?? 128, stdout: r.stdout ?? "", stderr: r.stderr ?? "" };
   // nsenter's own failure means CNI_NETNS cannot be entered: never mistake it for the command's answer.
   if (viaNsenter && res.status !== 0 && /^nsenter: /m.test(res.stderr)) {
-    throw new KernelError("netns", `CNI_NETNS: cannot enter ${opts.netns}: ${res.stderr.trim().replace(/^nsenter: /, "")}`);
+    throw new KernelError(
+      "netns",
+      `CNI_NETNS: cannot enter ${opts.netns}: ${res.stderr.trim().replace(/^nsenter: /, "")}`,
+    );
   }
   if (res.status !== 0 && !opts.allowFailure) {
-    throw new KernelError("failed", `${argv[0]} failed: ${res.stderr.trim() || `exit status ${res.status}`}`, { details: full.join(" ") });
+    throw new KernelError("failed", `${argv[0]} failed: ${res.stderr.trim() || `exit status ${res.status}`}`, {
+      details: full.join(" "),
+    });
   }
   return res;
 }
 
 /** Runs several iproute2 commands in one process (`ip -batch -`), failing on the first error. */
-export function ipBatch(lines: readonly string[][], opts: Omit<RunOptions, "input"> & { json?: boolean } = {}): RunResult {
+export function ipBatch(
+  lines: readonly string[][],
+  opts: Omit<RunOptions, "input"> & { json?: boolean } = {},
+): RunResult {
   if (lines.length === 0) return { status: 0, stdout: "", stderr: "" };
   for (const l of lines) for (const w of l) checkBatchWord(w, "ip");
   const argv = ["ip", ...(opts.json ? ["-j", "-d"] : []), "-batch", "-"];
-  return run(argv, { ...opts, input: lines.map((l) => l.join(" ")).join("\n") + "\n" });
+  return run(argv, { ...opts, input: `${lines.map((l) => l.join(" ")).join("\n")}\n` });
 }
 
 /**
@@ -64,7 +72,8 @@ export function ipBatch(lines: readonly string[][], opts: Omit<RunOptions, "inpu
  * stops at NUL: a word with any of them could change or cut the command, so it is refused.
  */
 export function checkBatchWord(w: string, tool: "ip" | "bridge") {
-  if (w === "" || /[\s"'#\\\0]/.test(w)) throw new KernelError("refused", `refusing unsafe ${tool} argument ${JSON.stringify(w)}`);
+  if (w === "" || /[\s"'#\\\0]/.test(w))
+    throw new KernelError("refused", `refusing unsafe ${tool} argument ${JSON.stringify(w)}`);
 }
 
 /** One `ip -j ...` query, parsed. */

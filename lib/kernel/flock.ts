@@ -24,7 +24,8 @@ let backend: LockFn | undefined;
 
 /** Opens (creating it if needed) and exclusively locks `path`; blocks until the lock is ours. */
 export async function lockExclusive(path: string, mode = 0o750): Promise<HeldLock> {
-  const lock = backend ?? (backend = await chooseBackend());
+  backend ??= await chooseBackend();
+  const lock = backend;
   let fd: number;
   try {
     // O_NONBLOCK only for the open (flock blocks on its own): a FIFO planted there must not hang us.
@@ -69,6 +70,9 @@ async function ffiBackend(): Promise<LockFn | undefined> {
 const inheritedFdBackend: LockFn = (fd, path) => {
   const r = spawnSync("flock", ["-x", "3"], { stdio: ["ignore", "ignore", "pipe", fd], encoding: "utf8" });
   if (r.error || r.status !== 0) {
-    throw new KernelError("io", `flock(${path}) failed: ${r.error?.message ?? (r.stderr.trim() || `exit status ${r.status}`)}`);
+    throw new KernelError(
+      "io",
+      `flock(${path}) failed: ${r.error?.message ?? (r.stderr.trim() || `exit status ${r.status}`)}`,
+    );
   }
 };

@@ -17,7 +17,11 @@ let loaded: Promise<Libc | undefined> | undefined;
 let ready: Libc | undefined;
 
 export function loadLibc(): Promise<Libc | undefined> {
-  return (loaded ??= open().then((l) => (ready = l)));
+  loaded ??= open().then((l) => {
+    ready = l;
+    return l;
+  });
+  return loaded;
 }
 
 /** The libc bindings if loadLibc() has already finished (for synchronous callers). */
@@ -29,7 +33,8 @@ async function open(): Promise<Libc | undefined> {
   const i32 = FFIType.i32;
   for (const lib of ["libc.so.6", "libc.so"]) {
     try {
-      return dlopen(lib, { flock: { args: [i32, i32], returns: i32 }, setns: { args: [i32, i32], returns: i32 } }).symbols;
+      return dlopen(lib, { flock: { args: [i32, i32], returns: i32 }, setns: { args: [i32, i32], returns: i32 } })
+        .symbols;
     } catch {
       // not glibc under this name: try the next one
     }

@@ -1,7 +1,7 @@
 import { KernelError } from "./errors.ts";
 import { mkdirSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { run } from "./exec.ts";
+import { run, type RunResult } from "./exec.ts";
 import { lockExclusive } from "./flock.ts";
 
 /**
@@ -58,9 +58,13 @@ export function iptablesRestore(family: Family, script: string) {
   if (r.status === 0) return;
   // Only a lock someone else holds is worth retrying; "can't open lock file" is a broken node.
   if (/currently holding the xtables lock/i.test(r.stderr)) {
-    throw new KernelError("busy", `${bin}: xtables lock is held by another process; try again later`, { details: r.stderr.trim() });
+    throw new KernelError("busy", `${bin}: xtables lock is held by another process; try again later`, {
+      details: r.stderr.trim(),
+    });
   }
-  throw new KernelError("failed", `${bin} failed: ${r.stderr.trim() || `exit status ${r.status}`}`, { details: script });
+  throw new KernelError("failed", `${bin} failed: ${r.stderr.trim() || `exit status ${r.status}`}`, {
+    details: script,
+  });
 }
 
 /**
@@ -148,8 +152,11 @@ export function nftApply(script: string) {
  * `nft -j list ...` parsed into its list of objects: [] when the object does not exist or nft is
  * not installed (then there are no nft rules to find); any other failure is an error.
  */
-export function nftList(args: readonly string[]): Record<string, any>[] {
-  let r;
+// biome-ignore lint/suspicious/noExplicitAny: nft's JSON schema is open-ended; callers pick the fields they know
+export type NftObject = Record<string, any>;
+
+export function nftList(args: readonly string[]): NftObject[] {
+  let r: RunResult;
   try {
     r = run(["nft", "-j", "list", ...args], { allowFailure: true });
   } catch (e) {
@@ -158,7 +165,10 @@ export function nftList(args: readonly string[]): Record<string, any>[] {
   }
   if (r.status !== 0) {
     if (/No such file or directory|does not exist/i.test(r.stderr)) return [];
-    throw new KernelError("failed", `nft list ${args.join(" ")} failed: ${r.stderr.trim() || `exit status ${r.status}`}`);
+    throw new KernelError(
+      "failed",
+      `nft list ${args.join(" ")} failed: ${r.stderr.trim() || `exit status ${r.status}`}`,
+    );
   }
-  return (JSON.parse(r.stdout) as { nftables: Record<string, any>[] }).nftables;
+  return (JSON.parse(r.stdout) as { nftables: NftObject[] }).nftables;
 }

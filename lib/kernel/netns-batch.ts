@@ -74,7 +74,8 @@ export function snapshotNetns(netns: string, paths: readonly string[], dev = "")
   if (inProcess !== NO_SETNS) return inProcess;
   const r = run(["sh", "-c", SNAPSHOT_SCRIPT, "sh", dev, ...paths], { netns, allowFailure: true });
   const records = r.stdout.split("\0");
-  if (r.status !== 0 && (r.stderr.includes(FAILED) || records.length <= paths.length)) throw sysctlFailure("read", r.stderr, r.status);
+  if (r.status !== 0 && (r.stderr.includes(FAILED) || records.length <= paths.length))
+    throw sysctlFailure("read", r.stderr, r.status);
   const sysctls = records.slice(0, paths.length).map((rec) => (rec.startsWith("v") ? rec.slice(1) : undefined));
   if (!dev || r.status !== 0) return { sysctls };
   const json = records.slice(paths.length).join("").trim();
@@ -82,7 +83,11 @@ export function snapshotNetns(netns: string, paths: readonly string[], dev = "")
 }
 
 /** Writes sysctls in order, then runs the ip batch; throws SysctlError or IpLineError. */
-export function applyNetns(netns: string, sysctls: readonly (readonly [string, string])[], ipLines: readonly string[][] = []) {
+export function applyNetns(
+  netns: string,
+  sysctls: readonly (readonly [string, string])[],
+  ipLines: readonly string[][] = [],
+) {
   if (sysctls.length === 0 && ipLines.length === 0) return;
   for (const [path, value] of sysctls) {
     checkPath(path);
@@ -91,7 +96,11 @@ export function applyNetns(netns: string, sysctls: readonly (readonly [string, s
   for (const l of ipLines) for (const w of l) checkBatchWord(w, "ip");
   const input = ipLines.map((l) => l.join(" ")).join("\n") + (ipLines.length ? "\n" : "");
   if (withNetns(netns, () => applyHere(sysctls, input)) !== NO_SETNS) return;
-  const r = run(["sh", "-c", APPLY_SCRIPT, "sh", ipLines.length ? "1" : "0", ...sysctls.flat()], { netns, input, allowFailure: true });
+  const r = run(["sh", "-c", APPLY_SCRIPT, "sh", ipLines.length ? "1" : "0", ...sysctls.flat()], {
+    netns,
+    input,
+    allowFailure: true,
+  });
   if (r.status === 0) return;
   if (r.stderr.includes(FAILED)) throw sysctlFailure("set", r.stderr, r.status);
   const n = /Command failed -:(\d+)/.exec(r.stderr);
@@ -114,7 +123,10 @@ function snapshotHere(paths: readonly string[], dev: string): Snapshot {
   });
   if (!dev) return { sysctls };
   const r = run(["ip", "-j", "-d", "link", "show", "dev", dev], { allowFailure: true });
-  return { sysctls, link: r.status === 0 ? (JSON.parse(r.stdout.trim() || "[]") as Record<string, unknown>[])[0] : undefined };
+  return {
+    sysctls,
+    link: r.status === 0 ? (JSON.parse(r.stdout.trim() || "[]") as Record<string, unknown>[])[0] : undefined,
+  };
 }
 
 // The kernel's refusals in the words a shell (and the sh path above) would report them.
@@ -145,21 +157,32 @@ function applyHere(sysctls: readonly (readonly [string, string])[], input: strin
 
 function checkPath(path: string) {
   const parts = path.split("/");
-  if (parts[0] !== "net" || parts.length < 2 || parts.some((p) => p === "" || p === "." || p === "..") || path.includes("\0")) {
+  if (
+    parts[0] !== "net" ||
+    parts.length < 2 ||
+    parts.some((p) => p === "" || p === "." || p === "..") ||
+    path.includes("\0")
+  ) {
     throw new KernelError("refused", `refusing sysctl path ${JSON.stringify(path)}`);
   }
 }
 
-
 function sysctlFailure(verb: string, stderr: string, status: number): KernelError {
   const marker = stderr.split("\n").find((l) => l.startsWith(FAILED));
   const path = marker ? marker.slice(FAILED.length) : "";
-  if (!path) return new KernelError("failed", `failed to ${verb} sysctls in the container namespace: ${stderr.trim() || `exit status ${status}`}`);
+  if (!path)
+    return new KernelError(
+      "failed",
+      `failed to ${verb} sysctls in the container namespace: ${stderr.trim() || `exit status ${status}`}`,
+    );
   // dash reports "sh: 1: cannot create /proc/sys/...: Permission denied"; keep only the reason.
   const reason = stderr
     .split("\n")
     .filter((l) => l && !l.startsWith(FAILED))
     .map((l) => l.replace(/^.*?:\s*(cannot create [^:]*:\s*)?/, "").replace(/^printf:\s*/, ""))
     .join("; ");
-  return new SysctlError(path, verb === "read" ? "no such key in the container's network namespace" : reason || "refused by the kernel");
+  return new SysctlError(
+    path,
+    verb === "read" ? "no such key in the container's network namespace" : reason || "refused by the kernel",
+  );
 }

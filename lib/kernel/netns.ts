@@ -27,7 +27,9 @@ export function inspectNetns(path: string): NetnsState {
   const target = statSync(path);
   const own = statSync("/proc/self/ns/net");
   if (target.ino === own.ino && target.dev === own.dev) {
-    throw new KernelError("same-netns", "plugin's netns and netns from CNI_NETNS should not be the same", { details: path });
+    throw new KernelError("same-netns", "plugin's netns and netns from CNI_NETNS should not be the same", {
+      details: path,
+    });
   }
   return "ok";
 }

@@ -11,15 +11,19 @@ import { NO_SETNS, withNetns } from "./setns.ts";
  */
 export type SysctlPath = string;
 
-const SAFE_PATH = /^net\/[A-Za-z0-9_.@+\/-]+$/;
+const SAFE_PATH = /^net\/[A-Za-z0-9_.@+/-]+$/;
 
-const safePath = (path: string) => SAFE_PATH.test(path) && !path.split("/").some((p) => p === "" || p === "." || p === "..");
+const safePath = (path: string) =>
+  SAFE_PATH.test(path) && !path.split("/").some((p) => p === "" || p === "." || p === "..");
 
 /**
  * Writes sysctls. `bestEffort` ignores keys that do not exist or cannot be written, as the
  * reference does for the per-interface DAD, ARP and accept_ra settings.
  */
-export function writeSysctls(values: readonly (readonly [SysctlPath, string])[], opts: Pick<RunOptions, "netns"> & { bestEffort?: boolean } = {}) {
+export function writeSysctls(
+  values: readonly (readonly [SysctlPath, string])[],
+  opts: Pick<RunOptions, "netns"> & { bestEffort?: boolean } = {},
+) {
   // An interface name sysctl cannot address is refused, or with bestEffort skipped like a missing key.
   const bad = values.find(([k]) => !safePath(k));
   if (bad && !opts.bestEffort) throw new KernelError("refused", `refusing sysctl path ${JSON.stringify(bad[0])}`);
@@ -31,7 +35,8 @@ export function writeSysctls(values: readonly (readonly [SysctlPath, string])[],
       try {
         if (readFileSync(file, "utf8").trim() !== v) writeFileSync(file, v);
       } catch (e) {
-        if (!opts.bestEffort) throw new KernelError("failed", `failed to set sysctl ${k}=${v}: ${(e as Error).message}`);
+        if (!opts.bestEffort)
+          throw new KernelError("failed", `failed to set sysctl ${k}=${v}: ${(e as Error).message}`);
       }
     }
   };
@@ -39,7 +44,10 @@ export function writeSysctls(values: readonly (readonly [SysctlPath, string])[],
   // /proc/sys/net shows the namespace of the thread that opens it: write from inside, in-process
   // when setns is available, else through a sysctl process entered into the namespace.
   if (withNetns(opts.netns, writeHere) !== NO_SETNS) return;
-  run(["sysctl", "-q", ...(opts.bestEffort ? ["-e"] : []), "-w", ...values.map(([k, v]) => `${k}=${v}`)], { netns: opts.netns, allowFailure: opts.bestEffort });
+  run(["sysctl", "-q", ...(opts.bestEffort ? ["-e"] : []), "-w", ...values.map(([k, v]) => `${k}=${v}`)], {
+    netns: opts.netns,
+    allowFailure: opts.bestEffort,
+  });
 }
 
 /** The names of our namespace's links (/proc/thread-self/net/dev always shows it), without a spawn. */

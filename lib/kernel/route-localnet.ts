@@ -26,7 +26,7 @@ export function ipv4RouteDevice(addr: number): string | undefined {
     if (!(flags & RTF_UP) || flags & RTF_REJECT) continue;
     const dest = fromProc(f[1]!);
     const mask = fromProc(f[7]!);
-    if (((target & mask) >>> 0) !== dest) continue;
+    if ((target & mask) >>> 0 !== dest) continue;
     const len = popcount(mask);
     const metric = Number(f[6]);
     if (!best || len > best.len || (len === best.len && metric < best.metric)) best = { dev: f[0]!, len, metric };

@@ -47,7 +47,9 @@ export function withNetns<T>(path: string, fn: () => T): T | typeof NO_SETNS {
       if (libc.setns(home, CLONE_NEWNET) !== 0) {
         // Carrying on in the container's namespace would program the node's rules there: no
         // unwinding (a rollback would run here too), the process stops in the handler.
-        stuckHandler(new KernelError("failed", "cannot return to the plugin's own network namespace", { details: path }));
+        stuckHandler(
+          new KernelError("failed", "cannot return to the plugin's own network namespace", { details: path }),
+        );
       }
     }
   } finally {

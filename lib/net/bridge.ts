@@ -4,7 +4,14 @@ import { bridgeBatch, tryIpBatch } from "../kernel/batch.ts";
 import { linkKindNoSpawn, writeSysctls } from "../kernel/procfs.ts";
 import type { IpLink } from "../kernel/link.ts";
 import { gatewayAddrLines } from "./gateways.ts";
-import { bridgePortLines, portVlanLines, randomVethName, vethPairLine, type PortOptions, type VlanOptions } from "./veth.ts";
+import {
+  bridgePortLines,
+  portVlanLines,
+  randomVethName,
+  vethPairLine,
+  type PortOptions,
+  type VlanOptions,
+} from "./veth.ts";
 import { randomHex } from "../hash.ts";
 
 /**
@@ -46,7 +53,9 @@ function ipKind(name: string): "absent" | "bridge" | "other" {
 }
 
 export function showLink(dev: string, netns?: string): LinkInfo | undefined {
-  return ipJson<LinkInfo[]>(["-d", "addr", "show", "dev", dev], { allowFailure: true, netns }).find((l) => l.ifname === dev);
+  return ipJson<LinkInfo[]>(["-d", "addr", "show", "dev", dev], { allowFailure: true, netns }).find(
+    (l) => l.ifname === dev,
+  );
 }
 
 function bridgeLines(o: BridgeOptions, exists: boolean): string[][] {
@@ -54,7 +63,17 @@ function bridgeLines(o: BridgeOptions, exists: boolean): string[][] {
   if (!exists) {
     // A fixed address from the start: a bridge without one takes the lowest MAC of its ports, so
     // concurrent first ADDs could each read (and report, and pin) a different one.
-    lines.push(["link", "add", o.name, "address", randomLocalMac(), ...(o.mtu > 0 ? ["mtu", String(o.mtu)] : []), "type", "bridge", ...(o.vlanFiltering ? ["vlan_filtering", "1"] : [])]);
+    lines.push([
+      "link",
+      "add",
+      o.name,
+      "address",
+      randomLocalMac(),
+      ...(o.mtu > 0 ? ["mtu", String(o.mtu)] : []),
+      "type",
+      "bridge",
+      ...(o.vlanFiltering ? ["vlan_filtering", "1"] : []),
+    ]);
   }
   // promisc is only ever turned on, as in the reference.
   lines.push(["link", "set", o.name, ...(o.promisc ? ["promisc", "on"] : []), "up"]);
@@ -81,12 +100,23 @@ const MAX_NAME_TRIES = 10;
  * Ensures the bridge and creates the veth pair with its host end on it, in one batch. A taken host name is retried with a new random one; a bridge created concurrently by
  * another ADD is picked up; a failure after the pair exists removes the pair again.
  */
-export function createPort(b: BridgeOptions, ifname: string, netnsPath: string, port: Omit<PortOptions, "bridge">): Port {
+export function createPort(
+  b: BridgeOptions,
+  ifname: string,
+  netnsPath: string,
+  port: Omit<PortOptions, "bridge">,
+): Port {
   let exists = bridgeExists(b.name);
   for (let attempt = 0; attempt < MAX_NAME_TRIES; attempt++) {
     const host = randomVethName();
     const head = bridgeLines(b, exists);
-    const lines = [...head, vethPairLine(host, ifname, netnsPath, port), ...bridgePortLines(host, { ...port, bridge: b.name }), ["addr", "show", "dev", host], ["addr", "show", "dev", b.name]];
+    const lines = [
+      ...head,
+      vethPairLine(host, ifname, netnsPath, port),
+      ...bridgePortLines(host, { ...port, bridge: b.name }),
+      ["addr", "show", "dev", host],
+      ["addr", "show", "dev", b.name],
+    ];
     const r = tryIpBatch(lines, { json: true });
     if (r.ok) {
       const shown = r.shown as LinkInfo[];
@@ -97,7 +127,13 @@ export function createPort(b: BridgeOptions, ifname: string, netnsPath: string, 
         throw new CniError(Code.Internal, `could not read back ${host} and ${b.name}`);
       }
       // We own the routes on these interfaces: no router advertisements.
-      writeSysctls([[`net/ipv6/conf/${b.name}/accept_ra`, "0"], [`net/ipv6/conf/${host}/accept_ra`, "0"]], { bestEffort: true });
+      writeSysctls(
+        [
+          [`net/ipv6/conf/${b.name}/accept_ra`, "0"],
+          [`net/ipv6/conf/${host}/accept_ra`, "0"],
+        ],
+        { bestEffort: true },
+      );
       return { bridge, host: hostLink, createdBridge: !exists };
     }
     const vethLine = head.length;
@@ -122,7 +158,8 @@ export function createPort(b: BridgeOptions, ifname: string, netnsPath: string, 
       if (showLink(host)) continue; // our random host name was taken: try another
       throw new CniError(Code.Internal, `container veth name ("${ifname}") peer provided ("${host}") already exists`);
     }
-    if (failed === vethLine) throw new CniError(Code.Internal, `failed to create veth pair for "${ifname}": ${r.stderr}`);
+    if (failed === vethLine)
+      throw new CniError(Code.Internal, `failed to create veth pair for "${ifname}": ${r.stderr}`);
     throw new CniError(Code.Internal, `failed to connect "${host}" to bridge ${b.name}: ${r.stderr}`);
   }
   throw new CniError(Code.Internal, `failed to find a free host veth name after ${MAX_NAME_TRIES} tries`);

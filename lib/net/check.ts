@@ -27,7 +27,10 @@ export function checkAttachment(c: CheckInput) {
 
   // Node side: the bridge first, then the candidates in order; a batch stops at the first missing one.
   const names = [brEntry?.name ?? c.bridge, ...hostEntries.map((i) => i.name)];
-  const node = tryIpBatch(names.map((n) => ["addr", "show", "dev", n]), { json: true });
+  const node = tryIpBatch(
+    names.map((n) => ["addr", "show", "dev", n]),
+    { json: true },
+  );
   const seen = new Map((node.shown as LinkInfo[]).map((l) => [l.ifname, l]));
   const missingAt = node.ok ? Infinity : (node.failedLine ?? 0);
 
@@ -36,9 +39,13 @@ export function checkAttachment(c: CheckInput) {
   if (!br || missingAt === 0) throw fail(`Interface name ${brEntry.name} not found`);
   if (brEntry.sandbox) throw fail(`Interface ${brEntry.name} should not be in sandbox`);
   if (!isBridge(br)) throw fail(`Interface ${brEntry.name} does not have link type of bridge`);
-  if (brEntry.mac && brEntry.mac !== br.address) throw fail(`Bridge interface ${brEntry.name} Mac doesn't match: ${brEntry.mac}`);
+  if (brEntry.mac && brEntry.mac !== br.address)
+    throw fail(`Bridge interface ${brEntry.name} Mac doesn't match: ${brEntry.mac}`);
   const promisc = br.flags.includes("PROMISC");
-  if (promisc !== c.promisc) throw fail(`Bridge interface ${brEntry.name} configured Promisc Mode ${c.promisc} doesn't match current state: ${promisc} `);
+  if (promisc !== c.promisc)
+    throw fail(
+      `Bridge interface ${brEntry.name} configured Promisc Mode ${c.promisc} doesn't match current state: ${promisc} `,
+    );
 
   if (!contEntry) {
     const named = ifaces.find((i) => i.name === c.ifname);
@@ -59,7 +66,8 @@ export function checkAttachment(c: CheckInput) {
   const contLink = cont.groups[0]?.[0] as LinkInfo;
   const routes = { 4: (cont.groups[1] ?? []) as KernelRoute[], 6: (cont.groups[2] ?? []) as KernelRoute[] };
   if (contLink.linkinfo?.info_kind !== "veth") throw fail(`Error: Container interface ${c.ifname} not of type veth`);
-  if (contEntry.mac && contEntry.mac !== contLink.address) throw fail(`Interface ${c.ifname} Mac ${contEntry.mac} doesn't match container Mac: ${contLink.address}`);
+  if (contEntry.mac && contEntry.mac !== contLink.address)
+    throw fail(`Interface ${c.ifname} Mac ${contEntry.mac} doesn't match container Mac: ${contLink.address}`);
 
   let vethFound = false;
   for (const [i, entry] of hostEntries.entries()) {
@@ -67,7 +75,8 @@ export function checkAttachment(c: CheckInput) {
     if (!link || i + 1 >= missingAt) throw fail(`Interface name ${entry.name} not found`);
     if (entry.sandbox) throw fail(`Interface ${entry.name} should not be in sandbox`);
     if (!isPeerPort(link, contLink, br)) continue;
-    if (entry.mac && entry.mac !== link.address) throw fail(`Interface ${entry.name} Mac doesn't match: ${entry.mac} not found`);
+    if (entry.mac && entry.mac !== link.address)
+      throw fail(`Interface ${entry.name} Mac doesn't match: ${entry.mac} not found`);
     vethFound = true;
     break;
   }
@@ -77,7 +86,12 @@ export function checkAttachment(c: CheckInput) {
 }
 
 function isPeerPort(link: LinkInfo, cont: LinkInfo, br: LinkInfo): boolean {
-  return link.linkinfo?.info_kind === "veth" && link.link_index === cont.ifindex && cont.link_index === link.ifindex && link.master === br.ifname;
+  return (
+    link.linkinfo?.info_kind === "veth" &&
+    link.link_index === cont.ifindex &&
+    cont.link_index === link.ifindex &&
+    link.master === br.ifname
+  );
 }
 
 interface KernelRoute {
@@ -96,7 +110,11 @@ function checkAddressesAndRoutes(ifname: string, link: LinkInfo, routes: Record<
     const dst = canonicalCidr(r.dst);
     const gw = r.gw === undefined ? undefined : canonicalIp(r.gw);
     const v6 = isV6(r.dst);
-    const found = routes[v6 ? 6 : 4].some((k) => kernelDst(k.dst, v6) === dst && (gw === undefined || (k.gateway !== undefined && canonicalIp(k.gateway) === gw)));
+    const found = routes[v6 ? 6 : 4].some(
+      (k) =>
+        kernelDst(k.dst, v6) === dst &&
+        (gw === undefined || (k.gateway !== undefined && canonicalIp(k.gateway) === gw)),
+    );
     if (!found) throw fail(`Expected Route ${JSON.stringify({ dst: r.dst, gw: r.gw })} not found in routing table`);
   }
 }

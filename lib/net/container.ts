@@ -15,9 +15,15 @@ import { sleepMs } from "../sleep.ts";
 /** Per-interface sysctls written before the addresses: DAD policy, gratuitous ARP, IPv6 enabled. */
 export function containerSysctls(ifname: string, enableDad: boolean, hasV6: boolean): [SysctlPath, string][] {
   const v6 = `net/ipv6/conf/${ifname}`;
-  const s: [SysctlPath, string][] = enableDad ? [[`${v6}/enhanced_dad`, "1"], [`${v6}/accept_dad`, "1"]] : [[`${v6}/accept_dad`, "0"]];
+  const s: [SysctlPath, string][] = enableDad
+    ? [
+        [`${v6}/enhanced_dad`, "1"],
+        [`${v6}/accept_dad`, "1"],
+      ]
+    : [[`${v6}/accept_dad`, "0"]];
   s.push([`net/ipv4/conf/${ifname}/arp_notify`, "1"]);
-  if (hasV6) s.push(["net/ipv6/conf/lo/disable_ipv6", "0"], [`${v6}/disable_ipv6`, "0"], [`${v6}/keep_addr_on_down`, "1"]);
+  if (hasV6)
+    s.push(["net/ipv6/conf/lo/disable_ipv6", "0"], [`${v6}/disable_ipv6`, "0"], [`${v6}/keep_addr_on_down`, "1"]);
   return s;
 }
 
@@ -30,7 +36,8 @@ export function configureLines(ifname: string, result: Result, containerIndex: n
   const firstGw: { 4?: string; 6?: string } = {};
   for (const ip of result.ips ?? []) {
     if (ip.interface === undefined) continue;
-    if (ip.interface !== containerIndex) throw new CniError(Code.Internal, `failed to add IP addr ${ip.address} to "${ifname}": invalid interface index`);
+    if (ip.interface !== containerIndex)
+      throw new CniError(Code.Internal, `failed to add IP addr ${ip.address} to "${ifname}": invalid interface index`);
     const c = cidrOf(ip.address);
     const fam = c.ip.family;
     if (ip.gateway !== undefined && firstGw[fam] === undefined) firstGw[fam] = ip.gateway;
@@ -63,20 +70,33 @@ function routeLine(ifname: string, r: Route, familyGw: string | undefined): stri
  * ADD, and a DEL that runs whole between ADD's loopback and bridge steps sets lo down under a
  * container that then ends attached.
  */
-export function configureContainer(netns: string, ifname: string, result: Result, enableDad: boolean, containerIndex: number): LinkInfo {
+export function configureContainer(
+  netns: string,
+  ifname: string,
+  result: Result,
+  enableDad: boolean,
+  containerIndex: number,
+): LinkInfo {
   const hasV6 = (result.ips ?? []).some((ip) => isV6(ip.address));
   writeSysctls(containerSysctls(ifname, enableDad, hasV6), { netns, bestEffort: true });
-  const r = tryIpBatch([["link", "set", "lo", "up"], ...configureLines(ifname, result, containerIndex)], { netns, json: true });
+  const r = tryIpBatch([["link", "set", "lo", "up"], ...configureLines(ifname, result, containerIndex)], {
+    netns,
+    json: true,
+  });
   if (!r.ok) throw new CniError(Code.Internal, `failed to configure "${ifname}" in ${netns}: ${r.stderr}`);
   const link = (r.shown as LinkInfo[]).find((l) => l.ifname === ifname);
   if (!link) throw new CniError(Code.Internal, `could not read back "${ifname}" in ${netns}`);
-  if (enableDad && hasV6 && (result.ips ?? []).some((ip) => isV6(ip.address) && ip.gateway !== undefined)) waitForDad(netns, ifname);
+  if (enableDad && hasV6 && (result.ips ?? []).some((ip) => isV6(ip.address) && ip.gateway !== undefined))
+    waitForDad(netns, ifname);
   return link;
 }
 
 /** Layer 2 only: the interface up (or left down), read back for its MAC. */
 export function layer2Container(netns: string, ifname: string, up: boolean): LinkInfo {
-  const r = tryIpBatch([...(up ? [["link", "set", ifname, "up"]] : []), ["addr", "show", "dev", ifname]], { netns, json: true });
+  const r = tryIpBatch([...(up ? [["link", "set", ifname, "up"]] : []), ["addr", "show", "dev", ifname]], {
+    netns,
+    json: true,
+  });
   const link = (r.shown as LinkInfo[]).find((l) => l.ifname === ifname);
   if (!r.ok || !link) throw new CniError(Code.Internal, `failed to set "${ifname}" up: ${r.stderr}`);
   return link;
@@ -99,7 +119,8 @@ function waitForDad(netns: string, ifname: string) {
     if (!tentative) return;
     sleepMs(DAD_POLL_MS);
   }
-  if (tentative && up) throw new CniError(Code.Internal, `"${ifname}" still has tentative IPv6 addresses after ${DAD_TIMEOUT_MS / 1000}s`);
+  if (tentative && up)
+    throw new CniError(Code.Internal, `"${ifname}" still has tentative IPv6 addresses after ${DAD_TIMEOUT_MS / 1000}s`);
 }
 
 /**
@@ -107,9 +128,19 @@ function waitForDad(netns: string, ifname: string) {
  * had, which DEL needs for the iptables masquerade. An interface that is already gone is fine.
  */
 export function removeContainerIface(netns: string, ifname: string): string[] {
-  const r = tryIpBatch([["addr", "show", "dev", ifname], ["link", "del", ifname]], { netns, json: true });
-  if (!r.ok && r.failedLine !== 0) throw new CniError(Code.Internal, `failed to delete "${ifname}" in ${netns}: ${r.stderr}`);
-  if (!r.ok && !/does not exist|Cannot find device/.test(r.stderr)) throw new CniError(Code.Internal, `failed to read "${ifname}" in ${netns}: ${r.stderr}`);
+  const r = tryIpBatch(
+    [
+      ["addr", "show", "dev", ifname],
+      ["link", "del", ifname],
+    ],
+    { netns, json: true },
+  );
+  if (!r.ok && r.failedLine !== 0)
+    throw new CniError(Code.Internal, `failed to delete "${ifname}" in ${netns}: ${r.stderr}`);
+  if (!r.ok && !/does not exist|Cannot find device/.test(r.stderr))
+    throw new CniError(Code.Internal, `failed to read "${ifname}" in ${netns}: ${r.stderr}`);
   const link = (r.shown as LinkInfo[]).find((l) => l.ifname === ifname);
-  return (link?.addr_info ?? []).filter((a) => (a as { scope?: string }).scope === "global").map((a) => `${a.local}/${a.prefixlen}`);
+  return (link?.addr_info ?? [])
+    .filter((a) => (a as { scope?: string }).scope === "global")
+    .map((a) => `${a.local}/${a.prefixlen}`);
 }

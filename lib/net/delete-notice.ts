@@ -1,4 +1,15 @@
-import { closeSync, constants, mkdirSync, openSync, readdirSync, readFileSync, renameSync, statSync, unlinkSync, writeSync } from "node:fs";
+import {
+  closeSync,
+  constants,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  statSync,
+  unlinkSync,
+  writeSync,
+} from "node:fs";
 import { join } from "node:path";
 import { hexDigest, randomHex } from "../hash.ts";
 import { lockExclusive, type HeldLock } from "../kernel/flock.ts";
@@ -60,7 +71,10 @@ export function readDeleteNotice(key: AttachmentKey): DeleteNotice | undefined {
   const path = noticePath(key);
   let text: string;
   try {
-    text = readFileSync(path, { encoding: "utf8", flag: constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK });
+    text = readFileSync(path, {
+      encoding: "utf8",
+      flag: constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK,
+    });
   } catch {
     return undefined;
   }

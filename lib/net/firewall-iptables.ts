@@ -57,8 +57,14 @@ export function forwardSkeleton(adminChain: string): RuleSet {
   return {
     chains: [FORWARD_CHAIN, adminChain],
     wanted: [
-      { rule: { chain: "FORWARD", spec: ["-m", "comment", "--comment", FORWARD_COMMENT, "-j", FORWARD_CHAIN] }, at: "top" },
-      { rule: { chain: FORWARD_CHAIN, spec: ["-m", "comment", "--comment", ADMIN_COMMENT, "-j", adminChain] }, at: "top" },
+      {
+        rule: { chain: "FORWARD", spec: ["-m", "comment", "--comment", FORWARD_COMMENT, "-j", FORWARD_CHAIN] },
+        at: "top",
+      },
+      {
+        rule: { chain: FORWARD_CHAIN, spec: ["-m", "comment", "--comment", ADMIN_COMMENT, "-j", adminChain] },
+        at: "top",
+      },
     ],
   };
 }
@@ -74,10 +80,16 @@ export function isolationRules(policy: IngressPolicy, bridge: string): RuleSet {
   const comment = ["-m", "comment", "--comment", `${FORWARD_COMMENT} (ingressPolicy: ${policy})`];
   const wanted: Wanted[] = [
     { rule: { chain: "FORWARD", spec: [...comment, "-j", STAGE1_CHAIN] }, at: "top" },
-    { rule: { chain: STAGE1_CHAIN, spec: ["-i", bridge, "!", "-o", bridge, ...comment, "-j", STAGE2_CHAIN] }, at: "top" },
+    {
+      rule: { chain: STAGE1_CHAIN, spec: ["-i", bridge, "!", "-o", bridge, ...comment, "-j", STAGE2_CHAIN] },
+      at: "top",
+    },
   ];
   if (policy === "isolated") {
-    wanted.push({ rule: { chain: STAGE1_CHAIN, spec: ["-i", bridge, "-o", bridge, ...comment, "-j", "DROP"] }, at: "top" });
+    wanted.push({
+      rule: { chain: STAGE1_CHAIN, spec: ["-i", bridge, "-o", bridge, ...comment, "-j", "DROP"] },
+      at: "top",
+    });
   }
   wanted.push(
     { rule: { chain: STAGE1_CHAIN, spec: [...comment, "-j", "RETURN"] }, at: "bottom" },
@@ -118,7 +130,6 @@ export function parseFilterDump(dump: string): TableState {
 function ruleKey(r: Rule): string {
   return [r.chain, ...r.spec].join("\0");
 }
-
 
 function line(op: string, r: Rule, pos?: number): string {
   return [op, r.chain, ...(pos === undefined ? [] : [String(pos)]), ...r.spec.map(restoreQuote)].join(" ");
@@ -174,5 +185,8 @@ export function missing(state: TableState, want: RuleSet, rules: Rule[] = []): s
 
 /** iptables chain names: at most 28 characters, no whitespace, not an option or a built-in target. */
 export function validChainName(name: string): boolean {
-  return /^[A-Za-z0-9_][A-Za-z0-9_.:+=-]{0,27}$/.test(name) && !["ACCEPT", "DROP", "RETURN", "REJECT", "QUEUE", "FORWARD", "INPUT", "OUTPUT", FORWARD_CHAIN].includes(name);
+  return (
+    /^[A-Za-z0-9_][A-Za-z0-9_.:+=-]{0,27}$/.test(name) &&
+    !["ACCEPT", "DROP", "RETURN", "REJECT", "QUEUE", "FORWARD", "INPUT", "OUTPUT", FORWARD_CHAIN].includes(name)
+  );
 }

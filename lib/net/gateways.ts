@@ -21,7 +21,6 @@ export function cidrOf(text: string): CIDR {
   return c;
 }
 
-
 /** Network address + 1 (10.22.0.0/24 -> 10.22.0.1), the reference's default gateway. */
 export const firstHost = (c: CIDR) => formatIP({ family: c.ip.family, n: networkOf(c).n + 1n });
 
@@ -30,12 +29,23 @@ export const firstHost = (c: CIDR) => formatIP({ family: c.ip.family, n: network
  * gateway is filled in when isGateway; with isDefaultGateway a default route via this IP's gateway
  * is appended once per family unless the result already has a default route with a gateway.
  */
-export function calcGateways(result: Result, isGateway: boolean, isDefaultGateway: boolean, containerIndex = 2): Gateways {
+export function calcGateways(
+  result: Result,
+  isGateway: boolean,
+  isDefaultGateway: boolean,
+  containerIndex = 2,
+): Gateways {
   const gws: Gateways = { 4: [], 6: [] };
-  const routes = (result.routes ??= []);
+  result.routes ??= [];
+  const routes = result.routes;
   const haveDefault = { 4: false, 6: false };
   // Rebuilt rather than patched so the keys print in the reference's order.
-  result.ips = (result.ips ?? []).map(({ interface: _i, address, gateway, ...rest }) => ({ interface: containerIndex, address, ...(gateway !== undefined ? { gateway } : {}), ...rest }));
+  result.ips = (result.ips ?? []).map(({ interface: _i, address, gateway, ...rest }) => ({
+    interface: containerIndex,
+    address,
+    ...(gateway !== undefined ? { gateway } : {}),
+    ...rest,
+  }));
   for (const ip of result.ips) {
     const c = cidrOf(ip.address);
     const family = c.ip.family;
@@ -43,7 +53,9 @@ export function calcGateways(result: Result, isGateway: boolean, isDefaultGatewa
     if (isDefaultGateway && !haveDefault[family]) {
       haveDefault[family] = routes.some((r) => r.gw !== undefined && sameNet(r.dst, DEFAULT_DST[family]));
       if (!haveDefault[family]) {
-        routes.push(ip.gateway === undefined ? { dst: DEFAULT_DST[family] } : { dst: DEFAULT_DST[family], gw: ip.gateway });
+        routes.push(
+          ip.gateway === undefined ? { dst: DEFAULT_DST[family] } : { dst: DEFAULT_DST[family], gw: ip.gateway },
+        );
         haveDefault[family] = true;
       }
     }
@@ -71,7 +83,12 @@ export interface DevAddr {
  * forceAddress resolves by deleting it. Returns the ip commands, or [] when all is in place.
  * (Unlike the reference, gateways added in the same call do not conflict with each other.)
  */
-export function gatewayAddrLines(dev: string, present: readonly DevAddr[], gateways: readonly string[], forceAddress: boolean): string[][] {
+export function gatewayAddrLines(
+  dev: string,
+  present: readonly DevAddr[],
+  gateways: readonly string[],
+  forceAddress: boolean,
+): string[][] {
   const lines: string[][] = [];
   const removed = new Set<string>();
   const wanted = new Set(gateways);

@@ -1,6 +1,15 @@
 import { hexDigest } from "../hash.ts";
 import { CniError, Code } from "../cni/errors.ts";
-import { iptablesTransact, nftApply, nftList, restoreQuote, savedChains, savedRules, type Family, type NetfilterBackend } from "../kernel/netfilter.ts";
+import {
+  iptablesTransact,
+  nftApply,
+  nftList,
+  restoreQuote,
+  savedChains,
+  savedRules,
+  type Family,
+  type NetfilterBackend,
+} from "../kernel/netfilter.ts";
 import { formatIP, formatNetwork, parseCIDR, type CIDR } from "../ipam/ip.ts";
 
 /**
@@ -22,10 +31,12 @@ export interface Attachment {
 
 const sha512hex = (s: string) => hexDigest("sha512", s);
 
-export const masqChainName = (network: string, containerId: string) => `CNI-${sha512hex(network + containerId).slice(0, 24)}`;
+export const masqChainName = (network: string, containerId: string) =>
+  `CNI-${sha512hex(network + containerId).slice(0, 24)}`;
 
 /** Go's %q of each value inside `name: %q id: %q`. */
-export const masqComment = (network: string, containerId: string) => `name: ${goQuote(network)} id: ${goQuote(containerId)}`;
+export const masqComment = (network: string, containerId: string) =>
+  `name: ${goQuote(network)} id: ${goQuote(containerId)}`;
 
 function goQuote(s: string): string {
   return JSON.stringify(s).replace(/\\u00([0-9a-f]{2})/g, "\\x$1");
@@ -146,7 +157,8 @@ export function nftSetupScript(addrs: readonly CIDR[], a: Attachment, staleHandl
   ].join("\n");
 }
 
-const nftDeleteScript = (handles: readonly number[]) => handles.map((h) => `delete rule inet ${NFT_TABLE} ${NFT_CHAIN} handle ${h}`).join("\n") + "\n";
+const nftDeleteScript = (handles: readonly number[]) =>
+  `${handles.map((h) => `delete rule inet ${NFT_TABLE} ${NFT_CHAIN} handle ${h}`).join("\n")}\n`;
 
 // ---------------------------------------------------------------- entry points
 
@@ -162,7 +174,13 @@ export function setupMasquerade(backend: NetfilterBackend, addrs: readonly CIDR[
   if (addrs.length === 0) return;
   if (backend === "nftables") {
     const stale = nftMasqRules().filter((r) => r.comment?.startsWith(nftInstanceHash(a)));
-    nftApply(nftSetupScript(addrs, a, stale.map((r) => r.handle)));
+    nftApply(
+      nftSetupScript(
+        addrs,
+        a,
+        stale.map((r) => r.handle),
+      ),
+    );
     return;
   }
   const chain = masqChainName(a.network, a.containerId);
@@ -186,7 +204,9 @@ export function teardownMasquerade(a: Attachment, addrs: readonly CIDR[]): strin
   const families: Family[] = addrs.length > 0 ? [...new Set(addrs.map(familyOf))] : [4, 6];
   const sources = addrs.length > 0 ? sourceForms(addrs) : undefined;
   for (const family of families) {
-    attempt(errors, "iptables-restore", () => iptablesTransact(family, "nat", (dump) => script(iptablesTeardownLines(dump, chain, sources))));
+    attempt(errors, "iptables-restore", () =>
+      iptablesTransact(family, "nat", (dump) => script(iptablesTeardownLines(dump, chain, sources))),
+    );
   }
   attempt(errors, "nft", () => {
     const mine = nftMasqRules().filter((r) => r.comment?.startsWith(nftInstanceHash(a)));
@@ -201,12 +221,14 @@ export function gcMasquerade(network: string, valid: readonly { containerId: str
   const validIds = new Set(valid.map((v) => v.containerId));
   for (const family of [4, 6] as const) {
     attempt(errors, "iptables-restore", () =>
-      iptablesTransact(family, "nat", (dump) => script(staleChains(dump, network, validIds).flatMap((chain) => iptablesTeardownLines(dump, chain)))),
+      iptablesTransact(family, "nat", (dump) =>
+        script(staleChains(dump, network, validIds).flatMap((chain) => iptablesTeardownLines(dump, chain))),
+      ),
     );
   }
   attempt(errors, "nft", () => {
     const keep = new Set(valid.map((v) => nftComment({ network, containerId: v.containerId, ifname: v.ifname })));
-    const prefix = nftNetworkHash(network) + "-";
+    const prefix = `${nftNetworkHash(network)}-`;
     const stale = nftMasqRules().filter((r) => r.comment?.startsWith(prefix) && !keep.has(r.comment));
     if (stale.length > 0) nftApply(nftDeleteScript(stale.map((r) => r.handle)));
   });

@@ -21,13 +21,13 @@ const MULTIPORT_MAX = 15;
 
 /** "CNI-DN-" + the first 21 hex digits of SHA-512(network name + container ID), as the reference. */
 export function chainNameFor(prefix: "DN-" | "SN-", network: string, containerId: string): string {
-  return ("CNI-" + prefix + hexDigest("sha512", network + containerId)).slice(0, 28);
+  return `CNI-${prefix}${hexDigest("sha512", network + containerId)}`.slice(0, 28);
 }
 
 /** Comment on the entry rules; it is also how GC tells this network's chains from others'. */
 export function dnatComment(network: string, containerId: string): string {
   const c = `dnat name: "${network}" id: "${containerId}"`;
-  return c.length > 255 ? c.slice(0, 253) + "..." : c;
+  return c.length > 255 ? `${c.slice(0, 253)}...` : c;
 }
 
 /** Parses a dnatComment back into its network and container ID (undefined for other comments). */
@@ -76,7 +76,19 @@ export function iptablesSpec(o: IptablesOptions, addr: CIDR): IptablesSpec {
     const ports = byProto.get(proto)!;
     for (let i = 0; i < ports.length; i += MULTIPORT_MAX) {
       const group = ports.slice(i, i + MULTIPORT_MAX).join(",");
-      entryRules.push(["-m", "comment", "--comment", comment, "-m", "multiport", "-p", proto, "--destination-ports", group, ...conditions]);
+      entryRules.push([
+        "-m",
+        "comment",
+        "--comment",
+        comment,
+        "-m",
+        "multiport",
+        "-p",
+        proto,
+        "--destination-ports",
+        group,
+        ...conditions,
+      ]);
     }
   }
 
@@ -97,7 +109,16 @@ export function iptablesSpec(o: IptablesOptions, addr: CIDR): IptablesSpec {
   return { family: v6 ? 6 : 4, chain, rules, entryRules, markDef };
 }
 
-const setMarkRule = (markDef: string) => ["-m", "comment", "--comment", "CNI portfwd masquerade mark", "-j", "MARK", "--set-xmark", markDef];
+const setMarkRule = (markDef: string) => [
+  "-m",
+  "comment",
+  "--comment",
+  "CNI portfwd masquerade mark",
+  "-j",
+  "MARK",
+  "--set-xmark",
+  markDef,
+];
 const masqRule = (markDef: string) => ["-m", "mark", "--mark", markDef, "-j", "MASQUERADE"];
 const masqJump = ["-m", "comment", "--comment", "CNI portfwd requiring masquerade", "-j", MASQ_CHAIN];
 const dnatJump = ["-m", "addrtype", "--dst-type", "LOCAL", "-j", DNAT_CHAIN];
@@ -213,7 +234,8 @@ export function planAdd(dump: string, spec: IptablesSpec): string {
   const out = ["*nat", `:${spec.chain} - [0:0]`];
   if (spec.markDef) {
     if (!t.chains.has(SETMARK_CHAIN)) out.push(`-N ${SETMARK_CHAIN}`);
-    if (!has(SETMARK_CHAIN, setMarkRule(spec.markDef))) out.push(`-A ${SETMARK_CHAIN} ${line(setMarkRule(spec.markDef))}`);
+    if (!has(SETMARK_CHAIN, setMarkRule(spec.markDef)))
+      out.push(`-A ${SETMARK_CHAIN} ${line(setMarkRule(spec.markDef))}`);
     if (!t.chains.has(MASQ_CHAIN)) out.push(`-N ${MASQ_CHAIN}`);
     if (!has(MASQ_CHAIN, masqRule(spec.markDef))) out.push(`-A ${MASQ_CHAIN} ${line(masqRule(spec.markDef))}`);
     // First in POSTROUTING, so it runs before the bridge plugin's own masquerade rules.
@@ -221,7 +243,8 @@ export function planAdd(dump: string, spec: IptablesSpec): string {
   }
   if (!t.chains.has(DNAT_CHAIN)) out.push(`-N ${DNAT_CHAIN}`);
   for (const hook of ["PREROUTING", "OUTPUT"]) if (!has(hook, dnatJump)) out.push(`-A ${hook} ${line(dnatJump)}`);
-  for (const r of t.rules) if (targetOf(r) === spec.chain && r.chain !== spec.chain) out.push(`-D ${r.chain} ${r.text}`);
+  for (const r of t.rules)
+    if (targetOf(r) === spec.chain && r.chain !== spec.chain) out.push(`-D ${r.chain} ${r.text}`);
   for (const e of [...spec.entryRules].reverse()) out.push(`-I ${DNAT_CHAIN} 1 ${line([...e, "-j", spec.chain])}`);
   for (const r of spec.rules) out.push(`-A ${spec.chain} ${line(r)}`);
   out.push("COMMIT", "");
@@ -276,13 +299,15 @@ export function verify(dump: string, spec: IptablesSpec): string | undefined {
   if (!t.chains.has(spec.chain)) return `chain ${spec.chain} not found in ${fam} table nat`;
   const have = t.rules.filter((r) => r.chain === spec.chain).map((r) => ruleKey(r.tokens));
   const want = spec.rules.map(ruleKey);
-  const missing = spec.rules.filter((r, i) => !have.includes(want[i]!));
+  const missing = spec.rules.filter((_r, i) => !have.includes(want[i]!));
   if (missing.length > 0) return `rule [${missing[0]!.join(" ")}] not found in chain ${spec.chain} of ${fam} table nat`;
   const extra = have.filter((k) => !want.includes(k));
-  if (extra.length > 0 || have.length !== want.length) return `chain ${spec.chain} of ${fam} table nat has rules that do not match the port mappings`;
+  if (extra.length > 0 || have.length !== want.length)
+    return `chain ${spec.chain} of ${fam} table nat has rules that do not match the port mappings`;
   const entries = t.rules.filter((r) => r.chain === DNAT_CHAIN).map((r) => ruleKey(r.tokens));
   for (const e of spec.entryRules) {
-    if (!entries.includes(ruleKey([...e, "-j", spec.chain]))) return `rule [${e.join(" ")} -j ${spec.chain}] not found in chain ${DNAT_CHAIN} of ${fam} table nat`;
+    if (!entries.includes(ruleKey([...e, "-j", spec.chain])))
+      return `rule [${e.join(" ")} -j ${spec.chain}] not found in chain ${DNAT_CHAIN} of ${fam} table nat`;
   }
   const jumps = t.rules.filter((r) => r.chain === "PREROUTING" && targetOf(r) === DNAT_CHAIN);
   if (jumps.length === 0) return `PREROUTING of ${fam} table nat does not jump to ${DNAT_CHAIN}`;
@@ -309,5 +334,6 @@ export function iptablesCheck(specs: readonly IptablesSpec[]) {
 }
 
 export function iptablesGc(network: string, valid: ReadonlySet<string>) {
-  for (const family of [4, 6] as const) iptablesTransact(family, "nat", (dump) => planDelete(dump, staleChains(dump, network, valid)));
+  for (const family of [4, 6] as const)
+    iptablesTransact(family, "nat", (dump) => planDelete(dump, staleChains(dump, network, valid)));
 }

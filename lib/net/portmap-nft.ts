@@ -1,5 +1,5 @@
 import { CniError, Code } from "../cni/errors.ts";
-import { nftApply, nftList, type Family } from "../kernel/netfilter.ts";
+import { nftApply, nftList, type Family, type NftObject } from "../kernel/netfilter.ts";
 import { formatIP, formatNetwork, type CIDR } from "../ipam/ip.ts";
 import { canonicalIp, hostPortTarget, isV6, mappingsForFamily, type PortMapping } from "./portmap.ts";
 
@@ -43,7 +43,10 @@ function masqRules(o: NftOptions, addr: CIDR): string[] {
   const f = fam(v6);
   const ip = formatIP(addr.ip);
   if (o.masqAll) return [`${f} saddr ${v6 ? "::/0" : "0.0.0.0/0"} ${f} daddr ${ip} masquerade`];
-  return [`${f} saddr ${formatNetwork(addr)} ${f} daddr ${ip} ct status dnat masquerade`, ...(v6 ? [] : [`ip saddr 127.0.0.1 ip daddr ${ip} masquerade`])];
+  return [
+    `${f} saddr ${formatNetwork(addr)} ${f} daddr ${ip} ct status dnat masquerade`,
+    ...(v6 ? [] : [`ip saddr 127.0.0.1 ip daddr ${ip} masquerade`]),
+  ];
 }
 
 /** The whole ADD transaction for the container's addresses (one per family). */
@@ -53,7 +56,7 @@ export function nftAddScript(o: NftOptions, addrs: readonly CIDR[]): string {
     const v6 = isV6(addr);
     const t = `${fam(v6)} ${TABLE}`;
     const conditions = ((v6 ? o.conditionsV6 : o.conditionsV4) ?? []).join(" ");
-    const entry = `${conditions ? conditions + " " : ""}fib daddr type local jump hostports_all`;
+    const entry = `${conditions ? `${conditions} ` : ""}fib daddr type local jump hostports_all`;
     const comment = ` comment ${JSON.stringify(o.containerId)}`;
     out.push(
       `add table ${t} { comment "CNI portmap plugin" ; }`,
@@ -78,7 +81,7 @@ export function nftAddScript(o: NftOptions, addrs: readonly CIDR[]): string {
     for (const r of dnat.reverse()) out.push(`insert rule ${t} hostports ${r}${comment}`);
     if (o.snat) for (const r of masqRules(o, addr)) out.push(`add rule ${t} masquerading ${r}${comment}`);
   }
-  return out.length > 0 ? out.join("\n") + "\n" : "";
+  return out.length > 0 ? `${out.join("\n")}\n` : "";
 }
 
 // ---- reading `nft -j list table` ----
@@ -88,10 +91,10 @@ export interface NftRule {
   chain: string;
   handle: number;
   comment?: string;
-  expr: unknown[];
+  expr: NftObject[];
 }
 
-export function rulesOf(listing: Record<string, any>[]): NftRule[] {
+export function rulesOf(listing: NftObject[]): NftRule[] {
   return listing.filter((o) => o.rule).map((o) => o.rule as NftRule);
 }
 
@@ -107,7 +110,7 @@ export function nftDeleteScript(rules: readonly NftRule[], containerId: string):
  * What a DNAT rule does, decoded from nft's JSON: `[ip daddr X] <proto> dport N dnat to A:P`, also
  * in the older `ip protocol tcp th dport N` spelling. Undefined for anything else.
  */
-export function decodeDnat(expr: readonly any[]): string | undefined {
+export function decodeDnat(expr: readonly NftObject[]): string | undefined {
   let proto: string | undefined;
   let dport: number | undefined;
   let daddr: string | undefined;
@@ -136,11 +139,14 @@ export function decodeDnat(expr: readonly any[]): string | undefined {
 export function verifyNft(rules: readonly NftRule[], o: NftOptions, addr: CIDR): string | undefined {
   const v6 = isV6(addr);
   const mine = rules.filter((r) => r.comment === o.containerId);
-  const have = mine.filter((r) => r.chain === "hostports" || r.chain === "hostip_hostports").map((r) => decodeDnat(r.expr));
+  const have = mine
+    .filter((r) => r.chain === "hostports" || r.chain === "hostip_hostports")
+    .map((r) => decodeDnat(r.expr));
   const ip = formatIP(addr.ip);
   for (const m of mappingsForFamily(o.mappings, v6)) {
     const want = `${m.matchDst ?? "*"} ${m.protocol} ${m.hostPort} -> ${ip} ${m.containerPort}`;
-    if (!have.includes(want)) return `missing hostport rule for ${m.protocol}/${m.hostPort} in table ${fam(v6)} ${TABLE}`;
+    if (!have.includes(want))
+      return `missing hostport rule for ${m.protocol}/${m.hostPort} in table ${fam(v6)} ${TABLE}`;
   }
   if (o.snat && mine.filter((r) => r.chain === "masquerading").length < masqRules(o, addr).length) {
     return `missing hostport rules in "masquerading" chain of table ${fam(v6)} ${TABLE}`;
@@ -159,7 +165,11 @@ export function nftAdd(o: NftOptions, addrs: readonly CIDR[]) {
   try {
     nftApply(nftAddScript(o, addrs));
   } catch (e) {
-    throw new CniError(Code.Internal, `unable to set up nftables rules for port mappings: ${(e as Error).message}`, (e as CniError).details ?? "");
+    throw new CniError(
+      Code.Internal,
+      `unable to set up nftables rules for port mappings: ${(e as Error).message}`,
+      (e as CniError).details ?? "",
+    );
   }
 }
 

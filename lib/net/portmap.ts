@@ -52,7 +52,12 @@ const chainName = /^[A-Za-z0-9_.-]{1,28}$/;
 
 export const PortmapConfig = BaseConfig.extend({
   snat: z.boolean().nullish(),
-  markMasqBit: z.number().int().min(0, { error: "must be between 0 and 31" }).max(31, { error: "must be between 0 and 31" }).nullish(),
+  markMasqBit: z
+    .number()
+    .int()
+    .min(0, { error: "must be between 0 and 31" })
+    .max(31, { error: "must be between 0 and 31" })
+    .nullish(),
   externalSetMarkChain: z.string().regex(chainName, { error: "must be an iptables chain name" }).nullish(),
   conditionsV4: z.array(condition).nullish(),
   conditionsV6: z.array(condition).nullish(),
@@ -61,7 +66,11 @@ export const PortmapConfig = BaseConfig.extend({
   runtimeConfig: z.looseObject({ portMappings: z.array(PortMapping).nullish() }).optional(),
 }).superRefine((c, ctx) => {
   if (c.markMasqBit != null && c.externalSetMarkChain != null) {
-    ctx.addIssue({ code: "custom", path: ["externalSetMarkChain"], message: "cannot specify both externalSetMarkChain and markMasqBit" });
+    ctx.addIssue({
+      code: "custom",
+      path: ["externalSetMarkChain"],
+      message: "cannot specify both externalSetMarkChain and markMasqBit",
+    });
   }
   const seen = new Map<string, number>();
   (c.runtimeConfig?.portMappings ?? []).forEach((m, i) => {
@@ -78,7 +87,11 @@ export const PortmapConfig = BaseConfig.extend({
   if (c.backend) {
     const foreign = backendSpecificOptions(c, c.backend === "iptables" ? "nftables" : "iptables");
     if (foreign.length > 0) {
-      ctx.addIssue({ code: "custom", path: [foreign[0]!], message: `${c.backend} backend was requested but configuration contains ${c.backend === "iptables" ? "nftables" : "iptables"}-specific options [${foreign.join(" ")}]` });
+      ctx.addIssue({
+        code: "custom",
+        path: [foreign[0]!],
+        message: `${c.backend} backend was requested but configuration contains ${c.backend === "iptables" ? "nftables" : "iptables"}-specific options [${foreign.join(" ")}]`,
+      });
     }
   }
 });
@@ -86,14 +99,25 @@ export type PortmapConfig = z.infer<typeof PortmapConfig>;
 
 // Go's encoding/json matches object keys case-insensitively, so the reference accepts the
 // capitalised keys containerd's CRI plugin sends ({"HostPort": 8080, ...}); so do we.
-const TOP_KEYS = ["snat", "markMasqBit", "externalSetMarkChain", "conditionsV4", "conditionsV6", "masqAll", "backend", "runtimeConfig", "prevResult"];
+const TOP_KEYS = [
+  "snat",
+  "markMasqBit",
+  "externalSetMarkChain",
+  "conditionsV4",
+  "conditionsV6",
+  "masqAll",
+  "backend",
+  "runtimeConfig",
+  "prevResult",
+];
 const RUNTIME_KEYS = ["portMappings"];
 const MAPPING_KEYS = ["hostPort", "containerPort", "protocol", "hostIP"];
 
 export function parsePortmapConfig(raw: Record<string, unknown>): PortmapConfig {
   const top = foldKeys(raw, TOP_KEYS) as Record<string, unknown>;
   const rc = foldKeys(top.runtimeConfig, RUNTIME_KEYS);
-  if (isObject(rc) && Array.isArray(rc.portMappings)) rc.portMappings = rc.portMappings.map((m) => foldKeys(m, MAPPING_KEYS));
+  if (isObject(rc) && Array.isArray(rc.portMappings))
+    rc.portMappings = rc.portMappings.map((m) => foldKeys(m, MAPPING_KEYS));
   if (rc !== undefined) top.runtimeConfig = rc;
   return parseWith(PortmapConfig, top);
 }
@@ -121,7 +145,10 @@ export function mappingsOf(c: PortmapConfig): PortMapping[] {
  * Options only one backend understands. Conditions are classified like the reference: by the first
  * character of the first word, '-' or '!' meaning iptables syntax.
  */
-function backendSpecificOptions(c: Pick<PortmapConfig, "externalSetMarkChain" | "conditionsV4" | "conditionsV6">, backend: Backend): string[] {
+function backendSpecificOptions(
+  c: Pick<PortmapConfig, "externalSetMarkChain" | "conditionsV4" | "conditionsV6">,
+  backend: Backend,
+): string[] {
   const out: string[] = [];
   if (backend === "iptables" && c.externalSetMarkChain != null) out.push("externalSetMarkChain");
   for (const key of ["conditionsV4", "conditionsV6"] as const) {
@@ -142,7 +169,10 @@ export function selectBackend(c: PortmapConfig, auto: () => Backend): Backend {
   const backend = auto();
   const foreign = backendSpecificOptions(c, backend === "iptables" ? "nftables" : "iptables");
   if (foreign.length > 0) {
-    throw new CniError(Code.InvalidConfig, `${backend} backend was selected but configuration contains ${backend === "iptables" ? "nftables" : "iptables"}-specific options [${foreign.join(" ")}]; set "backend"`);
+    throw new CniError(
+      Code.InvalidConfig,
+      `${backend} backend was selected but configuration contains ${backend === "iptables" ? "nftables" : "iptables"}-specific options [${foreign.join(" ")}]; set "backend"`,
+    );
   }
   return backend;
 }
@@ -221,4 +251,3 @@ export function addressOrCidr(text: string): CIDR | undefined {
   const ip = parseIP(text);
   return ip ? { ip, prefix: ip.family === 4 ? 32 : 128, maskBits: ip.family === 4 ? 32 : 128 } : undefined;
 }
-

@@ -21,7 +21,8 @@ const q = (s: string) => {
 };
 // nft 1.0.x takes chain names only as bare identifiers.
 const ident = (s: string) => {
-  if (!/^[A-Za-z_.][A-Za-z0-9/_.-]*$/.test(s)) throw new CniError(Code.InvalidConfig, `cannot name an nft chain ${JSON.stringify(s)}`);
+  if (!/^[A-Za-z_.][A-Za-z0-9/_.-]*$/.test(s))
+    throw new CniError(Code.InvalidConfig, `cannot name an nft chain ${JSON.stringify(s)}`);
   return s;
 };
 
@@ -52,7 +53,9 @@ export function setupSpoofCheck(hostIface: string, mac: string, refId: string) {
 /** Removes the base-chain jump(s) and both per-attachment chains; the table and base chain stay. */
 export function teardownSpoofCheck(refId: string) {
   const objects = nftList(["table", "bridge", "nat"]);
-  const chains = new Set(objects.map((o) => (o.chain as { name?: string } | undefined)?.name).filter((n) => n !== undefined));
+  const chains = new Set(
+    objects.map((o) => (o.chain as { name?: string } | undefined)?.name).filter((n) => n !== undefined),
+  );
   const jumps = objects
     .map((o) => o.rule as { chain: string; handle: number; comment?: string } | undefined)
     .filter((r) => r !== undefined && r.chain === BASE && r.comment === comment(refId));
@@ -60,5 +63,5 @@ export function teardownSpoofCheck(refId: string) {
   for (const chain of [ifaceChain(refId), macChain(refId)]) {
     if (chains.has(chain)) lines.push(`flush chain ${TABLE} ${ident(chain)}`, `delete chain ${TABLE} ${ident(chain)}`);
   }
-  if (lines.length > 0) nftApply(lines.join("\n") + "\n");
+  if (lines.length > 0) nftApply(`${lines.join("\n")}\n`);
 }

@@ -101,7 +101,11 @@ export function resolveSettings(c: TuningConfig, cniArgs: string, ifname: string
     const path = sysctlPath(key, ifname, field);
     checkSysctlValue(value, `${field}.${key}`);
     const other = byPath.get(path);
-    if (other !== undefined) throw new CniError(Code.InvalidConfig, `invalid network config: ${field}: duplicated sysctl keys ${JSON.stringify(other)} and ${JSON.stringify(key)}`);
+    if (other !== undefined)
+      throw new CniError(
+        Code.InvalidConfig,
+        `invalid network config: ${field}: duplicated sysctl keys ${JSON.stringify(other)} and ${JSON.stringify(key)}`,
+      );
     byPath.set(path, key);
     sysctls.push({ key, path, value });
   }
@@ -123,7 +127,13 @@ export function linkSettings(s: Settings): LinkSettings {
 }
 
 export function hasLinkSettings(l: LinkSettings): boolean {
-  return l.mac !== undefined || l.mtu !== undefined || l.promisc !== undefined || l.allmulti !== undefined || l.txQLen !== undefined;
+  return (
+    l.mac !== undefined ||
+    l.mtu !== undefined ||
+    l.promisc !== undefined ||
+    l.allmulti !== undefined ||
+    l.txQLen !== undefined
+  );
 }
 
 /**
@@ -133,8 +143,12 @@ export function hasLinkSettings(l: LinkSettings): boolean {
  * "IFNAME" becomes CNI_IFNAME. The result must stay under net/: no empty, "." or ".." component.
  */
 export function sysctlPath(key: string, ifname: string, field = "sysctl"): string {
-  const bad = (why: string) => new CniError(Code.InvalidConfig, `invalid network config: ${field}: invalid net sysctl key ${JSON.stringify(key)}: ${why}`);
-  if (key.includes("..")) throw bad("must not contain \"..\"");
+  const bad = (why: string) =>
+    new CniError(
+      Code.InvalidConfig,
+      `invalid network config: ${field}: invalid net sysctl key ${JSON.stringify(key)}: ${why}`,
+    );
+  if (key.includes("..")) throw bad('must not contain ".."');
   if (/[\s\x00-\x1f\x7f]/.test(key)) throw bad("must not contain whitespace or control characters");
   const firstSep = key.search(/[./]/);
   const slashed = firstSep >= 0 && key[firstSep] === "." ? key.replace(/[./]/g, (c) => (c === "." ? "/" : ".")) : key;
@@ -142,7 +156,7 @@ export function sysctlPath(key: string, ifname: string, field = "sysctl"): strin
   const i = parts.indexOf("IFNAME");
   if (i >= 0) parts[i] = ifname;
   if (parts[0] !== "net" || parts.length < 2) throw bad("only keys under net. are allowed");
-  if (parts.some((p) => p === "" || p === "." || p === "..")) throw bad("empty, \".\" or \"..\" component");
+  if (parts.some((p) => p === "" || p === "." || p === "..")) throw bad('empty, "." or ".." component');
   return parts.join("/");
 }
 
@@ -151,9 +165,16 @@ const MAX_SYSCTL_VALUE = 512;
 
 function checkSysctlValue(value: string, field: string) {
   if (/[\x00-\x08\x0a-\x1f\x7f]/.test(value)) {
-    throw new CniError(Code.InvalidConfig, `invalid network config: ${field}: value must not contain control characters`);
+    throw new CniError(
+      Code.InvalidConfig,
+      `invalid network config: ${field}: value must not contain control characters`,
+    );
   }
-  if (value.length > MAX_SYSCTL_VALUE) throw new CniError(Code.InvalidConfig, `invalid network config: ${field}: value longer than ${MAX_SYSCTL_VALUE} characters`);
+  if (value.length > MAX_SYSCTL_VALUE)
+    throw new CniError(
+      Code.InvalidConfig,
+      `invalid network config: ${field}: value longer than ${MAX_SYSCTL_VALUE} characters`,
+    );
 }
 
 /** Ethernet MAC in any of the usual spellings, returned as lowercase colon form; must be unicast. */
@@ -167,12 +188,19 @@ export function checkAllowlist(keys: readonly string[], allowlist: string): void
       try {
         return new RegExp(l);
       } catch (e) {
-        throw new CniError(Code.InvalidConfig, `invalid regular expression in ${ALLOWLIST_FILE}: ${JSON.stringify(l)}`, (e as Error).message);
+        throw new CniError(
+          Code.InvalidConfig,
+          `invalid regular expression in ${ALLOWLIST_FILE}: ${JSON.stringify(l)}`,
+          (e as Error).message,
+        );
       }
     });
   for (const k of keys) {
     if (!patterns.some((p) => p.test(k))) {
-      throw new CniError(Code.InvalidConfig, `Sysctl ${k} is not allowed. Only the following sysctls are allowed: ${patterns.map((p) => p.source).join(", ")}`);
+      throw new CniError(
+        Code.InvalidConfig,
+        `Sysctl ${k} is not allowed. Only the following sysctls are allowed: ${patterns.map((p) => p.source).join(", ")}`,
+      );
     }
   }
 }
@@ -204,7 +232,12 @@ export interface LinkState {
 }
 
 /** The originals to save before `want` is applied: only what will change, as the reference does. */
-export function buildBackup(want: LinkSettings, link: LinkState | undefined, sysctls: readonly SysctlSetting[], originals: readonly (string | undefined)[]): Backup {
+export function buildBackup(
+  want: LinkSettings,
+  link: LinkState | undefined,
+  sysctls: readonly SysctlSetting[],
+  originals: readonly (string | undefined)[],
+): Backup {
   const b: Backup = {};
   if (link) {
     if (want.mac !== undefined && link.address) b.mac = link.address;
@@ -265,19 +298,31 @@ export function linkCommands(ifname: string, l: LinkSettings): { field: string; 
 
 /** Link attributes to put back from a saved file. */
 export function restoreSettings(b: Backup): LinkSettings {
-  return { mac: b.mac || undefined, mtu: b.mtu || undefined, promisc: b.promisc, allmulti: b.allmulti, txQLen: b.txQLen };
+  return {
+    mac: b.mac || undefined,
+    mtu: b.mtu || undefined,
+    promisc: b.promisc,
+    allmulti: b.allmulti,
+    txQLen: b.txQLen,
+  };
 }
 
 /** Differences between what was asked and what the link has, as CHECK reports them. */
 export function linkMismatches(ifname: string, want: LinkSettings, link: LinkState): string[] {
   const out: string[] = [];
-  if (want.mac !== undefined && want.mac !== link.address?.toLowerCase()) out.push(`Tuning configured Ethernet of ${ifname} is ${want.mac}, current value is ${link.address}`);
-  if (want.promisc && !link.flags.includes("PROMISC")) out.push(`Tuning link ${ifname} configured promisc is true, current value is false`);
-  if (want.mtu !== undefined && want.mtu !== link.mtu) out.push(`Tuning configured MTU of ${ifname} is ${want.mtu}, current value is ${link.mtu}`);
+  if (want.mac !== undefined && want.mac !== link.address?.toLowerCase())
+    out.push(`Tuning configured Ethernet of ${ifname} is ${want.mac}, current value is ${link.address}`);
+  if (want.promisc && !link.flags.includes("PROMISC"))
+    out.push(`Tuning link ${ifname} configured promisc is true, current value is false`);
+  if (want.mtu !== undefined && want.mtu !== link.mtu)
+    out.push(`Tuning configured MTU of ${ifname} is ${want.mtu}, current value is ${link.mtu}`);
   if (want.allmulti !== undefined && want.allmulti !== link.flags.includes("ALLMULTI")) {
-    out.push(`Tuning configured all-multicast mode of ${ifname} is ${want.allmulti}, current value is ${!want.allmulti}`);
+    out.push(
+      `Tuning configured all-multicast mode of ${ifname} is ${want.allmulti}, current value is ${!want.allmulti}`,
+    );
   }
-  if (want.txQLen !== undefined && want.txQLen !== link.txqlen) out.push(`Tuning configured Transmit Queue Length of ${ifname} is ${want.txQLen}, current value is ${link.txqlen}`);
+  if (want.txQLen !== undefined && want.txQLen !== link.txqlen)
+    out.push(`Tuning configured Transmit Queue Length of ${ifname} is ${want.txQLen}, current value is ${link.txqlen}`);
   return out;
 }
 

@@ -21,9 +21,28 @@ export interface PortOptions {
 }
 
 /** Creates the pair with the peer in `netnsPath` (a path works where ip takes a netns). */
-export function vethPairLine(host: string, ifname: string, netnsPath: string, o: Pick<PortOptions, "mtu" | "mac">): string[] {
+export function vethPairLine(
+  host: string,
+  ifname: string,
+  netnsPath: string,
+  o: Pick<PortOptions, "mtu" | "mac">,
+): string[] {
   const mtu = o.mtu > 0 ? ["mtu", String(o.mtu)] : [];
-  return ["link", "add", host, ...mtu, "type", "veth", "peer", "name", ifname, ...mtu, ...(o.mac ? ["address", o.mac] : []), "netns", netnsPath];
+  return [
+    "link",
+    "add",
+    host,
+    ...mtu,
+    "type",
+    "veth",
+    "peer",
+    "name",
+    ifname,
+    ...mtu,
+    ...(o.mac ? ["address", o.mac] : []),
+    "netns",
+    netnsPath,
+  ];
 }
 
 /** Enslaves the host end with hairpin and isolation set explicitly either way, then brings it up. */
@@ -52,7 +71,8 @@ export interface VlanOptions {
 export function portVlanLines(port: string, o: VlanOptions, defaultPvid: number): string[][] {
   if (o.vlan === 0 && o.trunk.length === 0) return [];
   const lines: string[][] = [];
-  if (!o.preserveDefaultVlan && defaultPvid > 0) lines.push(["vlan", "del", "dev", port, "vid", String(defaultPvid), "master"]);
+  if (!o.preserveDefaultVlan && defaultPvid > 0)
+    lines.push(["vlan", "del", "dev", port, "vid", String(defaultPvid), "master"]);
   if (o.vlan !== 0) lines.push(["vlan", "add", "dev", port, "vid", String(o.vlan), "pvid", "untagged", "master"]);
   for (const v of o.trunk) lines.push(["vlan", "add", "dev", port, "vid", String(v), "master"]);
   if (o.vlan === 0) lines.push(["vlan", "add", "dev", port, "vid", "1", "pvid", "untagged", "master"]);
@@ -70,9 +90,13 @@ export function waitPortUp(dev: string) {
   let state = "unknown";
   for (const ms of RETRY_SLEEPS_MS) {
     sleepMs(ms);
-    state = sysfsOperstate(dev) ?? ipJson<{ operstate?: string }[]>(["link", "show", "dev", dev], { allowFailure: true })[0]?.operstate?.toLowerCase() ?? "absent";
+    state =
+      sysfsOperstate(dev) ??
+      ipJson<{ operstate?: string }[]>(["link", "show", "dev", dev], {
+        allowFailure: true,
+      })[0]?.operstate?.toLowerCase() ??
+      "absent";
     if (state === "up") return;
   }
   throw new CniError(Code.Internal, `bridge port in error state: ${state}`);
 }
-

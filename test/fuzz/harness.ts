@@ -2,6 +2,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { clone, mutateConfig, mutateEnv, pick, type Json, type Rng } from "./mutate.ts";
 import { seededRandom } from "../helpers/reliability.ts";
+import { PLUGIN_NAMES } from "../../plugins/index.ts";
 
 /**
  * Fuzz cases: a corpus seed of the plugin, mutated, with a mutated environment, made safe to run.
@@ -11,8 +12,9 @@ import { seededRandom } from "../helpers/reliability.ts";
  * a namespace the test made, a path that is not one, or the plugin's own (which must be refused).
  * Each case has its own random source derived from (seed, plugin, index), so one case replays alone.
  */
-export const FUZZ_PLUGINS = ["loopback", "bridge", "host-local", "portmap", "firewall", "tuning"] as const;
-export type FuzzPlugin = (typeof FUZZ_PLUGINS)[number];
+// Every plugin of the registry: a new one fails here until test/fuzz/corpus/<name>.json seeds it.
+export const FUZZ_PLUGINS = PLUGIN_NAMES;
+export type FuzzPlugin = string;
 
 export interface FuzzPaths {
   /** host-local dataDir (several configs may share it). */
@@ -72,7 +74,13 @@ export function makeCase(seed: number, plugin: FuzzPlugin, index: number, p: Fuz
   const rng = seededRandom(caseSeed(seed, plugin, index));
   const seeds = corpus(plugin, p);
   const { config, steps } = mutateConfig(pick(rng, seeds), rng);
-  const env: Record<string, string> = { CNI_COMMAND: "ADD", CNI_CONTAINERID: `fz-${plugin}-${index}`, CNI_NETNS: p.netns, CNI_IFNAME: "eth0", CNI_PATH: p.bin };
+  const env: Record<string, string> = {
+    CNI_COMMAND: "ADD",
+    CNI_CONTAINERID: `fz-${plugin}-${index}`,
+    CNI_NETNS: p.netns,
+    CNI_IFNAME: "eth0",
+    CNI_PATH: p.bin,
+  };
   const netnsChoices = [p.netns, p.netns, p.netns, ...p.badNetns];
   const pathChoices = [p.bin, p.bin, `/nonexistent:${p.bin}`, "/nonexistent", "relative/dir", ":::", ""];
   steps.push(...mutateEnv(env, rng, netnsChoices, pathChoices));
@@ -99,7 +107,13 @@ export function pin(config: Json, p: FuzzPaths, rng: Rng): Json {
     // Absent (or null, or ""), the plugins fall back to directories on the machine.
     if (config.dataDir === undefined || config.dataDir === null || config.dataDir === "") config.dataDir = p.tuningDir;
     const ipam = config.ipam;
-    if (ipam !== null && typeof ipam === "object" && !Array.isArray(ipam) && (ipam.dataDir === undefined || ipam.dataDir === null || ipam.dataDir === "")) ipam.dataDir = p.dataDir;
+    if (
+      ipam !== null &&
+      typeof ipam === "object" &&
+      !Array.isArray(ipam) &&
+      (ipam.dataDir === undefined || ipam.dataDir === null || ipam.dataDir === "")
+    )
+      ipam.dataDir = p.dataDir;
   }
   return config;
 }

@@ -79,9 +79,32 @@ export const SPECIAL_STRINGS = [
   "kernel.panic",
 ];
 
-export const SPECIAL_NUMBERS = [0, -1, 1, 1.5, 2, 31, 32, 68, 1280, 1500, 4094, 4095, 4096, 9000, 65535, 65536, 2147483647, 2147483648, 4294967296, 9007199254740993, 1e308, -1e308, 5e-324];
+export const SPECIAL_NUMBERS = [
+  0, -1, 1, 1.5, 2, 31, 32, 68, 1280, 1500, 4094, 4095, 4096, 9000, 65535, 65536, 2147483647, 2147483648, 4294967296,
+  // biome-ignore lint/correctness/noPrecisionLoss: 2^53 + 1 on purpose, a number JSON cannot hold exactly
+  9007199254740993, 1e308, -1e308, 5e-324,
+];
 
-const UNICODE = ["\u202e", "\u200b", "\u200d", "\ufeff", "\u0301", "\ud800", "\udfff", "\ud83d\ude00", "ＥＴＨ０", "ı", "ß", "\u2028", "\u0085", "é", "中文", "\u0000", "\u007f", "\u001b[31m"];
+const UNICODE = [
+  "\u202e",
+  "\u200b",
+  "\u200d",
+  "\ufeff",
+  "\u0301",
+  "\ud800",
+  "\udfff",
+  "\ud83d\ude00",
+  "ＥＴＨ０",
+  "ı",
+  "ß",
+  "\u2028",
+  "\u0085",
+  "é",
+  "中文",
+  "\u0000",
+  "\u007f",
+  "\u001b[31m",
+];
 
 const KNOWN_KEYS = [
   "cniVersion",
@@ -161,7 +184,10 @@ export function allPaths(root: Json): Path[] {
     const [v, prefix] = stack.pop()!;
     out.push(prefix);
     if (prefix.length >= 100) continue;
-    if (Array.isArray(v)) v.forEach((x, i) => stack.push([x, [...prefix, i]]));
+    if (Array.isArray(v))
+      v.forEach((x, i) => {
+        stack.push([x, [...prefix, i]]);
+      });
     else if (v !== null && typeof v === "object") for (const k of Object.keys(v)) stack.push([v[k]!, [...prefix, k]]);
   }
   return out;
@@ -203,8 +229,26 @@ export function randomScalar(rng: Rng): Json {
 }
 
 function otherType(rng: Rng, v: Json): Json {
-  const choices: (() => Json)[] = [() => pick(rng, SPECIAL_STRINGS), () => pick(rng, SPECIAL_NUMBERS), () => rng() < 0.5, () => null, () => [randomScalar(rng)], () => ({ [pick(rng, KNOWN_KEYS)]: randomScalar(rng) })];
-  const kind = v === null ? 3 : Array.isArray(v) ? 4 : typeof v === "object" ? 5 : typeof v === "string" ? 0 : typeof v === "number" ? 1 : 2;
+  const choices: (() => Json)[] = [
+    () => pick(rng, SPECIAL_STRINGS),
+    () => pick(rng, SPECIAL_NUMBERS),
+    () => rng() < 0.5,
+    () => null,
+    () => [randomScalar(rng)],
+    () => ({ [pick(rng, KNOWN_KEYS)]: randomScalar(rng) }),
+  ];
+  const kind =
+    v === null
+      ? 3
+      : Array.isArray(v)
+        ? 4
+        : typeof v === "object"
+          ? 5
+          : typeof v === "string"
+            ? 0
+            : typeof v === "number"
+              ? 1
+              : 2;
   let i = int(rng, 0, choices.length - 1);
   if (i === kind) i = (i + 1) % choices.length;
   return choices[i]!();
@@ -214,15 +258,17 @@ function huge(rng: Rng, v: Json): Json {
   switch (int(rng, 0, 4)) {
     case 0:
       return (typeof v === "string" && v !== "" ? v.slice(0, 16) : "x").repeat(int(rng, 1000, 12_000));
-    case 1:
-    {
+    case 1: {
       // Copies of a small first element, else scalars: a huge array of huge elements tests nothing new.
       const first = Array.isArray(v) && v.length > 0 && JSON.stringify(v[0]).length <= 200 ? v[0]! : undefined;
-      return Array.from({ length: int(rng, 100, 20_000) }, () => (first !== undefined ? clone(first) : randomScalar(rng)));
+      return Array.from({ length: int(rng, 100, 20_000) }, () =>
+        first !== undefined ? clone(first) : randomScalar(rng),
+      );
     }
     case 2:
       return Object.fromEntries(Array.from({ length: int(rng, 100, 5000) }, (_, i) => [`k${i}`, i]));
     case 3:
+      // biome-ignore lint/correctness/noPrecisionLoss: 2^53 + 1 on purpose, as above
       return pick(rng, [1e308, -1e308, 9007199254740993, 2 ** 64, -(2 ** 63)]);
     default:
       return pick(rng, SPECIAL_STRINGS) + "\u0301".repeat(int(rng, 100, 10_000));
@@ -242,7 +288,17 @@ function nested(rng: Rng, v: Json): Json {
   return out;
 }
 
-export const MUTATIONS = ["remove", "retype", "huge", "unicode", "nested", "special", "duplicate", "empty", "addKey"] as const;
+export const MUTATIONS = [
+  "remove",
+  "retype",
+  "huge",
+  "unicode",
+  "nested",
+  "special",
+  "duplicate",
+  "empty",
+  "addKey",
+] as const;
 export type Mutation = (typeof MUTATIONS)[number];
 
 /** Applies one mutation at a random place; returns a short description of what changed. */
@@ -283,7 +339,19 @@ export function mutateOnce(root: Json, rng: Rng): string {
       set(root, path, typeof v === "number" || rng() < 0.3 ? pick(rng, SPECIAL_NUMBERS) : pick(rng, SPECIAL_STRINGS));
       break;
     case "duplicate":
-      set(root, path, clone(get(root, pick(rng, paths.filter((p) => !isPrefix(path, p))) ?? [])));
+      set(
+        root,
+        path,
+        clone(
+          get(
+            root,
+            pick(
+              rng,
+              paths.filter((p) => !isPrefix(path, p)),
+            ) ?? [],
+          ),
+        ),
+      );
       break;
     case "empty":
       set(root, path, pick(rng, ["", [], {}, null, 0] as Json[]));
@@ -325,7 +393,25 @@ const COMMANDS = ["ADD", "ADD", "ADD", "DEL", "CHECK", "GC", "STATUS", "VERSION"
 
 /** CNI_ARGS in its many broken spellings. */
 function randomArgs(rng: Rng): string {
-  const pairs = ["IgnoreUnknown=1", "IgnoreUnknown=true", "IgnoreUnknown=0", "K8S_POD_NAME=p", "IP=10.63.0.77", "IP=10.63.0.77,fd63::77", "IP=bogus", "MAC=0a:58:0a:3f:00:09", "MAC=zz", "=", "A", "A=B=C", ";", "", "K=" + "v".repeat(5000), "K8S_POD_NAMESPACE=$(id)", "IP=10.63.0.300"];
+  const pairs = [
+    "IgnoreUnknown=1",
+    "IgnoreUnknown=true",
+    "IgnoreUnknown=0",
+    "K8S_POD_NAME=p",
+    "IP=10.63.0.77",
+    "IP=10.63.0.77,fd63::77",
+    "IP=bogus",
+    "MAC=0a:58:0a:3f:00:09",
+    "MAC=zz",
+    "=",
+    "A",
+    "A=B=C",
+    ";",
+    "",
+    `K=${"v".repeat(5000)}`,
+    "K8S_POD_NAMESPACE=$(id)",
+    "IP=10.63.0.300",
+  ];
   return Array.from({ length: int(rng, 1, 4) }, () => pick(rng, pairs)).join(pick(rng, [";", ";", ",", "; "]));
 }
 
@@ -333,11 +419,24 @@ function randomArgs(rng: Rng): string {
  * Mutates an environment in place, choosing CNI_NETNS only from `netnsChoices` (the caller keeps
  * every choice safe: never the machine's own namespace).
  */
-export function mutateEnv(env: Record<string, string>, rng: Rng, netnsChoices: readonly string[], pathChoices: readonly string[]): string[] {
+export function mutateEnv(
+  env: Record<string, string>,
+  rng: Rng,
+  netnsChoices: readonly string[],
+  pathChoices: readonly string[],
+): string[] {
   const steps: string[] = [];
   const n = rng() < 0.6 ? 0 : int(rng, 1, 3);
   for (let i = 0; i < n; i++) {
-    const key = pick(rng, ["CNI_COMMAND", "CNI_CONTAINERID", "CNI_IFNAME", "CNI_ARGS", "CNI_PATH", "CNI_NETNS", "remove"]);
+    const key = pick(rng, [
+      "CNI_COMMAND",
+      "CNI_CONTAINERID",
+      "CNI_IFNAME",
+      "CNI_ARGS",
+      "CNI_PATH",
+      "CNI_NETNS",
+      "remove",
+    ]);
     switch (key) {
       case "CNI_COMMAND":
         env[key] = pick(rng, COMMANDS);

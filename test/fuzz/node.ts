@@ -1,6 +1,6 @@
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { BIN, Sandbox, sh } from "../helpers/sandbox.ts";
+import { BIN, type Sandbox, sh } from "../helpers/sandbox.ts";
 import type { FuzzPaths } from "./harness.ts";
 
 /**
@@ -45,4 +45,3 @@ export function fuzzNode(sb: Sandbox): FuzzNode {
   });
   return { sb, ctrA, ctrB, paths, dataDirs, cwd, skipFiles: [...dataDirs, logFile, cwd] };
 }
-

@@ -24,14 +24,19 @@ try {
   const { ctrA, ctrB, paths, cwd } = fuzzNode(sb);
   const c = makeCase(seed, plugin as FuzzPlugin, Number(indexText), paths(plugin));
   console.log(describe(c, seed));
-  const show = (what: string, r: Awaited<ReturnType<typeof runPluginAsync>>) => console.log(`\n${what}: exit ${r.code}${r.timedOut ? " (timed out)" : ""}\nstdout: ${r.stdout.trim()}\nstderr: ${r.stderr.trim()}`);
-  const run = (env: Record<string, string>) => runPluginAsync(sb, c.plugin, env, c.config, process.env.PATH ?? "", 20_000, cwd);
+  const show = (what: string, r: Awaited<ReturnType<typeof runPluginAsync>>) =>
+    console.log(
+      `\n${what}: exit ${r.code}${r.timedOut ? " (timed out)" : ""}\nstdout: ${r.stdout.trim()}\nstderr: ${r.stderr.trim()}`,
+    );
+  const run = (env: Record<string, string>) =>
+    runPluginAsync(sb, c.plugin, env, c.config, process.env.PATH ?? "", 20_000, cwd);
   const first = await run(c.env);
   show(c.env.CNI_COMMAND ?? "(no command)", first);
   if (first.code === 0 && c.env.CNI_COMMAND === "ADD") show("DEL", await run({ ...c.env, CNI_COMMAND: "DEL" }));
   console.log("\nnode links:", sb.inNode(["ip", "-br", "link"]).stdout);
   console.log("container links:", sb.inNs(c.plugin === "tuning" ? ctrB.name : ctrA.name, ["ip", "-br", "link"]).stdout);
-  for (const dir of ["ipam", "ipam2", "tuning"].map((d) => join(sb.tmp, d))) if (existsSync(dir)) console.log(`${dir}:`, fileTree(dir).join(" "));
+  for (const dir of ["ipam", "ipam2", "tuning"].map((d) => join(sb.tmp, d)))
+    if (existsSync(dir)) console.log(`${dir}:`, fileTree(dir).join(" "));
 } finally {
   sb.cleanup();
 }

@@ -50,7 +50,13 @@ export function bridgeConf(sb: Sandbox, extra: Record<string, unknown> = {}, ipa
     bridge: "cni0",
     isGateway: true,
     ...extra,
-    ipam: { type: "host-local", dataDir: join(sb.tmp, "ipam"), subnet: "10.22.0.0/24", routes: [{ dst: "0.0.0.0/0" }], ...ipam },
+    ipam: {
+      type: "host-local",
+      dataDir: join(sb.tmp, "ipam"),
+      subnet: "10.22.0.0/24",
+      routes: [{ dst: "0.0.0.0/0" }],
+      ...ipam,
+    },
   };
 }
 
@@ -64,7 +70,13 @@ export interface Call {
 }
 
 function callEnv(command: string, c: Call) {
-  return cniEnv(command, { CNI_CONTAINERID: c.id ?? "ctr1", CNI_IFNAME: c.ifname ?? "eth0", CNI_NETNS: c.netns, CNI_PATH: c.path ?? BIN, ...(c.args ? { CNI_ARGS: c.args } : {}) });
+  return cniEnv(command, {
+    CNI_CONTAINERID: c.id ?? "ctr1",
+    CNI_IFNAME: c.ifname ?? "eth0",
+    CNI_NETNS: c.netns,
+    CNI_PATH: c.path ?? BIN,
+    ...(c.args ? { CNI_ARGS: c.args } : {}),
+  });
 }
 
 const parseJson = (s: string): any => {
@@ -106,13 +118,23 @@ export function links(sb: Sandbox, ns: string): LinkJson[] {
 
 export const link = (sb: Sandbox, ns: string, name: string) => links(sb, ns).find((l) => l.ifname === name);
 
-export const addrsOf = (l: LinkJson | undefined, family = "inet") => (l?.addr_info ?? []).filter((a) => a.family === family && a.scope === "global").map((a) => `${a.local}/${a.prefixlen}`);
+export const addrsOf = (l: LinkJson | undefined, family = "inet") =>
+  (l?.addr_info ?? [])
+    .filter((a) => a.family === family && a.scope === "global")
+    .map((a) => `${a.local}/${a.prefixlen}`);
 
-export const linkNames = (sb: Sandbox, ns: string) => links(sb, ns).map((l) => l.ifname).sort();
+export const linkNames = (sb: Sandbox, ns: string) =>
+  links(sb, ns)
+    .map((l) => l.ifname)
+    .sort();
 
 /** The node's nat rules for both families and its nft ruleset, without counters or comments lines. */
 export function netfilter(sb: Sandbox): { v4: string[]; v6: string[]; nft: string } {
-  const clean = (dump: string) => dump.split("\n").filter((l) => l !== "" && !l.startsWith("#")).map((l) => l.replace(/\[\d+:\d+\]/, "[0:0]"));
+  const clean = (dump: string) =>
+    dump
+      .split("\n")
+      .filter((l) => l !== "" && !l.startsWith("#"))
+      .map((l) => l.replace(/\[\d+:\d+\]/, "[0:0]"));
   return {
     v4: clean(sb.inNode(["iptables-save", "-t", "nat"]).stdout),
     v6: clean(sb.inNode(["ip6tables-save", "-t", "nat"]).stdout),
@@ -122,15 +144,22 @@ export function netfilter(sb: Sandbox): { v4: string[]; v6: string[]; nft: strin
 
 /** Rules in the inet masquerade table's per-address chain (the reference's nftables layout). */
 export function nftMasqRules(sb: Sandbox): string[] {
-  const r = sb.inNode(["nft", "list", "chain", "inet", "cni_plugins_masquerade", "masq_checks"], { allowFailure: true });
-  return r.stdout.split("\n").map((l) => l.trim()).filter((l) => /^ip6? saddr /.test(l));
+  const r = sb.inNode(["nft", "list", "chain", "inet", "cni_plugins_masquerade", "masq_checks"], {
+    allowFailure: true,
+  });
+  return r.stdout
+    .split("\n")
+    .map((l) => l.trim())
+    .filter((l) => /^ip6? saddr /.test(l));
 }
 
 /** IPs host-local holds for `network` under the sandbox's data dir. */
 export function reservations(sb: Sandbox, network = "brnet", dataDir = join(sb.tmp, "ipam")): string[] {
   const dir = join(dataDir, network);
   if (!existsSync(dir)) return [];
-  return readdirSync(dir).filter((f) => f !== "lock" && !f.startsWith("last_reserved_ip")).sort();
+  return readdirSync(dir)
+    .filter((f) => f !== "lock" && !f.startsWith("last_reserved_ip"))
+    .sort();
 }
 
 /** One ICMP echo (busybox ping: this machine has no iputils); a few tries while neighbours resolve. */
@@ -147,7 +176,12 @@ export function ping(sb: Sandbox, ns: string, addr: string, tries = 3): boolean 
  * Processes a plugin run spawns, counted by strace: one entry per child process, named by the
  * last program it executed (nsenter execs ip in the same process: that counts once, as "ip").
  */
-export function tracedSpawns(sb: Sandbox, env: Record<string, string>, conf: unknown, binary = BRIDGE): { code: number; stdout: string; spawns: string[] } {
+export function tracedSpawns(
+  sb: Sandbox,
+  env: Record<string, string>,
+  conf: unknown,
+  binary = BRIDGE,
+): { code: number; stdout: string; spawns: string[] } {
   const log = join(sb.tmp, `strace-${Math.random().toString(36).slice(2)}.log`);
   const r = sb.inNode(["strace", "-f", "-e", "trace=execve", "-e", "signal=none", "-o", log, binary], {
     input: JSON.stringify(conf),
@@ -160,14 +194,15 @@ export function tracedSpawns(sb: Sandbox, env: Record<string, string>, conf: unk
     const start = /^(\d+)\s+execve\("([^"]+)"/.exec(line);
     if (start) pending.set(start[1]!, start[2]!);
     const pid = /^(\d+)\s/.exec(line)?.[1];
-    if (pid && /(execve\(|execve resumed>).*= 0$/.test(line) && pending.has(pid)) byPid.set(pid, pending.get(pid)!.split("/").pop()!);
+    if (pid && /(execve\(|execve resumed>).*= 0$/.test(line) && pending.has(pid))
+      byPid.set(pid, pending.get(pid)!.split("/").pop()!);
   }
   const spawns = [...byPid.values()].slice(1); // the first is the plugin itself
   return { code: r.code, stdout: r.stdout, spawns };
 }
 
 /** A TCP server in `ns` that answers every connection with the peer address it sees, then closes. */
-export function startWhoami(sb: Sandbox, ns: string, port: number): Promise<ChildProcess> {
+export function startWhoami(_sb: Sandbox, ns: string, port: number): Promise<ChildProcess> {
   const script = `require("node:net").createServer((s) => s.end(s.remoteAddress.replace(/^::ffff:/, "") + "\\n")).listen(${port}, () => console.log("ready"));`;
   const child = spawn("ip", ["netns", "exec", ns, "node", "-e", script], { stdio: ["ignore", "pipe", "inherit"] });
   return new Promise((resolve, reject) => {
@@ -182,13 +217,20 @@ export function whoami(sb: Sandbox, ns: string, host: string, port: number): str
 }
 
 /** The same call as cni(), without waiting: several of them run at once. */
-export function cniAsync(sb: Sandbox, command: string, c: Call, conf: unknown): Promise<{ code: number; stdout: string; json: any }> {
+export function cniAsync(
+  sb: Sandbox,
+  command: string,
+  c: Call,
+  conf: unknown,
+): Promise<{ code: number; stdout: string; json: any }> {
   const env = { PATH: process.env.PATH, ...callEnv(command, c) };
   const child = spawn("ip", ["netns", "exec", sb.node, c.binary ?? BRIDGE], { env, stdio: ["pipe", "pipe", "ignore"] });
   child.stdin!.end(JSON.stringify(conf));
   let stdout = "";
   child.stdout!.on("data", (d: Buffer) => (stdout += d));
-  return new Promise((resolve) => child.on("close", (code) => resolve({ code: code ?? 1, stdout, json: parseJson(stdout) })));
+  return new Promise((resolve) =>
+    child.on("close", (code) => resolve({ code: code ?? 1, stdout, json: parseJson(stdout) })),
+  );
 }
 
 /**
@@ -197,6 +239,10 @@ export function cniAsync(sb: Sandbox, command: string, c: Call, conf: unknown): 
  */
 export function cniNsenter(sb: Sandbox, command: string, c: Call, conf: unknown) {
   const env = { PATH: process.env.PATH, ...callEnv(command, c) };
-  const r = sh(["nsenter", `--net=/var/run/netns/${sb.node}`, c.binary ?? BRIDGE], { input: JSON.stringify(conf), env, allowFailure: true });
+  const r = sh(["nsenter", `--net=/var/run/netns/${sb.node}`, c.binary ?? BRIDGE], {
+    input: JSON.stringify(conf),
+    env,
+    allowFailure: true,
+  });
   return { ...r, json: parseJson(r.stdout) };
 }

@@ -48,14 +48,23 @@ export class IpamNet {
     return { ...cniEnv(command, { CNI_CONTAINERID: id, CNI_NETNS: this.netns }), ...more };
   }
 
-  run(bin: string, command: string, id: string, config: unknown = this.config(), more: Record<string, string> = {}): Outcome {
+  run(
+    bin: string,
+    command: string,
+    id: string,
+    config: unknown = this.config(),
+    more: Record<string, string> = {},
+  ): Outcome {
     const r = this.sb.plugin(bin, this.env(command, id, more), config);
     return { code: r.code, stdout: r.stdout, json: r.json };
   }
 
   /** Starts a plugin without waiting; `kill` is there for the crash tests. */
   start(bin: string, command: string, id: string, config: unknown = this.config()) {
-    const child = spawn("ip", ["netns", "exec", this.sb.node, bin], { env: { PATH: process.env.PATH, ...this.env(command, id) }, stdio: ["pipe", "pipe", "pipe"] });
+    const child = spawn("ip", ["netns", "exec", this.sb.node, bin], {
+      env: { PATH: process.env.PATH, ...this.env(command, id) },
+      stdio: ["pipe", "pipe", "pipe"],
+    });
     let stdout = "";
     child.stdout.setEncoding("utf8").on("data", (d: string) => (stdout += d));
     child.stderr.resume();

@@ -1,8 +1,9 @@
 import { spawn, spawnSync } from "node:child_process";
 import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, relative } from "node:path";
-import { BIN, Sandbox, cniEnv } from "./sandbox.ts";
+import { BIN, type Sandbox, cniEnv } from "./sandbox.ts";
 import { netfilterState, nodeLinks } from "./reliability.ts";
+import { PLUGIN_NAMES } from "../../plugins/index.ts";
 
 /**
  * Pieces for the hostile-input tests: a minimal valid configuration per plugin (so each case
@@ -10,8 +11,9 @@ import { netfilterState, nodeLinks } from "./reliability.ts";
  * refused input must be refused before the first spawn), and a snapshot of everything a run could
  * leave behind: node links and netfilter, and the files under the sandbox.
  */
-export const PLUGIN_NAMES = ["loopback", "bridge", "host-local", "portmap", "firewall", "tuning"] as const;
-export type PluginName = (typeof PLUGIN_NAMES)[number];
+/** Every plugin of the registry: a new one fails baseConfig until it has a case there. */
+export { PLUGIN_NAMES };
+export type PluginName = string;
 
 export const HNET = "hnet";
 export const HBRIDGE = "hbr0";
@@ -20,7 +22,11 @@ export const HBRIDGE = "hbr0";
 export function prevResult(netns: string, addr = "10.62.0.2/24") {
   return {
     cniVersion: "1.0.0",
-    interfaces: [{ name: HBRIDGE, mac: "0a:58:0a:3e:00:01" }, { name: "veth0a0b0c0d" }, { name: "eth0", sandbox: netns }],
+    interfaces: [
+      { name: HBRIDGE, mac: "0a:58:0a:3e:00:01" },
+      { name: "veth0a0b0c0d" },
+      { name: "eth0", sandbox: netns },
+    ],
     ips: [{ address: addr, gateway: "10.62.0.1", interface: 2 }],
     routes: [{ dst: "0.0.0.0/0" }],
   };
@@ -29,7 +35,12 @@ export function prevResult(netns: string, addr = "10.62.0.2/24") {
 /** A valid ADD configuration of `plugin` whose state lives under `dir`. */
 export function baseConfig(plugin: PluginName, dir: string, netns: string): Record<string, any> {
   const base = { cniVersion: "1.0.0", name: HNET, type: plugin };
-  const ipam = { type: "host-local", dataDir: join(dir, "ipam"), ranges: [[{ subnet: "10.62.0.0/24" }]], routes: [{ dst: "0.0.0.0/0" }] };
+  const ipam = {
+    type: "host-local",
+    dataDir: join(dir, "ipam"),
+    ranges: [[{ subnet: "10.62.0.0/24" }]],
+    routes: [{ dst: "0.0.0.0/0" }],
+  };
   switch (plugin) {
     case "loopback":
       return base;
@@ -38,16 +49,50 @@ export function baseConfig(plugin: PluginName, dir: string, netns: string): Reco
     case "host-local":
       return { ...base, ipam };
     case "portmap":
-      return { ...base, snat: true, runtimeConfig: { portMappings: [{ hostPort: 18081, containerPort: 80, protocol: "tcp" }] }, prevResult: prevResult(netns) };
+      return {
+        ...base,
+        snat: true,
+        runtimeConfig: { portMappings: [{ hostPort: 18081, containerPort: 80, protocol: "tcp" }] },
+        prevResult: prevResult(netns),
+      };
     case "firewall":
       return { ...base, backend: "iptables", prevResult: prevResult(netns) };
     case "tuning":
-      return { ...base, dataDir: join(dir, "tuning"), sysctl: { "net.ipv4.conf.eth0.rp_filter": "1" }, mtu: 1400, prevResult: prevResult(netns) };
+      return {
+        ...base,
+        dataDir: join(dir, "tuning"),
+        sysctl: { "net.ipv4.conf.eth0.rp_filter": "1" },
+        mtu: 1400,
+        prevResult: prevResult(netns),
+      };
+    default:
+      throw new Error(
+        `no hostile-input base configuration for plugin "${plugin}": add one here so the hostile tests cover it`,
+      );
   }
 }
 
 /** Tools a plugin may run; in the tripwire directory each one only logs its call and fails. */
-const TOOLS = ["ip", "bridge", "nsenter", "sysctl", "iptables", "ip6tables", "iptables-restore", "iptables-save", "ip6tables-restore", "ip6tables-save", "nft", "conntrack", "flock", "firewall-cmd", "dbus-send", "busctl", "sh", "bash"];
+const TOOLS = [
+  "ip",
+  "bridge",
+  "nsenter",
+  "sysctl",
+  "iptables",
+  "ip6tables",
+  "iptables-restore",
+  "iptables-save",
+  "ip6tables-restore",
+  "ip6tables-save",
+  "nft",
+  "conntrack",
+  "flock",
+  "firewall-cmd",
+  "dbus-send",
+  "busctl",
+  "sh",
+  "bash",
+];
 
 export interface Tripwire {
   path: string;
@@ -65,7 +110,11 @@ export function tripwire(sb: Sandbox): Tripwire {
     writeFileSync(file, `#!/bin/busybox sh\necho "$0 $*" >> "\${TRIPWIRE_LOG:-${log}}"\nexit 1\n`);
     chmodSync(file, 0o755);
   }
-  return { path: dir, log, calls: () => (existsSync(log) ? readFileSync(log, "utf8").split("\n").filter(Boolean) : []) };
+  return {
+    path: dir,
+    log,
+    calls: () => (existsSync(log) ? readFileSync(log, "utf8").split("\n").filter(Boolean) : []),
+  };
 }
 
 /** Every file and directory under `root` (relative paths), except those under `skip`. */
@@ -105,8 +154,19 @@ export interface PluginRun {
 const IP = ["/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"].find((p) => existsSync(p)) ?? "ip";
 
 /** One plugin run in the node namespace with exactly these CNI variables (plus PATH). */
-export function runPlugin(sb: Sandbox, plugin: PluginName, vars: Record<string, string>, config: unknown, path = process.env.PATH ?? ""): PluginRun {
-  const r = spawnSync(IP, ["netns", "exec", sb.node, join(BIN, plugin)], { input: JSON.stringify(config), env: { ...vars, PATH: path }, encoding: "utf8", timeout: 30_000 });
+export function runPlugin(
+  sb: Sandbox,
+  plugin: PluginName,
+  vars: Record<string, string>,
+  config: unknown,
+  path = process.env.PATH ?? "",
+): PluginRun {
+  const r = spawnSync(IP, ["netns", "exec", sb.node, join(BIN, plugin)], {
+    input: JSON.stringify(config),
+    env: { ...vars, PATH: path },
+    encoding: "utf8",
+    timeout: 30_000,
+  });
   let json: any;
   try {
     json = JSON.parse(r.stdout);
@@ -116,15 +176,29 @@ export function runPlugin(sb: Sandbox, plugin: PluginName, vars: Record<string, 
   return { code: r.status ?? 128, stdout: r.stdout ?? "", stderr: r.stderr ?? "", json };
 }
 
-export const addEnv = (netns: string, extra: Record<string, string> = {}) => cniEnv("ADD", { CNI_NETNS: netns, CNI_CONTAINERID: "hostile1", ...extra });
+export const addEnv = (netns: string, extra: Record<string, string> = {}) =>
+  cniEnv("ADD", { CNI_NETNS: netns, CNI_CONTAINERID: "hostile1", ...extra });
 
 /** A JS engine error rather than a refusal of ours: what a crash looks like in a CNI error. */
-export const CRASH = /TypeError|ReferenceError|RangeError|is not a function|is not iterable|Cannot read prop|\b(undefined|null) is not an object|Maximum call stack|\n\s+at .+:\d+:\d+/;
+export const CRASH =
+  /TypeError|ReferenceError|RangeError|is not a function|is not iterable|Cannot read prop|\b(undefined|null) is not an object|Maximum call stack|\n\s+at .+:\d+:\d+/;
 
 /** runPlugin without waiting, so independent cases can run a few at a time. */
-export function runPluginAsync(sb: Sandbox, plugin: PluginName, vars: Record<string, string>, config: unknown, path = process.env.PATH ?? "", timeoutMs = 30_000, cwd?: string): Promise<PluginRun & { timedOut: boolean }> {
+export function runPluginAsync(
+  sb: Sandbox,
+  plugin: PluginName,
+  vars: Record<string, string>,
+  config: unknown,
+  path = process.env.PATH ?? "",
+  timeoutMs = 30_000,
+  cwd?: string,
+): Promise<PluginRun & { timedOut: boolean }> {
   const input = typeof config === "string" || Buffer.isBuffer(config) ? config : JSON.stringify(config);
-  const child = spawn(IP, ["netns", "exec", sb.node, join(BIN, plugin)], { env: { ...vars, PATH: path }, stdio: ["pipe", "pipe", "pipe"], cwd });
+  const child = spawn(IP, ["netns", "exec", sb.node, join(BIN, plugin)], {
+    env: { ...vars, PATH: path },
+    stdio: ["pipe", "pipe", "pipe"],
+    cwd,
+  });
   let stdout = "";
   let stderr = "";
   let timedOut = false;

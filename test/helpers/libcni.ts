@@ -14,7 +14,10 @@ const SRC_DIR = join(import.meta.dirname, "..", "libcni-client");
 /** Same path test/setup.sh builds to: keyed by the source's hash so an edit forces a rebuild. */
 export function libcniClientPath(): string {
   if (process.env.TSCNI_LIBCNI_CLIENT) return process.env.TSCNI_LIBCNI_CLIENT;
-  const hash = createHash("sha256").update(readFileSync(join(SRC_DIR, "main.go"))).digest("hex").slice(0, 16);
+  const hash = createHash("sha256")
+    .update(readFileSync(join(SRC_DIR, "main.go")))
+    .digest("hex")
+    .slice(0, 16);
   return `/tmp/tscni-libcni-client/${hash}/libcni-client`;
 }
 

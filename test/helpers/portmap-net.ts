@@ -71,7 +71,9 @@ export function writeScripts(sb: Sandbox) {
  * kill(). With a tag, answers say which server gave them.
  */
 export function startServer(sb: Sandbox, ns: string, tag = ""): Promise<ChildProcess> {
-  const child = spawn("ip", ["netns", "exec", ns, "node", join(sb.tmp, "echo-server.mjs"), "80", "53", tag], { stdio: ["ignore", "pipe", "inherit"] });
+  const child = spawn("ip", ["netns", "exec", ns, "node", join(sb.tmp, "echo-server.mjs"), "80", "53", tag], {
+    stdio: ["ignore", "pipe", "inherit"],
+  });
   return new Promise((resolve, reject) => {
     let out = "";
     child.stdout!.on("data", (d) => {
@@ -84,7 +86,9 @@ export function startServer(sb: Sandbox, ns: string, tag = ""): Promise<ChildPro
 
 /** One request from `ns`; returns the server's answer ("peer=<address>") or "error <why>". */
 export function ask(sb: Sandbox, ns: string, proto: "tcp" | "udp", host: string, port: number): string {
-  return sb.inNs(ns, ["node", join(sb.tmp, "echo-client.mjs"), proto, host, String(port)], { allowFailure: true }).stdout.trim();
+  return sb
+    .inNs(ns, ["node", join(sb.tmp, "echo-client.mjs"), proto, host, String(port)], { allowFailure: true })
+    .stdout.trim();
 }
 
 export interface Topology {
@@ -103,7 +107,9 @@ export function buildTopology(sb: Sandbox): Topology {
   sb.inNode(["ip", "addr", "add", `${NODE_V6}/64`, "dev", nodeIf, "nodad"]);
   sb.inNs(ext, ["ip", "addr", "add", `${EXT_V6}/64`, "dev", "eth0", "nodad"]);
   sb.inNs(ext, ["ip", "route", "add", "10.0.0.0/8", "via", NODE_V4]);
-  sb.inNode(["sysctl", "-q", "-w", "net.bridge.bridge-nf-call-iptables=0", "net.bridge.bridge-nf-call-ip6tables=0"], { allowFailure: true });
+  sb.inNode(["sysctl", "-q", "-w", "net.bridge.bridge-nf-call-iptables=0", "net.bridge.bridge-nf-call-ip6tables=0"], {
+    allowFailure: true,
+  });
   return { ext };
 }
 
@@ -134,7 +140,11 @@ export function bridgeConfig(sb: Sandbox) {
 /** A container namespace attached to the bridge; its result is what portmap gets as prevResult. */
 export function attach(sb: Sandbox, id: string): Attached {
   const c = sb.addContainer();
-  const r = sb.plugin(join(IFACE_BIN, "bridge"), cniEnv("ADD", { CNI_CONTAINERID: id, CNI_NETNS: c.path, CNI_PATH: IFACE_BIN }), bridgeConfig(sb));
+  const r = sb.plugin(
+    join(IFACE_BIN, "bridge"),
+    cniEnv("ADD", { CNI_CONTAINERID: id, CNI_NETNS: c.path, CNI_PATH: IFACE_BIN }),
+    bridgeConfig(sb),
+  );
   if (r.code !== 0) throw new Error(`bridge ADD failed: ${r.stdout}${r.stderr}`);
   sb.inNs(c.name, ["ip", "link", "set", "lo", "up"]);
   return { id, ns: c.name, path: c.path, result: r.json };
@@ -142,7 +152,12 @@ export function attach(sb: Sandbox, id: string): Attached {
 
 export type PortMappingIn = { hostPort: number; containerPort: number; protocol?: string; hostIP?: string };
 
-export function portmapConfig(backend: string | undefined, mappings: PortMappingIn[] | undefined, prevResult?: unknown, extra: Record<string, unknown> = {}) {
+export function portmapConfig(
+  backend: string | undefined,
+  mappings: PortMappingIn[] | undefined,
+  prevResult?: unknown,
+  extra: Record<string, unknown> = {},
+) {
   return {
     cniVersion: "1.0.0",
     name: NETWORK,
@@ -155,12 +170,23 @@ export function portmapConfig(backend: string | undefined, mappings: PortMapping
 }
 
 /** Runs a portmap binary (ours by default) for container `a` inside the node namespace. */
-export function runPortmap(sb: Sandbox, command: string, a: Pick<Attached, "id" | "path">, config: unknown, binary = PORTMAP) {
+export function runPortmap(
+  sb: Sandbox,
+  command: string,
+  a: Pick<Attached, "id" | "path">,
+  config: unknown,
+  binary = PORTMAP,
+) {
   return sb.plugin(binary, cniEnv(command, { CNI_CONTAINERID: a.id, CNI_NETNS: a.path }), config);
 }
 
 /** The same, without waiting: for calls that must overlap. */
-export function runPortmapAsync(sb: Sandbox, command: string, a: Pick<Attached, "id" | "path">, config: unknown): Promise<{ code: number; stdout: string }> {
+export function runPortmapAsync(
+  sb: Sandbox,
+  command: string,
+  a: Pick<Attached, "id" | "path">,
+  config: unknown,
+): Promise<{ code: number; stdout: string }> {
   const env = { PATH: process.env.PATH, ...cniEnv(command, { CNI_CONTAINERID: a.id, CNI_NETNS: a.path }) };
   const child = spawn("ip", ["netns", "exec", sb.node, PORTMAP], { env, stdio: ["pipe", "pipe", "ignore"] });
   child.stdin!.end(JSON.stringify(config));
@@ -173,7 +199,9 @@ export function runPortmapAsync(sb: Sandbox, command: string, a: Pick<Attached, 
  * Runs `body` in a fresh sandbox wired to an external host, then stops the servers it started and
  * removes everything.
  */
-export async function inTopology(body: (sb: Sandbox, t: Topology & { servers: ChildProcess[] }) => void | Promise<void>) {
+export async function inTopology(
+  body: (sb: Sandbox, t: Topology & { servers: ChildProcess[] }) => void | Promise<void>,
+) {
   const sb = new Sandbox("portmap");
   const servers: ChildProcess[] = [];
   try {
@@ -199,7 +227,11 @@ export function snapshot(sb: Sandbox): Snapshot {
       .filter((l) => !l.startsWith("#"))
       .map((l) => l.replace(/\[\d+:\d+\]/, "[0:0]"))
       .join("\n");
-  return { ipt4: save("iptables-save"), ipt6: save("ip6tables-save"), nft: sb.inNode(["nft", "list", "ruleset"]).stdout };
+  return {
+    ipt4: save("iptables-save"),
+    ipt6: save("ip6tables-save"),
+    nft: sb.inNode(["nft", "list", "ruleset"]).stdout,
+  };
 }
 
 const SHARED_IPT = [
@@ -245,10 +277,14 @@ export function withoutHostportTables(ruleset: string): string {
       continue;
     }
     if (skipping) {
-      if (/\bcomment "/.test(line) && !line.includes("CNI portmap plugin")) throw new Error(`container rule left behind: ${line.trim()}`);
+      if (/\bcomment "/.test(line) && !line.includes("CNI portmap plugin"))
+        throw new Error(`container rule left behind: ${line.trim()}`);
       continue;
     }
     out.push(line);
   }
-  return out.join("\n").replace(/\n{2,}/g, "\n").trim();
+  return out
+    .join("\n")
+    .replace(/\n{2,}/g, "\n")
+    .trim();
 }

@@ -2,7 +2,7 @@ import { spawn } from "node:child_process";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { libcniClient, ourCnitool, writeNetconf, type ClientEnv } from "./libcni.ts";
-import { BIN, Sandbox, sh } from "./sandbox.ts";
+import { BIN, type Sandbox, sh } from "./sandbox.ts";
 
 /**
  * Pieces for the reliability tests: the standard conflist (loopback, bridge with gateway,
@@ -25,7 +25,10 @@ export interface Net {
 }
 
 /** The standard conflist written under the sandbox, with its data and cache dirs there too. */
-export function standardNet(sb: Sandbox, opts: { cniVersion?: string; dataDir?: string; ipMasqBackend?: string; tool?: string; loopback?: boolean } = {}): Net {
+export function standardNet(
+  sb: Sandbox,
+  opts: { cniVersion?: string; dataDir?: string; ipMasqBackend?: string; tool?: string; loopback?: boolean } = {},
+): Net {
   const dataDir = opts.dataDir ?? join(sb.tmp, "ipam");
   const conflist = {
     cniVersion: opts.cniVersion ?? "1.0.0",
@@ -44,9 +47,18 @@ export function standardNet(sb: Sandbox, opts: { cniVersion?: string; dataDir?: 
       { type: "portmap", capabilities: { portMappings: true }, snat: true },
     ],
   };
-  const netconfPath = writeNetconf(sb, { "10-rel.conflist": conflist }, `net.d-${Math.random().toString(36).slice(2, 8)}`);
+  const netconfPath = writeNetconf(
+    sb,
+    { "10-rel.conflist": conflist },
+    `net.d-${Math.random().toString(36).slice(2, 8)}`,
+  );
   const tool = opts.tool ?? (opts.cniVersion === "1.1.0" ? ourCnitool() : libcniClient());
-  return { sb, dataDir, tool, client: { netconfPath, cacheDir: join(sb.tmp, "cache"), capArgs: { portMappings: PORT_MAPPINGS } } };
+  return {
+    sb,
+    dataDir,
+    tool,
+    client: { netconfPath, cacheDir: join(sb.tmp, "cache"), capArgs: { portMappings: PORT_MAPPINGS } },
+  };
 }
 
 export interface Outcome {
@@ -61,7 +73,13 @@ export interface Outcome {
  * the client started (plugins and the tools they run) the way a runtime's timeout kills a plugin,
  * while the client lives on to report the failure; `kill()` takes the client's whole process group.
  */
-export function clientAsync(net: Net, verb: "add" | "del" | "check", containerId: string, netnsPath: string, extraEnv: Record<string, string> = {}) {
+export function clientAsync(
+  net: Net,
+  verb: "add" | "del" | "check",
+  containerId: string,
+  netnsPath: string,
+  extraEnv: Record<string, string> = {},
+) {
   const env: Record<string, string> = {
     PATH: process.env.PATH ?? "/usr/sbin:/usr/bin:/sbin:/bin",
     CNI_PATH: net.client.cniPath ?? BIN,
@@ -72,12 +90,18 @@ export function clientAsync(net: Net, verb: "add" | "del" | "check", containerId
     CAP_ARGS: JSON.stringify(net.client.capArgs ?? {}),
     ...extraEnv,
   };
-  const child = spawn("ip", ["netns", "exec", net.sb.node, net.tool, verb, NET, netnsPath], { env, detached: true, stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn("ip", ["netns", "exec", net.sb.node, net.tool, verb, NET, netnsPath], {
+    env,
+    detached: true,
+    stdio: ["ignore", "pipe", "pipe"],
+  });
   let stdout = "";
   let stderr = "";
   child.stdout!.on("data", (d: Buffer) => (stdout += d));
   child.stderr!.on("data", (d: Buffer) => (stderr += d));
-  const done = new Promise<Outcome>((resolve) => child.on("close", (code, signal) => resolve({ code, signal, stdout, stderr })));
+  const done = new Promise<Outcome>((resolve) =>
+    child.on("close", (code, signal) => resolve({ code, signal, stdout, stderr })),
+  );
   return {
     done,
     kill() {
@@ -146,8 +170,13 @@ export function killDescendants(root: number) {
 }
 
 /** The same, waited for. */
-export const client = (net: Net, verb: "add" | "del" | "check", containerId: string, netnsPath: string, extraEnv: Record<string, string> = {}) =>
-  clientAsync(net, verb, containerId, netnsPath, extraEnv).done;
+export const client = (
+  net: Net,
+  verb: "add" | "del" | "check",
+  containerId: string,
+  netnsPath: string,
+  extraEnv: Record<string, string> = {},
+) => clientAsync(net, verb, containerId, netnsPath, extraEnv).done;
 
 /** Everything an attachment can leave in the node, normalised so two snapshots compare equal. */
 export interface NodeState {
@@ -165,7 +194,9 @@ const dropCounters = (dump: string) =>
     .join("\n");
 
 export function netfilterState(sb: Sandbox): { iptables: string; nft: string } {
-  const iptables = ["iptables-save", "ip6tables-save"].map((bin) => dropCounters(sb.inNode([bin]).stdout)).join("\n--\n");
+  const iptables = ["iptables-save", "ip6tables-save"]
+    .map((bin) => dropCounters(sb.inNode([bin]).stdout))
+    .join("\n--\n");
   const nft = sb
     .inNode(["nft", "list", "ruleset"])
     .stdout.replace(/ counter packets \d+ bytes \d+/g, "")
@@ -175,7 +206,11 @@ export function netfilterState(sb: Sandbox): { iptables: string; nft: string } {
 
 /** Node links as "name kind [master]", without ifindexes or addresses (they change with every pair). */
 export function nodeLinks(sb: Sandbox, ns = sb.node): string[] {
-  const links = JSON.parse(sb.inNs(ns, ["ip", "-d", "-j", "link", "show"]).stdout) as { ifname: string; master?: string; linkinfo?: { info_kind?: string } }[];
+  const links = JSON.parse(sb.inNs(ns, ["ip", "-d", "-j", "link", "show"]).stdout) as {
+    ifname: string;
+    master?: string;
+    linkinfo?: { info_kind?: string };
+  }[];
   return links.map((l) => [l.ifname, l.linkinfo?.info_kind ?? "-", l.master ?? ""].join(" ").trim()).sort();
 }
 
@@ -219,4 +254,5 @@ export const LONG = process.env.TSCNI_LONG === "1";
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** A node-side helper to delete a link, ignoring "not there". */
-export const delLink = (sb: Sandbox, ns: string, dev: string) => sh(["ip", "-n", ns, "link", "del", dev], { allowFailure: true });
+export const delLink = (_sb: Sandbox, ns: string, dev: string) =>
+  sh(["ip", "-n", ns, "link", "del", dev], { allowFailure: true });

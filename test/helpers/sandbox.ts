@@ -17,7 +17,10 @@ export interface Exec {
   stderr: string;
 }
 
-export function sh(argv: string[], opts: { input?: string; env?: NodeJS.ProcessEnv; allowFailure?: boolean; timeoutMs?: number } = {}): Exec {
+export function sh(
+  argv: string[],
+  opts: { input?: string; env?: NodeJS.ProcessEnv; allowFailure?: boolean; timeoutMs?: number } = {},
+): Exec {
   const r: SpawnSyncReturns<string> = spawnSync(argv[0]!, argv.slice(1), {
     input: opts.input ?? "",
     encoding: "utf8",
@@ -104,6 +107,12 @@ export class Sandbox {
 }
 
 /** Builds a CNI environment for one call. */
-export function cniEnv(command: string, extra: Partial<Record<"CNI_CONTAINERID" | "CNI_NETNS" | "CNI_IFNAME" | "CNI_ARGS" | "CNI_PATH", string>> = {}) {
-  return { CNI_COMMAND: command, CNI_CONTAINERID: "ctr1", CNI_IFNAME: "eth0", CNI_PATH: BIN, ...extra } as Record<string, string>;
+export function cniEnv(
+  command: string,
+  extra: Partial<Record<"CNI_CONTAINERID" | "CNI_NETNS" | "CNI_IFNAME" | "CNI_ARGS" | "CNI_PATH", string>> = {},
+) {
+  return { CNI_COMMAND: command, CNI_CONTAINERID: "ctr1", CNI_IFNAME: "eth0", CNI_PATH: BIN, ...extra } as Record<
+    string,
+    string
+  >;
 }

@@ -3,7 +3,26 @@ import * as assert from "uvu/assert";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { REF_BIN, sh, type Sandbox } from "../helpers/sandbox.ts";
-import { BRIDGE, REF_BRIDGE, addOk, addrsOf, bridgeConf, cni, cniAsync, cniNsenter, cniPath, link, linkNames, netfilter, nftMasqRules, ping, reservations, withPrev, sandboxed, type Ipam } from "../helpers/bridge-net.ts";
+import {
+  BRIDGE,
+  REF_BRIDGE,
+  addOk,
+  addrsOf,
+  bridgeConf,
+  cni,
+  cniAsync,
+  cniNsenter,
+  cniPath,
+  link,
+  linkNames,
+  netfilter,
+  nftMasqRules,
+  ping,
+  reservations,
+  withPrev,
+  sandboxed,
+  type Ipam,
+} from "../helpers/bridge-net.ts";
 
 // What the bridge plugin leaves behind: CHECK against the kernel, DEL in every state of the
 // container, interoperation with the reference plugin, rollback of a failed ADD, bad input, GC.
@@ -12,7 +31,11 @@ const withSandbox = sandboxed(test, "brlife");
 
 /** Everything ADD may create in the node besides the bridge itself: ports, rules, reservations. */
 function nodeState(sb: Sandbox) {
-  return { links: linkNames(sb, sb.node).filter((n) => n !== "cni0"), netfilter: netfilter(sb), reservations: reservations(sb) };
+  return {
+    links: linkNames(sb, sb.node).filter((n) => n !== "cni0"),
+    netfilter: netfilter(sb),
+    reservations: reservations(sb),
+  };
 }
 
 // GC does not touch links (a deleted namespace takes its veth pair along, asynchronously).
@@ -30,20 +53,29 @@ withSandbox("CHECK passes on a fresh attachment, then fails once an address is r
   assert.is(bad.json.msg, "Failed to match addr 10.22.0.2/24 on interface eth0");
 });
 
-withSandbox("CHECK fails when the host veth is detached from the bridge, or a route is gone, or prevResult is missing", (sb) => {
-  const conf = bridgeConf(sb);
-  const c = sb.addContainer();
-  const r = addOk(sb, { netns: c.path }, conf);
-  assert.is(cni(sb, "CHECK", { netns: c.path }, conf).json.msg, "Required prevResult missing");
+withSandbox(
+  "CHECK fails when the host veth is detached from the bridge, or a route is gone, or prevResult is missing",
+  (sb) => {
+    const conf = bridgeConf(sb);
+    const c = sb.addContainer();
+    const r = addOk(sb, { netns: c.path }, conf);
+    assert.is(cni(sb, "CHECK", { netns: c.path }, conf).json.msg, "Required prevResult missing");
 
-  sb.inNs(c.name, ["ip", "route", "del", "default"]);
-  assert.match(cni(sb, "CHECK", { netns: c.path }, withPrev(conf, r)).json.msg, /^Expected Route .*0\.0\.0\.0\/0.* not found in routing table$/);
-  sb.inNs(c.name, ["ip", "route", "add", "default", "via", "10.22.0.1"]);
-  assert.is(cni(sb, "CHECK", { netns: c.path }, withPrev(conf, r)).code, 0);
+    sb.inNs(c.name, ["ip", "route", "del", "default"]);
+    assert.match(
+      cni(sb, "CHECK", { netns: c.path }, withPrev(conf, r)).json.msg,
+      /^Expected Route .*0\.0\.0\.0\/0.* not found in routing table$/,
+    );
+    sb.inNs(c.name, ["ip", "route", "add", "default", "via", "10.22.0.1"]);
+    assert.is(cni(sb, "CHECK", { netns: c.path }, withPrev(conf, r)).code, 0);
 
-  sb.inNode(["ip", "link", "set", r.interfaces[1].name, "nomaster"]);
-  assert.is(cni(sb, "CHECK", { netns: c.path }, withPrev(conf, r)).json.msg, "CNI veth created for bridge cni0 was not found");
-});
+    sb.inNode(["ip", "link", "set", r.interfaces[1].name, "nomaster"]);
+    assert.is(
+      cni(sb, "CHECK", { netns: c.path }, withPrev(conf, r)).json.msg,
+      "CNI veth created for bridge cni0 was not found",
+    );
+  },
+);
 
 withSandbox("DEL leaves no link, reservation or rule; a second DEL succeeds", (sb) => {
   const conf = bridgeConf(sb, { ipMasq: true });
@@ -62,25 +94,28 @@ withSandbox("DEL leaves no link, reservation or rule; a second DEL succeeds", (s
   }
 });
 
-withSandbox("DEL after the namespace is gone (prevResult known), and with CNI_NETNS empty (nothing known): rules and reservation go", (sb) => {
-  const conf = bridgeConf(sb, { ipMasq: true });
-  const warm = sb.addContainer();
-  addOk(sb, { id: "warm-up", netns: warm.path }, conf);
-  const before = rulesAndReservations(sb);
+withSandbox(
+  "DEL after the namespace is gone (prevResult known), and with CNI_NETNS empty (nothing known): rules and reservation go",
+  (sb) => {
+    const conf = bridgeConf(sb, { ipMasq: true });
+    const warm = sb.addContainer();
+    addOk(sb, { id: "warm-up", netns: warm.path }, conf);
+    const before = rulesAndReservations(sb);
 
-  const gone = sb.addContainer();
-  const r1 = addOk(sb, { id: "gone", netns: gone.path }, conf);
-  sh(["ip", "netns", "del", gone.name]);
-  assert.is(cni(sb, "DEL", { id: "gone", netns: gone.path }, withPrev(conf, r1)).code, 0);
-  assert.equal(rulesAndReservations(sb), before);
+    const gone = sb.addContainer();
+    const r1 = addOk(sb, { id: "gone", netns: gone.path }, conf);
+    sh(["ip", "netns", "del", gone.name]);
+    assert.is(cni(sb, "DEL", { id: "gone", netns: gone.path }, withPrev(conf, r1)).code, 0);
+    assert.equal(rulesAndReservations(sb), before);
 
-  const empty = sb.addContainer();
-  addOk(sb, { id: "empty", netns: empty.path }, conf);
-  sh(["ip", "netns", "del", empty.name]);
-  const d = cni(sb, "DEL", { id: "empty", netns: "" }, conf);
-  assert.is(d.code, 0, d.stdout);
-  assert.equal(rulesAndReservations(sb), before);
-});
+    const empty = sb.addContainer();
+    addOk(sb, { id: "empty", netns: empty.path }, conf);
+    sh(["ip", "netns", "del", empty.name]);
+    const d = cni(sb, "DEL", { id: "empty", netns: "" }, conf);
+    assert.is(d.code, 0, d.stdout);
+    assert.equal(rulesAndReservations(sb), before);
+  },
+);
 
 for (const ipam of ["reference", "ours"] as Ipam[]) {
   withSandbox(`reference ADD + our DEL, and our ADD + reference DEL, leave nothing (${ipam} host-local)`, (sb) => {
@@ -92,7 +127,11 @@ for (const ipam of ["reference", "ours"] as Ipam[]) {
     const before = nodeState(sb);
 
     const a = sb.addContainer();
-    const ra = addOk(sb, { id: "by-ref", netns: a.path, path: ipam === "ours" ? path : REF_BIN, binary: REF_BRIDGE }, conf);
+    const ra = addOk(
+      sb,
+      { id: "by-ref", netns: a.path, path: ipam === "ours" ? path : REF_BIN, binary: REF_BRIDGE },
+      conf,
+    );
     assert.not.equal(nodeState(sb).netfilter, before.netfilter);
     const check = cni(sb, "CHECK", { id: "by-ref", netns: a.path, path }, withPrev(conf, ra));
     assert.is(check.code, 0, `our CHECK of the reference's attachment: ${check.stdout}`);
@@ -101,7 +140,12 @@ for (const ipam of ["reference", "ours"] as Ipam[]) {
 
     const b = sb.addContainer();
     const rb = addOk(sb, { id: "by-us", netns: b.path, path }, conf);
-    const d = cni(sb, "DEL", { id: "by-us", netns: b.path, path: ipam === "ours" ? path : refPath, binary: REF_BRIDGE }, withPrev({ ...conf, cniVersion: "1.0.0" }, rb));
+    const d = cni(
+      sb,
+      "DEL",
+      { id: "by-us", netns: b.path, path: ipam === "ours" ? path : refPath, binary: REF_BRIDGE },
+      withPrev({ ...conf, cniVersion: "1.0.0" }, rb),
+    );
     assert.is(d.code, 0, d.stdout);
     assert.equal(nodeState(sb), before);
   });
@@ -127,35 +171,46 @@ const FAILING_IPAM: [string, Record<string, unknown>, RegExp][] = [
 ];
 
 for (const [what, ipam, msg] of FAILING_IPAM) {
-  withSandbox(`a failed ADD (${what}) removes the bridge it created, but never one that was there before or has other ports`, async (sb) => {
-    const c = sb.addContainer();
-    const r = cni(sb, "ADD", { netns: c.path }, bridgeConf(sb, { ipMasq: true }, ipam));
-    assert.is(r.code, 1, r.stdout);
-    assert.match(r.json.msg, msg);
-    assert.equal(linkNames(sb, sb.node), ["lo"], "no bridge and no veth left");
-    assert.equal(nodeState(sb).reservations, []);
-    assert.equal(linkNames(sb, c.name), ["lo"]);
+  withSandbox(
+    `a failed ADD (${what}) removes the bridge it created, but never one that was there before or has other ports`,
+    async (sb) => {
+      const c = sb.addContainer();
+      const r = cni(sb, "ADD", { netns: c.path }, bridgeConf(sb, { ipMasq: true }, ipam));
+      assert.is(r.code, 1, r.stdout);
+      assert.match(r.json.msg, msg);
+      assert.equal(linkNames(sb, sb.node), ["lo"], "no bridge and no veth left");
+      assert.equal(nodeState(sb).reservations, []);
+      assert.equal(linkNames(sb, c.name), ["lo"]);
 
-    // A bridge that existed before the failed ADD stays, with its address.
-    sb.inNode(["ip", "link", "add", "cni0", "type", "bridge"]);
-    sb.inNode(["ip", "addr", "add", "10.22.0.1/24", "dev", "cni0"]);
-    assert.is(cni(sb, "ADD", { netns: c.path }, bridgeConf(sb, {}, ipam)).code, 1);
-    assert.equal(addrsOf(link(sb, sb.node, "cni0")), ["10.22.0.1/24"], "the existing bridge stays");
+      // A bridge that existed before the failed ADD stays, with its address.
+      sb.inNode(["ip", "link", "add", "cni0", "type", "bridge"]);
+      sb.inNode(["ip", "addr", "add", "10.22.0.1/24", "dev", "cni0"]);
+      assert.is(cni(sb, "ADD", { netns: c.path }, bridgeConf(sb, {}, ipam)).code, 1);
+      assert.equal(addrsOf(link(sb, sb.node, "cni0")), ["10.22.0.1/24"], "the existing bridge stays");
 
-    // Failing ADDs racing good ones on a fresh node: whichever creates the bridge, the good ADDs
-    // keep it and their ports on it.
-    sb.inNode(["ip", "link", "del", "cni0"]);
-    const good = [0, 1, 2].map(() => sb.addContainer());
-    const runs = await Promise.all([
-      ...good.map((g, i) => cniAsync(sb, "ADD", { id: `good-${i}`, netns: g.path }, bridgeConf(sb))),
-      ...[0, 1, 2].map((i) => cniAsync(sb, "ADD", { id: `bad-${i}`, netns: c.path, ifname: `eth${i + 1}` }, bridgeConf(sb, {}, ipam))),
-    ]);
-    runs.slice(0, 3).forEach((g, i) => {
-      assert.is(g.code, 0, `good ADD ${i}: ${g.stdout}`);
-      assert.is(link(sb, sb.node, g.json.interfaces[1].name)?.master, "cni0", `good ADD ${i}: its port is on the bridge`);
-    });
-    runs.slice(3).forEach((b, i) => assert.is(b.code, 1, `failing ADD ${i}`));
-  });
+      // Failing ADDs racing good ones on a fresh node: whichever creates the bridge, the good ADDs
+      // keep it and their ports on it.
+      sb.inNode(["ip", "link", "del", "cni0"]);
+      const good = [0, 1, 2].map(() => sb.addContainer());
+      const runs = await Promise.all([
+        ...good.map((g, i) => cniAsync(sb, "ADD", { id: `good-${i}`, netns: g.path }, bridgeConf(sb))),
+        ...[0, 1, 2].map((i) =>
+          cniAsync(sb, "ADD", { id: `bad-${i}`, netns: c.path, ifname: `eth${i + 1}` }, bridgeConf(sb, {}, ipam)),
+        ),
+      ]);
+      runs.slice(0, 3).forEach((g, i) => {
+        assert.is(g.code, 0, `good ADD ${i}: ${g.stdout}`);
+        assert.is(
+          link(sb, sb.node, g.json.interfaces[1].name)?.master,
+          "cni0",
+          `good ADD ${i}: its port is on the bridge`,
+        );
+      });
+      runs.slice(3).forEach((b, i) => {
+        assert.is(b.code, 1, `failing ADD ${i}`);
+      });
+    },
+  );
 }
 
 withSandbox("a failure after IPAM (gateway address conflict) releases the address and removes the veth", (sb) => {
@@ -173,8 +228,16 @@ withSandbox("a failure after IPAM (gateway address conflict) releases the addres
   // forceAddress replaces the old address instead.
   const forced = addOk(sb, { netns: c.path }, bridgeConf(sb, { forceAddress: true }));
   // (host-local moves on past the address the failed ADD had taken and released.)
-  assert.equal(reservations(sb).map((ip) => `${ip}/24`), [forced.ips[0].address]);
-  assert.equal(link(sb, sb.node, "cni0")!.addr_info!.filter((a) => a.family === "inet").map((a) => a.local), ["10.22.0.1"]);
+  assert.equal(
+    reservations(sb).map((ip) => `${ip}/24`),
+    [forced.ips[0].address],
+  );
+  assert.equal(
+    link(sb, sb.node, "cni0")!
+      .addr_info!.filter((a) => a.family === "inet")
+      .map((a) => a.local),
+    ["10.22.0.1"],
+  );
 });
 
 withSandbox("ADDs racing to create the bridge all succeed, with distinct addresses on one bridge", async (sb) => {
@@ -184,7 +247,10 @@ withSandbox("ADDs racing to create the bridge all succeed, with distinct address
   for (const r of results) assert.is(r.code, 0, r.stdout);
   const addrs = results.map((r) => r.json.ips[0].address).sort();
   assert.equal(new Set(addrs).size, 4);
-  assert.equal(linkNames(sb, sb.node).filter((n) => n.startsWith("cni")), ["cni0"]);
+  assert.equal(
+    linkNames(sb, sb.node).filter((n) => n.startsWith("cni")),
+    ["cni0"],
+  );
   for (const r of results) assert.is(link(sb, sb.node, r.json.interfaces[1].name)!.master, "cni0");
   assert.equal(addrsOf(link(sb, sb.node, "cni0")), ["10.22.0.1/24"]);
   // Every result reports the bridge's real, final MAC (it must not move as ports join).
@@ -193,40 +259,78 @@ withSandbox("ADDs racing to create the bridge all succeed, with distinct address
   assert.ok(ping(sb, ctrs[0]!.name, results[3]!.json.ips[0].address.split("/")[0]));
 });
 
-withSandbox("with /sys showing another namespace the bridge is looked up with ip: reused, and a non-bridge refused", (sb) => {
-  const conf = bridgeConf(sb);
-  const a = sb.addContainer();
-  const b = sb.addContainer();
-  const ra = cniNsenter(sb, "ADD", { id: "a", netns: a.path }, conf);
-  const rb = cniNsenter(sb, "ADD", { id: "b", netns: b.path }, conf);
-  assert.is(ra.code, 0, ra.stdout);
-  assert.is(rb.code, 0, rb.stdout);
-  assert.equal(linkNames(sb, sb.node).filter((n) => n.startsWith("cni")), ["cni0"]);
-  assert.ok(ping(sb, a.name, "10.22.0.3"));
-  sb.inNode(["ip", "link", "add", "notbr", "type", "veth", "peer", "name", "notbr-peer"]);
-  const before = linkNames(sb, sb.node);
-  const bad = cniNsenter(sb, "ADD", { id: "c", netns: sb.addContainer().path }, bridgeConf(sb, { bridge: "notbr" }));
-  assert.is(bad.json?.msg, '"notbr" already exists but is not a bridge');
-  assert.equal(linkNames(sb, sb.node), before);
-});
+withSandbox(
+  "with /sys showing another namespace the bridge is looked up with ip: reused, and a non-bridge refused",
+  (sb) => {
+    const conf = bridgeConf(sb);
+    const a = sb.addContainer();
+    const b = sb.addContainer();
+    const ra = cniNsenter(sb, "ADD", { id: "a", netns: a.path }, conf);
+    const rb = cniNsenter(sb, "ADD", { id: "b", netns: b.path }, conf);
+    assert.is(ra.code, 0, ra.stdout);
+    assert.is(rb.code, 0, rb.stdout);
+    assert.equal(
+      linkNames(sb, sb.node).filter((n) => n.startsWith("cni")),
+      ["cni0"],
+    );
+    assert.ok(ping(sb, a.name, "10.22.0.3"));
+    sb.inNode(["ip", "link", "add", "notbr", "type", "veth", "peer", "name", "notbr-peer"]);
+    const before = linkNames(sb, sb.node);
+    const bad = cniNsenter(sb, "ADD", { id: "c", netns: sb.addContainer().path }, bridgeConf(sb, { bridge: "notbr" }));
+    assert.is(bad.json?.msg, '"notbr" already exists but is not a bridge');
+    assert.equal(linkNames(sb, sb.node), before);
+  },
+);
 
 const badInputs: [string, (sb: Sandbox) => { conf: unknown; netns?: string }, RegExp][] = [
-  ["an invalid bridge name", (sb) => ({ conf: bridgeConf(sb, { bridge: "a-bridge-name-too-long" }) }), /bridge: interface name is too long/],
-  ["a bridge name taken by a non-bridge link", (sb) => {
-    sb.inNode(["ip", "link", "add", "notbr", "type", "veth", "peer", "name", "notbr-peer"]);
-    return { conf: bridgeConf(sb, { bridge: "notbr" }) };
-  }, /"notbr" already exists but is not a bridge/],
-  ["a VLAN out of 0..4094", (sb) => ({ conf: bridgeConf(sb, { vlan: 5000 }) }), /invalid VLAN ID 5000 \(must be between 0 and 4094\)/],
+  [
+    "an invalid bridge name",
+    (sb) => ({ conf: bridgeConf(sb, { bridge: "a-bridge-name-too-long" }) }),
+    /bridge: interface name is too long/,
+  ],
+  [
+    "a bridge name taken by a non-bridge link",
+    (sb) => {
+      sb.inNode(["ip", "link", "add", "notbr", "type", "veth", "peer", "name", "notbr-peer"]);
+      return { conf: bridgeConf(sb, { bridge: "notbr" }) };
+    },
+    /"notbr" already exists but is not a bridge/,
+  ],
+  [
+    "a VLAN out of 0..4094",
+    (sb) => ({ conf: bridgeConf(sb, { vlan: 5000 }) }),
+    /invalid VLAN ID 5000 \(must be between 0 and 4094\)/,
+  ],
   ["an MTU out of range", (sb) => ({ conf: bridgeConf(sb, { mtu: 70000 }) }), /invalid MTU 70000/],
-  ["a missing IPAM plugin", (sb) => ({ conf: bridgeConf(sb, {}, { type: "no-such-ipam" }) }), /failed to find plugin "no-such-ipam"/],
-  ["hairpin and promiscuous mode together", (sb) => ({ conf: bridgeConf(sb, { hairpinMode: true, promiscMode: true }) }), /cannot set hairpin mode and promiscuous mode/],
-  ["an unknown masquerade backend", (sb) => ({ conf: bridgeConf(sb, { ipMasq: true, ipMasqBackend: "ebtables" }) }), /unknown ipmasq backend "ebtables"/],
-  ["an invalid MAC", (sb) => ({ conf: { ...bridgeConf(sb), runtimeConfig: { mac: "not-a-mac" } } }), /invalid MAC address/],
-  ["a CNI_NETNS that is a regular file", (sb) => {
-    const file = join(sb.tmp, "not-a-netns");
-    writeFileSync(file, "");
-    return { conf: bridgeConf(sb), netns: file };
-  }, /is not a network namespace/],
+  [
+    "a missing IPAM plugin",
+    (sb) => ({ conf: bridgeConf(sb, {}, { type: "no-such-ipam" }) }),
+    /failed to find plugin "no-such-ipam"/,
+  ],
+  [
+    "hairpin and promiscuous mode together",
+    (sb) => ({ conf: bridgeConf(sb, { hairpinMode: true, promiscMode: true }) }),
+    /cannot set hairpin mode and promiscuous mode/,
+  ],
+  [
+    "an unknown masquerade backend",
+    (sb) => ({ conf: bridgeConf(sb, { ipMasq: true, ipMasqBackend: "ebtables" }) }),
+    /unknown ipmasq backend "ebtables"/,
+  ],
+  [
+    "an invalid MAC",
+    (sb) => ({ conf: { ...bridgeConf(sb), runtimeConfig: { mac: "not-a-mac" } } }),
+    /invalid MAC address/,
+  ],
+  [
+    "a CNI_NETNS that is a regular file",
+    (sb) => {
+      const file = join(sb.tmp, "not-a-netns");
+      writeFileSync(file, "");
+      return { conf: bridgeConf(sb), netns: file };
+    },
+    /is not a network namespace/,
+  ],
 ];
 for (const [what, make, msg] of badInputs) {
   withSandbox(`bad input: ${what} is a CNI error and leaves nothing`, (sb) => {
@@ -255,7 +359,11 @@ for (const backend of ["iptables", "nftables"]) {
     const blind = sb.plugin(BRIDGE, { CNI_COMMAND: "GC", CNI_PATH: cniPath(sb) }, conf);
     assert.is(blind.code, 0, blind.stdout);
     assert.equal(rulesAndReservations(sb), leaked, "without a list of valid attachments nothing is removed");
-    const gc = sb.plugin(BRIDGE, { CNI_COMMAND: "GC", CNI_PATH: cniPath(sb) }, { ...conf, "cni.dev/valid-attachments": [{ containerID: "keep", ifname: "eth0" }] });
+    const gc = sb.plugin(
+      BRIDGE,
+      { CNI_COMMAND: "GC", CNI_PATH: cniPath(sb) },
+      { ...conf, "cni.dev/valid-attachments": [{ containerID: "keep", ifname: "eth0" }] },
+    );
     assert.is(gc.code, 0, gc.stdout);
     assert.equal(rulesAndReservations(sb), before);
     if (backend === "nftables") assert.is(nftMasqRules(sb).length, 1);
@@ -263,9 +371,17 @@ for (const backend of ["iptables", "nftables"]) {
 }
 
 withSandbox("STATUS delegates to IPAM: fine with host-local, an error when the IPAM plugin is missing", (sb) => {
-  const ok = sb.plugin(BRIDGE, { CNI_COMMAND: "STATUS", CNI_PATH: cniPath(sb) }, bridgeConf(sb, { cniVersion: "1.1.0" }));
+  const ok = sb.plugin(
+    BRIDGE,
+    { CNI_COMMAND: "STATUS", CNI_PATH: cniPath(sb) },
+    bridgeConf(sb, { cniVersion: "1.1.0" }),
+  );
   assert.is(ok.code, 0, ok.stdout);
-  const missing = sb.plugin(BRIDGE, { CNI_COMMAND: "STATUS", CNI_PATH: cniPath(sb) }, bridgeConf(sb, { cniVersion: "1.1.0" }, { type: "no-such-ipam" }));
+  const missing = sb.plugin(
+    BRIDGE,
+    { CNI_COMMAND: "STATUS", CNI_PATH: cniPath(sb) },
+    bridgeConf(sb, { cniVersion: "1.1.0" }, { type: "no-such-ipam" }),
+  );
   assert.is(missing.code, 1);
   assert.match(missing.json.msg, /failed to find plugin "no-such-ipam"/);
 });

@@ -1,7 +1,21 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { sh, type Sandbox } from "../helpers/sandbox.ts";
-import { REF_BRIDGE, addOk, addrsOf, bridgeConf, cni, cniPath, link, linkNames, netfilter, ping, reservations, sandboxed, withPrev } from "../helpers/bridge-net.ts";
+import { sh } from "../helpers/sandbox.ts";
+import {
+  REF_BRIDGE,
+  addOk,
+  addrsOf,
+  bridgeConf,
+  cni,
+  cniPath,
+  link,
+  linkNames,
+  netfilter,
+  ping,
+  reservations,
+  sandboxed,
+  withPrev,
+} from "../helpers/bridge-net.ts";
 
 // The bridge plugin's options, each checked in the kernel (and by traffic where it changes
 // traffic): flannel's delegate config, hairpin, promiscuous mode, port isolation, MAC spoof check,
@@ -21,7 +35,12 @@ withSandbox("flannel's delegate config: hairpin, MTU, default route and the clus
     isGateway: true,
     isDefaultGateway: true,
     ipMasq: false,
-    ipam: { type: "host-local", dataDir: `${sb.tmp}/ipam`, ranges: [[{ subnet: "10.244.1.0/24" }]], routes: [{ dst: "10.244.0.0/16" }] },
+    ipam: {
+      type: "host-local",
+      dataDir: `${sb.tmp}/ipam`,
+      ranges: [[{ subnet: "10.244.1.0/24" }]],
+      routes: [{ dst: "10.244.0.0/16" }],
+    },
   };
   const c = sb.addContainer();
   const r = addOk(sb, { netns: c.path }, conf);
@@ -36,7 +55,11 @@ withSandbox("flannel's delegate config: hairpin, MTU, default route and the clus
   assert.is(host.mtu, 1450);
   assert.is(link(sb, c.name, "eth0")!.mtu, 1450);
   assert.is(link(sb, sb.node, "cni0")!.mtu, 1450);
-  assert.equal(netfilter(sb).v4.filter((l) => l.includes("CNI-")), [], "ipMasq false: no rules");
+  assert.equal(
+    netfilter(sb).v4.filter((l) => l.includes("CNI-")),
+    [],
+    "ipMasq false: no rules",
+  );
   assert.ok(ping(sb, c.name, "10.244.1.1"));
   // CHECK needs 0.4.0; the 0.3.1 result is of the same family.
   const check = cni(sb, "CHECK", { netns: c.path }, withPrev({ ...conf, cniVersion: "0.4.0" }, r));
@@ -53,7 +76,10 @@ withSandbox("promiscMode turns the bridge promiscuous (and CHECK compares it); h
   assert.is(link(sb, sb.node, r.interfaces[1].name)!.linkinfo?.info_slave_data?.hairpin, false);
   assert.is(cni(sb, "CHECK", { netns: c.path }, withPrev(conf, r)).code, 0);
   const mismatch = cni(sb, "CHECK", { netns: c.path }, withPrev(bridgeConf(sb), r));
-  assert.is(mismatch.json.msg, "Bridge interface cni0 configured Promisc Mode false doesn't match current state: true ");
+  assert.is(
+    mismatch.json.msg,
+    "Bridge interface cni0 configured Promisc Mode false doesn't match current state: true ",
+  );
 });
 
 withSandbox("portIsolation: isolated ports cannot reach each other but still reach the gateway", (sb) => {
@@ -67,39 +93,65 @@ withSandbox("portIsolation: isolated ports cannot reach each other but still rea
   assert.not.ok(ping(sb, a.name, "10.22.0.3", 1), "the other isolated port is not");
 });
 
-withSandbox("macspoofchk: frames with another source MAC are dropped; our DEL and the reference's remove the rules", (sb) => {
-  const conf = bridgeConf(sb, { macspoofchk: true });
-  const a = sb.addContainer();
-  const b = sb.addContainer();
-  const ra = addOk(sb, { id: "a", netns: a.path }, conf);
-  const rb = addOk(sb, { id: "b", netns: b.path }, conf);
-  const table = sb.inNode(["nft", "list", "table", "bridge", "nat"]).stdout;
-  assert.match(table, new RegExp(`iifname "${ra.interfaces[1].name}" jump cni-br-iface-a-eth0 comment "macspoofchk-a-eth0"`));
-  assert.match(table, new RegExp(`ether saddr ${ra.interfaces[2].mac} return comment "macspoofchk-a-eth0"`));
-  assert.ok(ping(sb, a.name, "10.22.0.3"), "the real MAC passes");
-  sb.inNs(a.name, ["ip", "link", "set", "eth0", "address", "02:00:00:00:00:99"]);
-  assert.not.ok(ping(sb, a.name, "10.22.0.3", 1), "a spoofed MAC does not");
+withSandbox(
+  "macspoofchk: frames with another source MAC are dropped; our DEL and the reference's remove the rules",
+  (sb) => {
+    const conf = bridgeConf(sb, { macspoofchk: true });
+    const a = sb.addContainer();
+    const b = sb.addContainer();
+    const ra = addOk(sb, { id: "a", netns: a.path }, conf);
+    const rb = addOk(sb, { id: "b", netns: b.path }, conf);
+    const table = sb.inNode(["nft", "list", "table", "bridge", "nat"]).stdout;
+    assert.match(
+      table,
+      new RegExp(`iifname "${ra.interfaces[1].name}" jump cni-br-iface-a-eth0 comment "macspoofchk-a-eth0"`),
+    );
+    assert.match(table, new RegExp(`ether saddr ${ra.interfaces[2].mac} return comment "macspoofchk-a-eth0"`));
+    assert.ok(ping(sb, a.name, "10.22.0.3"), "the real MAC passes");
+    sb.inNs(a.name, ["ip", "link", "set", "eth0", "address", "02:00:00:00:00:99"]);
+    assert.not.ok(ping(sb, a.name, "10.22.0.3", 1), "a spoofed MAC does not");
 
-  assert.is(cni(sb, "DEL", { id: "a", netns: a.path }, withPrev(conf, ra)).code, 0);
-  assert.is(cni(sb, "DEL", { id: "b", netns: b.path, path: cniPath(sb, "reference"), binary: REF_BRIDGE }, withPrev(conf, rb)).code, 0);
-  const c = sb.addContainer();
-  const rc = addOk(sb, { id: "c", netns: c.path, path: cniPath(sb, "reference"), binary: REF_BRIDGE }, conf);
-  assert.match(sb.inNode(["nft", "list", "table", "bridge", "nat"]).stdout, /macspoofchk-c-eth0/);
-  assert.is(cni(sb, "DEL", { id: "c", netns: c.path }, withPrev(conf, rc)).code, 0, "our DEL of the reference's spoof check");
-  const left = sb.inNode(["nft", "list", "table", "bridge", "nat"]).stdout;
-  assert.not.match(left, /cni-br-iface|macspoofchk/);
-});
+    assert.is(cni(sb, "DEL", { id: "a", netns: a.path }, withPrev(conf, ra)).code, 0);
+    assert.is(
+      cni(sb, "DEL", { id: "b", netns: b.path, path: cniPath(sb, "reference"), binary: REF_BRIDGE }, withPrev(conf, rb))
+        .code,
+      0,
+    );
+    const c = sb.addContainer();
+    const rc = addOk(sb, { id: "c", netns: c.path, path: cniPath(sb, "reference"), binary: REF_BRIDGE }, conf);
+    assert.match(sb.inNode(["nft", "list", "table", "bridge", "nat"]).stdout, /macspoofchk-c-eth0/);
+    assert.is(
+      cni(sb, "DEL", { id: "c", netns: c.path }, withPrev(conf, rc)).code,
+      0,
+      "our DEL of the reference's spoof check",
+    );
+    const left = sb.inNode(["nft", "list", "table", "bridge", "nat"]).stdout;
+    assert.not.match(left, /cni-br-iface|macspoofchk/);
+  },
+);
 
 withSandbox("the container MAC: CNI_ARGS MAC, then args.cni.mac, then runtimeConfig.mac (last wins)", (sb) => {
   const c1 = sb.addContainer();
-  const r1 = addOk(sb, { id: "m1", netns: c1.path, args: "IgnoreUnknown=1;MAC=02:11:22:33:44:01;K8S_POD_NAME=x" }, bridgeConf(sb));
+  const r1 = addOk(
+    sb,
+    { id: "m1", netns: c1.path, args: "IgnoreUnknown=1;MAC=02:11:22:33:44:01;K8S_POD_NAME=x" },
+    bridgeConf(sb),
+  );
   assert.is(link(sb, c1.name, "eth0")!.address, "02:11:22:33:44:01");
   assert.is(r1.interfaces[2].mac, "02:11:22:33:44:01");
   const c2 = sb.addContainer();
-  addOk(sb, { id: "m2", netns: c2.path, args: "IgnoreUnknown=1;MAC=02:11:22:33:44:01" }, { ...bridgeConf(sb), args: { cni: { mac: "02:11:22:33:44:02" } } });
+  addOk(
+    sb,
+    { id: "m2", netns: c2.path, args: "IgnoreUnknown=1;MAC=02:11:22:33:44:01" },
+    { ...bridgeConf(sb), args: { cni: { mac: "02:11:22:33:44:02" } } },
+  );
   assert.is(link(sb, c2.name, "eth0")!.address, "02:11:22:33:44:02");
   const c3 = sb.addContainer();
-  addOk(sb, { id: "m3", netns: c3.path }, { ...bridgeConf(sb), args: { cni: { mac: "02:11:22:33:44:02" } }, runtimeConfig: { mac: "02-11-22-33-44-03" } });
+  addOk(
+    sb,
+    { id: "m3", netns: c3.path },
+    { ...bridgeConf(sb), args: { cni: { mac: "02:11:22:33:44:02" } }, runtimeConfig: { mac: "02-11-22-33-44-03" } },
+  );
   assert.is(link(sb, c3.name, "eth0")!.address, "02:11:22:33:44:03");
   // CNI_ARGS with an unknown key and no IgnoreUnknown is refused, as by the reference.
   const c4 = sb.addContainer();
@@ -114,7 +166,10 @@ withSandbox("layer 2 only (no ipam): the container interface is up with no addre
   const c = sb.addContainer();
   const r = addOk(sb, { netns: c.path }, conf);
   assert.is(r.ips, undefined);
-  assert.equal(r.interfaces.map((i: { name: string }) => i.name), ["br-l2", r.interfaces[1].name, "eth0"]);
+  assert.equal(
+    r.interfaces.map((i: { name: string }) => i.name),
+    ["br-l2", r.interfaces[1].name, "eth0"],
+  );
   const eth0 = link(sb, c.name, "eth0")!;
   assert.ok(eth0.flags.includes("UP"));
   assert.equal(addrsOf(eth0), []);
@@ -139,60 +194,97 @@ withSandbox("disableContainerInterface leaves the container end down; with ipam 
   const r = addOk(sb, { netns: c.path }, conf);
   assert.not.ok(link(sb, c.name, "eth0")!.flags.includes("UP"));
   assert.is(r.interfaces[2].mac, link(sb, c.name, "eth0")!.address);
-  const withIpam = cni(sb, "ADD", { netns: sb.addContainer().path }, bridgeConf(sb, { disableContainerInterface: true }));
+  const withIpam = cni(
+    sb,
+    "ADD",
+    { netns: sb.addContainer().path },
+    bridgeConf(sb, { disableContainerInterface: true }),
+  );
   assert.is(withIpam.json.msg, "cannot use IPAM when DisableContainerInterface flag is set");
 });
 
 withSandbox("results in every version shape: 0.2.0 ip4, 0.4.0 with ips[].version, 1.1.0", (sb) => {
   const c1 = sb.addContainer();
   const r020 = addOk(sb, { id: "v020", netns: c1.path }, bridgeConf(sb, { cniVersion: "0.2.0" }));
-  assert.equal(r020, { cniVersion: "0.2.0", ip4: { ip: "10.22.0.2/24", gateway: "10.22.0.1", routes: [{ dst: "0.0.0.0/0" }] }, dns: {} });
+  assert.equal(r020, {
+    cniVersion: "0.2.0",
+    ip4: { ip: "10.22.0.2/24", gateway: "10.22.0.1", routes: [{ dst: "0.0.0.0/0" }] },
+    dns: {},
+  });
   const c2 = sb.addContainer();
   const r040 = addOk(sb, { id: "v040", netns: c2.path }, bridgeConf(sb, { cniVersion: "0.4.0" }));
   assert.equal(r040.ips, [{ version: "4", interface: 2, address: "10.22.0.3/24", gateway: "10.22.0.1" }]);
   assert.equal(r040.dns, {});
   const c3 = sb.addContainer();
-  const r110 = addOk(sb, { id: "v110", netns: c3.path }, bridgeConf(sb, { cniVersion: "1.1.0", dns: { nameservers: ["10.22.0.53"] } }));
+  const r110 = addOk(
+    sb,
+    { id: "v110", netns: c3.path },
+    bridgeConf(sb, { cniVersion: "1.1.0", dns: { nameservers: ["10.22.0.53"] } }),
+  );
   assert.is(r110.cniVersion, "1.1.0");
   assert.equal(r110.dns, { nameservers: ["10.22.0.53"] });
-  assert.is(cni(sb, "CHECK", { id: "v040", netns: c2.path }, withPrev(bridgeConf(sb, { cniVersion: "0.4.0" }), r040)).code, 0);
+  assert.is(
+    cni(sb, "CHECK", { id: "v040", netns: c2.path }, withPrev(bridgeConf(sb, { cniVersion: "0.4.0" }), r040)).code,
+    0,
+  );
 });
 
-withSandbox("enabledad keeps DAD on in the container and ADD returns with the IPv6 address no longer tentative", (sb) => {
-  const conf = {
-    ...bridgeConf(sb, { enabledad: true }),
-    ipam: { type: "host-local", dataDir: `${sb.tmp}/ipam`, ranges: [[{ subnet: "fd00:33::/64" }]] },
-  };
-  const c = sb.addContainer();
-  addOk(sb, { netns: c.path }, conf);
-  assert.is(sb.inNs(c.name, ["cat", "/proc/sys/net/ipv6/conf/eth0/accept_dad"]).stdout.trim(), "1");
-  assert.is(sb.inNs(c.name, ["cat", "/proc/sys/net/ipv6/conf/eth0/enhanced_dad"]).stdout.trim(), "1");
-  const addr = link(sb, c.name, "eth0")!.addr_info!.find((a) => a.local === "fd00:33::2") as { tentative?: boolean } | undefined;
-  assert.ok(addr, "address present");
-  assert.not.ok(addr!.tentative, "DAD finished before ADD returned");
+withSandbox(
+  "enabledad keeps DAD on in the container and ADD returns with the IPv6 address no longer tentative",
+  (sb) => {
+    const conf = {
+      ...bridgeConf(sb, { enabledad: true }),
+      ipam: { type: "host-local", dataDir: `${sb.tmp}/ipam`, ranges: [[{ subnet: "fd00:33::/64" }]] },
+    };
+    const c = sb.addContainer();
+    addOk(sb, { netns: c.path }, conf);
+    assert.is(sb.inNs(c.name, ["cat", "/proc/sys/net/ipv6/conf/eth0/accept_dad"]).stdout.trim(), "1");
+    assert.is(sb.inNs(c.name, ["cat", "/proc/sys/net/ipv6/conf/eth0/enhanced_dad"]).stdout.trim(), "1");
+    const addr = link(sb, c.name, "eth0")!.addr_info!.find((a) => a.local === "fd00:33::2") as
+      | { tentative?: boolean }
+      | undefined;
+    assert.ok(addr, "address present");
+    assert.not.ok(addr!.tentative, "DAD finished before ADD returned");
 
-  const plain = sb.addContainer();
-  addOk(sb, { id: "plain", netns: plain.path }, { ...conf, enabledad: false });
-  assert.is(sb.inNs(plain.name, ["cat", "/proc/sys/net/ipv6/conf/eth0/accept_dad"]).stdout.trim(), "0");
-});
+    const plain = sb.addContainer();
+    addOk(sb, { id: "plain", netns: plain.path }, { ...conf, enabledad: false });
+    assert.is(sb.inNs(plain.name, ["cat", "/proc/sys/net/ipv6/conf/eth0/accept_dad"]).stdout.trim(), "0");
+  },
+);
 
-withSandbox("vlan: an access port when the kernel filters VLANs, otherwise a clean error with the veth rolled back", (sb) => {
-  const conf = bridgeConf(sb, { vlan: 100, isGateway: false });
-  const supported = sb.inNode(["ip", "link", "add", "vlprobe", "type", "bridge", "vlan_filtering", "1"], { allowFailure: true }).code === 0;
-  sb.inNode(["ip", "link", "del", "vlprobe"], { allowFailure: true });
-  sb.inNode(["ip", "link", "add", "cni0", "type", "bridge"]); // existing bridge: the VLAN step runs after the veth exists
-  const before = { links: linkNames(sb, sb.node), reservations: reservations(sb) };
-  const c = sb.addContainer();
-  const r = cni(sb, "ADD", { netns: c.path }, conf);
-  if (supported) {
-    assert.is(r.code, 0, r.stdout);
-    const vlans = sh(["ip", "netns", "exec", sb.node, "bridge", "-j", "vlan", "show", "dev", r.json.interfaces[1].name]).stdout;
-    assert.match(vlans, /"vlan":100,"flags":\["PVID","Egress Untagged"\]/);
-  } else {
-    assert.is(r.code, 1);
-    assert.equal({ links: linkNames(sb, sb.node), reservations: reservations(sb) }, before);
-    assert.equal(linkNames(sb, c.name), ["lo"]);
-  }
-});
+withSandbox(
+  "vlan: an access port when the kernel filters VLANs, otherwise a clean error with the veth rolled back",
+  (sb) => {
+    const conf = bridgeConf(sb, { vlan: 100, isGateway: false });
+    const supported =
+      sb.inNode(["ip", "link", "add", "vlprobe", "type", "bridge", "vlan_filtering", "1"], { allowFailure: true })
+        .code === 0;
+    sb.inNode(["ip", "link", "del", "vlprobe"], { allowFailure: true });
+    sb.inNode(["ip", "link", "add", "cni0", "type", "bridge"]); // existing bridge: the VLAN step runs after the veth exists
+    const before = { links: linkNames(sb, sb.node), reservations: reservations(sb) };
+    const c = sb.addContainer();
+    const r = cni(sb, "ADD", { netns: c.path }, conf);
+    if (supported) {
+      assert.is(r.code, 0, r.stdout);
+      const vlans = sh([
+        "ip",
+        "netns",
+        "exec",
+        sb.node,
+        "bridge",
+        "-j",
+        "vlan",
+        "show",
+        "dev",
+        r.json.interfaces[1].name,
+      ]).stdout;
+      assert.match(vlans, /"vlan":100,"flags":\["PVID","Egress Untagged"\]/);
+    } else {
+      assert.is(r.code, 1);
+      assert.equal({ links: linkNames(sb, sb.node), reservations: reservations(sb) }, before);
+      assert.equal(linkNames(sb, c.name), ["lo"]);
+    }
+  },
+);
 
 test.run();

@@ -20,38 +20,50 @@ function inSandbox(name: string, fn: (sb: Sandbox) => void) {
   });
 }
 
-const pluginNames = () => readdirSync(BIN).filter((n) => n !== "tscni" && statSync(join(BIN, n)).ino === statSync(join(BIN, "tscni")).ino).sort();
+const pluginNames = () =>
+  readdirSync(BIN)
+    .filter((n) => n !== "tscni" && statSync(join(BIN, n)).ino === statSync(join(BIN, "tscni")).ino)
+    .sort();
 
-inSandbox("install.sh installs every plugin and cnitool as hard links of one file, and the example configs on request", (sb) => {
-  const dir = join(sb.tmp, "opt-cni-bin");
-  const confDir = join(sb.tmp, "net.d");
-  // An operator's own file of the same name is kept.
-  mkdirSync(confDir);
-  writeFileSync(join(confDir, "99-loopback.conflist"), "mine");
-  sh(["bash", INSTALL, "--no-deps", "--from", BIN, "--conf", "--conf-dir", confDir, dir]);
+inSandbox(
+  "install.sh installs every plugin and cnitool as hard links of one file, and the example configs on request",
+  (sb) => {
+    const dir = join(sb.tmp, "opt-cni-bin");
+    const confDir = join(sb.tmp, "net.d");
+    // An operator's own file of the same name is kept.
+    mkdirSync(confDir);
+    writeFileSync(join(confDir, "99-loopback.conflist"), "mine");
+    sh(["bash", INSTALL, "--no-deps", "--from", BIN, "--conf", "--conf-dir", confDir, dir]);
 
-  const names = readdirSync(dir).sort();
-  assert.equal(names, pluginNames());
-  for (const n of ["loopback", "bridge", "host-local", "portmap", "cnitool"]) assert.ok(names.includes(n), n);
-  const inodes = new Set(names.map((n) => statSync(join(dir, n)).ino));
-  assert.is(inodes.size, 1, "one file on disk");
-  assert.is(statSync(join(dir, "loopback")).mode & 0o777, 0o755);
-  for (const n of names.filter((n) => n !== "cnitool")) {
-    const r = sh([join(dir, n)], { env: { CNI_COMMAND: "VERSION" } });
-    assert.ok(JSON.parse(r.stdout).supportedVersions.length > 0, n);
-  }
+    const names = readdirSync(dir).sort();
+    assert.equal(names, pluginNames());
+    for (const n of ["loopback", "bridge", "host-local", "portmap", "cnitool"]) assert.ok(names.includes(n), n);
+    const inodes = new Set(names.map((n) => statSync(join(dir, n)).ino));
+    assert.is(inodes.size, 1, "one file on disk");
+    assert.is(statSync(join(dir, "loopback")).mode & 0o777, 0o755);
+    for (const n of names.filter((n) => n !== "cnitool")) {
+      const r = sh([join(dir, n)], { env: { CNI_COMMAND: "VERSION" } });
+      assert.ok(JSON.parse(r.stdout).supportedVersions.length > 0, n);
+    }
 
-  const confs = readdirSync(CONF).filter((f) => f.endsWith(".conflist")).sort();
-  assert.equal(readdirSync(confDir).sort(), confs);
-  assert.is(readFileSync(join(confDir, "99-loopback.conflist"), "utf8"), "mine");
-  for (const f of confs.filter((f) => f !== "99-loopback.conflist")) {
-    assert.is(readFileSync(join(confDir, f), "utf8"), readFileSync(join(CONF, f), "utf8"));
-  }
+    const confs = readdirSync(CONF)
+      .filter((f) => f.endsWith(".conflist"))
+      .sort();
+    assert.equal(readdirSync(confDir).sort(), confs);
+    assert.is(readFileSync(join(confDir, "99-loopback.conflist"), "utf8"), "mine");
+    for (const f of confs.filter((f) => f !== "99-loopback.conflist")) {
+      assert.is(readFileSync(join(confDir, f), "utf8"), readFileSync(join(CONF, f), "utf8"));
+    }
 
-  // Installing again over a live directory replaces the files (by rename) and still works.
-  sh(["bash", INSTALL, "--no-deps", "--from", BIN, "--copies", dir]);
-  assert.is(new Set(readdirSync(dir).map((n) => statSync(join(dir, n)).ino)).size, names.length, "--copies: independent files");
-});
+    // Installing again over a live directory replaces the files (by rename) and still works.
+    sh(["bash", INSTALL, "--no-deps", "--from", BIN, "--copies", dir]);
+    assert.is(
+      new Set(readdirSync(dir).map((n) => statSync(join(dir, n)).ino)).size,
+      names.length,
+      "--copies: independent files",
+    );
+  },
+);
 
 inSandbox("one executable copied alone, under a plugin's name, is a working plugin", (sb) => {
   const alone = join(sb.tmp, "alone");
@@ -59,7 +71,11 @@ inSandbox("one executable copied alone, under a plugin's name, is a working plug
   copyFileSync(join(BIN, "loopback"), join(alone, "loopback"));
   sh(["chmod", "0755", join(alone, "loopback")]);
   const ctr = sb.addContainer();
-  const r = sb.plugin(join(alone, "loopback"), cniEnv("ADD", { CNI_NETNS: ctr.path, CNI_PATH: alone }), { cniVersion: "1.0.0", name: "n", type: "loopback" });
+  const r = sb.plugin(join(alone, "loopback"), cniEnv("ADD", { CNI_NETNS: ctr.path, CNI_PATH: alone }), {
+    cniVersion: "1.0.0",
+    name: "n",
+    type: "loopback",
+  });
   assert.is(r.code, 0, r.stdout + r.stderr);
   assert.is(r.json.interfaces[0].name, "lo");
 });

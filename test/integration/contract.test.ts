@@ -36,9 +36,13 @@ function listTree(dir: string): string[] {
 /** Everything a loopback call could change: lo in the container, links in the node, files. */
 function snapshot(sb: Sandbox, ctr: string) {
   const links = (ns: string) =>
-    (JSON.parse(sh(["ip", "-n", ns, "-j", "addr", "show"]).stdout) as { ifname: string; flags: string[]; addr_info: { local: string }[] }[]).map(
-      (l) => `${l.ifname} ${l.flags.includes("UP") ? "up" : "down"} ${l.addr_info.map((a) => a.local).join(",")}`,
-    );
+    (
+      JSON.parse(sh(["ip", "-n", ns, "-j", "addr", "show"]).stdout) as {
+        ifname: string;
+        flags: string[];
+        addr_info: { local: string }[];
+      }[]
+    ).map((l) => `${l.ifname} ${l.flags.includes("UP") ? "up" : "down"} ${l.addr_info.map((a) => a.local).join(",")}`);
   return { container: links(ctr), node: links(sb.node), files: listTree(sb.tmp), varLibCni: listTree("/var/lib/cni") };
 }
 
@@ -66,7 +70,13 @@ const add = (netns: string, extra: Record<string, string> = {}) => cniEnv("ADD",
 
 withSandbox("malformed JSON is code 6 for every verb", (sb, ctr) => {
   for (const cmd of ["ADD", "DEL", "CHECK"]) {
-    expectError(sb, ctr, { env: cniEnv(cmd, { CNI_NETNS: ctr.path }), stdin: '{"cniVersion": "1.0.0", "name": ' }, 6, /unmarshall network config/);
+    expectError(
+      sb,
+      ctr,
+      { env: cniEnv(cmd, { CNI_NETNS: ctr.path }), stdin: '{"cniVersion": "1.0.0", "name": ' },
+      6,
+      /unmarshall network config/,
+    );
   }
   for (const stdin of ["", "[]", '"text"', "42", "{'name': 'x'}"]) {
     expectError(sb, ctr, { env: add(ctr.path), stdin }, 6);
@@ -74,21 +84,45 @@ withSandbox("malformed JSON is code 6 for every verb", (sb, ctr) => {
 });
 
 withSandbox("missing variables are code 4 and all listed", (sb, ctr) => {
-  const e = expectError(sb, ctr, { env: { CNI_COMMAND: "ADD" }, stdin: JSON.stringify(good) }, 4, /^required env variables/);
+  const e = expectError(
+    sb,
+    ctr,
+    { env: { CNI_COMMAND: "ADD" }, stdin: JSON.stringify(good) },
+    4,
+    /^required env variables/,
+  );
   for (const v of ["CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME"]) assert.ok(e.msg.includes(v), v);
   expectError(sb, ctr, { env: cniEnv("CHECK"), stdin: JSON.stringify(good) }, 4, /CNI_NETNS/);
-  expectError(sb, ctr, { env: { CNI_COMMAND: "GC" }, stdin: JSON.stringify({ ...good, cniVersion: "1.1.0" }) }, 4, /CNI_PATH/);
+  expectError(
+    sb,
+    ctr,
+    { env: { CNI_COMMAND: "GC" }, stdin: JSON.stringify({ ...good, cniVersion: "1.1.0" }) },
+    4,
+    /CNI_PATH/,
+  );
   // The environment is checked before stdin is read, as in the reference.
   expectError(sb, ctr, { env: { CNI_COMMAND: "ADD" }, stdin: "not json" }, 4);
 });
 
 withSandbox("unknown CNI_COMMAND is code 4", (sb, ctr) => {
-  expectError(sb, ctr, { env: { ...add(ctr.path), CNI_COMMAND: "UPDATE" }, stdin: JSON.stringify(good) }, 4, /unknown CNI_COMMAND: UPDATE/);
+  expectError(
+    sb,
+    ctr,
+    { env: { ...add(ctr.path), CNI_COMMAND: "UPDATE" }, stdin: JSON.stringify(good) },
+    4,
+    /unknown CNI_COMMAND: UPDATE/,
+  );
 });
 
 withSandbox("bad container IDs are code 4, details name the ID", (sb, ctr) => {
   for (const id of ["-leading-dash", "has/slash", "has space", "semi;colon", "../etc"]) {
-    const e = expectError(sb, ctr, { env: add(ctr.path, { CNI_CONTAINERID: id }), stdin: JSON.stringify(good) }, 4, /invalid characters in containerID/);
+    const e = expectError(
+      sb,
+      ctr,
+      { env: add(ctr.path, { CNI_CONTAINERID: id }), stdin: JSON.stringify(good) },
+      4,
+      /invalid characters in containerID/,
+    );
     assert.is(e.details, id);
   }
 });
@@ -96,13 +130,25 @@ withSandbox("bad container IDs are code 4, details name the ID", (sb, ctr) => {
 withSandbox("bad interface names are code 4", (sb, ctr) => {
   for (const ifname of ["0123456789abcdef", "a/b", "a b", ".", "..", "eth:0"]) {
     expectError(sb, ctr, { env: add(ctr.path, { CNI_IFNAME: ifname }), stdin: JSON.stringify(good) }, 4, /CNI_IFNAME/);
-    expectError(sb, ctr, { env: cniEnv("DEL", { CNI_NETNS: ctr.path, CNI_IFNAME: ifname }), stdin: JSON.stringify(good) }, 4, /CNI_IFNAME/);
+    expectError(
+      sb,
+      ctr,
+      { env: cniEnv("DEL", { CNI_NETNS: ctr.path, CNI_IFNAME: ifname }), stdin: JSON.stringify(good) },
+      4,
+      /CNI_IFNAME/,
+    );
   }
 });
 
 withSandbox("bad or missing network names are code 7", (sb, ctr) => {
   for (const name of ["a/b", "..", "../../etc/passwd", "a..b", "-net", "with space"]) {
-    const e = expectError(sb, ctr, { env: add(ctr.path), stdin: JSON.stringify({ ...good, name }) }, 7, /invalid characters found in network name/);
+    const e = expectError(
+      sb,
+      ctr,
+      { env: add(ctr.path), stdin: JSON.stringify({ ...good, name }) },
+      7,
+      /invalid characters found in network name/,
+    );
     assert.is(e.details, name);
   }
   const { name: _n, ...nameless } = good;
@@ -112,17 +158,35 @@ withSandbox("bad or missing network names are code 7", (sb, ctr) => {
   expectError(sb, ctr, { env: add(ctr.path), stdin: JSON.stringify({ ...good, name: "a/b", cniVersion: "9.9.9" }) }, 7);
 });
 
-withSandbox("unknown cniVersion is code 1 with the supported list in details; a non-string version is code 6", (sb, ctr) => {
-  for (const v of ["9.9.9", "0.4", "1.1", "v1.0.0"]) {
-    const e = expectError(sb, ctr, { env: add(ctr.path), stdin: JSON.stringify({ ...good, cniVersion: v }) }, 1, /incompatible CNI versions/);
-    assert.is(e.details, `config is "${v}", plugin supports ["0.1.0" "0.2.0" "0.3.0" "0.3.1" "0.4.0" "1.0.0" "1.1.0"]`);
-  }
-  expectError(sb, ctr, { env: add(ctr.path), stdin: JSON.stringify({ ...good, cniVersion: 1 }) }, 6);
-});
+withSandbox(
+  "unknown cniVersion is code 1 with the supported list in details; a non-string version is code 6",
+  (sb, ctr) => {
+    for (const v of ["9.9.9", "0.4", "1.1", "v1.0.0"]) {
+      const e = expectError(
+        sb,
+        ctr,
+        { env: add(ctr.path), stdin: JSON.stringify({ ...good, cniVersion: v }) },
+        1,
+        /incompatible CNI versions/,
+      );
+      assert.is(
+        e.details,
+        `config is "${v}", plugin supports ["0.1.0" "0.2.0" "0.3.0" "0.3.1" "0.4.0" "1.0.0" "1.1.0"]`,
+      );
+    }
+    expectError(sb, ctr, { env: add(ctr.path), stdin: JSON.stringify({ ...good, cniVersion: 1 }) }, 6);
+  },
+);
 
 withSandbox("a config without cniVersion is 0.1.0: ADD works, CHECK is refused with code 1", (sb, ctr) => {
   const { cniVersion: _v, ...unversioned } = good;
-  expectError(sb, ctr, { env: cniEnv("CHECK", { CNI_NETNS: ctr.path }), stdin: JSON.stringify(unversioned) }, 1, /does not allow CHECK/);
+  expectError(
+    sb,
+    ctr,
+    { env: cniEnv("CHECK", { CNI_NETNS: ctr.path }), stdin: JSON.stringify(unversioned) },
+    1,
+    /does not allow CHECK/,
+  );
   const r = sb.plugin(LOOPBACK, add(ctr.path), unversioned);
   assert.is(r.code, 0, r.stdout);
   assert.is(r.json.cniVersion, "0.1.0");
@@ -134,58 +198,91 @@ withSandbox("a config without cniVersion is 0.1.0: ADD works, CHECK is refused w
 });
 
 withSandbox("the error object carries the request's cniVersion once it is known", (sb, ctr) => {
-  const e = expectError(sb, ctr, { env: cniEnv("CHECK", { CNI_NETNS: ctr.path }), stdin: JSON.stringify({ ...good, cniVersion: "0.3.1" }) }, 1);
+  const e = expectError(
+    sb,
+    ctr,
+    { env: cniEnv("CHECK", { CNI_NETNS: ctr.path }), stdin: JSON.stringify({ ...good, cniVersion: "0.3.1" }) },
+    1,
+  );
   assert.is(e.cniVersion, "0.3.1");
 });
 
-withSandbox("CNI_NETNS that is not a network namespace is refused for ADD and CHECK (regular file, directory, missing path); DEL succeeds without entering it", (sb, ctr) => {
-  const file = join(sb.tmp, "not-a-netns");
-  writeFileSync(file, "");
-  const dir = join(sb.tmp, "a-directory");
-  mkdirSync(dir);
-  const stale = [file, dir, "/proc/self/status", "/proc/self/ns/mnt"];
-  for (const netns of stale.slice(0, 3)) {
-    for (const cmd of ["ADD", "CHECK"]) {
-      const e = expectError(sb, ctr, { env: cniEnv(cmd, { CNI_NETNS: netns }), stdin: JSON.stringify(good) }, 4);
-      assert.match(e.msg, /CNI_NETNS/);
-    }
-  }
-  // A namespace file of another type (here the plugin's own mount namespace) cannot be entered
-  // as a network namespace: an error, as with the reference (which answers 999 for all verbs).
-  for (const cmd of ["ADD", "CHECK"]) {
-    expectError(sb, ctr, { env: cniEnv(cmd, { CNI_NETNS: "/proc/self/ns/mnt" }), stdin: JSON.stringify(good) }, "any");
-  }
-  for (const cmd of ["ADD", "CHECK"]) {
-    expectError(sb, ctr, { env: cniEnv(cmd, { CNI_NETNS: join(sb.tmp, "no-such-netns") }), stdin: JSON.stringify(good) }, 4, /does not exist/);
-  }
-  // DEL of a container whose pin went stale: nothing in it to undo, the node side is released.
-  for (const netns of stale) {
-    const r = sb.plugin(LOOPBACK, cniEnv("DEL", { CNI_NETNS: netns }), JSON.stringify(good));
-    assert.is(r.code, 0, `DEL with ${netns}: ${r.stdout}`);
-    assert.is(r.stdout, "");
-  }
-  assert.is(statSync(file).size, 0);
-});
-
-withSandbox("CNI_NETNS naming the plugin's own (node) namespace is code 8, and the node's lo is not touched", (sb, ctr) => {
-  // lo down in the node makes any change visible.
-  sb.inNode(["ip", "link", "set", "lo", "down"]);
-  try {
-    for (const netns of [`/var/run/netns/${sb.node}`, "/proc/self/ns/net", "/proc/thread-self/ns/net"]) {
-      for (const cmd of ["ADD", "CHECK", "DEL"]) {
-        expectError(sb, ctr, { env: cniEnv(cmd, { CNI_NETNS: netns }), stdin: JSON.stringify(good) }, 8, /should not be the same/);
+withSandbox(
+  "CNI_NETNS that is not a network namespace is refused for ADD and CHECK (regular file, directory, missing path); DEL succeeds without entering it",
+  (sb, ctr) => {
+    const file = join(sb.tmp, "not-a-netns");
+    writeFileSync(file, "");
+    const dir = join(sb.tmp, "a-directory");
+    mkdirSync(dir);
+    const stale = [file, dir, "/proc/self/status", "/proc/self/ns/mnt"];
+    for (const netns of stale.slice(0, 3)) {
+      for (const cmd of ["ADD", "CHECK"]) {
+        const e = expectError(sb, ctr, { env: cniEnv(cmd, { CNI_NETNS: netns }), stdin: JSON.stringify(good) }, 4);
+        assert.match(e.msg, /CNI_NETNS/);
       }
     }
-  } finally {
-    sb.inNode(["ip", "link", "set", "lo", "up"]);
-  }
-});
+    // A namespace file of another type (here the plugin's own mount namespace) cannot be entered
+    // as a network namespace: an error, as with the reference (which answers 999 for all verbs).
+    for (const cmd of ["ADD", "CHECK"]) {
+      expectError(
+        sb,
+        ctr,
+        { env: cniEnv(cmd, { CNI_NETNS: "/proc/self/ns/mnt" }), stdin: JSON.stringify(good) },
+        "any",
+      );
+    }
+    for (const cmd of ["ADD", "CHECK"]) {
+      expectError(
+        sb,
+        ctr,
+        { env: cniEnv(cmd, { CNI_NETNS: join(sb.tmp, "no-such-netns") }), stdin: JSON.stringify(good) },
+        4,
+        /does not exist/,
+      );
+    }
+    // DEL of a container whose pin went stale: nothing in it to undo, the node side is released.
+    for (const netns of stale) {
+      const r = sb.plugin(LOOPBACK, cniEnv("DEL", { CNI_NETNS: netns }), JSON.stringify(good));
+      assert.is(r.code, 0, `DEL with ${netns}: ${r.stdout}`);
+      assert.is(r.stdout, "");
+    }
+    assert.is(statSync(file).size, 0);
+  },
+);
+
+withSandbox(
+  "CNI_NETNS naming the plugin's own (node) namespace is code 8, and the node's lo is not touched",
+  (sb, ctr) => {
+    // lo down in the node makes any change visible.
+    sb.inNode(["ip", "link", "set", "lo", "down"]);
+    try {
+      for (const netns of [`/var/run/netns/${sb.node}`, "/proc/self/ns/net", "/proc/thread-self/ns/net"]) {
+        for (const cmd of ["ADD", "CHECK", "DEL"]) {
+          expectError(
+            sb,
+            ctr,
+            { env: cniEnv(cmd, { CNI_NETNS: netns }), stdin: JSON.stringify(good) },
+            8,
+            /should not be the same/,
+          );
+        }
+      }
+    } finally {
+      sb.inNode(["ip", "link", "set", "lo", "up"]);
+    }
+  },
+);
 
 withSandbox("oversized stdin (64 MiB) is refused with a bounded, clear error", (sb, ctr) => {
   const before = snapshot(sb, ctr.name);
   const big = JSON.stringify({ ...good, padding: "x".repeat(64 * 1024 * 1024) });
   // The plugin stops reading at its limit, so our write may hit EPIPE: that is expected.
-  const r = spawnSync("ip", ["netns", "exec", sb.node, LOOPBACK], { input: big, encoding: "utf8", env: { PATH: process.env.PATH, ...add(ctr.path) }, maxBuffer: 1024 * 1024 });
+  const r = spawnSync("ip", ["netns", "exec", sb.node, LOOPBACK], {
+    input: big,
+    encoding: "utf8",
+    env: { PATH: process.env.PATH, ...add(ctr.path) },
+    maxBuffer: 1024 * 1024,
+  });
   assert.ok(!r.error || (r.error as NodeJS.ErrnoException).code === "EPIPE", String(r.error));
   assert.is(r.status, 1);
   const e = JSON.parse(r.stdout);
@@ -195,21 +292,24 @@ withSandbox("oversized stdin (64 MiB) is refused with a bounded, clear error", (
   assert.equal(snapshot(sb, ctr.name), before, "nothing left behind");
 });
 
-withSandbox("logFile: errors are also appended to the file the config names; stdout keeps only the error object", (sb, ctr) => {
-  const log = join(sb.tmp, "loopback.log");
-  const env = cniEnv("ADD", { CNI_NETNS: ctr.path });
-  const r = sb.plugin(LOOPBACK, env, { ...good, cniVersion: "9.9.9", logFile: log });
-  assert.is(r.code, 1);
-  assert.is(r.json.code, 1);
-  assert.ok(existsSync(log), "log file written");
-  const lines = readFileSync(log, "utf8").trim().split("\n");
-  assert.is(lines.length, 1);
-  assert.match(lines[0]!, /incompatible CNI versions/);
-  assert.match(r.stderr, /incompatible CNI versions/);
-  // An unwritable logFile never turns a result into a failure.
-  const ok = sb.plugin(LOOPBACK, env, { ...good, logFile: "/proc/no/such/dir/log" });
-  assert.is(ok.code, 0, ok.stdout);
-});
+withSandbox(
+  "logFile: errors are also appended to the file the config names; stdout keeps only the error object",
+  (sb, ctr) => {
+    const log = join(sb.tmp, "loopback.log");
+    const env = cniEnv("ADD", { CNI_NETNS: ctr.path });
+    const r = sb.plugin(LOOPBACK, env, { ...good, cniVersion: "9.9.9", logFile: log });
+    assert.is(r.code, 1);
+    assert.is(r.json.code, 1);
+    assert.ok(existsSync(log), "log file written");
+    const lines = readFileSync(log, "utf8").trim().split("\n");
+    assert.is(lines.length, 1);
+    assert.match(lines[0]!, /incompatible CNI versions/);
+    assert.match(r.stderr, /incompatible CNI versions/);
+    // An unwritable logFile never turns a result into a failure.
+    const ok = sb.plugin(LOOPBACK, env, { ...good, logFile: "/proc/no/such/dir/log" });
+    assert.is(ok.code, 0, ok.stdout);
+  },
+);
 
 withSandbox("CNI_ARGS is ignored by loopback, even unknown keys without IgnoreUnknown", (sb, ctr) => {
   const r = sb.plugin(LOOPBACK, add(ctr.path, { CNI_ARGS: "K8S_POD_NAME=x;FOO=bar" }), good);

@@ -22,7 +22,13 @@ interface Ctr {
 }
 
 /** A container namespace with eth0 at `addr`/24, default route via `gw`, the node side named `hostIf`. */
-function addContainer(sb: Sandbox, hostIf: string, addr: string, gw: string, opts: { bridge?: string; v6?: string } = {}): Ctr {
+function addContainer(
+  sb: Sandbox,
+  hostIf: string,
+  addr: string,
+  gw: string,
+  opts: { bridge?: string; v6?: string } = {},
+): Ctr {
   const c = sb.addContainer();
   sh(["ip", "link", "add", hostIf, "netns", sb.node, "type", "veth", "peer", "name", "eth0", "netns", c.name]);
   if (opts.bridge) sb.inNode(["ip", "link", "set", hostIf, "master", opts.bridge]);
@@ -57,7 +63,14 @@ function prevResult(ctr: Ctr, firstIf: string, extraIps: string[] = []) {
 }
 
 function conf(prev: unknown, extra: Record<string, unknown> = {}) {
-  return { cniVersion: "1.0.0", name: "fwnet", type: "firewall", backend: "iptables", ...extra, ...(prev ? { prevResult: prev } : {}) };
+  return {
+    cniVersion: "1.0.0",
+    name: "fwnet",
+    type: "firewall",
+    backend: "iptables",
+    ...extra,
+    ...(prev ? { prevResult: prev } : {}),
+  };
 }
 
 function call(sb: Sandbox, bin: string, cmd: string, ctr: Ctr, config: unknown, env: Record<string, string> = {}) {
@@ -71,7 +84,9 @@ function ok(r: { code: number; stdout: string; stderr: string }, what: string) {
 const SERVER = `const s=require("net").createServer(c=>c.end("ok"));s.listen(+process.argv[2],process.argv[1],()=>console.log("ready"));`;
 
 async function listen(ns: string, addr: string): Promise<ChildProcess> {
-  const p = spawn("ip", ["netns", "exec", ns, process.execPath, "-e", SERVER, addr, String(PORT)], { stdio: ["ignore", "pipe", "inherit"] });
+  const p = spawn("ip", ["netns", "exec", ns, process.execPath, "-e", SERVER, addr, String(PORT)], {
+    stdio: ["ignore", "pipe", "inherit"],
+  });
   await new Promise<void>((resolve, reject) => {
     p.stdout!.on("data", (d) => String(d).includes("ready") && resolve());
     p.on("exit", (code) => reject(new Error(`test server in ${ns} exited with ${code}`)));
@@ -83,7 +98,11 @@ async function listen(ns: string, addr: string): Promise<ChildProcess> {
 function connect(sb: Sandbox, ns: string, addr: string, expect: "ok" | "dropped"): string {
   // A generous bound when a connection is expected, a short one when a drop is.
   const bound = expect === "ok" ? "20" : "2";
-  const r = sb.inNs(ns, ["timeout", bound, "bash", "-c", 'exec 3<>"/dev/tcp/$0/$1" && head -c 2 <&3', addr, String(PORT)], { allowFailure: true });
+  const r = sb.inNs(
+    ns,
+    ["timeout", bound, "bash", "-c", 'exec 3<>"/dev/tcp/$0/$1" && head -c 2 <&3', addr, String(PORT)],
+    { allowFailure: true },
+  );
   if (r.code === 0 && r.stdout === "ok") return "ok";
   if (r.code === 124) return "dropped";
   return `failed (${r.code}: ${r.stderr.trim()})`;
@@ -116,14 +135,25 @@ test("ADD lets the container's traffic out and its replies in, not new inbound; 
     const add = call(sb, OURS, "ADD", ctr, config);
     ok(add, "ADD");
     assert.equal(add.json, config.prevResult, "ADD passes prevResult on");
-    assert.equal(filterRules(sb), [":CNI-ADMIN - [0:0]", ":CNI-FORWARD - [0:0]", FORWARD_JUMP, ADMIN_JUMP, inbound("10.99.0.2/32"), outbound("10.99.0.2/32")]);
+    assert.equal(filterRules(sb), [
+      ":CNI-ADMIN - [0:0]",
+      ":CNI-FORWARD - [0:0]",
+      FORWARD_JUMP,
+      ADMIN_JUMP,
+      inbound("10.99.0.2/32"),
+      outbound("10.99.0.2/32"),
+    ]);
 
     assert.is(connect(sb, ctr.name, "192.0.2.2", "ok"), "ok", "container -> external host");
     assert.is(connect(sb, ext, "10.99.0.2", "dropped"), "dropped", "new connections from outside stay blocked");
     ok(call(sb, OURS, "CHECK", ctr, config), "CHECK");
 
     ok(call(sb, OURS, "DEL", ctr, config), "DEL");
-    assert.equal(filterRules(sb), [":CNI-ADMIN - [0:0]", ":CNI-FORWARD - [0:0]", FORWARD_JUMP, ADMIN_JUMP], "DEL removes the container's rules, the chains stay");
+    assert.equal(
+      filterRules(sb),
+      [":CNI-ADMIN - [0:0]", ":CNI-FORWARD - [0:0]", FORWARD_JUMP, ADMIN_JUMP],
+      "DEL removes the container's rules, the chains stay",
+    );
     assert.is(connect(sb, ctr.name, "192.0.2.2", "dropped"), "dropped", "after DEL the container is cut off again");
     ok(call(sb, OURS, "DEL", ctr, config), "second DEL");
     const check = call(sb, OURS, "CHECK", ctr, config);
@@ -143,7 +173,10 @@ test("dual stack: one transaction per family, IPv6 host routes in canonical form
     ok(call(sb, OURS, "ADD", ctr, config), "ADD");
     assert.ok(filterRules(sb, 6).includes(inbound("fd00:99::2/128")));
     assert.ok(filterRules(sb, 6).includes(outbound("fd00:99::2/128")));
-    assert.not.ok(filterRules(sb, 6).some((l) => l.includes("10.99.0.2")), "IPv4 rules stay out of ip6tables");
+    assert.not.ok(
+      filterRules(sb, 6).some((l) => l.includes("10.99.0.2")),
+      "IPv4 rules stay out of ip6tables",
+    );
     ok(call(sb, OURS, "CHECK", ctr, config), "CHECK");
     ok(call(sb, OURS, "DEL", ctr, config), "DEL");
     assert.not.ok(filterRules(sb, 6).some((l) => l.includes("fd00:99::2")));
@@ -165,31 +198,53 @@ test("ingressPolicy same-bridge cuts traffic between bridges but not within one;
     lockDown(sb);
     servers.push(await listen(a.name, a.addr));
     const attach = (policy: string, cmd: string) => {
-      for (const [c, br] of [[a, "br1"], [a2, "br1"], [b, "br2"]] as const) ok(call(sb, OURS, cmd, c, conf(prevResult(c, br), { ingressPolicy: policy })), `${cmd} ${policy}`);
+      for (const [c, br] of [
+        [a, "br1"],
+        [a2, "br1"],
+        [b, "br2"],
+      ] as const)
+        ok(call(sb, OURS, cmd, c, conf(prevResult(c, br), { ingressPolicy: policy })), `${cmd} ${policy}`);
     };
 
     attach("open", "ADD");
     assert.is(connect(sb, b.name, a.addr, "ok"), "ok", "open: another bridge may connect");
-    assert.not.ok(filterRules(sb).some((l) => l.includes("ISOLATION")), "open adds no isolation rules");
+    assert.not.ok(
+      filterRules(sb).some((l) => l.includes("ISOLATION")),
+      "open adds no isolation rules",
+    );
     attach("open", "DEL");
 
     attach("same-bridge", "ADD");
     const rules = filterRules(sb);
     const comment = '-m comment --comment "CNI firewall plugin rules (ingressPolicy: same-bridge)"';
-    assert.is(rules.find((l) => l.startsWith("-A FORWARD")), `-A FORWARD ${comment} -j CNI-ISOLATION-STAGE-1`, "isolation is consulted before CNI-FORWARD");
+    assert.is(
+      rules.find((l) => l.startsWith("-A FORWARD")),
+      `-A FORWARD ${comment} -j CNI-ISOLATION-STAGE-1`,
+      "isolation is consulted before CNI-FORWARD",
+    );
     for (const br of ["br1", "br2"]) {
       assert.ok(rules.includes(`-A CNI-ISOLATION-STAGE-1 -i ${br} ! -o ${br} ${comment} -j CNI-ISOLATION-STAGE-2`));
       assert.ok(rules.includes(`-A CNI-ISOLATION-STAGE-2 -o ${br} ${comment} -j DROP`));
     }
-    assert.is(rules.filter((l) => l.includes("-i br1 ! -o br1")).length, 1, "one rule per bridge, however many containers");
+    assert.is(
+      rules.filter((l) => l.includes("-i br1 ! -o br1")).length,
+      1,
+      "one rule per bridge, however many containers",
+    );
     assert.is(rules.at(-1), `-A CNI-ISOLATION-STAGE-2 ${comment} -j RETURN`);
     assert.is(connect(sb, b.name, a.addr, "dropped"), "dropped", "same-bridge: another bridge is cut off");
     assert.is(connect(sb, a2.name, a.addr, "ok"), "ok", "same-bridge: the same bridge still connects");
     ok(call(sb, OURS, "CHECK", a, conf(prevResult(a, "br1"), { ingressPolicy: "same-bridge" })), "CHECK");
 
     attach("same-bridge", "DEL");
-    assert.ok(filterRules(sb).includes(`-A CNI-ISOLATION-STAGE-2 -o br1 ${comment} -j DROP`), "bridge isolation is shared and survives DEL");
-    assert.not.ok(filterRules(sb).some((l) => l.includes("10.98.")), "container rules are gone");
+    assert.ok(
+      filterRules(sb).includes(`-A CNI-ISOLATION-STAGE-2 -o br1 ${comment} -j DROP`),
+      "bridge isolation is shared and survives DEL",
+    );
+    assert.not.ok(
+      filterRules(sb).some((l) => l.includes("10.98.")),
+      "container rules are gone",
+    );
   } finally {
     for (const s of servers) s.kill();
     sb.cleanup();
@@ -206,17 +261,26 @@ test("cross-implementation: same rules as the reference, and each DEL/CHECK acce
     const config = (c: Ctr) => conf(prevResult(c, "vctr", ["fd00:99::2/64"]), { ingressPolicy: "same-bridge" });
     ok(call(ours, OURS, "ADD", co, config(co)), "our ADD");
     ok(call(ref, REF, "ADD", cr, config(cr)), "reference ADD");
-    for (const f of [4, 6] as const) assert.equal(filterRules(ours, f), filterRules(ref, f), `IPv${f} rules identical to the reference's`);
+    for (const f of [4, 6] as const)
+      assert.equal(filterRules(ours, f), filterRules(ref, f), `IPv${f} rules identical to the reference's`);
 
     // Reference ADD, our CHECK and DEL.
     ok(call(ref, OURS, "CHECK", cr, config(cr)), "our CHECK of the reference's ADD");
     ok(call(ref, OURS, "DEL", cr, config(cr)), "our DEL of the reference's ADD");
-    for (const f of [4, 6] as const) assert.not.ok(filterRules(ref, f).some((l) => /10\.99\.0\.2|fd00:99::2/.test(l)), `IPv${f}: our DEL cleaned the reference's rules`);
+    for (const f of [4, 6] as const)
+      assert.not.ok(
+        filterRules(ref, f).some((l) => /10\.99\.0\.2|fd00:99::2/.test(l)),
+        `IPv${f}: our DEL cleaned the reference's rules`,
+      );
 
     // Our ADD, reference CHECK and DEL.
     ok(call(ours, REF, "CHECK", co, config(co)), "reference CHECK of our ADD");
     ok(call(ours, REF, "DEL", co, config(co)), "reference DEL of our ADD");
-    for (const f of [4, 6] as const) assert.not.ok(filterRules(ours, f).some((l) => /10\.99\.0\.2|fd00:99::2/.test(l)), `IPv${f}: the reference's DEL cleaned our rules`);
+    for (const f of [4, 6] as const)
+      assert.not.ok(
+        filterRules(ours, f).some((l) => /10\.99\.0\.2|fd00:99::2/.test(l)),
+        `IPv${f}: the reference's DEL cleaned our rules`,
+      );
   } finally {
     ours.cleanup();
     ref.cleanup();
@@ -264,7 +328,10 @@ test("custom admin chain: jumped first from CNI-FORWARD, left empty for the oper
     ok(call(sb, OURS, "ADD", ctr, config), "ADD");
     const rules = filterRules(sb);
     assert.ok(rules.includes(":MY-ADMIN - [0:0]"));
-    assert.is(rules.filter((l) => l.startsWith("-A CNI-FORWARD"))[0], '-A CNI-FORWARD -m comment --comment "CNI firewall plugin admin overrides" -j MY-ADMIN');
+    assert.is(
+      rules.filter((l) => l.startsWith("-A CNI-FORWARD"))[0],
+      '-A CNI-FORWARD -m comment --comment "CNI firewall plugin admin overrides" -j MY-ADMIN',
+    );
     assert.not.ok(rules.some((l) => l.startsWith("-A MY-ADMIN")));
   } finally {
     sb.cleanup();
@@ -282,7 +349,11 @@ test("bad input: a CNI error naming the problem, and no rule anywhere", () => {
       [conf(prev, { backend: "nftables" }), /^invalid network config: backend:/, 7],
       [conf(prev, { iptablesAdminChainName: "bad name" }), /^invalid network config: iptablesAdminChainName:/, 7],
       [conf({ ...prev, ips: [{ address: "10.99.0/24" }] }), /invalid IP address/, 6],
-      [conf({ ...prev, interfaces: [] }, { ingressPolicy: "same-bridge" }), /interface needs to be set for ingress policy "same-bridge"/, 7],
+      [
+        conf({ ...prev, interfaces: [] }, { ingressPolicy: "same-bridge" }),
+        /interface needs to be set for ingress policy "same-bridge"/,
+        7,
+      ],
       [{ ...conf(prev), cniVersion: "0.3.1" }, /incompatible CNI versions/, 1],
     ];
     for (const [config, msg, code] of cases) {
@@ -311,10 +382,16 @@ test("DEL is idempotent: without prevResult, with the netns gone, and with nothi
     // After an ADD, a DEL without prevResult still succeeds, but the rules are keyed by the
     // container's addresses only (as the reference's), so it has nothing to match them by.
     ok(call(sb, OURS, "DEL", ctr, conf(undefined)), "DEL without prevResult after ADD");
-    assert.ok(filterRules(sb).some((l) => l.includes("10.99.0.2")), "a DEL without prevResult cannot find the rules");
+    assert.ok(
+      filterRules(sb).some((l) => l.includes("10.99.0.2")),
+      "a DEL without prevResult cannot find the rules",
+    );
     sh(["ip", "netns", "del", ctr.name]);
     ok(call(sb, OURS, "DEL", ctr, config), "DEL with the netns gone");
-    assert.not.ok(filterRules(sb).some((l) => l.includes("10.99.0.2")), "rules removed although the netns is gone");
+    assert.not.ok(
+      filterRules(sb).some((l) => l.includes("10.99.0.2")),
+      "rules removed although the netns is gone",
+    );
   } finally {
     sb.cleanup();
   }
@@ -330,7 +407,10 @@ test("firewalld backend: a clear error when it is not running, never a silent fa
     const noBus = { DBUS_SYSTEM_BUS_ADDRESS: `unix:path=${sb.tmp}/no-bus` };
     const r = call(sb, OURS, "ADD", ctr, conf(prev, { backend: "firewalld" }), noBus);
     assert.is(r.code, 1);
-    assert.match(r.json.msg, /backend "firewalld" selected but firewalld is not running \(no system D-Bus socket found\)/);
+    assert.match(
+      r.json.msg,
+      /backend "firewalld" selected but firewalld is not running \(no system D-Bus socket found\)/,
+    );
     ok(call(sb, OURS, "DEL", ctr, conf(prev, { backend: "firewalld" }), noBus), "DEL with firewalld gone");
 
     // A bus without firewalld on it (a private dbus-daemon).
@@ -342,7 +422,9 @@ test("firewalld backend: a clear error when it is not running, never a silent fa
 <busconfig><type>system</type><listen>unix:path=${socket}</listen><auth>EXTERNAL</auth>
 <policy context="default"><allow send_type="*"/><allow receive_type="*"/><allow own="*"/></policy></busconfig>`,
     );
-    bus = spawn("dbus-daemon", [`--config-file=${busConf}`, "--nofork", "--print-address"], { stdio: ["ignore", "pipe", "ignore"] });
+    bus = spawn("dbus-daemon", [`--config-file=${busConf}`, "--nofork", "--print-address"], {
+      stdio: ["ignore", "pipe", "ignore"],
+    });
     await new Promise<void>((resolve, reject) => {
       bus!.stdout!.on("data", (d) => String(d).includes(socket) && resolve());
       bus!.on("exit", (code) => reject(new Error(`dbus-daemon exited with ${code}`)));
@@ -350,7 +432,10 @@ test("firewalld backend: a clear error when it is not running, never a silent fa
     const privateBus = { DBUS_SYSTEM_BUS_ADDRESS: `unix:path=${socket}` };
     const r2 = call(sb, OURS, "ADD", ctr, conf(prev, { backend: "firewalld" }), privateBus);
     assert.is(r2.code, 1);
-    assert.match(r2.json.msg, /firewalld is not running \(org\.fedoraproject\.FirewallD1 does not answer on the system D-Bus\)/);
+    assert.match(
+      r2.json.msg,
+      /firewalld is not running \(org\.fedoraproject\.FirewallD1 does not answer on the system D-Bus\)/,
+    );
     assert.equal(filterRules(sb), [], "no iptables fallback");
 
     // Without a backend key the reference's default applies: iptables when firewalld does not answer.

@@ -26,7 +26,8 @@ const RUN_TIMEOUT_MS = 20_000;
  * its ID. (Per-bridge rules, like the firewall's isolation rules, stay by design; a fuzzed bridge
  * may even be called "10.63.0.300", so addresses count only where rules match or rewrite them.)
  */
-const TRACE = /(?:-[sd]|--to-destination|saddr|daddr|\bto)\s+(?:!=?\s+)?\[?(?:10\.63\.|fd63:)|CNI-DN-|CNI-SN-|CNI-[0-9a-f]{24}\b|id: \\?"fz-|fz-[a-z-]+-\d+/;
+const TRACE =
+  /(?:-[sd]|--to-destination|saddr|daddr|\bto)\s+(?:!=?\s+)?\[?(?:10\.63\.|fd63:)|CNI-DN-|CNI-SN-|CNI-[0-9a-f]{24}\b|id: \\?"fz-|fz-[a-z-]+-\d+/;
 
 /** One process for the node's whole state: netfilter of both families, nft, links. */
 function nodeDump(sb: Sandbox) {
@@ -65,7 +66,13 @@ function stateFiles(dirs: readonly string[]): string[] {
   return out;
 }
 
-const containerLinks = (sb: Sandbox, ns: string) => sb.inNs(ns, ["ip", "-o", "link", "show"]).stdout.split("\n").filter(Boolean).map((l) => l.split(":")[1]!.trim()).sort();
+const containerLinks = (sb: Sandbox, ns: string) =>
+  sb
+    .inNs(ns, ["ip", "-o", "link", "show"])
+    .stdout.split("\n")
+    .filter(Boolean)
+    .map((l) => l.split(":")[1]!.trim())
+    .sort();
 
 /** Outcomes per plugin ("ok" or the CNI error code), printed so a run shows how deep it got. */
 const outcomes = new Map<string, Map<string, number>>();
@@ -75,46 +82,67 @@ function count(plugin: string, outcome: string) {
   outcomes.set(plugin, m);
 }
 
-async function runCase(node: FuzzNode, c: FuzzCase, base: { files: string[]; ctrA: string[]; ctrB: string[] }): Promise<string | undefined> {
+async function runCase(
+  node: FuzzNode,
+  c: FuzzCase,
+  base: { files: string[]; ctrA: string[]; ctrB: string[] },
+): Promise<string | undefined> {
   const { sb } = node;
-  const run = (env: Record<string, string>) => runPluginAsync(sb, c.plugin, env, c.config, process.env.PATH ?? "", RUN_TIMEOUT_MS, node.cwd);
+  const run = (env: Record<string, string>) =>
+    runPluginAsync(sb, c.plugin, env, c.config, process.env.PATH ?? "", RUN_TIMEOUT_MS, node.cwd);
   const r = await run(c.env);
   count(c.plugin, r.code === 0 ? `ok ${c.env.CNI_COMMAND}` : `code ${r.json?.code}`);
   if (r.timedOut) return `no answer within ${RUN_TIMEOUT_MS} ms`;
-  if (CRASH.test(r.stderr) || CRASH.test(r.json?.msg ?? "")) return `crash: ${r.json?.msg ?? ""} ${r.stderr.slice(0, 500)}`;
+  if (CRASH.test(r.stderr) || CRASH.test(r.json?.msg ?? ""))
+    return `crash: ${r.json?.msg ?? ""} ${r.stderr.slice(0, 500)}`;
   if (r.code === 1) {
-    if (!r.json || typeof r.json.code !== "number" || typeof r.json.msg !== "string") return `exit 1 without a CNI error object: ${r.stdout.slice(0, 300)}`;
+    if (!r.json || typeof r.json.code !== "number" || typeof r.json.msg !== "string")
+      return `exit 1 without a CNI error object: ${r.stdout.slice(0, 300)}`;
   } else if (r.code === 0) {
-    if (r.stdout.trim() !== "" && (r.json === undefined || typeof r.json !== "object")) return `exit 0 with stdout that is not JSON: ${r.stdout.slice(0, 300)}`;
+    if (r.stdout.trim() !== "" && (r.json === undefined || typeof r.json !== "object"))
+      return `exit 0 with stdout that is not JSON: ${r.stdout.slice(0, 300)}`;
     if (c.env.CNI_COMMAND === "ADD") {
       const del = await run({ ...c.env, CNI_COMMAND: "DEL" });
-      if (del.code !== 0) return `ADD succeeded, then DEL failed: ${del.stdout.slice(0, 300)} ${del.stderr.slice(0, 300)}`;
+      if (del.code !== 0)
+        return `ADD succeeded, then DEL failed: ${del.stdout.slice(0, 300)} ${del.stderr.slice(0, 300)}`;
     }
   } else return `exit ${r.code}: ${r.stdout.slice(0, 300)} ${r.stderr.slice(0, 300)}`;
 
   const dump = nodeDump(sb);
   const traces = dump.netfilter.split("\n").filter((l) => TRACE.test(l));
-  if (traces.length > 0) return `rules left behind (${r.code === 0 ? "after DEL" : "by a failed call"}): ${traces.slice(0, 5).join(" | ")}`;
+  if (traces.length > 0)
+    return `rules left behind (${r.code === 0 ? "after DEL" : "by a failed call"}): ${traces.slice(0, 5).join(" | ")}`;
   const veths = containerVeths(dump.links);
   if (veths.length > 0) return `veth left in the node: ${veths.join(" ")}`;
   const files = stateFiles(node.dataDirs);
   if (files.length > 0) return `state files left: ${files.join(" ")}`;
-  if (JSON.stringify(containerLinks(sb, node.ctrA.name)) !== JSON.stringify(base.ctrA)) return `container A now has ${containerLinks(sb, node.ctrA.name).join(" ")}`;
-  if (JSON.stringify(containerLinks(sb, node.ctrB.name)) !== JSON.stringify(base.ctrB)) return `container B now has ${containerLinks(sb, node.ctrB.name).join(" ")}`;
+  if (JSON.stringify(containerLinks(sb, node.ctrA.name)) !== JSON.stringify(base.ctrA))
+    return `container A now has ${containerLinks(sb, node.ctrA.name).join(" ")}`;
+  if (JSON.stringify(containerLinks(sb, node.ctrB.name)) !== JSON.stringify(base.ctrB))
+    return `container B now has ${containerLinks(sb, node.ctrB.name).join(" ")}`;
   const tree = fileTree(sb.tmp, node.skipFiles);
-  if (JSON.stringify(tree) !== JSON.stringify(base.files)) return `files outside the data directories changed: ${tree.filter((f) => !base.files.includes(f)).join(" ")}`;
-  if (readdirSync(node.cwd).length > 0) return `files created in the working directory: ${readdirSync(node.cwd).join(" ")}`;
+  if (JSON.stringify(tree) !== JSON.stringify(base.files))
+    return `files outside the data directories changed: ${tree.filter((f) => !base.files.includes(f)).join(" ")}`;
+  if (readdirSync(node.cwd).length > 0)
+    return `files created in the working directory: ${readdirSync(node.cwd).join(" ")}`;
   return undefined;
 }
 
 test(`fuzz through the executables: ${PER_PLUGIN} mutated cases per plugin end cleanly and leave nothing of a container`, async () => {
   const seed = runSeed();
   const sb = new Sandbox("reliab");
-  const machine = () => ["/var/lib/cni/networks", "/run/cni/tuning"].map((d) => (existsSync(d) ? `${d}: ${readdirSync(d).sort().join(",")}` : `${d}: absent`));
+  const machine = () =>
+    ["/var/lib/cni/networks", "/run/cni/tuning"].map((d) =>
+      existsSync(d) ? `${d}: ${readdirSync(d).sort().join(",")}` : `${d}: absent`,
+    );
   const machineBefore = machine();
   try {
     const node = fuzzNode(sb);
-    const base = { files: fileTree(sb.tmp, node.skipFiles), ctrA: containerLinks(sb, node.ctrA.name), ctrB: containerLinks(sb, node.ctrB.name) };
+    const base = {
+      files: fileTree(sb.tmp, node.skipFiles),
+      ctrA: containerLinks(sb, node.ctrA.name),
+      ctrB: containerLinks(sb, node.ctrB.name),
+    };
     const problems: string[] = [];
     let runs = 0;
     for (const plugin of FUZZ_PLUGINS) {
@@ -128,7 +156,13 @@ test(`fuzz through the executables: ${PER_PLUGIN} mutated cases per plugin end c
     assert.equal(problems, [], `seed ${seed} (replay with TSCNI_SEED=${seed})`);
     assert.equal(machine(), machineBefore, "nothing written to the machine's own CNI directories");
     console.log(`  binary fuzz: seed ${seed}, ${runs} cases`);
-    for (const [plugin, m] of outcomes) console.log(`    ${plugin}: ${[...m].sort((a, b) => b[1] - a[1]).map(([k, v]) => `${k} ×${v}`).join(", ")}`);
+    for (const [plugin, m] of outcomes)
+      console.log(
+        `    ${plugin}: ${[...m]
+          .sort((a, b) => b[1] - a[1])
+          .map(([k, v]) => `${k} ×${v}`)
+          .join(", ")}`,
+      );
   } finally {
     sb.cleanup();
   }

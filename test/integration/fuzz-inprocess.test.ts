@@ -7,7 +7,7 @@ import { LONG, runSeed } from "../helpers/reliability.ts";
 import { FUZZ_PLUGINS, describe, makeCase, type FuzzCase, type FuzzPaths } from "../fuzz/harness.ts";
 import type { CniError } from "../../lib/cni/errors.ts";
 import { prepare, type Seen } from "../../lib/cni/skel.ts";
-import { PLUGINS } from "../../plugins/index.ts";
+import { findPlugin } from "../../plugins/index.ts";
 
 /**
  * In-process fuzzing of everything a plugin does before it acts (environment, stdin JSON, name,
@@ -59,7 +59,7 @@ function isCniError(e: unknown): e is CniError {
 }
 
 async function runCase(c: FuzzCase): Promise<string | undefined> {
-  const spec = PLUGINS[c.plugin]!;
+  const spec = findPlugin(c.plugin)!;
   const seen: Seen = { version: "1.1.0" };
   const input = Buffer.from(JSON.stringify(c.config));
   const expect = async (what: string, f: () => unknown) => {
@@ -76,7 +76,8 @@ async function runCase(c: FuzzCase): Promise<string | undefined> {
   };
   try {
     let prepared: Awaited<ReturnType<typeof prepare>> | undefined;
-    if (!(await expect("prepare", async () => (prepared = await prepare(spec, c.env, () => input, seen))))) return undefined;
+    if (!(await expect("prepare", async () => (prepared = await prepare(spec, c.env, () => input, seen)))))
+      return undefined;
     if (c.plugin !== "host-local" || !prepared) return undefined;
     const { impl, req } = prepared;
     const before = reservations((req.config as { dataDir: string }).dataDir);
@@ -88,7 +89,8 @@ async function runCase(c: FuzzCase): Promise<string | undefined> {
           JSON.stringify(toWire(await impl.add(req), req.version));
           added = true;
         });
-        if (added && !(await expect("DEL", () => impl.del({ ...req, command: "DEL" })))) return "DEL after a successful ADD failed";
+        if (added && !(await expect("DEL", () => impl.del({ ...req, command: "DEL" }))))
+          return "DEL after a successful ADD failed";
         break;
       }
       case "DEL":
@@ -105,7 +107,8 @@ async function runCase(c: FuzzCase): Promise<string | undefined> {
         break;
     }
     const after = reservations((req.config as { dataDir: string }).dataDir);
-    if (JSON.stringify(after) !== JSON.stringify(before)) return `reservations changed: ${JSON.stringify(before)} -> ${JSON.stringify(after)}`;
+    if (JSON.stringify(after) !== JSON.stringify(before))
+      return `reservations changed: ${JSON.stringify(before)} -> ${JSON.stringify(after)}`;
     return undefined;
   } catch (e) {
     return (e as Error).message;
@@ -128,7 +131,9 @@ test(`in-process fuzz: ${PER_PLUGIN} mutated configs and environments per plugin
           c = makeCase(seed, plugin, i, paths);
         } catch (e) {
           // A broken generator is a test bug, but its seed must still be on record to replay it.
-          throw new Error(`making case ${plugin} #${i} with seed ${seed} (TSCNI_SEED=${seed}): ${(e as Error).message}`);
+          throw new Error(
+            `making case ${plugin} #${i} with seed ${seed} (TSCNI_SEED=${seed}): ${(e as Error).message}`,
+          );
         }
         const problem = await runCase(c);
         if (problem) failures.push(`${problem}\n      ${describe(c, seed)}`);

@@ -43,7 +43,13 @@ test("a reservation made by either implementation is seen and released by the ot
     assert.is(net.run(OURS, "CHECK", "from-ours", config).code, 1);
     assert.equal(net.addressesOf("ref-2"), ["10.77.0.4", "fd00:77::4"]);
     // Our private index lives outside the network directory: the reference's walk never meets it.
-    assert.equal(readdirSync(net.dir).sort(), ["10.77.0.4", "fd00:77::4", "last_reserved_ip.0", "last_reserved_ip.1", "lock"]);
+    assert.equal(readdirSync(net.dir).sort(), [
+      "10.77.0.4",
+      "fd00:77::4",
+      "last_reserved_ip.0",
+      "last_reserved_ip.1",
+      "lock",
+    ]);
   }));
 
 test("the reference's legacy container-ID-only files are found and released by ours", () =>
@@ -65,13 +71,17 @@ test("50 concurrent ADDs, ours and the reference interleaved on one network: 50 
     const ids = Array.from({ length: 50 }, (_, i) => `c${i}`);
     const bin = (i: number) => (i % 2 === 0 ? OURS : REF);
     const adds = await Promise.all(ids.map((id, i) => net.runAsync(bin(i), "ADD", id, config)));
-    adds.forEach((r, i) => assert.is(r.code, 0, `${bin(i)} ADD ${ids[i]}: ${r.stdout}`));
+    adds.forEach((r, i) => {
+      assert.is(r.code, 0, `${bin(i)} ADD ${ids[i]}: ${r.stdout}`);
+    });
     const v4 = adds.map((r) => addresses(r)[0]);
     const v6 = adds.map((r) => addresses(r)[1]);
     assert.is(new Set(v4).size, 50, "distinct IPv4 addresses");
     assert.is(new Set(v6).size, 50, "distinct IPv6 addresses");
     // Every answer is backed by a reservation file naming its owner: no lost reservation.
-    ids.forEach((id, i) => assert.equal(net.addressesOf(id), [v4[i]!.split("/")[0], v6[i]!.split("/")[0]].sort(), id));
+    ids.forEach((id, i) => {
+      assert.equal(net.addressesOf(id), [v4[i]!.split("/")[0], v6[i]!.split("/")[0]].sort(), id);
+    });
     assert.is(net.reservations().size, 100);
 
     // Concurrent DELs (each implementation releasing the other's) mixed with fresh ADDs.
@@ -80,7 +90,9 @@ test("50 concurrent ADDs, ours and the reference interleaved on one network: 50 
       ...ids.map((id, i) => net.runAsync(bin(i + 1), "DEL", id, config)),
       ...more.map((id, i) => net.runAsync(bin(i), "ADD", id, config)),
     ]);
-    mixed.forEach((r) => assert.is(r.code, 0, r.stdout));
+    mixed.forEach((r) => {
+      assert.is(r.code, 0, r.stdout);
+    });
     const left = net.reservations();
     assert.is(left.size, 40);
     for (const [, owner] of left) assert.match(owner, /^d\d+\r\neth0$/);
@@ -121,9 +133,17 @@ test("SIGKILL at random points of ADD leaves whole reservations or none, and the
 
     // Every file in the store is a complete reservation of one of the attachments, or bookkeeping.
     const owners = new Set(outcomes.map((o) => `${o.id}\r\neth0`));
-    for (const [name, content] of net.reservations()) assert.ok(owners.has(content), `${name} holds ${JSON.stringify(content)}`);
+    for (const [name, content] of net.reservations())
+      assert.ok(owners.has(content), `${name} holds ${JSON.stringify(content)}`);
     // Whoever completed holds exactly what it was told.
-    for (const o of outcomes.filter((o) => o.code === 0)) assert.equal(net.addressesOf(o.id), addresses(o).map((a) => a.split("/")[0]).sort(), o.id);
+    for (const o of outcomes.filter((o) => o.code === 0))
+      assert.equal(
+        net.addressesOf(o.id),
+        addresses(o)
+          .map((a) => a.split("/")[0])
+          .sort(),
+        o.id,
+      );
 
     // The reference and ours agree on the state left behind, and release all of it.
     for (const o of outcomes) {
@@ -131,13 +151,19 @@ test("SIGKILL at random points of ADD leaves whole reservations or none, and the
       assert.is(net.run(REF, "CHECK", o.id, config).code === 0, held, `reference CHECK ${o.id}`);
       assert.is(net.run(OURS, "CHECK", o.id, config).code === 0, held, `our CHECK ${o.id}`);
     }
-    outcomes.forEach((o, i) => net.run(i % 2 ? OURS : REF, "DEL", o.id, config));
+    outcomes.forEach((o, i) => {
+      net.run(i % 2 ? OURS : REF, "DEL", o.id, config);
+    });
     assert.equal(net.reservations().size, 0, `after ${killed} kills and ${outcomes.length - killed} completed ADDs`);
     const after = net.run(OURS, "ADD", "after", config);
     assert.is(after.code, 0, after.stdout);
     // No temp file of ours survives in the network directory or beside our index.
     const priv = join(net.dataDir, ".tscni", "interop");
-    assert.equal(readdirSync(priv).filter((n) => n.includes("tmp")), [], readdirSync(priv).join(" "));
+    assert.equal(
+      readdirSync(priv).filter((n) => n.includes("tmp")),
+      [],
+      readdirSync(priv).join(" "),
+    );
     assert.is(readFileSync(join(net.dir, "lock"), "latin1"), "");
   }));
 

@@ -1,7 +1,19 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { Sandbox } from "../helpers/sandbox.ts";
-import { CRASH, HBRIDGE, PLUGIN_NAMES, addEnv, baseConfig, pool, prevResult, residue, runPlugin, runPluginAsync, tripwire, type PluginName } from "../helpers/hostile.ts";
+import {
+  CRASH,
+  PLUGIN_NAMES,
+  addEnv,
+  baseConfig,
+  pool,
+  prevResult,
+  residue,
+  runPlugin,
+  runPluginAsync,
+  tripwire,
+  type PluginName,
+} from "../helpers/hostile.ts";
 
 /**
  * Names that could escape a directory or inject into a command or a rule script: container IDs,
@@ -11,7 +23,30 @@ import { CRASH, HBRIDGE, PLUGIN_NAMES, addEnv, baseConfig, pool, prevResult, res
  */
 
 /** Separators, traversal, whitespace, quoting and shell metacharacters. */
-const ESCAPES = ["../x", "a/b", "..", ".", "a b", "a\nb", "a\tb", "a\rb", "$(touch /tmp/tscni-pwned)", "a;reboot", "`id`", "a|b", "a&b", "a>b", "'a'", '"a"', "a#b", "a\\b", "a%d", "a\u2028b", "a\u0085b", "a\u007fb"];
+const ESCAPES = [
+  "../x",
+  "a/b",
+  "..",
+  ".",
+  "a b",
+  "a\nb",
+  "a\tb",
+  "a\rb",
+  "$(touch /tmp/tscni-pwned)",
+  "a;reboot",
+  "`id`",
+  "a|b",
+  "a&b",
+  "a>b",
+  "'a'",
+  '"a"',
+  "a#b",
+  "a\\b",
+  "a%d",
+  "a\u2028b",
+  "a\u0085b",
+  "a\u007fb",
+];
 
 interface Case {
   plugin: PluginName;
@@ -24,33 +59,75 @@ function cases(netns: string): Case[] {
   const out: Case[] = [];
   const show = (v: string) => JSON.stringify(v.length > 24 ? `${v.slice(0, 12)}…(${v.length})` : v);
   for (const plugin of PLUGIN_NAMES) {
-    for (const id of [...ESCAPES, "-rf", "x".repeat(1025), "é"]) out.push({ plugin, what: `container ID ${show(id)}`, env: { CNI_CONTAINERID: id } });
-    for (const ifname of [...ESCAPES, "x".repeat(16), "a:b"]) out.push({ plugin, what: `ifname ${show(ifname)}`, env: { CNI_IFNAME: ifname } });
-    for (const name of [...ESCAPES, "x".repeat(256), "", ".x"]) out.push({ plugin, what: `network name ${show(name)}`, config: (c) => ({ ...c, name }) });
+    for (const id of [...ESCAPES, "-rf", "x".repeat(1025), "é"])
+      out.push({ plugin, what: `container ID ${show(id)}`, env: { CNI_CONTAINERID: id } });
+    for (const ifname of [...ESCAPES, "x".repeat(16), "a:b"])
+      out.push({ plugin, what: `ifname ${show(ifname)}`, env: { CNI_IFNAME: ifname } });
+    for (const name of [...ESCAPES, "x".repeat(256), "", ".x"])
+      out.push({ plugin, what: `network name ${show(name)}`, config: (c) => ({ ...c, name }) });
   }
-  for (const bridge of [...ESCAPES, "x".repeat(16), "a:b", ""]) out.push({ plugin: "bridge", what: `bridge name ${show(bridge)}`, config: (c) => ({ ...c, bridge }) });
+  for (const bridge of [...ESCAPES, "x".repeat(16), "a:b", ""])
+    out.push({ plugin: "bridge", what: `bridge name ${show(bridge)}`, config: (c) => ({ ...c, bridge }) });
   for (const type of ["../host-local", "/usr/bin/id", "host-local;id", "..", ".", "x".repeat(300), "$(id)"]) {
-    out.push({ plugin: "bridge", what: `ipam type ${show(type)}`, config: (c) => ({ ...c, ipam: { ...c.ipam, type } }) });
+    out.push({
+      plugin: "bridge",
+      what: `ipam type ${show(type)}`,
+      config: (c) => ({ ...c, ipam: { ...c.ipam, type } }),
+    });
   }
   for (const chain of [...ESCAPES, "A\n-A INPUT -j DROP", "x".repeat(29), "-j", "ACCEPT", "INPUT"]) {
-    out.push({ plugin: "firewall", what: `admin chain ${show(chain)}`, config: (c) => ({ ...c, iptablesAdminChainName: chain }) });
+    out.push({
+      plugin: "firewall",
+      what: `admin chain ${show(chain)}`,
+      config: (c) => ({ ...c, iptablesAdminChainName: chain }),
+    });
   }
   for (const name of ESCAPES.filter((n) => n !== "a%d")) {
     const prev = prevResult(netns);
     prev.interfaces[0]!.name = name;
-    out.push({ plugin: "firewall", what: `isolated bridge ${show(name)}`, config: (c) => ({ ...c, ingressPolicy: "same-bridge", prevResult: prev }) });
+    out.push({
+      plugin: "firewall",
+      what: `isolated bridge ${show(name)}`,
+      config: (c) => ({ ...c, ingressPolicy: "same-bridge", prevResult: prev }),
+    });
   }
-  for (const key of ["net/../../../etc/passwd", "net.ipv4.conf.eth0.rp_filter\n", "kernel.panic", "net.ipv4.conf.eth0..rp_filter", "/proc/sys/net/ipv4/ip_forward", "net. ipv4"]) {
+  for (const key of [
+    "net/../../../etc/passwd",
+    "net.ipv4.conf.eth0.rp_filter\n",
+    "kernel.panic",
+    "net.ipv4.conf.eth0..rp_filter",
+    "/proc/sys/net/ipv4/ip_forward",
+    "net. ipv4",
+  ]) {
     out.push({ plugin: "tuning", what: `sysctl key ${show(key)}`, config: (c) => ({ ...c, sysctl: { [key]: "1" } }) });
   }
-  for (const value of ["1\n0", "1\u0000", "x".repeat(513)]) out.push({ plugin: "tuning", what: `sysctl value ${show(value)}`, config: (c) => ({ ...c, sysctl: { "net.ipv4.conf.eth0.rp_filter": value } }) });
-  const mapping = (m: Record<string, unknown>) => (c: Record<string, any>) => ({ ...c, runtimeConfig: { portMappings: [{ hostPort: 18081, containerPort: 80, ...m }] } });
-  for (const protocol of ["tcp -j ACCEPT", "tcp\nCOMMIT", "all", "icmp;x"]) out.push({ plugin: "portmap", what: `protocol ${show(protocol)}`, config: mapping({ protocol }) });
-  for (const hostIP of ["1.2.3.4\n", "1.2.3.4 -j ACCEPT", "localhost", "1.2.3.4/24"]) out.push({ plugin: "portmap", what: `hostIP ${show(hostIP)}`, config: mapping({ hostIP }) });
+  for (const value of ["1\n0", "1\u0000", "x".repeat(513)])
+    out.push({
+      plugin: "tuning",
+      what: `sysctl value ${show(value)}`,
+      config: (c) => ({ ...c, sysctl: { "net.ipv4.conf.eth0.rp_filter": value } }),
+    });
+  const mapping = (m: Record<string, unknown>) => (c: Record<string, any>) => ({
+    ...c,
+    runtimeConfig: { portMappings: [{ hostPort: 18081, containerPort: 80, ...m }] },
+  });
+  for (const protocol of ["tcp -j ACCEPT", "tcp\nCOMMIT", "all", "icmp;x"])
+    out.push({ plugin: "portmap", what: `protocol ${show(protocol)}`, config: mapping({ protocol }) });
+  for (const hostIP of ["1.2.3.4\n", "1.2.3.4 -j ACCEPT", "localhost", "1.2.3.4/24"])
+    out.push({ plugin: "portmap", what: `hostIP ${show(hostIP)}`, config: mapping({ hostIP }) });
   for (const cond of ["1.1.1.1\nCOMMIT\n*filter\n-A INPUT -j DROP", "x;y", "x#y"]) {
-    out.push({ plugin: "portmap", what: `conditionsV4 ${show(cond)}`, config: (c) => ({ ...c, backend: "iptables", conditionsV4: ["-s", cond] }) });
+    out.push({
+      plugin: "portmap",
+      what: `conditionsV4 ${show(cond)}`,
+      config: (c) => ({ ...c, backend: "iptables", conditionsV4: ["-s", cond] }),
+    });
   }
-  for (const chain of ["X;Y", "X\nY", "x".repeat(29), "a b"]) out.push({ plugin: "portmap", what: `externalSetMarkChain ${show(chain)}`, config: (c) => ({ ...c, externalSetMarkChain: chain }) });
+  for (const chain of ["X;Y", "X\nY", "x".repeat(29), "a b"])
+    out.push({
+      plugin: "portmap",
+      what: `externalSetMarkChain ${show(chain)}`,
+      config: (c) => ({ ...c, externalSetMarkChain: chain }),
+    });
   return out;
 }
 
@@ -64,7 +141,13 @@ test("hostile names are refused with a CNI error before any effect, by every plu
 
     // The base configurations are valid: each one, unchanged, gets as far as running a tool.
     for (const plugin of ["bridge", "portmap", "firewall", "tuning"] as const) {
-      const r = runPlugin(sb, plugin, addEnv(ctr.path, { TRIPWIRE_LOG: `${trip.log}.base` }), baseConfig(plugin, sb.tmp, ctr.path), trip.path);
+      const r = runPlugin(
+        sb,
+        plugin,
+        addEnv(ctr.path, { TRIPWIRE_LOG: `${trip.log}.base` }),
+        baseConfig(plugin, sb.tmp, ctr.path),
+        trip.path,
+      );
       assert.is(r.code, 1, `${plugin}: the tripwire stops it`);
     }
     const all = cases(ctr.path);
@@ -79,9 +162,11 @@ test("hostile names are refused with a CNI error before any effect, by every plu
     runs.forEach((r, i) => {
       const c = all[i]!;
       const tag = `${c.plugin}, ${c.what}`;
-      if (r.code !== 1 || r.json === undefined) problems.push(`${tag}: exit ${r.code}, stdout ${JSON.stringify(r.stdout.slice(0, 200))}`);
+      if (r.code !== 1 || r.json === undefined)
+        problems.push(`${tag}: exit ${r.code}, stdout ${JSON.stringify(r.stdout.slice(0, 200))}`);
       else if (![4, 7].includes(r.json.code)) problems.push(`${tag}: code ${r.json.code} (${r.json.msg})`);
-      else if (CRASH.test(r.json.msg) || CRASH.test(r.stderr)) problems.push(`${tag}: crash: ${r.json.msg} ${r.stderr}`);
+      else if (CRASH.test(r.json.msg) || CRASH.test(r.stderr))
+        problems.push(`${tag}: crash: ${r.json.msg} ${r.stderr}`);
     });
     const calls = trip.calls();
     assert.equal(problems, [], `${problems.length} of ${all.length} cases not refused properly`);

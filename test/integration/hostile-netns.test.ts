@@ -4,7 +4,16 @@ import { mkdirSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { Sandbox, sh } from "../helpers/sandbox.ts";
 import { client, nodeState, reservationFiles, standardNet } from "../helpers/reliability.ts";
-import { CRASH, PLUGIN_NAMES, addEnv, baseConfig, pool, residue, runPluginAsync, tripwire } from "../helpers/hostile.ts";
+import {
+  CRASH,
+  PLUGIN_NAMES,
+  addEnv,
+  baseConfig,
+  pool,
+  residue,
+  runPluginAsync,
+  tripwire,
+} from "../helpers/hostile.ts";
 
 /**
  * CNI_NETNS that is not a container's network namespace: a regular file, a directory, a device, a
@@ -47,16 +56,24 @@ test("CNI_NETNS that is not a container network namespace: refused by every plug
         for (const [what, path, why, kind] of paths) {
           if (command === "DEL" && kind === "stale") continue;
           const config = baseConfig(plugin, sb.tmp, ctr.path);
-          runs.push({ tag: `${plugin} ${command} with ${what}`, why, run: () => runPluginAsync(sb, plugin, { ...addEnv(path), CNI_COMMAND: command }, config, trip.path) });
+          runs.push({
+            tag: `${plugin} ${command} with ${what}`,
+            why,
+            run: () => runPluginAsync(sb, plugin, { ...addEnv(path), CNI_COMMAND: command }, config, trip.path),
+          });
         }
       }
     }
-    const results = await pool(runs.map((r) => r.run), 4);
+    const results = await pool(
+      runs.map((r) => r.run),
+      4,
+    );
     const problems: string[] = [];
     results.forEach((r, i) => {
       const { tag, why } = runs[i]!;
       if (r.code !== 1 || !r.json) problems.push(`${tag}: exit ${r.code} ${r.stdout}`);
-      else if (![4, 8].includes(r.json.code) || !why.test(r.json.msg)) problems.push(`${tag}: code ${r.json.code}: ${r.json.msg}`);
+      else if (![4, 8].includes(r.json.code) || !why.test(r.json.msg))
+        problems.push(`${tag}: code ${r.json.code}: ${r.json.msg}`);
       else if (CRASH.test(r.stderr)) problems.push(`${tag}: ${r.stderr}`);
     });
     assert.equal(problems, [], `${problems.length} of ${runs.length} not refused properly`);
@@ -70,10 +87,22 @@ test("CNI_NETNS that is not a container network namespace: refused by every plug
     // DEL with a path that holds no namespace succeeds without entering or changing it.
     const stale = paths.filter(([, , , kind]) => kind === "stale");
     const dels = await pool(
-      PLUGIN_NAMES.flatMap((plugin) => stale.map(([, path]) => () => runPluginAsync(sb, plugin, { ...addEnv(path), CNI_COMMAND: "DEL" }, baseConfig(plugin, sb.tmp, ctr.path)))),
+      PLUGIN_NAMES.flatMap((plugin) =>
+        stale.map(
+          ([, path]) =>
+            () =>
+              runPluginAsync(sb, plugin, { ...addEnv(path), CNI_COMMAND: "DEL" }, baseConfig(plugin, sb.tmp, ctr.path)),
+        ),
+      ),
       4,
     );
-    const delProblems = dels.flatMap((r, i) => (r.code === 0 && r.stdout === "" ? [] : [`${PLUGIN_NAMES[Math.floor(i / stale.length)]} DEL with ${stale[i % stale.length]![0]}: exit ${r.code} ${r.stdout}`]));
+    const delProblems = dels.flatMap((r, i) =>
+      r.code === 0 && r.stdout === ""
+        ? []
+        : [
+            `${PLUGIN_NAMES[Math.floor(i / stale.length)]} DEL with ${stale[i % stale.length]![0]}: exit ${r.code} ${r.stdout}`,
+          ],
+    );
     assert.equal(delProblems, []);
     const afterDel = residue(sb);
     assert.equal(afterDel.links, before.links);
@@ -90,7 +119,12 @@ test("CNI_NETNS that does not exist: ADD and CHECK refuse it; DEL of a gone name
     const missing = "/var/run/netns/tc-reliab-no-such-ns";
     for (const plugin of PLUGIN_NAMES) {
       for (const command of ["ADD", "CHECK"]) {
-        const r = await runPluginAsync(sb, plugin, { ...addEnv(missing), CNI_COMMAND: command }, baseConfig(plugin, sb.tmp, missing));
+        const r = await runPluginAsync(
+          sb,
+          plugin,
+          { ...addEnv(missing), CNI_COMMAND: command },
+          baseConfig(plugin, sb.tmp, missing),
+        );
         assert.is(r.code, 1, `${plugin} ${command}`);
         assert.is(r.json?.code, 4, `${plugin} ${command}: ${r.stdout}`);
         assert.match(r.json.msg, /does not exist/);
@@ -105,7 +139,10 @@ test("CNI_NETNS that does not exist: ADD and CHECK refuse it; DEL of a gone name
     const del = await runPluginAsync(sb, "bridge", { ...addEnv(ctr.path), CNI_COMMAND: "DEL" }, config);
     assert.is(del.code, 0, del.stdout);
     assert.not.match(residue(sb).iptables, /CNI-[0-9a-f]{24}/, "masquerade removed");
-    assert.not.ok(residue(sb).links.some((l) => l.includes(" veth")), "the node end went with the namespace");
+    assert.not.ok(
+      residue(sb).links.some((l) => l.includes(" veth")),
+      "the node end went with the namespace",
+    );
   } finally {
     sb.cleanup();
   }
@@ -120,7 +157,18 @@ test("DEL with a stale CNI_NETNS (the pin unmounted, an empty file left): the no
     const warm = await client(net, "add", "warm", ctr.path);
     assert.is(warm.code, 0, warm.stderr);
     const warmFw = { ...baseConfig("firewall", sb.tmp, ctr.path), prevResult: JSON.parse(warm.stdout) };
-    for (const command of ["ADD", "DEL"]) assert.is((await runPluginAsync(sb, "firewall", { ...addEnv(ctr.path, { CNI_CONTAINERID: "warm" }), CNI_COMMAND: command }, warmFw)).code, 0);
+    for (const command of ["ADD", "DEL"])
+      assert.is(
+        (
+          await runPluginAsync(
+            sb,
+            "firewall",
+            { ...addEnv(ctr.path, { CNI_CONTAINERID: "warm" }), CNI_COMMAND: command },
+            warmFw,
+          )
+        ).code,
+        0,
+      );
     assert.is((await client(net, "del", "warm", ctr.path)).code, 0);
     const baseline = nodeState(net);
 
@@ -137,11 +185,21 @@ test("DEL with a stale CNI_NETNS (the pin unmounted, an empty file left): the no
     // The namespace goes away under the pin: the path is an empty regular file now.
     sh(["umount", ctr.path]);
     for (const command of ["ADD", "CHECK"]) {
-      const r = await runPluginAsync(sb, "bridge", { ...addEnv(ctr.path, { CNI_CONTAINERID: "stale" }), CNI_COMMAND: command }, { ...baseConfig("bridge", sb.tmp, ctr.path), prevResult: result });
+      const r = await runPluginAsync(
+        sb,
+        "bridge",
+        { ...addEnv(ctr.path, { CNI_CONTAINERID: "stale" }), CNI_COMMAND: command },
+        { ...baseConfig("bridge", sb.tmp, ctr.path), prevResult: result },
+      );
       assert.is(r.json?.code, 4, `${command}: ${r.stdout}`);
       assert.match(r.json.msg, /is not a network namespace/);
     }
-    const fwDel = await runPluginAsync(sb, "firewall", { ...addEnv(ctr.path, { CNI_CONTAINERID: "stale" }), CNI_COMMAND: "DEL" }, fwConfig);
+    const fwDel = await runPluginAsync(
+      sb,
+      "firewall",
+      { ...addEnv(ctr.path, { CNI_CONTAINERID: "stale" }), CNI_COMMAND: "DEL" },
+      fwConfig,
+    );
     assert.is(fwDel.code, 0, fwDel.stdout);
     assert.not.equal(nodeState(net).iptables, fwRules, "firewall rules removed");
     const del = await client(net, "del", "stale", ctr.path);

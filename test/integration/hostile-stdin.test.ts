@@ -14,15 +14,23 @@ import { CRASH, PLUGIN_NAMES, addEnv, baseConfig, residue, runPluginAsync, tripw
 const MIB = 1024 * 1024;
 
 /** Feeds `total` bytes (a JSON prefix, then filler) in 1 MiB chunks until the plugin stops reading. */
-function flood(sb: Sandbox, plugin: string, env: Record<string, string>, total: number): Promise<{ code: number | null; stdout: string; accepted: number }> {
-  const child = spawn("ip", ["netns", "exec", sb.node, join(BIN, plugin)], { env: { PATH: process.env.PATH, ...env }, stdio: ["pipe", "pipe", "ignore"] });
+function flood(
+  sb: Sandbox,
+  plugin: string,
+  env: Record<string, string>,
+  total: number,
+): Promise<{ code: number | null; stdout: string; accepted: number }> {
+  const child = spawn("ip", ["netns", "exec", sb.node, join(BIN, plugin)], {
+    env: { PATH: process.env.PATH, ...env },
+    stdio: ["pipe", "pipe", "ignore"],
+  });
   let stdout = "";
   child.stdout!.on("data", (d: Buffer) => (stdout += d));
   let accepted = 0;
   let stopped = false;
   child.stdin!.on("error", () => (stopped = true));
   const chunk = Buffer.alloc(MIB, "x".charCodeAt(0));
-  const prefix = Buffer.from('{"cniVersion":"1.0.0","name":"hnet","type":"' + plugin + '","pad":"');
+  const prefix = Buffer.from(`{"cniVersion":"1.0.0","name":"hnet","type":"${plugin}","pad":"`);
   const feed = async () => {
     for (let sent = 0; sent < total && !stopped; sent += MIB) {
       const part = sent === 0 ? Buffer.concat([prefix, chunk.subarray(prefix.length)]) : chunk;
@@ -32,7 +40,9 @@ function flood(sb: Sandbox, plugin: string, env: Record<string, string>, total: 
     }
     child.stdin!.end();
   };
-  return Promise.all([feed(), new Promise<number | null>((resolve) => child.on("close", resolve))]).then(([, code]) => ({ code, stdout, accepted }));
+  return Promise.all([feed(), new Promise<number | null>((resolve) => child.on("close", resolve))]).then(
+    ([, code]) => ({ code, stdout, accepted }),
+  );
 }
 
 test("64 MiB on stdin: every plugin stops reading at its bound and answers with a clear error", async () => {
@@ -45,7 +55,10 @@ test("64 MiB on stdin: every plugin stops reading at its bound and answers with 
       const err = JSON.parse(r.stdout);
       assert.is(err.code, 5, `${plugin}: ${r.stdout}`);
       assert.match(err.msg, /exceeds \d+ bytes/, plugin);
-      assert.ok(r.accepted < 16 * MIB, `${plugin} read ${r.accepted} bytes: it must stop at its bound, not swallow everything`);
+      assert.ok(
+        r.accepted < 16 * MIB,
+        `${plugin} read ${r.accepted} bytes: it must stop at its bound, not swallow everything`,
+      );
     }
   } finally {
     sb.cleanup();
@@ -59,15 +72,38 @@ test("deep nesting, huge arrays and non-JSON bytes: a CNI error (or success), ne
     const trip = tripwire(sb);
     const before = residue(sb);
     const deep = (n: number) => "[".repeat(n) + "]".repeat(n);
-    const deepObject = (n: number) => '{"a":'.repeat(n) + "1" + "}".repeat(n);
+    const deepObject = (n: number) => `${'{"a":'.repeat(n)}1${"}".repeat(n)}`;
     const bodies: [string, (plugin: string) => string | Buffer][] = [
       ["nothing", () => ""],
       ["whitespace", () => " \n\t "],
       ["a JSON array 1e6 deep", () => deep(1_000_000)],
-      ["a config with a 100k-deep object under args", (p) => `{"cniVersion":"1.0.0","name":"hnet","type":"${p}","args":${deepObject(100_000)}}`],
-      ["a config with a 100k-deep prevResult", (p) => `{"cniVersion":"1.0.0","name":"hnet","type":"${p}","prevResult":${deepObject(100_000)}}`],
-      ["a config with a 100k-deep ipam", (p) => `{"cniVersion":"1.0.0","name":"hnet","type":"${p}","ipam":{"type":"host-local","x":${deepObject(100_000)}}}`],
-      ["200k port mappings", (p) => JSON.stringify({ ...baseConfig("portmap", sb.tmp, ctr.path), type: p, runtimeConfig: { portMappings: Array.from({ length: 200_000 }, (_, i) => ({ hostPort: (i % 65535) + 1, containerPort: 80 })) } })],
+      [
+        "a config with a 100k-deep object under args",
+        (p) => `{"cniVersion":"1.0.0","name":"hnet","type":"${p}","args":${deepObject(100_000)}}`,
+      ],
+      [
+        "a config with a 100k-deep prevResult",
+        (p) => `{"cniVersion":"1.0.0","name":"hnet","type":"${p}","prevResult":${deepObject(100_000)}}`,
+      ],
+      [
+        "a config with a 100k-deep ipam",
+        (p) =>
+          `{"cniVersion":"1.0.0","name":"hnet","type":"${p}","ipam":{"type":"host-local","x":${deepObject(100_000)}}}`,
+      ],
+      [
+        "200k port mappings",
+        (p) =>
+          JSON.stringify({
+            ...baseConfig("portmap", sb.tmp, ctr.path),
+            type: p,
+            runtimeConfig: {
+              portMappings: Array.from({ length: 200_000 }, (_, i) => ({
+                hostPort: (i % 65535) + 1,
+                containerPort: 80,
+              })),
+            },
+          }),
+      ],
       ["invalid UTF-8", () => Buffer.from([0x7b, 0x22, 0xff, 0xfe, 0x22, 0x3a, 0x31, 0x7d])],
       ["NUL bytes", () => Buffer.from('{"cniVersion":"1.0.0","name":"h\u0000net"}')],
       ["a number", () => "42"],
@@ -75,7 +111,11 @@ test("deep nesting, huge arrays and non-JSON bytes: a CNI error (or success), ne
       ["null", () => "null"],
       ["duplicate keys", (p) => `{"cniVersion":"1.0.0","name":"hnet","type":"${p}","name":"../x"}`],
       ["a BOM", (p) => `\ufeff{"cniVersion":"1.0.0","name":"hnet","type":"${p}"}`],
-      ["__proto__ keys", (p) => `{"cniVersion":"1.0.0","name":"hnet","type":"${p}","__proto__":{"isGateway":true,"dataDir":"/"},"constructor":{"prototype":{"x":1}}}`],
+      [
+        "__proto__ keys",
+        (p) =>
+          `{"cniVersion":"1.0.0","name":"hnet","type":"${p}","__proto__":{"isGateway":true,"dataDir":"/"},"constructor":{"prototype":{"x":1}}}`,
+      ],
     ];
     const problems: string[] = [];
     for (const plugin of PLUGIN_NAMES) {
@@ -83,9 +123,12 @@ test("deep nesting, huge arrays and non-JSON bytes: a CNI error (or success), ne
         const r = await runPluginAsync(sb, plugin, addEnv(ctr.path), body(plugin), trip.path);
         const tag = `${plugin} with ${what}`;
         if (r.timedOut) problems.push(`${tag}: hung`);
-        else if (r.code === 0 && typeof r.json?.cniVersion === "string" && r.json.code === undefined) continue; // e.g. an empty prevResult: nothing to do
-        else if (r.code !== 1 || !r.json || typeof r.json.code !== "number") problems.push(`${tag}: exit ${r.code}: ${r.stdout.slice(0, 200)}`);
-        else if (CRASH.test(r.json.msg) || CRASH.test(r.stderr)) problems.push(`${tag}: crash: ${r.json.msg} ${r.stderr.slice(0, 300)}`);
+        else if (r.code === 0 && typeof r.json?.cniVersion === "string" && r.json.code === undefined)
+          continue; // e.g. an empty prevResult: nothing to do
+        else if (r.code !== 1 || !r.json || typeof r.json.code !== "number")
+          problems.push(`${tag}: exit ${r.code}: ${r.stdout.slice(0, 200)}`);
+        else if (CRASH.test(r.json.msg) || CRASH.test(r.stderr))
+          problems.push(`${tag}: crash: ${r.json.msg} ${r.stderr.slice(0, 300)}`);
       }
     }
     assert.equal(problems, []);
@@ -93,7 +136,11 @@ test("deep nesting, huge arrays and non-JSON bytes: a CNI error (or success), ne
     assert.equal(after.links, before.links);
     assert.fixture(after.iptables, before.iptables);
     assert.fixture(after.nft, before.nft);
-    assert.equal(after.files.filter((f) => f !== "tripwire.log"), before.files, "no file created");
+    assert.equal(
+      after.files.filter((f) => f !== "tripwire.log"),
+      before.files,
+      "no file created",
+    );
   } finally {
     sb.cleanup();
   }
@@ -136,7 +183,10 @@ test("answers larger than a pipe buffer reach the runtime whole: a big ADD resul
     assert.is((await runPluginAsync(sb, "bridge", { ...addEnv(ctr.path), CNI_COMMAND: "DEL" }, config)).code, 0);
 
     const sysctl = Object.fromEntries(Array.from({ length: 20_000 }, (_, i) => [`net.k${i}`, i]));
-    const bad = await runPluginAsync(sb, "tuning", addEnv(ctr.path), { ...baseConfig("tuning", sb.tmp, ctr.path), sysctl });
+    const bad = await runPluginAsync(sb, "tuning", addEnv(ctr.path), {
+      ...baseConfig("tuning", sb.tmp, ctr.path),
+      sysctl,
+    });
     assert.is(bad.code, 1);
     assert.ok(bad.json, `the error (${bad.stdout.length} bytes) is one complete JSON document`);
     assert.is(bad.json.code, 7);

@@ -1,6 +1,17 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
+import {
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { join } from "node:path";
 import { BIN, Sandbox, sh } from "../helpers/sandbox.ts";
 import { spawnSync } from "node:child_process";
@@ -76,7 +87,10 @@ test("the network's directory replaced by a symlink: ADD and DEL refuse it, noth
     assert.is(hostLocal(sb, "ADD", "c1", dataDir, netns).code, 0);
     const v = victim(sb, "10.62.0.3", "c2\r\neth0");
     replaceWithSymlink(join(dataDir, HNET), join(sb.tmp, "elsewhere"));
-    for (const [cmd, id] of [["ADD", "c2"], ["DEL", "c2"]]) {
+    for (const [cmd, id] of [
+      ["ADD", "c2"],
+      ["DEL", "c2"],
+    ]) {
       const r = hostLocal(sb, cmd!, id!, dataDir, netns);
       assert.is(r.code, 1, `${cmd}: ${r.stdout}`);
       assert.is(r.json.code, 5);
@@ -98,7 +112,10 @@ test("a reservation replaced by a symlink: not released through it, not reused, 
     const del = hostLocal(sb, "DEL", "c1", dataDir, netns);
     assert.is(del.code, 0, del.stdout);
     untouched(v, "DEL");
-    assert.ok(lstatSync(join(dataDir, HNET, "10.62.0.2")).isSymbolicLink(), "the planted link is left for an operator to look at");
+    assert.ok(
+      lstatSync(join(dataDir, HNET, "10.62.0.2")).isSymbolicLink(),
+      "the planted link is left for an operator to look at",
+    );
 
     const next = hostLocal(sb, "ADD", "c2", dataDir, netns);
     assert.is(next.code, 0, next.stdout);
@@ -142,7 +159,12 @@ test("the store lock replaced by a symlink: ADD refuses clearly, the target is n
     // A FIFO in its place must not stall the plugin on open.
     rmSync(join(dataDir, HNET, "lock"));
     sh(["mkfifo", join(dataDir, HNET, "lock")]);
-    const fifo = spawnSync("ip", ["netns", "exec", sb.node, join(BIN, "host-local")], { input: JSON.stringify(baseConfig("host-local", sb.tmp, netns)), env: { PATH: process.env.PATH, ...addEnv(netns, { CNI_CONTAINERID: "c3" }) }, encoding: "utf8", timeout: 10_000 });
+    const fifo = spawnSync("ip", ["netns", "exec", sb.node, join(BIN, "host-local")], {
+      input: JSON.stringify(baseConfig("host-local", sb.tmp, netns)),
+      env: { PATH: process.env.PATH, ...addEnv(netns, { CNI_CONTAINERID: "c3" }) },
+      encoding: "utf8",
+      timeout: 10_000,
+    });
     assert.is(fifo.error, undefined, "host-local answered instead of waiting on the FIFO");
     assert.is(JSON.parse(fifo.stdout).code, 5, fifo.stdout);
   }));
@@ -163,9 +185,14 @@ test("tuning: saved originals and their temp file replaced by symlinks are not f
     else assert.ok(lstatSync(join(dataDir, "t1_eth0.json")).isFile(), "the saved originals are a regular file");
 
     // Saved originals replaced by a link to a file of attacker-chosen values: DEL must not apply them.
-    const forged = victim(sb, "forged.json", JSON.stringify({ mtu: 9000, sysctl: { "net.ipv4.conf.eth0.rp_filter": "2" } }));
+    const forged = victim(
+      sb,
+      "forged.json",
+      JSON.stringify({ mtu: 9000, sysctl: { "net.ipv4.conf.eth0.rp_filter": "2" } }),
+    );
     rmSync(join(dataDir, "t1_eth0.json.tmp"), { force: true });
-    if (existsSync(join(dataDir, "t1_eth0.json"))) renameSync(join(dataDir, "t1_eth0.json"), join(sb.tmp, "saved.json"));
+    if (existsSync(join(dataDir, "t1_eth0.json")))
+      renameSync(join(dataDir, "t1_eth0.json"), join(sb.tmp, "saved.json"));
     symlinkSync(forged.path, join(dataDir, "t1_eth0.json"));
     const del = runPlugin(sb, "tuning", { ...env, CNI_COMMAND: "DEL" }, config);
     assert.ok(del.code === 0 || [5].includes(del.json?.code), del.stdout);
@@ -176,7 +203,12 @@ test("tuning: saved originals and their temp file replaced by symlinks are not f
     // A FIFO planted as the saved originals must not block the plugin on open.
     rmSync(join(dataDir, "t1_eth0.json"), { force: true });
     sh(["mkfifo", join(dataDir, "t1_eth0.json")]);
-    const blocked = spawnSync("ip", ["netns", "exec", sb.node, join(BIN, "tuning")], { input: JSON.stringify(config), env: { PATH: process.env.PATH, ...env }, encoding: "utf8", timeout: 10_000 });
+    const blocked = spawnSync("ip", ["netns", "exec", sb.node, join(BIN, "tuning")], {
+      input: JSON.stringify(config),
+      env: { PATH: process.env.PATH, ...env },
+      encoding: "utf8",
+      timeout: 10_000,
+    });
     assert.is(blocked.error, undefined, "tuning answered instead of waiting on the FIFO");
     assert.ok(blocked.status === 0 || JSON.parse(blocked.stdout).code === 5, blocked.stdout);
   }));

@@ -26,7 +26,8 @@ function loUp(ns: string): boolean {
 }
 
 /** upstream cnitool's container ID for a netns path. */
-const containerIdFor = (netnsPath: string) => "cnitool-" + createHash("sha512").update(netnsPath).digest("hex").slice(0, 20);
+const containerIdFor = (netnsPath: string) =>
+  `cnitool-${createHash("sha512").update(netnsPath).digest("hex").slice(0, 20)}`;
 
 function setup(sb: Sandbox, files: Record<string, unknown>): ClientEnv {
   return { netconfPath: writeNetconf(sb, files), cacheDir: join(sb.tmp, "cache") };
@@ -50,54 +51,57 @@ function inSandbox(name: string, fn: (sb: Sandbox) => void) {
 
 for (const client of CLIENTS) {
   for (const version of client.versions) {
-    inSandbox(`${client.name} ${version}: ADD brings lo up, CHECK follows it, DEL sets it down and clears the cache`, (sb) => {
-      const ctr = sb.addContainer();
-      const env = setup(sb, { "10-lo.conflist": loList(version) });
-      const exe = client.path();
-      assert.not.ok(loUp(ctr.name));
+    inSandbox(
+      `${client.name} ${version}: ADD brings lo up, CHECK follows it, DEL sets it down and clears the cache`,
+      (sb) => {
+        const ctr = sb.addContainer();
+        const env = setup(sb, { "10-lo.conflist": loList(version) });
+        const exe = client.path();
+        assert.not.ok(loUp(ctr.name));
 
-      const add = runClient(sb, exe, ["add", "lo-net", ctr.path], env);
-      assert.is(add.code, 0, add.stderr);
-      assert.ok(loUp(ctr.name), "lo is up");
-      assert.is(add.json.cniVersion, version);
-      assert.equal(add.json.interfaces, [{ name: "lo", mac: "00:00:00:00:00:00", sandbox: ctr.path }]);
-      assert.equal(
-        add.json.ips.map((ip: { address: string }) => ip.address),
-        ["127.0.0.1/8", "::1/128"],
-      );
+        const add = runClient(sb, exe, ["add", "lo-net", ctr.path], env);
+        assert.is(add.code, 0, add.stderr);
+        assert.ok(loUp(ctr.name), "lo is up");
+        assert.is(add.json.cniVersion, version);
+        assert.equal(add.json.interfaces, [{ name: "lo", mac: "00:00:00:00:00:00", sandbox: ctr.path }]);
+        assert.equal(
+          add.json.ips.map((ip: { address: string }) => ip.address),
+          ["127.0.0.1/8", "::1/128"],
+        );
 
-      const id = containerIdFor(ctr.path);
-      assert.equal(cacheFiles(env), [`lo-net-${id}-eth0`]);
-      const cached = JSON.parse(readFileSync(join(env.cacheDir, "results", `lo-net-${id}-eth0`), "utf8"));
-      assert.is(cached.kind, "cniCacheV1");
-      assert.is(cached.containerId, id);
-      assert.is(cached.networkName, "lo-net");
-      assert.is(cached.ifName, "eth0");
-      assert.is(cached.result.cniVersion, version);
+        const id = containerIdFor(ctr.path);
+        assert.equal(cacheFiles(env), [`lo-net-${id}-eth0`]);
+        const cached = JSON.parse(readFileSync(join(env.cacheDir, "results", `lo-net-${id}-eth0`), "utf8"));
+        assert.is(cached.kind, "cniCacheV1");
+        assert.is(cached.containerId, id);
+        assert.is(cached.networkName, "lo-net");
+        assert.is(cached.ifName, "eth0");
+        assert.is(cached.result.cniVersion, version);
 
-      const check = runClient(sb, exe, ["check", "lo-net", ctr.path], env);
-      if (version === "0.3.1") {
-        // CHECK does not exist before 0.4.0: the client refuses it without running the plugin.
-        assert.is(check.code, 1, check.stderr);
-      } else {
-        assert.is(check.code, 0, check.stderr);
-        sh(["ip", "-n", ctr.name, "link", "set", "lo", "down"]);
-        const bad = runClient(sb, exe, ["check", "lo-net", ctr.path], env);
-        assert.is(bad.code, 1);
-        assert.match(bad.stderr, /loopback interface is down/);
-        sh(["ip", "-n", ctr.name, "link", "set", "lo", "up"]);
-      }
+        const check = runClient(sb, exe, ["check", "lo-net", ctr.path], env);
+        if (version === "0.3.1") {
+          // CHECK does not exist before 0.4.0: the client refuses it without running the plugin.
+          assert.is(check.code, 1, check.stderr);
+        } else {
+          assert.is(check.code, 0, check.stderr);
+          sh(["ip", "-n", ctr.name, "link", "set", "lo", "down"]);
+          const bad = runClient(sb, exe, ["check", "lo-net", ctr.path], env);
+          assert.is(bad.code, 1);
+          assert.match(bad.stderr, /loopback interface is down/);
+          sh(["ip", "-n", ctr.name, "link", "set", "lo", "up"]);
+        }
 
-      for (let i = 0; i < 2; i++) {
-        const del = runClient(sb, exe, ["del", "lo-net", ctr.path], env);
-        assert.is(del.code, 0, del.stderr);
-        assert.not.ok(loUp(ctr.name), "lo is down");
-        assert.equal(cacheFiles(env), [], "cache entry removed");
-      }
-      sh(["ip", "netns", "del", ctr.name]);
-      const gone = runClient(sb, exe, ["del", "lo-net", ctr.path], env);
-      assert.is(gone.code, 0, gone.stderr);
-    });
+        for (let i = 0; i < 2; i++) {
+          const del = runClient(sb, exe, ["del", "lo-net", ctr.path], env);
+          assert.is(del.code, 0, del.stderr);
+          assert.not.ok(loUp(ctr.name), "lo is down");
+          assert.equal(cacheFiles(env), [], "cache entry removed");
+        }
+        sh(["ip", "netns", "del", ctr.name]);
+        const gone = runClient(sb, exe, ["del", "lo-net", ctr.path], env);
+        assert.is(gone.code, 0, gone.stderr);
+      },
+    );
   }
 
   inSandbox(`${client.name}: a plugin's CNI error reaches the client with its code and nothing is cached`, (sb) => {
@@ -111,35 +115,57 @@ for (const client of CLIENTS) {
     assert.equal(cacheFiles(env), []);
   });
 
-  inSandbox(`${client.name}: a single-plugin .conf is loaded as a one-plugin list; CNI_CONTAINERID and CNI_IFNAME are honoured`, (sb) => {
-    const ctr = sb.addContainer();
-    const env: ClientEnv = { ...setup(sb, { "20-lo.conf": { cniVersion: "0.4.0", name: "lo-single", type: "loopback" } }), containerId: "my-ctr", ifname: "net1" };
-    const add = runClient(sb, client.path(), ["add", "lo-single", ctr.path], env);
-    assert.is(add.code, 0, add.stderr);
-    assert.ok(loUp(ctr.name));
-    assert.equal(cacheFiles(env), ["lo-single-my-ctr-net1"]);
-    const del = runClient(sb, client.path(), ["del", "lo-single", ctr.path], env);
-    assert.is(del.code, 0, del.stderr);
-    assert.equal(cacheFiles(env), []);
-  });
+  inSandbox(
+    `${client.name}: a single-plugin .conf is loaded as a one-plugin list; CNI_CONTAINERID and CNI_IFNAME are honoured`,
+    (sb) => {
+      const ctr = sb.addContainer();
+      const env: ClientEnv = {
+        ...setup(sb, { "20-lo.conf": { cniVersion: "0.4.0", name: "lo-single", type: "loopback" } }),
+        containerId: "my-ctr",
+        ifname: "net1",
+      };
+      const add = runClient(sb, client.path(), ["add", "lo-single", ctr.path], env);
+      assert.is(add.code, 0, add.stderr);
+      assert.ok(loUp(ctr.name));
+      assert.equal(cacheFiles(env), ["lo-single-my-ctr-net1"]);
+      const del = runClient(sb, client.path(), ["del", "lo-single", ctr.path], env);
+      assert.is(del.code, 0, del.stderr);
+      assert.equal(cacheFiles(env), []);
+    },
+  );
 
   inSandbox(`${client.name}: CNI_ARGS and CAP_ARGS are recorded in the cache as libcni does`, (sb) => {
     const ctr = sb.addContainer();
-    const list = { cniVersion: "1.0.0", name: "lo-caps", plugins: [{ type: "loopback", capabilities: { portMappings: true } }] };
+    const list = {
+      cniVersion: "1.0.0",
+      name: "lo-caps",
+      plugins: [{ type: "loopback", capabilities: { portMappings: true } }],
+    };
     const mappings = { portMappings: [{ hostPort: 8080, containerPort: 80, protocol: "tcp" }] };
-    const env: ClientEnv = { ...setup(sb, { "10-caps.conflist": list }), cniArgs: "IgnoreUnknown=1;K8S_POD_NAME=web", capArgs: mappings };
+    const env: ClientEnv = {
+      ...setup(sb, { "10-caps.conflist": list }),
+      cniArgs: "IgnoreUnknown=1;K8S_POD_NAME=web",
+      capArgs: mappings,
+    };
     const add = runClient(sb, client.path(), ["add", "lo-caps", ctr.path], env);
     assert.is(add.code, 0, add.stderr);
     const [file] = cacheFiles(env);
     const cached = JSON.parse(readFileSync(join(env.cacheDir, "results", file!), "utf8"));
-    assert.equal(cached.cniArgs, [["IgnoreUnknown", "1"], ["K8S_POD_NAME", "web"]]);
+    assert.equal(cached.cniArgs, [
+      ["IgnoreUnknown", "1"],
+      ["K8S_POD_NAME", "web"],
+    ]);
     assert.equal(cached.capabilityArgs, mappings);
     assert.equal(JSON.parse(Buffer.from(cached.config, "base64").toString("utf8")).name, "lo-caps");
     assert.is(runClient(sb, client.path(), ["del", "lo-caps", ctr.path], env).code, 0);
   });
 
   inSandbox(`${client.name}: STATUS and GC run the plugins of a 1.1.0 list, never those of an older list`, (sb) => {
-    const missing = (cniVersion: string, name: string) => ({ cniVersion, name, plugins: [{ type: "loopback" }, { type: "no-such-plugin" }] });
+    const missing = (cniVersion: string, name: string) => ({
+      cniVersion,
+      name,
+      plugins: [{ type: "loopback" }, { type: "no-such-plugin" }],
+    });
     const env = setup(sb, {
       "10-lo.conflist": loList("1.1.0"),
       "20-new.conflist": missing("1.1.0", "new-missing"),
@@ -170,7 +196,11 @@ for (const client of CLIENTS) {
     const alive = sb.addContainer();
     const other = sb.addContainer();
     const env = setup(sb, { "10-lo.conflist": loList("1.0.0"), "20-other.conflist": loList("1.0.0", "lo-other") });
-    for (const [net, ctr] of [["lo-net", gone], ["lo-net", alive], ["lo-other", other]] as const) {
+    for (const [net, ctr] of [
+      ["lo-net", gone],
+      ["lo-net", alive],
+      ["lo-other", other],
+    ] as const) {
       assert.is(runClient(sb, client.path(), ["add", net, ctr.path], env).code, 0);
     }
     sh(["ip", "netns", "del", gone.name]);

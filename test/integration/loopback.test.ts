@@ -8,7 +8,12 @@ import { BIN, REF_BIN, Sandbox, cniEnv, sh } from "../helpers/sandbox.ts";
 
 const LOOPBACK = join(BIN, "loopback");
 const VERSIONS = ["0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"];
-const conf = (cniVersion: string, extra: Record<string, unknown> = {}) => ({ cniVersion, name: "lo-net", type: "loopback", ...extra });
+const conf = (cniVersion: string, extra: Record<string, unknown> = {}) => ({
+  cniVersion,
+  name: "lo-net",
+  type: "loopback",
+  ...extra,
+});
 
 interface LoState {
   up: boolean;
@@ -17,7 +22,10 @@ interface LoState {
 
 /** lo's admin state and addresses, read from outside with `ip -n`. */
 function lo(ns: string): LoState {
-  const [link] = JSON.parse(sh(["ip", "-n", ns, "-j", "addr", "show", "dev", "lo"]).stdout) as { flags: string[]; addr_info: { local: string; prefixlen: number }[] }[];
+  const [link] = JSON.parse(sh(["ip", "-n", ns, "-j", "addr", "show", "dev", "lo"]).stdout) as {
+    flags: string[];
+    addr_info: { local: string; prefixlen: number }[];
+  }[];
   return { up: link!.flags.includes("UP"), addrs: link!.addr_info.map((a) => `${a.local}/${a.prefixlen}`).sort() };
 }
 
@@ -42,7 +50,12 @@ function expectedResult(version: string, sandbox: string) {
     { ...(v04 ? { version: "4" } : {}), interface: 0, address: "127.0.0.1/8" },
     { ...(v04 ? { version: "6" } : {}), interface: 0, address: "::1/128" },
   ];
-  return { cniVersion: version, interfaces: [{ name: "lo", mac: "00:00:00:00:00:00", sandbox }], ips, ...(v04 ? { dns: {} } : {}) };
+  return {
+    cniVersion: version,
+    interfaces: [{ name: "lo", mac: "00:00:00:00:00:00", sandbox }],
+    ips,
+    ...(v04 ? { dns: {} } : {}),
+  };
 }
 
 test("VERSION answers every supported version without reading stdin or needing other variables", () => {
@@ -57,7 +70,10 @@ test("without CNI_COMMAND: the about text on stderr, nothing on stdout, exit 0",
   assert.is(r.code, 0);
   assert.is(r.stdout, "");
   assert.match(r.stderr, /^CNI loopback plugin /);
-  assert.match(r.stderr, /CNI protocol versions supported: 0\.1\.0, 0\.2\.0, 0\.3\.0, 0\.3\.1, 0\.4\.0, 1\.0\.0, 1\.1\.0/);
+  assert.match(
+    r.stderr,
+    /CNI protocol versions supported: 0\.1\.0, 0\.2\.0, 0\.3\.0, 0\.3\.1, 0\.4\.0, 1\.0\.0, 1\.1\.0/,
+  );
 });
 
 for (const version of VERSIONS) {
@@ -95,14 +111,22 @@ withSandbox("ADD with a prevResult passes it through, converted to the request v
   assert.equal(same.json, prev);
   assert.ok(lo(ctr.name).up);
 
-  const old = sb.plugin(LOOPBACK, cniEnv("ADD", { CNI_NETNS: ctr.path }), conf("0.4.0", { prevResult: { ...prev, cniVersion: "0.4.0", ips: [{ version: "4", ...prev.ips[0] }] } }));
+  const old = sb.plugin(
+    LOOPBACK,
+    cniEnv("ADD", { CNI_NETNS: ctr.path }),
+    conf("0.4.0", { prevResult: { ...prev, cniVersion: "0.4.0", ips: [{ version: "4", ...prev.ips[0] }] } }),
+  );
   assert.is(old.code, 0, old.stdout);
   assert.equal(old.json.ips, [{ version: "4", interface: 0, address: "10.22.0.5/16", gateway: "10.22.0.1" }]);
 });
 
 withSandbox("ADD with a malformed prevResult is a decoding failure and leaves lo down", (sb) => {
   const ctr = sb.addContainer();
-  const r = sb.plugin(LOOPBACK, cniEnv("ADD", { CNI_NETNS: ctr.path }), conf("1.0.0", { prevResult: { ips: "10.0.0.1" } }));
+  const r = sb.plugin(
+    LOOPBACK,
+    cniEnv("ADD", { CNI_NETNS: ctr.path }),
+    conf("1.0.0", { prevResult: { ips: "10.0.0.1" } }),
+  );
   assert.is(r.code, 1);
   assert.is(r.json.code, 6);
   // The reference parses prevResult before touching the netns; lo must not have changed.
@@ -162,7 +186,11 @@ withSandbox("DEL succeeds when the netns is gone and when CNI_NETNS is empty", (
 });
 
 withSandbox("GC and STATUS (1.1.0) succeed with no output; older configs are refused with code 1", (sb) => {
-  const gc = sb.plugin(LOOPBACK, { CNI_COMMAND: "GC", CNI_PATH: BIN }, conf("1.1.0", { "cni.dev/valid-attachments": [] }));
+  const gc = sb.plugin(
+    LOOPBACK,
+    { CNI_COMMAND: "GC", CNI_PATH: BIN },
+    conf("1.1.0", { "cni.dev/valid-attachments": [] }),
+  );
   assert.is(gc.code, 0, gc.stdout);
   assert.is(gc.stdout, "");
   const status = sb.plugin(LOOPBACK, { CNI_COMMAND: "STATUS", CNI_PATH: BIN }, conf("1.1.0"));

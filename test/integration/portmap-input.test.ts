@@ -16,7 +16,11 @@ test("bad input: a CNI error naming the field, and nothing programmed (both back
       ["hostPort 65536", [{ hostPort: 65536, containerPort: 80, protocol: "tcp" }], /portMappings\.0\.hostPort/],
       ["containerPort -1", [{ hostPort: 80, containerPort: -1, protocol: "tcp" }], /portMappings\.0\.containerPort/],
       ["unknown protocol", [{ hostPort: 80, containerPort: 80, protocol: "icmp" }], /portMappings\.0\.protocol/],
-      ["invalid hostIP", [{ hostPort: 80, containerPort: 80, protocol: "tcp", hostIP: "10.0.0.256" }], /portMappings\.0\.hostIP/],
+      [
+        "invalid hostIP",
+        [{ hostPort: 80, containerPort: 80, protocol: "tcp", hostIP: "10.0.0.256" }],
+        /portMappings\.0\.hostIP/,
+      ],
       ["duplicate", [good, { ...good, containerPort: 81 }], /portMappings\.1: duplicate/],
     ];
     for (const backend of ["iptables", "nftables"]) {
@@ -40,11 +44,21 @@ test("a transaction the kernel refuses leaves nothing behind (both backends)", (
     const a = attach(sb, "ctr-a");
     const before = snapshot(sb);
     // A set-mark chain that does not exist: iptables-restore fails on the first mark rule.
-    const ipt = runPortmap(sb, "ADD", a, portmapConfig("iptables", [good], a.result, { externalSetMarkChain: "NO-SUCH-CHAIN" }));
+    const ipt = runPortmap(
+      sb,
+      "ADD",
+      a,
+      portmapConfig("iptables", [good], a.result, { externalSetMarkChain: "NO-SUCH-CHAIN" }),
+    );
     assert.is(ipt.code, 1, ipt.stdout);
     assert.match(ipt.json.msg, /iptables-restore/);
     // A condition nft cannot parse: the whole nft transaction fails.
-    const nft = runPortmap(sb, "ADD", a, portmapConfig("nftables", [good], a.result, { conditionsV4: ["bogus", "words"] }));
+    const nft = runPortmap(
+      sb,
+      "ADD",
+      a,
+      portmapConfig("nftables", [good], a.result, { conditionsV4: ["bogus", "words"] }),
+    );
     assert.is(nft.code, 1, nft.stdout);
     assert.match(nft.json.msg, /nftables/);
     assert.equal(snapshot(sb), before);
@@ -54,7 +68,11 @@ test("a transaction the kernel refuses leaves nothing behind (both backends)", (
 function traced(sb: Sandbox, command: string, config: unknown, a: { id: string; path: string }) {
   const out = join(sb.tmp, `strace-${command}.txt`);
   const env = { PATH: process.env.PATH, ...cniEnv(command, { CNI_CONTAINERID: a.id, CNI_NETNS: a.path }) };
-  const r = sb.inNode(["strace", "-f", "-qq", "-o", out, "-e", "trace=execve,flock,openat", PORTMAP], { input: JSON.stringify(config), env, allowFailure: true });
+  const r = sb.inNode(["strace", "-f", "-qq", "-o", out, "-e", "trace=execve,flock,openat", PORTMAP], {
+    input: JSON.stringify(config),
+    env,
+    allowFailure: true,
+  });
   const lines = readFileSync(out, "utf8").split("\n");
   return {
     code: r.code,
@@ -79,7 +97,10 @@ test("no port mappings: ADD, CHECK and DEL start no process and take no lock (bo
       const busy = traced(sb, "ADD", portmapConfig(backend, [good], a.result), a);
       assert.is(busy.code, 0);
       assert.ok(busy.execs.length > 1, `${backend}: ${busy.execs.join(" ")}`);
-      assert.ok(busy.execs.some((e) => /iptables-restore|nft$/.test(e)), busy.execs.join(" "));
+      assert.ok(
+        busy.execs.some((e) => /iptables-restore|nft$/.test(e)),
+        busy.execs.join(" "),
+      );
       assert.is(traced(sb, "DEL", portmapConfig(backend, [good], a.result), a).code, 0);
     }
   }));

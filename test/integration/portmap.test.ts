@@ -143,14 +143,34 @@ for (const backend of BACKENDS) {
       const ok = runPortmap(sb, "CHECK", a, config);
       assert.is(ok.code, 0, ok.stdout);
       // CHECK compares against the mappings: an extra mapping is not programmed.
-      const more = portmapConfig(backend, [...MAPPINGS, { hostPort: 7070, containerPort: 70, protocol: "tcp" }], a.result);
+      const more = portmapConfig(
+        backend,
+        [...MAPPINGS, { hostPort: 7070, containerPort: 70, protocol: "tcp" }],
+        a.result,
+      );
       assert.is(runPortmap(sb, "CHECK", a, more).code, 1);
       if (backend === "iptables") {
         const chain = /^-A (CNI-DN-\w+) .*--dport 8080 -j DNAT/m.exec(snapshot(sb).ipt4)![1]!;
         const target = `${a.result.ips[0].address.split("/")[0]}:80`;
-        sb.inNode(["iptables", "-t", "nat", "-D", chain, "-p", "tcp", "--dport", "8080", "-j", "DNAT", "--to-destination", target]);
+        sb.inNode([
+          "iptables",
+          "-t",
+          "nat",
+          "-D",
+          chain,
+          "-p",
+          "tcp",
+          "--dport",
+          "8080",
+          "-j",
+          "DNAT",
+          "--to-destination",
+          target,
+        ]);
       } else {
-        const listing = JSON.parse(sb.inNode(["nft", "-j", "-a", "list", "chain", "ip", "cni_hostport", "hostports"]).stdout).nftables;
+        const listing = JSON.parse(
+          sb.inNode(["nft", "-j", "-a", "list", "chain", "ip", "cni_hostport", "hostports"]).stdout,
+        ).nftables;
         const rule = listing.find((o: any) => o.rule && JSON.stringify(o.rule.expr).includes("8080"))!.rule;
         sb.inNode(["nft", "delete", "rule", "ip", "cni_hostport", "hostports", "handle", String(rule.handle)]);
       }
@@ -166,10 +186,26 @@ for (const backend of BACKENDS) {
   test(`${backend}: ADD flushes stale UDP conntrack entries of mapped ports only`, () =>
     inTopology((sb) => {
       const a = attach(sb, "ctr-a");
-      const entry = (port: number) => ["conntrack", "-I", "-s", EXT_V4, "-d", NODE_V4, "-p", "udp", "--sport", "40000", "--dport", String(port), "-t", "300"];
+      const entry = (port: number) => [
+        "conntrack",
+        "-I",
+        "-s",
+        EXT_V4,
+        "-d",
+        NODE_V4,
+        "-p",
+        "udp",
+        "--sport",
+        "40000",
+        "--dport",
+        String(port),
+        "-t",
+        "300",
+      ];
       sb.inNode(entry(8053));
       sb.inNode(entry(8054));
-      const list = (port: number) => sb.inNode(["conntrack", "-L", "-p", "udp", "--orig-port-dst", String(port)], { allowFailure: true }).stdout;
+      const list = (port: number) =>
+        sb.inNode(["conntrack", "-L", "-p", "udp", "--orig-port-dst", String(port)], { allowFailure: true }).stdout;
       assert.match(list(8053), /dport=8053/);
       assert.is(runPortmap(sb, "ADD", a, portmapConfig(backend, MAPPINGS, a.result)).code, 0);
       assert.not.match(list(8053), /dport=8053/);
@@ -193,9 +229,14 @@ for (const backend of BACKENDS) {
   test(`${backend}: concurrent ADDs and DELs of many containers share one set of top-level rules`, () =>
     inTopology(async (sb, { ext, servers }) => {
       const ctrs = Array.from({ length: 6 }, (_, i) => attach(sb, `ctr-${i}`));
-      const config = (i: number, prev?: unknown) => portmapConfig(backend, [{ hostPort: 8100 + i, containerPort: 80, protocol: "tcp" }], prev);
+      const config = (i: number, prev?: unknown) =>
+        portmapConfig(backend, [{ hostPort: 8100 + i, containerPort: 80, protocol: "tcp" }], prev);
       const adds = await Promise.all(ctrs.map((c, i) => runPortmapAsync(sb, "ADD", c, config(i, c.result))));
-      assert.equal(adds.map((r) => r.code), ctrs.map(() => 0), adds.map((r) => r.stdout).join(""));
+      assert.equal(
+        adds.map((r) => r.code),
+        ctrs.map(() => 0),
+        adds.map((r) => r.stdout).join(""),
+      );
       const s = snapshot(sb);
       if (backend === "iptables") {
         const count = (re: RegExp) => s.ipt4.split("\n").filter((l) => re.test(l)).length;
@@ -209,7 +250,11 @@ for (const backend of BACKENDS) {
       servers.push(await startServer(sb, ctrs[5]!.ns));
       assert.is(ask(sb, ext, "tcp", NODE_V4, 8105), `peer=${EXT_V4}`);
       const dels = await Promise.all(ctrs.map((c, i) => runPortmapAsync(sb, "DEL", c, config(i))));
-      assert.equal(dels.map((r) => r.code), ctrs.map(() => 0), dels.map((r) => r.stdout).join(""));
+      assert.equal(
+        dels.map((r) => r.code),
+        ctrs.map(() => 0),
+        dels.map((r) => r.stdout).join(""),
+      );
       const after = snapshot(sb);
       if (backend === "iptables") assert.not.match(after.ipt4 + after.ipt6, /CNI-DN-|dnat name/);
       else assert.not.throws(() => withoutHostportTables(after.nft), "no container rule left");

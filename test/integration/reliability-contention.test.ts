@@ -4,7 +4,17 @@ import { spawn } from "node:child_process";
 import { mkdirSync, symlinkSync } from "node:fs";
 import { join } from "node:path";
 import { BIN, Sandbox } from "../helpers/sandbox.ts";
-import { BRIDGE_NAME, NET, client, clientAsync, containerLinks, nodeLinks, reservationFiles, standardNet, type Net } from "../helpers/reliability.ts";
+import {
+  BRIDGE_NAME,
+  NET,
+  client,
+  clientAsync,
+  containerLinks,
+  nodeLinks,
+  reservationFiles,
+  standardNet,
+  type Net,
+} from "../helpers/reliability.ts";
 import { masqChainName } from "../../lib/net/masquerade.ts";
 
 /**
@@ -43,7 +53,11 @@ function legacyEnv(sb: Sandbox): Record<string, string> {
 /** Holds the lock file from another process: `for` seconds, or until release() when omitted. */
 async function holdLock(file: string, seconds?: number) {
   // -o: only flock itself holds the lock (not the command), so killing the group releases it.
-  const holder = spawn("flock", ["-x", "-o", file, "sh", "-c", 'echo held; exec sleep "$1"', "sh", String(seconds ?? 3600)], { stdio: ["ignore", "pipe", "ignore"], detached: true });
+  const holder = spawn(
+    "flock",
+    ["-x", "-o", file, "sh", "-c", 'echo held; exec sleep "$1"', "sh", String(seconds ?? 3600)],
+    { stdio: ["ignore", "pipe", "ignore"], detached: true },
+  );
   const exited = new Promise<void>((resolve) => holder.on("exit", () => resolve()));
   await new Promise<void>((resolve, reject) => {
     holder.stdout!.on("data", (d: Buffer) => String(d).includes("held") && resolve());
@@ -106,61 +120,67 @@ legacyTest("legacy iptables, lock held for a few seconds: the conflist ADD waits
   }
 });
 
-legacyTest("legacy iptables, lock held past the bound: bridge and portmap fail with code 11 and leave nothing", async () => {
-  const sb = new Sandbox("reliab");
-  try {
-    const node = await legacyNode(sb);
-    const { env, net } = node;
-    const a = sb.addContainer();
-    const b = sb.addContainer();
-    const lock = await holdLock(env.XTABLES_LOCKFILE!);
+legacyTest(
+  "legacy iptables, lock held past the bound: bridge and portmap fail with code 11 and leave nothing",
+  async () => {
+    const sb = new Sandbox("reliab");
     try {
-      // Both wait out the bound at the same time: the whole conflist for a, portmap alone for b.
-      const chain = clientAsync(net, "add", "ca", a.path, env).done;
-      const portmap = runPortmap(sb, net, b.path, env);
-      const [ca, pm] = await Promise.all([chain, portmap]);
-      assert.is(ca.code, 1, ca.stdout);
-      assert.match(ca.stderr, /\(CNI error code 11\)/, ca.stderr);
-      assert.match(ca.stderr, /try again later/, ca.stderr);
-      assert.is(pm.code, 1, pm.stdout);
-      const err = JSON.parse(pm.stdout);
-      assert.is(err.code, 11, pm.stdout);
-      assert.match(err.msg, /xtables lock .* try again later/);
-      assert.ok(lock.holding, "the lock was held throughout");
+      const node = await legacyNode(sb);
+      const { env, net } = node;
+      const a = sb.addContainer();
+      const b = sb.addContainer();
+      const lock = await holdLock(env.XTABLES_LOCKFILE!);
+      try {
+        // Both wait out the bound at the same time: the whole conflist for a, portmap alone for b.
+        const chain = clientAsync(net, "add", "ca", a.path, env).done;
+        const portmap = runPortmap(sb, net, b.path, env);
+        const [ca, pm] = await Promise.all([chain, portmap]);
+        assert.is(ca.code, 1, ca.stdout);
+        assert.match(ca.stderr, /\(CNI error code 11\)/, ca.stderr);
+        assert.match(ca.stderr, /try again later/, ca.stderr);
+        assert.is(pm.code, 1, pm.stdout);
+        const err = JSON.parse(pm.stdout);
+        assert.is(err.code, 11, pm.stdout);
+        assert.match(err.msg, /xtables lock .* try again later/);
+        assert.ok(lock.holding, "the lock was held throughout");
 
-      assert.fixture(legacyNat(sb), node.nat, "no rule half-programmed");
-      assert.equal(nodeLinks(sb), node.links, "no veth left");
-      assert.equal(reservationFiles(net.dataDir), [], "no reservation left");
-      assert.equal(containerLinks(sb, a.name), ["lo -"], "nothing left in the container");
+        assert.fixture(legacyNat(sb), node.nat, "no rule half-programmed");
+        assert.equal(nodeLinks(sb), node.links, "no veth left");
+        assert.equal(reservationFiles(net.dataDir), [], "no reservation left");
+        assert.equal(containerLinks(sb, a.name), ["lo -"], "nothing left in the container");
+      } finally {
+        await lock.release();
+      }
+      const again = await client(net, "add", "ca", a.path, env);
+      assert.is(again.code, 0, `once the lock is free, the same ADD succeeds: ${again.stderr}`);
+      assert.is((await client(net, "del", "ca", a.path, env)).code, 0);
     } finally {
-      await lock.release();
+      sb.cleanup();
     }
-    const again = await client(net, "add", "ca", a.path, env);
-    assert.is(again.code, 0, `once the lock is free, the same ADD succeeds: ${again.stderr}`);
-    assert.is((await client(net, "del", "ca", a.path, env)).code, 0);
-  } finally {
-    sb.cleanup();
-  }
-});
+  },
+);
 
-legacyTest("legacy iptables, lock file that cannot be opened: a hard error, not 'try again later', and nothing left", async () => {
-  const sb = new Sandbox("reliab");
-  try {
-    const node = await legacyNode(sb);
-    const env = { ...node.env, XTABLES_LOCKFILE: join(sb.tmp, "no-such-dir", "xtables.lock") };
-    const ctr = sb.addContainer();
-    const add = await client(node.net, "add", "c1", ctr.path, env);
-    assert.is(add.code, 1);
-    assert.match(add.stderr, /can't open lock file/, add.stderr);
-    assert.not.match(add.stderr, /\(CNI error code 11\)/, "retrying would not help");
-    assert.fixture(legacyNat(sb), node.nat);
-    assert.equal(nodeLinks(sb), node.links);
-    assert.equal(reservationFiles(node.net.dataDir), []);
-    assert.equal(containerLinks(sb, ctr.name), ["lo -"]);
-  } finally {
-    sb.cleanup();
-  }
-});
+legacyTest(
+  "legacy iptables, lock file that cannot be opened: a hard error, not 'try again later', and nothing left",
+  async () => {
+    const sb = new Sandbox("reliab");
+    try {
+      const node = await legacyNode(sb);
+      const env = { ...node.env, XTABLES_LOCKFILE: join(sb.tmp, "no-such-dir", "xtables.lock") };
+      const ctr = sb.addContainer();
+      const add = await client(node.net, "add", "c1", ctr.path, env);
+      assert.is(add.code, 1);
+      assert.match(add.stderr, /can't open lock file/, add.stderr);
+      assert.not.match(add.stderr, /\(CNI error code 11\)/, "retrying would not help");
+      assert.fixture(legacyNat(sb), node.nat);
+      assert.equal(nodeLinks(sb), node.links);
+      assert.equal(reservationFiles(node.net.dataDir), []);
+      assert.equal(containerLinks(sb, ctr.name), ["lo -"]);
+    } finally {
+      sb.cleanup();
+    }
+  },
+);
 
 test("iptables-nft (the default here): a held xtables lock does not apply, ADD does not wait for it", async () => {
   const sb = new Sandbox("reliab");
@@ -184,13 +204,20 @@ test("iptables-nft (the default here): a held xtables lock does not apply, ADD d
 });
 
 /** portmap alone, as the last plugin of a chain would be called, for a container at 10.61.0.99. */
-function runPortmap(sb: Sandbox, net: Net, netns: string, env: Record<string, string>): Promise<{ code: number | null; stdout: string }> {
+function runPortmap(
+  sb: Sandbox,
+  net: Net,
+  netns: string,
+  env: Record<string, string>,
+): Promise<{ code: number | null; stdout: string }> {
   const conf = {
     cniVersion: "1.0.0",
     name: NET,
     type: "portmap",
     snat: true,
-    runtimeConfig: { portMappings: net.client.capArgs && (net.client.capArgs as { portMappings: unknown }).portMappings },
+    runtimeConfig: {
+      portMappings: net.client.capArgs && (net.client.capArgs as { portMappings: unknown }).portMappings,
+    },
     prevResult: {
       cniVersion: "1.0.0",
       interfaces: [{ name: BRIDGE_NAME }, { name: "veth0" }, { name: "eth0", sandbox: netns }],

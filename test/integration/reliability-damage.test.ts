@@ -1,7 +1,16 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { Sandbox, sh } from "../helpers/sandbox.ts";
-import { BRIDGE_NAME, NET, client, containerLinks, nodeLinks, nodeState, reservationFiles, standardNet } from "../helpers/reliability.ts";
+import {
+  BRIDGE_NAME,
+  NET,
+  client,
+  containerLinks,
+  nodeLinks,
+  nodeState,
+  reservationFiles,
+  standardNet,
+} from "../helpers/reliability.ts";
 import { masqChainName } from "../../lib/net/masquerade.ts";
 
 /**
@@ -10,7 +19,8 @@ import { masqChainName } from "../../lib/net/masquerade.ts";
  * the damaged ones, and CHECK reports the damage instead of calling it healthy.
  */
 
-const ping = (sb: Sandbox, ns: string, addr: string) => sb.inNs(ns, ["busybox", "ping", "-c", "1", "-W", "2", addr], { allowFailure: true }).code === 0;
+const ping = (sb: Sandbox, ns: string, addr: string) =>
+  sb.inNs(ns, ["busybox", "ping", "-c", "1", "-W", "2", addr], { allowFailure: true }).code === 0;
 const addrOf = (stdout: string) => (JSON.parse(stdout).ips[0].address as string).replace(/\/\d+$/, "");
 
 test("bridge deleted under running pods: CHECK reports it, a new ADD rebuilds the bridge and works, DELs clean everything", async () => {
@@ -29,7 +39,10 @@ test("bridge deleted under running pods: CHECK reports it, a new ADD rebuilds th
     const add = await client(net, "add", "fresh", fresh.path);
     assert.is(add.code, 0, add.stderr);
     const bridge = JSON.parse(sb.inNode(["ip", "-j", "addr", "show", "dev", BRIDGE_NAME]).stdout)[0];
-    assert.ok(bridge.addr_info.some((a: { local: string }) => a.local === "10.61.0.1"), "the new bridge has the gateway address");
+    assert.ok(
+      bridge.addr_info.some((a: { local: string }) => a.local === "10.61.0.1"),
+      "the new bridge has the gateway address",
+    );
     assert.ok(ping(sb, fresh.name, "10.61.0.1"), "the new pod reaches the gateway");
     assert.is((await client(net, "check", "fresh", fresh.path)).code, 0);
 
@@ -64,7 +77,9 @@ for (const end of ["container", "node"] as const) {
       const ip = addrOf(add.stdout);
       if (end === "container") sh(["ip", "-n", ctr.name, "link", "del", "eth0"]);
       else {
-        const host = (JSON.parse(add.stdout).interfaces as { name: string; sandbox?: string }[]).find((i) => i.name.startsWith("veth") && !i.sandbox)!.name;
+        const host = (JSON.parse(add.stdout).interfaces as { name: string; sandbox?: string }[]).find(
+          (i) => i.name.startsWith("veth") && !i.sandbox,
+        )!.name;
         sb.inNode(["ip", "link", "del", host]);
       }
       assert.equal(containerLinks(sb, ctr.name), ["lo -"], "both ends are gone");

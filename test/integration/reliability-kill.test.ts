@@ -1,7 +1,19 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { Sandbox } from "../helpers/sandbox.ts";
-import { LONG, NET, client, clientAsync, containerLinks, nodeState, runSeed, seededRandom, sleep, standardNet, type Net } from "../helpers/reliability.ts";
+import {
+  LONG,
+  NET,
+  client,
+  clientAsync,
+  containerLinks,
+  nodeState,
+  runSeed,
+  seededRandom,
+  sleep,
+  standardNet,
+  type Net,
+} from "../helpers/reliability.ts";
 
 /**
  * Kill at any point: ADD of the standard conflist (loopback, bridge with gateway, masquerade and
@@ -57,7 +69,8 @@ test(`SIGKILL at random points of a conflist ADD (${KILLS} runs): DEL leaves the
       const outcome = await add.done;
       const before = nodeState(net);
       if (outcome.code === 0) landed.completed++;
-      else if (JSON.stringify(before) === JSON.stringify(baseline) && containerLinks(sb, ctr.name).length === 1) landed.beforeAnything++;
+      else if (JSON.stringify(before) === JSON.stringify(baseline) && containerLinks(sb, ctr.name).length === 1)
+        landed.beforeAnything++;
       else landed.midway++;
 
       const del = await client(net, "del", id, ctr.path);
@@ -66,13 +79,20 @@ test(`SIGKILL at random points of a conflist ADD (${KILLS} runs): DEL leaves the
 
       const again = await client(net, "add", id, ctr.path);
       assert.is(again.code, 0, `${step}: the next ADD failed: ${again.stderr}`);
-      assert.match(JSON.parse(again.stdout).ips?.[0]?.address ?? "", /^10\.61\./, `${step}: the next ADD has an address`);
+      assert.match(
+        JSON.parse(again.stdout).ips?.[0]?.address ?? "",
+        /^10\.61\./,
+        `${step}: the next ADD has an address`,
+      );
       assert.is((await client(net, "del", id, ctr.path)).code, 0, `${step}: DEL after the next ADD`);
       assertClean(net, baseline, ctr.name, `${step}, after ADD and DEL`);
     }
-    console.log(`  kill loop: seed ${seed}; ${landed.beforeAnything} kills before any change, ${landed.midway} midway, ${landed.completed} after completion`);
+    console.log(
+      `  kill loop: seed ${seed}; ${landed.beforeAnything} kills before any change, ${landed.midway} midway, ${landed.completed} after completion`,
+    );
   } catch (e) {
-    (e as Error).message = `[seed ${seed} (replay with TSCNI_SEED=${seed}); network ${NET}; ${step}] ${(e as Error).message}`;
+    (e as Error).message =
+      `[seed ${seed} (replay with TSCNI_SEED=${seed}); network ${NET}; ${step}] ${(e as Error).message}`;
     throw e;
   } finally {
     sb.cleanup();

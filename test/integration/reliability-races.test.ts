@@ -3,7 +3,24 @@ import * as assert from "uvu/assert";
 import { mkdirSync, symlinkSync } from "node:fs";
 import { join } from "node:path";
 import { BIN, REF_BIN, Sandbox } from "../helpers/sandbox.ts";
-import { BRIDGE_NAME, HOST_PORT, NET, client, clientAsync, containerLinks, netfilterState, nodeState, reservationFiles, runSeed, seededRandom, sleep, standardNet, type Net, type NodeState, type Outcome } from "../helpers/reliability.ts";
+import {
+  BRIDGE_NAME,
+  HOST_PORT,
+  NET,
+  client,
+  clientAsync,
+  containerLinks,
+  netfilterState,
+  nodeState,
+  reservationFiles,
+  runSeed,
+  seededRandom,
+  sleep,
+  standardNet,
+  type Net,
+  type NodeState,
+  type Outcome,
+} from "../helpers/reliability.ts";
 import { masqChainName } from "../../lib/net/masquerade.ts";
 import { tokenize } from "../../lib/kernel/netfilter.ts";
 
@@ -14,7 +31,10 @@ import { tokenize } from "../../lib/kernel/netfilter.ts";
 
 /** A client run ends in success or a plugin's CNI error, never a crash of ours. */
 function assertCleanEnd(o: Outcome, what: string) {
-  assert.ok(o.code === 0 || (o.code === 1 && /CNI error code \d+/.test(o.stderr)), `${what}: ${o.code} ${o.signal} ${o.stderr}`);
+  assert.ok(
+    o.code === 0 || (o.code === 1 && /CNI error code \d+/.test(o.stderr)),
+    `${what}: ${o.code} ${o.signal} ${o.stderr}`,
+  );
   assert.not.match(o.stderr, /\n\s+at .+:\d+:\d+/, `${what}: no stack trace`);
 }
 
@@ -76,12 +96,22 @@ interface Attachment {
   veths: string[];
 }
 
-function attachmentState(net: Net, id: string, ctr: { name: string }, baseline: NodeState): Attachment & { now: NodeState } {
+function attachmentState(
+  net: Net,
+  id: string,
+  ctr: { name: string },
+  baseline: NodeState,
+): Attachment & { now: NodeState } {
   const now = nodeState(net);
-  const shown = JSON.parse(net.sb.inNs(ctr.name, ["ip", "-j", "addr", "show"]).stdout) as { ifname: string; addr_info: { family: string; local: string }[] }[];
+  const shown = JSON.parse(net.sb.inNs(ctr.name, ["ip", "-j", "addr", "show"]).stdout) as {
+    ifname: string;
+    addr_info: { family: string; local: string }[];
+  }[];
   return {
     now,
-    eth0: shown.filter((l) => l.ifname === "eth0").flatMap((l) => l.addr_info.filter((a) => a.family === "inet").map((a) => a.local)),
+    eth0: shown
+      .filter((l) => l.ifname === "eth0")
+      .flatMap((l) => l.addr_info.filter((a) => a.family === "inet").map((a) => a.local)),
     reservations: now.reservations,
     dnat: now.iptables.split("\n").filter((l) => /^-A CNI-DN-/.test(l) && / -j DNAT /.test(l)),
     masq: now.iptables.includes(masqChainName(NET, id)),
@@ -95,15 +125,29 @@ function attachmentState(net: Net, id: string, ctr: { name: string }, baseline: 
  * rule to that address) or not at all (no veth, reservation or rule naming it). Anything else is
  * described.
  */
-async function wholeOrAbsent(net: Net, id: string, ctr: { name: string; path: string }, baseline: NodeState): Promise<string | undefined> {
+async function wholeOrAbsent(
+  net: Net,
+  id: string,
+  ctr: { name: string; path: string },
+  baseline: NodeState,
+): Promise<string | undefined> {
   const a = attachmentState(net, id, ctr, baseline);
-  const summary = JSON.stringify({ eth0: a.eth0, reservations: a.reservations, dnat: a.dnat.length, masq: a.masq, veths: a.veths });
+  const summary = JSON.stringify({
+    eth0: a.eth0,
+    reservations: a.reservations,
+    dnat: a.dnat.length,
+    masq: a.masq,
+    veths: a.veths,
+  });
   if (a.eth0.length === 0 && a.reservations.length === 0 && a.dnat.length === 0 && a.veths.length === 0 && !a.masq) {
-    return a.now.iptables === baseline.iptables ? undefined : `absent, but iptables differs from the baseline:\n${a.now.iptables}`;
+    return a.now.iptables === baseline.iptables
+      ? undefined
+      : `absent, but iptables differs from the baseline:\n${a.now.iptables}`;
   }
   if (a.eth0.length === 1 && a.reservations.length === 1 && a.dnat.length === 1 && a.veths.length === 1 && a.masq) {
     if (a.eth0[0] !== a.reservations[0]) return `eth0 holds ${a.eth0[0]}, the reservation is ${a.reservations[0]}`;
-    if (!a.dnat[0]!.includes(`--to-destination ${a.eth0[0]}:80`)) return `DNAT rule ${a.dnat[0]} is not to ${a.eth0[0]}:80`;
+    if (!a.dnat[0]!.includes(`--to-destination ${a.eth0[0]}:80`))
+      return `DNAT rule ${a.dnat[0]} is not to ${a.eth0[0]}:80`;
     const check = await client(net, "check", id, ctr.path);
     return check.code === 0 ? undefined : `present, but CHECK fails: ${check.stderr}`;
   }
@@ -116,16 +160,24 @@ async function wholeOrAbsent(net: Net, id: string, ctr: { name: string; path: st
  * reference bridge's own ADD/DEL races (a released reservation under a configured eth0, a
  * masquerade chain kept after a failed ADD) are counted in `own`, not failed.
  */
-function portmapMatchesAttachment(net: Net, id: string, ctr: { name: string }, baseline: NodeState, own: Record<string, number>): string | undefined {
+function portmapMatchesAttachment(
+  net: Net,
+  id: string,
+  ctr: { name: string },
+  baseline: NodeState,
+  own: Record<string, number>,
+): string | undefined {
   const a = attachmentState(net, id, ctr, baseline);
   const attached = a.eth0.length === 1 && a.veths.length === 1;
   const bare = a.eth0.length === 0 && a.veths.length === 0;
-  if (!attached && !bare) return `the reference bridge left a partial attachment: ${JSON.stringify(a.eth0)} ${JSON.stringify(a.veths)}`;
+  if (!attached && !bare)
+    return `the reference bridge left a partial attachment: ${JSON.stringify(a.eth0)} ${JSON.stringify(a.veths)}`;
   if (attached && a.reservations.length !== 1) own.reservationReleased = (own.reservationReleased ?? 0) + 1;
   if (bare && a.masq) own.masqueradeKept = (own.masqueradeKept ?? 0) + 1;
   if (attached) {
     if (a.dnat.length !== 1) return `attached, but ${a.dnat.length} DNAT rules`;
-    if (!a.dnat[0]!.includes(`--to-destination ${a.eth0[0]}:80`)) return `DNAT rule ${a.dnat[0]} is not to ${a.eth0[0]}:80`;
+    if (!a.dnat[0]!.includes(`--to-destination ${a.eth0[0]}:80`))
+      return `DNAT rule ${a.dnat[0]} is not to ${a.eth0[0]}:80`;
   } else if (a.dnat.length !== 0) return `no attachment, but DNAT rules remain: ${a.dnat.join("; ")}`;
   return undefined;
 }
@@ -167,7 +219,8 @@ for (const bridge of ["ours", "reference"] as const) {
         // From DEL starting half an ADD earlier to DEL starting as ADD ends, evenly, with jitter.
         const offset = Math.round((round / (rounds - 1)) * 1.5 * addMs - addMs / 2 + (random() - 0.5) * 10);
         const what = `seed ${seed}, round ${round}, DEL at ${offset} ms`;
-        let add, del;
+        let add: ReturnType<typeof clientAsync>;
+        let del: ReturnType<typeof clientAsync>;
         if (offset >= 0) {
           add = clientAsync(net, "add", id, ctr.path);
           await sleep(offset);
@@ -187,7 +240,10 @@ for (const bridge of ["ours", "reference"] as const) {
           d = await client(net, "del", id, ctr.path);
         }
         assert.is(d.code, 0, `${what}: DEL: ${d.stderr}`);
-        const problem = bridge === "ours" ? await wholeOrAbsent(net, id, ctr, baseline) : portmapMatchesAttachment(net, id, ctr, baseline, own);
+        const problem =
+          bridge === "ours"
+            ? await wholeOrAbsent(net, id, ctr, baseline)
+            : portmapMatchesAttachment(net, id, ctr, baseline, own);
         assert.is(problem, undefined, `${what} (ADD exit ${a.code}): ${problem}`);
         const present = containerLinks(sb, ctr.name).length > 1;
         outcomes[present ? "present" : "absent"]++;
@@ -202,9 +258,14 @@ for (const bridge of ["ours", "reference"] as const) {
           // The reference bridge's DEL finds the addresses to unmasquerade on eth0; when a race
           // took eth0 first, its chain stays (ours removes it by name).
           own.masqueradeLeakedByDel = (own.masqueradeLeakedByDel ?? 0) + 1;
-          iptables = iptables.split("\n").filter((l) => !l.includes(masqChainName(NET, id))).join("\n");
+          iptables = iptables
+            .split("\n")
+            .filter((l) => !l.includes(masqChainName(NET, id)))
+            .join("\n");
           sb.inNode(["iptables", "-t", "nat", "-F", masqChainName(NET, id)]);
-          const jump = now.iptables.split("\n").find((l) => l.startsWith("-A POSTROUTING") && l.includes(`-j ${masqChainName(NET, id)}`));
+          const jump = now.iptables
+            .split("\n")
+            .find((l) => l.startsWith("-A POSTROUTING") && l.includes(`-j ${masqChainName(NET, id)}`));
           if (jump) sb.inNode(["iptables", "-t", "nat", ...tokenize(jump.replace(/^-A/, "-D"))]);
           sb.inNode(["iptables", "-t", "nat", "-X", masqChainName(NET, id)]);
         }
@@ -212,7 +273,9 @@ for (const bridge of ["ours", "reference"] as const) {
       }
       // Both ends must have been reached, or the offsets did not cover the race.
       assert.ok(outcomes.present > 0 && outcomes.absent > 0, `outcomes ${JSON.stringify(outcomes)}`);
-      console.log(`  ${bridge} bridge, seed ${seed}: ${JSON.stringify(outcomes)}, DELs retried ${JSON.stringify(retried)}, the reference bridge's own ${JSON.stringify(own)}`);
+      console.log(
+        `  ${bridge} bridge, seed ${seed}: ${JSON.stringify(outcomes)}, DELs retried ${JSON.stringify(retried)}, the reference bridge's own ${JSON.stringify(own)}`,
+      );
     } finally {
       sb.cleanup();
     }
@@ -232,9 +295,14 @@ test("50 concurrent ADDs on a fresh node: none fails, one bridge, the shared cha
   try {
     const net = standardNet(sb);
     const n = 50;
-    assert.not.ok(nodeState(net).links.some((l) => l.startsWith(BRIDGE_NAME)), "no bridge yet");
+    assert.not.ok(
+      nodeState(net).links.some((l) => l.startsWith(BRIDGE_NAME)),
+      "no bridge yet",
+    );
     const { ctrs, outcomes } = await concurrentAdds(net, n);
-    outcomes.forEach((o, i) => assert.is(o.code, 0, `ADD c${i}: ${o.stderr}`));
+    outcomes.forEach((o, i) => {
+      assert.is(o.code, 0, `ADD c${i}: ${o.stderr}`);
+    });
 
     const addrs = outcomes.map((o) => JSON.parse(o.stdout).ips[0].address as string);
     assert.is(new Set(addrs).size, n, "distinct addresses");
@@ -243,8 +311,14 @@ test("50 concurrent ADDs on a fresh node: none fails, one bridge, the shared cha
     const links = nodeState(net).links;
     assert.is(links.filter((l) => l.startsWith(`${BRIDGE_NAME} bridge`)).length, 1, "one bridge");
     assert.is(links.filter((l) => l.endsWith(` veth ${BRIDGE_NAME}`)).length, n, "every veth on the bridge");
-    const gw = JSON.parse(sb.inNode(["ip", "-j", "addr", "show", "dev", BRIDGE_NAME]).stdout)[0].addr_info.filter((a: { family: string }) => a.family === "inet");
-    assert.equal(gw.map((a: { local: string }) => a.local), ["10.61.0.1"], "one gateway address");
+    const gw = JSON.parse(sb.inNode(["ip", "-j", "addr", "show", "dev", BRIDGE_NAME]).stdout)[0].addr_info.filter(
+      (a: { family: string }) => a.family === "inet",
+    );
+    assert.equal(
+      gw.map((a: { local: string }) => a.local),
+      ["10.61.0.1"],
+      "one gateway address",
+    );
 
     const { iptables } = netfilterState(sb);
     assert.is(count(iptables, /^:CNI-HOSTPORT-(DNAT|SETMARK|MASQ) /), 3, iptables);
@@ -254,22 +328,40 @@ test("50 concurrent ADDs on a fresh node: none fails, one bridge, the shared cha
     assert.is(count(iptables, /^-A CNI-HOSTPORT-SETMARK /), 1, "one mark rule");
     assert.is(count(iptables, /^-A CNI-HOSTPORT-MASQ /), 1, "one masquerade rule");
     assert.is(count(iptables, /^:CNI-DN-/), n, "a DNAT chain per container");
-    assert.is(count(iptables, new RegExp(`^-A CNI-HOSTPORT-DNAT .*--dports ${HOST_PORT} `)), n, "an entry rule per container");
+    assert.is(
+      count(iptables, new RegExp(`^-A CNI-HOSTPORT-DNAT .*--dports ${HOST_PORT} `)),
+      n,
+      "an entry rule per container",
+    );
     for (let i = 0; i < n; i++) {
       const chain = masqChainName(NET, `c${i}`);
-      assert.is(count(iptables, new RegExp(`^-A POSTROUTING -s ${addrs[i]!.replace(/\/\d+$/, "")}/32 .*-j ${chain}$`)), 1, `masquerade jump of c${i}`);
+      assert.is(
+        count(iptables, new RegExp(`^-A POSTROUTING -s ${addrs[i]!.replace(/\/\d+$/, "")}/32 .*-j ${chain}$`)),
+        1,
+        `masquerade jump of c${i}`,
+      );
       assert.is(count(iptables, new RegExp(`^-A ${chain} `)), 2, `masquerade chain of c${i}`);
     }
     // Every container reaches the gateway through the bridge.
     for (const i of [0, n - 1]) {
-      assert.is(sb.inNs(ctrs[i]!.name, ["busybox", "ping", "-c", "1", "-W", "2", "10.61.0.1"], { allowFailure: true }).code, 0, `c${i} reaches the gateway`);
+      assert.is(
+        sb.inNs(ctrs[i]!.name, ["busybox", "ping", "-c", "1", "-W", "2", "10.61.0.1"], { allowFailure: true }).code,
+        0,
+        `c${i} reaches the gateway`,
+      );
     }
 
     const dels = await Promise.all(ctrs.map((c, i) => client(net, "del", `c${i}`, c.path)));
-    dels.forEach((o, i) => assert.is(o.code, 0, `DEL c${i}: ${o.stderr}`));
+    dels.forEach((o, i) => {
+      assert.is(o.code, 0, `DEL c${i}: ${o.stderr}`);
+    });
     const after = nodeState(net);
     assert.equal(after.reservations, []);
-    assert.equal(after.links.filter((l) => l.includes(" veth")), [], "no veth left");
+    assert.equal(
+      after.links.filter((l) => l.includes(" veth")),
+      [],
+      "no veth left",
+    );
     assert.not.match(after.iptables, /CNI-DN-|CNI-[0-9a-f]{24}/, "no per-container chain left");
     for (const c of ctrs) assert.equal(containerLinks(sb, c.name), ["lo -"]);
   } finally {

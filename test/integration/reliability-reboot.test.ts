@@ -3,7 +3,15 @@ import * as assert from "uvu/assert";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { BIN, Sandbox, cniEnv, sh } from "../helpers/sandbox.ts";
-import { BRIDGE_NAME, NET, client, netfilterState, reservationFiles, standardNet, type Net } from "../helpers/reliability.ts";
+import {
+  BRIDGE_NAME,
+  NET,
+  client,
+  netfilterState,
+  reservationFiles,
+  standardNet,
+  type Net,
+} from "../helpers/reliability.ts";
 import { masqChainName } from "../../lib/net/masquerade.ts";
 
 /**
@@ -14,10 +22,17 @@ import { masqChainName } from "../../lib/net/masquerade.ts";
 
 /** GC of every plugin in the standard list, as libcni's GCNetworkList sends it (1.1.0). */
 function gc(net: Net, valid: { containerID: string; ifname: string }[]) {
-  const list = JSON.parse(readFileSync(join(net.client.netconfPath, "10-rel.conflist"), "utf8")) as { cniVersion: string; plugins: Record<string, unknown>[] };
+  const list = JSON.parse(readFileSync(join(net.client.netconfPath, "10-rel.conflist"), "utf8")) as {
+    cniVersion: string;
+    plugins: Record<string, unknown>[];
+  };
   for (const plugin of list.plugins) {
     const conf = { ...plugin, name: NET, cniVersion: list.cniVersion, "cni.dev/valid-attachments": valid };
-    const r = net.sb.plugin(join(BIN, plugin.type as string), { ...cniEnv("GC"), CNI_CONTAINERID: "", CNI_IFNAME: "" }, conf);
+    const r = net.sb.plugin(
+      join(BIN, plugin.type as string),
+      { ...cniEnv("GC"), CNI_CONTAINERID: "", CNI_IFNAME: "" },
+      conf,
+    );
     assert.is(r.code, 0, `GC of ${plugin.type}: ${r.stdout}${r.stderr}`);
   }
 }
@@ -59,9 +74,13 @@ test("after a reboot, stale reservations stay out of the way of new ADDs and GC 
       { containerID: "new2", ifname: "eth0" },
     ]);
     assert.equal(reservationFiles(net.dataDir), [...live].sort(), "only the valid attachments keep their addresses");
-    assert.equal(live.map((ip) => ownerOf(net, ip)), ["new1", "new2"]);
+    assert.equal(
+      live.map((ip) => ownerOf(net, ip)),
+      ["new1", "new2"],
+    );
     const nat = netfilterState(sb).iptables;
-    for (const id of ["new1", "new2"]) assert.match(nat, new RegExp(`^:${masqChainName(NET, id)} `, "m"), `${id} keeps its masquerade`);
+    for (const id of ["new1", "new2"])
+      assert.match(nat, new RegExp(`^:${masqChainName(NET, id)} `, "m"), `${id} keeps its masquerade`);
 
     const ctr = sb.addContainer();
     const after = await client(net, "add", "new3", ctr.path);

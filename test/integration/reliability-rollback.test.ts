@@ -17,7 +17,8 @@ test("tuning ADD whose result the old config version cannot express: fails and l
   try {
     const ctr = sb.addContainer();
     sb.inNs(ctr.name, ["ip", "link", "add", "eth0", "type", "veth", "peer", "name", "eth0p"]);
-    const link = () => JSON.parse(sb.inNs(ctr.name, ["ip", "-j", "link", "show", "eth0"]).stdout)[0] as { address: string; mtu: number };
+    const link = () =>
+      JSON.parse(sb.inNs(ctr.name, ["ip", "-j", "link", "show", "eth0"]).stdout)[0] as { address: string; mtu: number };
     const before = link();
     const dataDir = join(sb.tmp, "tuning");
     for (const cniVersion of ["0.1.0", "0.2.0"]) {

@@ -19,7 +19,21 @@ interface Ctr {
 
 function addContainer(sb: Sandbox, ifname = "eth0"): Ctr {
   const c = sb.addContainer();
-  sh(["ip", "link", "add", `h${ifname}`.slice(0, 15), "netns", sb.node, "type", "veth", "peer", "name", ifname, "netns", c.name]);
+  sh([
+    "ip",
+    "link",
+    "add",
+    `h${ifname}`.slice(0, 15),
+    "netns",
+    sb.node,
+    "type",
+    "veth",
+    "peer",
+    "name",
+    ifname,
+    "netns",
+    c.name,
+  ]);
   sb.inNs(c.name, ["ip", "link", "set", ifname, "up"]);
   return { ...c, ifname };
 }
@@ -33,11 +47,27 @@ function prevResult(c: Ctr) {
 }
 
 function conf(sb: Sandbox, c: Ctr | undefined, extra: Record<string, unknown> = {}) {
-  return { cniVersion: "1.0.0", name: "tunenet", type: "tuning", dataDir: join(sb.tmp, "tuning"), ...extra, ...(c ? { prevResult: prevResult(c) } : {}) };
+  return {
+    cniVersion: "1.0.0",
+    name: "tunenet",
+    type: "tuning",
+    dataDir: join(sb.tmp, "tuning"),
+    ...extra,
+    ...(c ? { prevResult: prevResult(c) } : {}),
+  };
 }
 
 function call(sb: Sandbox, bin: string, cmd: string, c: Ctr, config: unknown, args = "") {
-  return sb.plugin(bin, cniEnv(cmd, { CNI_NETNS: c.path, CNI_IFNAME: c.ifname, CNI_CONTAINERID: "ctr-1", ...(args ? { CNI_ARGS: args } : {}) }), config);
+  return sb.plugin(
+    bin,
+    cniEnv(cmd, {
+      CNI_NETNS: c.path,
+      CNI_IFNAME: c.ifname,
+      CNI_CONTAINERID: "ctr-1",
+      ...(args ? { CNI_ARGS: args } : {}),
+    }),
+    config,
+  );
 }
 
 function ok(r: { code: number; stdout: string; stderr: string }, what: string) {
@@ -47,7 +77,13 @@ function ok(r: { code: number; stdout: string; stderr: string }, what: string) {
 /** What tuning may change on the link, read inside the container. */
 function link(sb: Sandbox, c: Ctr) {
   const l = JSON.parse(sb.inNs(c.name, ["ip", "-j", "link", "show", "dev", c.ifname]).stdout)[0];
-  return { mac: l.address as string, mtu: l.mtu as number, txqlen: l.txqlen as number, promisc: l.flags.includes("PROMISC"), allmulti: l.flags.includes("ALLMULTI") };
+  return {
+    mac: l.address as string,
+    mtu: l.mtu as number,
+    txqlen: l.txqlen as number,
+    promisc: l.flags.includes("PROMISC"),
+    allmulti: l.flags.includes("ALLMULTI"),
+  };
 }
 
 function sysctl(sb: Sandbox, ns: string, path: string): string {
@@ -55,7 +91,11 @@ function sysctl(sb: Sandbox, ns: string, path: string): string {
 }
 
 const SYSCTLS = ["net/ipv4/conf/eth0/arp_filter", "net/core/somaxconn", "net/ipv4/tcp_rmem", "net/ipv4/ip_forward"];
-const snapshot = (sb: Sandbox, c: Ctr) => ({ link: link(sb, c), sysctls: SYSCTLS.map((p) => sysctl(sb, c.name, p)), files: backups(sb) });
+const snapshot = (sb: Sandbox, c: Ctr) => ({
+  link: link(sb, c),
+  sysctls: SYSCTLS.map((p) => sysctl(sb, c.name, p)),
+  files: backups(sb),
+});
 const backups = (sb: Sandbox) => (existsSync(join(sb.tmp, "tuning")) ? readdirSync(join(sb.tmp, "tuning")) : []);
 
 test("ADD sets sysctls and link attributes in the container, DEL puts every original back", () => {
@@ -70,7 +110,11 @@ test("ADD sets sysctls and link attributes in the container, DEL puts every orig
       promisc: true,
       allmulti: true,
       txQLen: 77,
-      sysctl: { "net.ipv4.conf.IFNAME.arp_filter": "1", "net/core/somaxconn": "555", "net.ipv4.tcp_rmem": "4096 8192 16384" },
+      sysctl: {
+        "net.ipv4.conf.IFNAME.arp_filter": "1",
+        "net/core/somaxconn": "555",
+        "net.ipv4.tcp_rmem": "4096 8192 16384",
+      },
     });
     const add = call(sb, OURS, "ADD", c, config);
     ok(add, "ADD");
@@ -79,7 +123,11 @@ test("ADD sets sysctls and link attributes in the container, DEL puts every orig
     assert.is(sysctl(sb, c.name, "net/core/somaxconn"), "555");
     assert.is(sysctl(sb, c.name, "net/ipv4/tcp_rmem"), "4096\t8192\t16384");
     assert.is(sysctl(sb, sb.node, "net/core/somaxconn"), nodeSomaxconn, "the node namespace is untouched");
-    assert.equal(add.json.interfaces[1], { name: "eth0", mac: "c2:b0:57:49:47:f1", sandbox: c.path }, "the result carries the new MAC");
+    assert.equal(
+      add.json.interfaces[1],
+      { name: "eth0", mac: "c2:b0:57:49:47:f1", sandbox: c.path },
+      "the result carries the new MAC",
+    );
     assert.equal(add.json.interfaces[0], { name: "cni0" });
     assert.equal(add.json.ips, prevResult(c).ips);
 
@@ -90,7 +138,11 @@ test("ADD sets sysctls and link attributes in the container, DEL puts every orig
       mtu: before.link.mtu,
       allmulti: false,
       txQLen: before.link.txqlen,
-      sysctl: { "net/ipv4/conf/eth0/arp_filter": before.sysctls[0], "net/core/somaxconn": before.sysctls[1], "net/ipv4/tcp_rmem": before.sysctls[2] },
+      sysctl: {
+        "net/ipv4/conf/eth0/arp_filter": before.sysctls[0],
+        "net/core/somaxconn": before.sysctls[1],
+        "net/ipv4/tcp_rmem": before.sysctls[2],
+      },
     });
     ok(call(sb, OURS, "CHECK", c, config), "CHECK");
 
@@ -114,7 +166,10 @@ test("CHECK notices a changed attribute or sysctl", () => {
     assert.match(r.json.msg, /configured MTU of eth0 is 1400, current value is 1300/);
     sb.inNs(c.name, ["ip", "link", "set", "eth0", "mtu", "1400"]);
     sb.inNs(c.name, ["sysctl", "-q", "-w", "net.core.somaxconn=100"]);
-    assert.match(call(sb, OURS, "CHECK", c, config).json.msg, /configured value of net\.core\.somaxconn is 555, current value is 100/);
+    assert.match(
+      call(sb, OURS, "CHECK", c, config).json.msg,
+      /configured value of net\.core\.somaxconn is 555, current value is 100/,
+    );
     const noPrev = call(sb, OURS, "CHECK", c, conf(sb, undefined));
     assert.match(noPrev.json.msg, /Required prevResult missing/);
   } finally {
@@ -133,9 +188,18 @@ test("MAC from CNI_ARGS, the mac capability and args.cni, in the reference's ord
       ok(call(sb, OURS, "DEL", c, conf(sb, c, extra), args), "DEL");
       return mac;
     };
-    assert.is(run({ mac: "02:00:00:00:00:01" }, "IgnoreUnknown=1;K8S_POD_NAME=p;MAC=02:00:00:00:00:02"), "02:00:00:00:00:02");
-    assert.is(run({ mac: "02:00:00:00:00:01", runtimeConfig: { mac: "02:00:00:00:00:03" } }, "MAC=02:00:00:00:00:02"), "02:00:00:00:00:03");
-    assert.is(run({ runtimeConfig: { mac: "02:00:00:00:00:03" }, args: { cni: { mac: "02:00:00:00:00:04", mtu: 1280 } } }), "02:00:00:00:00:04");
+    assert.is(
+      run({ mac: "02:00:00:00:00:01" }, "IgnoreUnknown=1;K8S_POD_NAME=p;MAC=02:00:00:00:00:02"),
+      "02:00:00:00:00:02",
+    );
+    assert.is(
+      run({ mac: "02:00:00:00:00:01", runtimeConfig: { mac: "02:00:00:00:00:03" } }, "MAC=02:00:00:00:00:02"),
+      "02:00:00:00:00:03",
+    );
+    assert.is(
+      run({ runtimeConfig: { mac: "02:00:00:00:00:03" }, args: { cni: { mac: "02:00:00:00:00:04", mtu: 1280 } } }),
+      "02:00:00:00:00:04",
+    );
     const unknown = call(sb, OURS, "ADD", c, conf(sb, c, { mac: "02:00:00:00:00:01" }), "K8S_POD_NAME=p");
     assert.is(unknown.code, 1);
     assert.match(unknown.json.msg, /CNI_ARGS: unknown args/);
@@ -150,21 +214,45 @@ test("bad input: a CNI error naming the field, nothing changed", () => {
     const c = addContainer(sb);
     const before = snapshot(sb, c);
     const cases: [Record<string, unknown>, RegExp][] = [
-      [{ sysctl: { "net.ipv4.conf.eth0...kernel.hostname": "x" } }, /^invalid network config: sysctl: invalid net sysctl key .*"\.\."/],
+      [
+        { sysctl: { "net.ipv4.conf.eth0...kernel.hostname": "x" } },
+        /^invalid network config: sysctl: invalid net sysctl key .*"\.\."/,
+      ],
       [{ sysctl: { "net/../kernel/hostname": "x" } }, /invalid net sysctl key/],
-      [{ sysctl: { "kernel.hostname": "x" } }, /^invalid network config: sysctl: invalid net sysctl key "kernel\.hostname": only keys under net\./],
-      [{ args: { cni: { sysctl: { "vm.swappiness": "1" } } } }, /^invalid network config: args\.cni\.sysctl: invalid net sysctl key/],
-      [{ mac: "01:00:5e:00:00:01", mtu: 1400 }, /^invalid network config: mac: MAC address 01:00:5e:00:00:01 is not unicast/],
+      [
+        { sysctl: { "kernel.hostname": "x" } },
+        /^invalid network config: sysctl: invalid net sysctl key "kernel\.hostname": only keys under net\./,
+      ],
+      [
+        { args: { cni: { sysctl: { "vm.swappiness": "1" } } } },
+        /^invalid network config: args\.cni\.sysctl: invalid net sysctl key/,
+      ],
+      [
+        { mac: "01:00:5e:00:00:01", mtu: 1400 },
+        /^invalid network config: mac: MAC address 01:00:5e:00:00:01 is not unicast/,
+      ],
       [{ runtimeConfig: { mac: "ff:ff:ff:ff:ff:ff" } }, /^invalid network config: runtimeConfig\.mac: .*not unicast/],
       [{ mtu: -1, mac: "02:00:00:00:00:09" }, /^invalid network config: mtu: must not be negative/],
       [{ txQLen: -3 }, /^invalid network config: txQLen:/],
       [{ sysctl: { "net.core.somaxconn": "1", "net/core/somaxconn": "2" } }, /duplicated sysctl keys/],
       // Valid keys the container namespace does not have, or the kernel refuses there: earlier
       // keys and link attributes are rolled back.
-      [{ mac: "02:00:00:00:00:09", sysctl: { "net.core.somaxconn": "555", "net.ipv4.conf.nosuch.rp_filter": "1" } }, /sysctl net\.ipv4\.conf\.nosuch\.rp_filter: no such key/],
-      [{ mac: "02:00:00:00:00:09", sysctl: { "net.core.somaxconn": "555", "net.core.rmem_max": "9999999" } }, /sysctl net\.core\.rmem_max: .*Permission denied/],
-      [{ sysctl: { "net.core.somaxconn": "555", "net.ipv4.ip_forward": "not-a-number" } }, /sysctl net\.ipv4\.ip_forward:/],
-      [{ mac: "02:00:00:00:00:09", promisc: true, mtu: 99999, sysctl: { "net.core.somaxconn": "555" } }, /failed to set mtu of eth0: .*mtu greater than device maximum/],
+      [
+        { mac: "02:00:00:00:00:09", sysctl: { "net.core.somaxconn": "555", "net.ipv4.conf.nosuch.rp_filter": "1" } },
+        /sysctl net\.ipv4\.conf\.nosuch\.rp_filter: no such key/,
+      ],
+      [
+        { mac: "02:00:00:00:00:09", sysctl: { "net.core.somaxconn": "555", "net.core.rmem_max": "9999999" } },
+        /sysctl net\.core\.rmem_max: .*Permission denied/,
+      ],
+      [
+        { sysctl: { "net.core.somaxconn": "555", "net.ipv4.ip_forward": "not-a-number" } },
+        /sysctl net\.ipv4\.ip_forward:/,
+      ],
+      [
+        { mac: "02:00:00:00:00:09", promisc: true, mtu: 99999, sysctl: { "net.core.somaxconn": "555" } },
+        /failed to set mtu of eth0: .*mtu greater than device maximum/,
+      ],
     ];
     for (const [extra, msg] of cases) {
       const r = call(sb, OURS, "ADD", c, conf(sb, c, extra));
@@ -183,7 +271,9 @@ test("IFNAME in a key is the whole interface name, dots included", () => {
   const sb = new Sandbox("fwtune");
   try {
     const c = addContainer(sb, "eth0.5");
-    const config = conf(sb, c, { sysctl: { "net.ipv4.conf.IFNAME.arp_filter": "1", "net/ipv4/conf/eth0.5/arp_ignore": "2" } });
+    const config = conf(sb, c, {
+      sysctl: { "net.ipv4.conf.IFNAME.arp_filter": "1", "net/ipv4/conf/eth0.5/arp_ignore": "2" },
+    });
     ok(call(sb, OURS, "ADD", c, config), "ADD");
     assert.is(sysctl(sb, c.name, "net/ipv4/conf/eth0.5/arp_filter"), "1");
     assert.is(sysctl(sb, c.name, "net/ipv4/conf/eth0.5/arp_ignore"), "2");

@@ -3,7 +3,14 @@ import * as assert from "uvu/assert";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync, existsSync, chmodSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { cachedAttachments, cacheFilePath, encodeCacheEntry, readCachedResult, removeCachedResult, writeCachedResult } from "../../lib/cnitool/cache.ts";
+import {
+  cachedAttachments,
+  cacheFilePath,
+  encodeCacheEntry,
+  readCachedResult,
+  removeCachedResult,
+  writeCachedResult,
+} from "../../lib/cnitool/cache.ts";
 import { convertResult, decodePluginResult } from "../../lib/cnitool/results.ts";
 import type { RuntimeConf } from "../../lib/cnitool/runtime.ts";
 
@@ -109,7 +116,12 @@ test(
   withCache((dir) => {
     assert.equal(cachedAttachments(dir), [], "no results directory is an empty cache");
     writeCachedResult(dir, { name: "net", bytes: listBytes }, { ...rt, containerId: "b" }, result);
-    writeCachedResult(dir, { name: "net", bytes: listBytes }, { ...rt, containerId: "a", args: [], capabilityArgs: undefined }, result);
+    writeCachedResult(
+      dir,
+      { name: "net", bytes: listBytes },
+      { ...rt, containerId: "a", args: [], capabilityArgs: undefined },
+      result,
+    );
     writeCachedResult(dir, { name: "other", bytes: listBytes }, rt, result);
     mkdirSync(join(dir, "results"), { recursive: true });
     writeFileSync(join(dir, "results", "junk"), "not json");
@@ -130,12 +142,18 @@ test(
 );
 
 test("a plugin's result is decoded in its own version, or in the request's when it names none", async () => {
-  const v1 = await decodePluginResult(JSON.stringify({ cniVersion: "1.0.0", ips: [{ address: "10.0.0.2/24", extra: 1 }], unknown: true }), "1.0.0");
+  const v1 = await decodePluginResult(
+    JSON.stringify({ cniVersion: "1.0.0", ips: [{ address: "10.0.0.2/24", extra: 1 }], unknown: true }),
+    "1.0.0",
+  );
   assert.equal(v1, { cniVersion: "1.0.0", ips: [{ address: "10.0.0.2/24" }] });
   const assumed = await decodePluginResult(JSON.stringify({ ips: [{ address: "10.0.0.2/24" }] }), "0.4.0");
   assert.equal(assumed, { cniVersion: "0.4.0", ips: [{ version: "4", address: "10.0.0.2/24" }], dns: {} });
   // A 0.2.0 result without an address (loopback) is still a result: Go prints {"cniVersion","dns":{}}.
-  assert.equal(await decodePluginResult(JSON.stringify({ cniVersion: "0.2.0", interfaces: [{ name: "lo" }] }), "0.2.0"), { cniVersion: "0.2.0", dns: {} });
+  assert.equal(
+    await decodePluginResult(JSON.stringify({ cniVersion: "0.2.0", interfaces: [{ name: "lo" }] }), "0.2.0"),
+    { cniVersion: "0.2.0", dns: {} },
+  );
   try {
     await decodePluginResult("", "1.0.0");
     assert.unreachable();
@@ -152,7 +170,12 @@ test("a plugin's result is decoded in its own version, or in the request's when 
 
 test("a cached result is converted to the list's version before plugins see it", async () => {
   const v04 = await convertResult(result, "0.4.0");
-  assert.equal(v04, { cniVersion: "0.4.0", interfaces: result.interfaces, ips: [{ version: "4", interface: 0, address: "127.0.0.1/8" }], dns: {} });
+  assert.equal(v04, {
+    cniVersion: "0.4.0",
+    interfaces: result.interfaces,
+    ips: [{ version: "4", interface: 0, address: "127.0.0.1/8" }],
+    dns: {},
+  });
   assert.equal(await convertResult(v04, "1.0.0"), result);
   try {
     await convertResult({ cniVersion: "1.0.0", interfaces: [{ name: "lo" }] }, "0.2.0");

@@ -26,20 +26,40 @@ function withDir(files: Record<string, unknown>, fn: (dir: string) => void) {
   }
 }
 
-const list = (name: string, extra: Record<string, unknown> = {}) => ({ cniVersion: "1.0.0", name, plugins: [{ type: "loopback" }], ...extra });
+const list = (name: string, extra: Record<string, unknown> = {}) => ({
+  cniVersion: "1.0.0",
+  name,
+  plugins: [{ type: "loopback" }],
+  ...extra,
+});
 const parse = (o: unknown) => networkConfFromBytes(Buffer.from(JSON.stringify(o)));
 
 test("a .conflist is preferred to a .conf of the same name", () => {
-  withDir({ "00-single.conf": { cniVersion: "0.4.0", name: "net", type: "single" }, "50-list.conflist": list("net", { plugins: [{ type: "fromlist" }] }) }, (dir) => {
-    const l = loadNetworkConf(dir, "net");
-    assert.equal(l.plugins.map((p) => p.type), ["fromlist"]);
-  });
+  withDir(
+    {
+      "00-single.conf": { cniVersion: "0.4.0", name: "net", type: "single" },
+      "50-list.conflist": list("net", { plugins: [{ type: "fromlist" }] }),
+    },
+    (dir) => {
+      const l = loadNetworkConf(dir, "net");
+      assert.equal(
+        l.plugins.map((p) => p.type),
+        ["fromlist"],
+      );
+    },
+  );
 });
 
 test("conflists are searched in filename order and the first name match wins", () => {
-  withDir({ "20-b.conflist": list("net", { plugins: [{ type: "second" }] }), "10-a.conflist": list("net", { plugins: [{ type: "first" }] }) }, (dir) => {
-    assert.equal(loadNetworkConf(dir, "net").plugins[0]!.type, "first");
-  });
+  withDir(
+    {
+      "20-b.conflist": list("net", { plugins: [{ type: "second" }] }),
+      "10-a.conflist": list("net", { plugins: [{ type: "first" }] }),
+    },
+    (dir) => {
+      assert.equal(loadNetworkConf(dir, "net").plugins[0]!.type, "first");
+    },
+  );
 });
 
 test("the list keeps the file's exact bytes for the cache", () => {
@@ -54,19 +74,34 @@ test("a single-plugin .conf/.json is up-converted to a one-plugin list, with Go'
     const l = loadNetworkConf(dir, "single");
     assert.is(l.name, "single");
     assert.is(l.cniVersion, "0.3.1");
-    assert.equal(l.plugins.map((p) => p.type), ["loopback"]);
-    assert.is(l.bytes.toString(), '{"cniVersion":"0.3.1","name":"single","plugins":[{"b":"\\u003c\\u0026\\u003e","cniVersion":"0.3.1","name":"single","type":"loopback"}]}');
+    assert.equal(
+      l.plugins.map((p) => p.type),
+      ["loopback"],
+    );
+    assert.is(
+      l.bytes.toString(),
+      '{"cniVersion":"0.3.1","name":"single","plugins":[{"b":"\\u003c\\u0026\\u003e","cniVersion":"0.3.1","name":"single","type":"loopback"}]}',
+    );
   });
 });
 
 test("not found, and no configuration at all, are told apart", () => {
   withDir({ "10.conflist": list("other") }, (dir) => {
-    assert.throws(() => loadNetworkConf(dir, "net"), (e: Error) => e.message === `no net configuration with name "net" in ${dir}`);
+    assert.throws(
+      () => loadNetworkConf(dir, "net"),
+      (e: Error) => e.message === `no net configuration with name "net" in ${dir}`,
+    );
   });
   withDir({}, (dir) => {
-    assert.throws(() => loadNetworkConf(dir, "net"), (e: Error) => e.message === `no net configurations found in ${dir}`);
+    assert.throws(
+      () => loadNetworkConf(dir, "net"),
+      (e: Error) => e.message === `no net configurations found in ${dir}`,
+    );
   });
-  assert.throws(() => loadNetworkConf("/nonexistent-cnitool-dir", "net"), /no net configurations found in \/nonexistent-cnitool-dir/);
+  assert.throws(
+    () => loadNetworkConf("/nonexistent-cnitool-dir", "net"),
+    /no net configurations found in \/nonexistent-cnitool-dir/,
+  );
 });
 
 test("a broken conflist stops the search, as in libcni", () => {
@@ -76,15 +111,29 @@ test("a broken conflist stops the search, as in libcni", () => {
 });
 
 test("plugins in <dir>/<name>/*.conf are appended unless loadOnlyInlinedPlugins", () => {
-  const files = { "10.conflist": list("net"), "net/20-extra.conf": { type: "extra" }, "net/10-first.conf": { type: "first" }, "net/ignored.json": { type: "no" } };
+  const files = {
+    "10.conflist": list("net"),
+    "net/20-extra.conf": { type: "extra" },
+    "net/10-first.conf": { type: "first" },
+    "net/ignored.json": { type: "no" },
+  };
   withDir(files, (dir) => {
-    assert.equal(loadNetworkConf(dir, "net").plugins.map((p) => p.type), ["loopback", "first", "extra"]);
+    assert.equal(
+      loadNetworkConf(dir, "net").plugins.map((p) => p.type),
+      ["loopback", "first", "extra"],
+    );
   });
   withDir({ ...files, "10.conflist": list("net", { loadOnlyInlinedPlugins: true }) }, (dir) => {
-    assert.equal(loadNetworkConf(dir, "net").plugins.map((p) => p.type), ["loopback"]);
+    assert.equal(
+      loadNetworkConf(dir, "net").plugins.map((p) => p.type),
+      ["loopback"],
+    );
   });
   withDir({ "10.conflist": { cniVersion: "1.0.0", name: "net" }, "net/10.conf": { type: "only" } }, (dir) => {
-    assert.equal(loadNetworkConf(dir, "net").plugins.map((p) => p.type), ["only"]);
+    assert.equal(
+      loadNetworkConf(dir, "net").plugins.map((p) => p.type),
+      ["only"],
+    );
   });
   withDir({ "10.conflist": { cniVersion: "1.0.0", name: "net" } }, (dir) => {
     assert.throws(() => loadNetworkConf(dir, "net"), /no plugin configs found/);
@@ -92,17 +141,23 @@ test("plugins in <dir>/<name>/*.conf are appended unless loadOnlyInlinedPlugins"
 });
 
 test("a path to a file is loaded directly", () => {
-  withDir({ "a/x.conflist": list("fromfile"), "b/y.conf": { cniVersion: "1.0.0", name: "single", type: "loopback" } }, (dir) => {
-    assert.is(loadNetwork(join(dir, "a/x.conflist"), "/nonexistent").name, "fromfile");
-    const l = loadNetwork(join(dir, "b/y.conf"), "/nonexistent");
-    assert.is(l.name, "single");
-    assert.is(l.plugins.length, 1);
-  });
+  withDir(
+    { "a/x.conflist": list("fromfile"), "b/y.conf": { cniVersion: "1.0.0", name: "single", type: "loopback" } },
+    (dir) => {
+      assert.is(loadNetwork(join(dir, "a/x.conflist"), "/nonexistent").name, "fromfile");
+      const l = loadNetwork(join(dir, "b/y.conf"), "/nonexistent");
+      assert.is(l.name, "single");
+      assert.is(l.plugins.length, 1);
+    },
+  );
 });
 
 test("loadNetwork names the network and the directory when it fails", () => {
   withDir({}, (dir) => {
-    assert.throws(() => loadNetwork("net", dir), (e: Error) => e.message === `loading network "net" from ${dir}: no net configurations found in ${dir}`);
+    assert.throws(
+      () => loadNetwork("net", dir),
+      (e: Error) => e.message === `loading network "net" from ${dir}: no net configurations found in ${dir}`,
+    );
   });
 });
 
@@ -126,14 +181,23 @@ test("disableCheck / disableGC accept booleans and the strings true/false in any
 });
 
 test("malformed lists are refused with libcni's words", () => {
-  assert.throws(() => parse({ cniVersion: "1.0.0", plugins: [{ type: "t" }] }), /error parsing configuration list: no name/);
+  assert.throws(
+    () => parse({ cniVersion: "1.0.0", plugins: [{ type: "t" }] }),
+    /error parsing configuration list: no name/,
+  );
   assert.throws(() => parse({ name: 5, plugins: [] }), /invalid name type float64/);
   assert.throws(() => parse({ name: "n", cniVersion: 1 }), /invalid cniVersion type float64/);
   assert.throws(() => parse({ name: "n", plugins: [] }), /no plugins in list/);
   assert.throws(() => parse({ name: "n", plugins: {} }), /invalid 'plugins' type map\[string\]interface \{\}/);
   assert.throws(() => parse([1]), /cannot unmarshal array/);
-  assert.throws(() => parse({ name: "n", plugins: [{ type: "a" }, { name: "x" }] }), (e: Error) => e.message === "failed to parse plugin config 1: error parsing configuration: missing 'type'");
-  assert.throws(() => parse({ name: "n", plugins: [{ type: "a", capabilities: { mac: "yes" } }] }), /capabilities of type bool/);
+  assert.throws(
+    () => parse({ name: "n", plugins: [{ type: "a" }, { name: "x" }] }),
+    (e: Error) => e.message === "failed to parse plugin config 1: error parsing configuration: missing 'type'",
+  );
+  assert.throws(
+    () => parse({ name: "n", plugins: [{ type: "a", capabilities: { mac: "yes" } }] }),
+    /capabilities of type bool/,
+  );
 });
 
 test("a plugin's capabilities are read as booleans", () => {

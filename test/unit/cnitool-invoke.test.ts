@@ -33,7 +33,10 @@ test("a plugin is found in the first CNI_PATH directory that has it as a regular
   mkdirSync(join(dir, "p2"), { recursive: true });
   writeFileSync(join(dir, "p2", "tool"), "");
   assert.is(findPlugin("tool", [join(dir, "p1"), join(dir, "p2")]), join(dir, "p2", "tool"));
-  assert.throws(() => findPlugin("tool", [join(dir, "p1")]), (e: Error) => !(e instanceof CniError) && /failed to find plugin "tool" in path/.test(e.message));
+  assert.throws(
+    () => findPlugin("tool", [join(dir, "p1")]),
+    (e: Error) => !(e instanceof CniError) && /failed to find plugin "tool" in path/.test(e.message),
+  );
   assert.throws(() => findPlugin("../tool", [dir]), /invalid plugin name/);
   assert.throws(() => findPlugin("", [dir]), /no plugin name provided/);
   assert.throws(() => findPlugin("tool", []), /no paths provided/);
@@ -41,10 +44,28 @@ test("a plugin is found in the first CNI_PATH directory that has it as a regular
 
 test("the plugin environment is ours plus the CNI_* variables of the call, without TSCNI_PLUGIN", () => {
   const env = pluginEnv(
-    { command: "ADD", containerId: "c", netns: "/n", ifName: "eth0", args: [["A", "1"], ["B", "2=3"]], path: ["/a", "/b"] },
+    {
+      command: "ADD",
+      containerId: "c",
+      netns: "/n",
+      ifName: "eth0",
+      args: [
+        ["A", "1"],
+        ["B", "2=3"],
+      ],
+      path: ["/a", "/b"],
+    },
     { HOME: "/root", CNI_COMMAND: "stale", TSCNI_PLUGIN: "cnitool" },
   );
-  assert.equal(env, { HOME: "/root", CNI_COMMAND: "ADD", CNI_CONTAINERID: "c", CNI_NETNS: "/n", CNI_ARGS: "A=1;B=2=3", CNI_IFNAME: "eth0", CNI_PATH: "/a:/b" });
+  assert.equal(env, {
+    HOME: "/root",
+    CNI_COMMAND: "ADD",
+    CNI_CONTAINERID: "c",
+    CNI_NETNS: "/n",
+    CNI_ARGS: "A=1;B=2=3",
+    CNI_IFNAME: "eth0",
+    CNI_PATH: "/a:/b",
+  });
   const gc = pluginEnv({ command: "GC", path: ["/a"] }, {});
   assert.equal([gc.CNI_CONTAINERID, gc.CNI_NETNS, gc.CNI_IFNAME, gc.CNI_ARGS], ["", "", "", ""]);
 });
@@ -73,7 +94,10 @@ test("failures without an error object get libcni's texts", () => {
 test("an executable still open for writing (text file busy) is retried until it can run", async () => {
   const plugin = script("busy", "echo ran");
   // A helper holds the file open for writing for a moment, as an installer copying it would.
-  const holder = spawn(process.execPath, ["-e", `const fd = require("fs").openSync(${JSON.stringify(plugin)}, "a"); console.log("ready"); setTimeout(() => {}, 1200);`]);
+  const holder = spawn(process.execPath, [
+    "-e",
+    `const fd = require("fs").openSync(${JSON.stringify(plugin)}, "a"); console.log("ready"); setTimeout(() => {}, 1200);`,
+  ]);
   await new Promise<void>((resolve) => holder.stdout.once("data", () => resolve()));
   try {
     assert.is(execPlugin(plugin, "", {}), "ran\n");
@@ -89,9 +113,15 @@ test("VERSION: the answer is decoded; a 0.1.0 plugin that does not know the verb
   assert.equal(getVersionInfo(old, {}).supportedVersions, ["0.1.0"]);
   const v020 = script("v020", `echo '{"cniVersion":"0.2.0"}'`);
   assert.equal(getVersionInfo(v020, {}).supportedVersions, ["0.1.0", "0.2.0"]);
-  assert.throws(() => getVersionInfo(script("bad", `echo '{"cniVersion":"1.0.0"}'`), {}), /missing field supportedVersions/);
+  assert.throws(
+    () => getVersionInfo(script("bad", `echo '{"cniVersion":"1.0.0"}'`), {}),
+    /missing field supportedVersions/,
+  );
   const seen = join(dir, "probe.seen");
-  const probe = script("probe", `echo "$CNI_COMMAND $CNI_NETNS $CNI_IFNAME $CNI_PATH" > ${seen}; cat >> ${seen}; echo '{"cniVersion":"1.1.0","supportedVersions":["1.1.0"]}'`);
+  const probe = script(
+    "probe",
+    `echo "$CNI_COMMAND $CNI_NETNS $CNI_IFNAME $CNI_PATH" > ${seen}; cat >> ${seen}; echo '{"cniVersion":"1.1.0","supportedVersions":["1.1.0"]}'`,
+  );
   getVersionInfo(probe, {});
   assert.is(readFileSync(seen, "utf8"), 'VERSION dummy dummy dummy\n{"cniVersion":"1.1.0"}');
 });

@@ -15,7 +15,12 @@ const list = networkConfFromBytes(
       cniVersion: "1.0.0",
       name: "net",
       plugins: [
-        { type: "portmap", name: "own-name", cniVersion: "0.3.1", capabilities: { portMappings: true, bandwidth: false, mac: true } },
+        {
+          type: "portmap",
+          name: "own-name",
+          cniVersion: "0.3.1",
+          capabilities: { portMappings: true, bandwidth: false, mac: true },
+        },
         { type: "plain", runtimeConfig: { kept: 1 } },
         { type: "replaced", capabilities: { ips: true }, runtimeConfig: { old: 1 } },
       ],
@@ -23,14 +28,24 @@ const list = networkConfFromBytes(
   ),
 );
 const [portmap, plain, replaced] = list.plugins as [any, any, any];
-const caps = { capabilityArgs: { portMappings: [{ hostPort: 80, containerPort: 8080, protocol: "tcp" }], bandwidth: { ingressRate: 1 }, ips: ["10.0.0.5/24"] } };
+const caps = {
+  capabilityArgs: {
+    portMappings: [{ hostPort: 80, containerPort: 8080, protocol: "tcp" }],
+    bandwidth: { ingressRate: 1 },
+    ips: ["10.0.0.5/24"],
+  },
+};
 
 test("name and cniVersion come from the list, overriding the entry's own", () => {
   const req = JSON.parse(buildOneConfig(list, portmap, undefined));
   assert.is(req.name, "net");
   assert.is(req.cniVersion, "1.0.0");
   assert.is(req.type, "portmap");
-  assert.equal(req.capabilities, { portMappings: true, bandwidth: false, mac: true }, "capabilities stay, as libcni leaves them");
+  assert.equal(
+    req.capabilities,
+    { portMappings: true, bandwidth: false, mac: true },
+    "capabilities stay, as libcni leaves them",
+  );
   assert.not.ok("prevResult" in req);
   assert.not.ok("runtimeConfig" in req);
 });
@@ -47,7 +62,9 @@ test("no matching capability leaves the entry's runtimeConfig alone; a match rep
 });
 
 test("a capability supplied as null is still passed on", () => {
-  assert.equal(JSON.parse(buildOneConfig(list, portmap, undefined, { capabilityArgs: { mac: null } })).runtimeConfig, { mac: null });
+  assert.equal(JSON.parse(buildOneConfig(list, portmap, undefined, { capabilityArgs: { mac: null } })).runtimeConfig, {
+    mac: null,
+  });
 });
 
 test("prevResult is injected when there is one", () => {
@@ -56,7 +73,12 @@ test("prevResult is injected when there is one", () => {
 });
 
 test("requests are serialised as Go serialises a map: compact, keys sorted at every level", () => {
-  const req = buildOneConfig(list, replaced, { cniVersion: "1.0.0", ips: [{ interface: 0, address: "10.0.0.5/24" }] }, caps);
+  const req = buildOneConfig(
+    list,
+    replaced,
+    { cniVersion: "1.0.0", ips: [{ interface: 0, address: "10.0.0.5/24" }] },
+    caps,
+  );
   assert.is(
     req,
     '{"capabilities":{"ips":true},"cniVersion":"1.0.0","name":"net","prevResult":{"cniVersion":"1.0.0","ips":[{"address":"10.0.0.5/24","interface":0}]},"runtimeConfig":{"ips":["10.0.0.5/24"]},"type":"replaced"}',
@@ -64,7 +86,10 @@ test("requests are serialised as Go serialises a map: compact, keys sorted at ev
 });
 
 test("goMarshal sorts integer-like keys as strings and escapes HTML characters like Go", () => {
-  assert.is(goMarshal({ b: 1, "10": 2, "9": 3, a: [{ z: null, y: "<a&b>" }] }), '{"10":2,"9":3,"a":[{"y":"\\u003ca\\u0026b\\u003e","z":null}],"b":1}');
+  assert.is(
+    goMarshal({ b: 1, "10": 2, "9": 3, a: [{ z: null, y: "<a&b>" }] }),
+    '{"10":2,"9":3,"a":[{"y":"\\u003ca\\u0026b\\u003e","z":null}],"b":1}',
+  );
 });
 
 test("the container ID is derived from the absolute netns path as upstream cnitool does", () => {
@@ -114,11 +139,26 @@ test("container ID, network name and ifname are validated with the skel's rules 
     }
     return 0;
   };
-  assert.is(code(() => validateAttachment({ name: "net" }, { ...ok, containerId: "../x" })), 4);
-  assert.is(code(() => validateAttachment({ name: "a/b" }, ok)), 7);
-  assert.is(code(() => validateAttachment({ name: "a..b" }, ok)), 7);
-  assert.is(code(() => validateAttachment({ name: "net" }, { ...ok, ifName: "0123456789abcdef" })), 4);
-  assert.is(code(() => validateAttachment({ name: "net" }, { ...ok, ifName: "a b" })), 4);
+  assert.is(
+    code(() => validateAttachment({ name: "net" }, { ...ok, containerId: "../x" })),
+    4,
+  );
+  assert.is(
+    code(() => validateAttachment({ name: "a/b" }, ok)),
+    7,
+  );
+  assert.is(
+    code(() => validateAttachment({ name: "a..b" }, ok)),
+    7,
+  );
+  assert.is(
+    code(() => validateAttachment({ name: "net" }, { ...ok, ifName: "0123456789abcdef" })),
+    4,
+  );
+  assert.is(
+    code(() => validateAttachment({ name: "net" }, { ...ok, ifName: "a b" })),
+    4,
+  );
 });
 
 test.run();

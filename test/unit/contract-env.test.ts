@@ -21,13 +21,26 @@ function cniError(fn: () => unknown): CniError {
   throw new Error("unreachable");
 }
 
-const full = { CNI_COMMAND: "ADD", CNI_CONTAINERID: "ctr1", CNI_NETNS: "/var/run/netns/x", CNI_IFNAME: "eth0", CNI_PATH: "/opt/cni/bin" };
+const full = {
+  CNI_COMMAND: "ADD",
+  CNI_CONTAINERID: "ctr1",
+  CNI_NETNS: "/var/run/netns/x",
+  CNI_IFNAME: "eth0",
+  CNI_PATH: "/opt/cni/bin",
+};
 
 // environment
 
 test("readEnv: a complete ADD environment parses; CNI_PATH splits on ':' and drops empty parts", () => {
   const env = readEnv({ ...full, CNI_PATH: "/a::/b:", CNI_ARGS: "K=V" });
-  assert.equal(env, { command: "ADD", containerId: "ctr1", netns: "/var/run/netns/x", ifname: "eth0", args: "K=V", path: ["/a", "/b"] });
+  assert.equal(env, {
+    command: "ADD",
+    containerId: "ctr1",
+    netns: "/var/run/netns/x",
+    ifname: "eth0",
+    args: "K=V",
+    path: ["/a", "/b"],
+  });
 });
 
 test("readEnv: every missing variable is listed at once, code 4", () => {
@@ -71,13 +84,17 @@ test("readEnv: unknown or lower-case CNI_COMMAND is code 4", () => {
 test("readEnv: the container ID and ifname are validated for ADD/DEL/CHECK", () => {
   assert.is(cniError(() => readEnv({ ...full, CNI_CONTAINERID: "-x" })).code, Code.InvalidEnv);
   assert.is(cniError(() => readEnv({ ...full, CNI_COMMAND: "DEL", CNI_IFNAME: "a b" })).code, Code.InvalidEnv);
-  assert.is(cniError(() => readEnv({ ...full, CNI_COMMAND: "CHECK", CNI_IFNAME: "0123456789abcdef" })).code, Code.InvalidEnv);
+  assert.is(
+    cniError(() => readEnv({ ...full, CNI_COMMAND: "CHECK", CNI_IFNAME: "0123456789abcdef" })).code,
+    Code.InvalidEnv,
+  );
 });
 
 // container ID
 
 test("container IDs: [a-zA-Z0-9][a-zA-Z0-9_.-]*", () => {
-  for (const ok of ["a", "0", "ctr1", "A.b_c-D", "cnitool-0123456789abcdef0123", "x".repeat(64)]) validateContainerId(ok);
+  for (const ok of ["a", "0", "ctr1", "A.b_c-D", "cnitool-0123456789abcdef0123", "x".repeat(64)])
+    validateContainerId(ok);
   for (const bad of ["", "-a", ".a", "_a", "a/b", "a b", "a:b", "a\nb", "é", "a;b", "../x"]) {
     const e = cniError(() => validateContainerId(bad));
     assert.is(e.code, Code.InvalidEnv, JSON.stringify(bad));
@@ -136,14 +153,21 @@ test("network names: no '/', no '..', same character rule as container IDs; code
 test("CNI_ARGS: empty is nothing; known keys are returned", () => {
   assert.equal(parseCniArgs("", ["IP"]), {});
   assert.equal(parseCniArgs("IP=10.0.0.5", ["IP", "MAC"]), { IP: "10.0.0.5" });
-  assert.equal(parseCniArgs("IP=10.0.0.5;MAC=aa:bb:cc:dd:ee:ff", ["IP", "MAC"]), { IP: "10.0.0.5", MAC: "aa:bb:cc:dd:ee:ff" });
+  assert.equal(parseCniArgs("IP=10.0.0.5;MAC=aa:bb:cc:dd:ee:ff", ["IP", "MAC"]), {
+    IP: "10.0.0.5",
+    MAC: "aa:bb:cc:dd:ee:ff",
+  });
 });
 
 test("CNI_ARGS: unknown keys fail unless IgnoreUnknown is true, wherever it stands", () => {
   const e = cniError(() => parseCniArgs("K8S_POD_NAME=x;IP=10.0.0.5", ["IP"]));
   assert.match(e.message, /unknown args/);
   assert.match(e.message, /K8S_POD_NAME=x/);
-  for (const s of ["IgnoreUnknown=1;K8S_POD_NAME=x;IP=1.2.3.4", "K8S_POD_NAME=x;IP=1.2.3.4;IgnoreUnknown=true", "IgnoreUnknown=TRUE;IP=1.2.3.4;K=v"]) {
+  for (const s of [
+    "IgnoreUnknown=1;K8S_POD_NAME=x;IP=1.2.3.4",
+    "K8S_POD_NAME=x;IP=1.2.3.4;IgnoreUnknown=true",
+    "IgnoreUnknown=TRUE;IP=1.2.3.4;K=v",
+  ]) {
     assert.equal(parseCniArgs(s, ["IP"]), { IP: "1.2.3.4" }, s);
   }
   for (const s of ["IgnoreUnknown=0;K=v", "IgnoreUnknown=false;K=v"]) {
@@ -192,7 +216,12 @@ test("BaseConfig keeps unknown keys and defaults cniVersion to 0.1.0", () => {
 test("error objects carry cniVersion, code, msg, details", () => {
   const e = new CniError(Code.InvalidConfig, "bad", "more");
   assert.equal(e.toJSON("0.4.0"), { cniVersion: "0.4.0", code: 7, msg: "bad", details: "more" });
-  assert.equal(new CniError(Code.TryAgainLater, "busy").toJSON("1.1.0"), { cniVersion: "1.1.0", code: 11, msg: "busy", details: "" });
+  assert.equal(new CniError(Code.TryAgainLater, "busy").toJSON("1.1.0"), {
+    cniVersion: "1.1.0",
+    code: 11,
+    msg: "busy",
+    details: "",
+  });
 });
 
 test("untyped failures become code 999; CniErrors pass through", () => {
@@ -205,7 +234,16 @@ test("untyped failures become code 999; CniErrors pass through", () => {
 
 test("spec error codes", () => {
   assert.equal(
-    [Code.IncompatibleVersion, Code.InvalidEnv, Code.IOFailure, Code.DecodingFailure, Code.InvalidConfig, Code.TryAgainLater, Code.NotAvailable, Code.LimitedConnectivity],
+    [
+      Code.IncompatibleVersion,
+      Code.InvalidEnv,
+      Code.IOFailure,
+      Code.DecodingFailure,
+      Code.InvalidConfig,
+      Code.TryAgainLater,
+      Code.NotAvailable,
+      Code.LimitedConnectivity,
+    ],
     [1, 4, 5, 6, 7, 11, 50, 51],
   );
 });

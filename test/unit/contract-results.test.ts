@@ -24,7 +24,11 @@ function throwsCni(fn: () => unknown, code: number, msg: RegExp) {
 
 const legacy020 = {
   cniVersion: "0.2.0",
-  ip4: { ip: "10.0.0.5/24", gateway: "10.0.0.1", routes: [{ dst: "0.0.0.0/0", gw: "10.0.0.1" }, { dst: "192.168.0.0/16" }] },
+  ip4: {
+    ip: "10.0.0.5/24",
+    gateway: "10.0.0.1",
+    routes: [{ dst: "0.0.0.0/0", gw: "10.0.0.1" }, { dst: "192.168.0.0/16" }],
+  },
   ip6: { ip: "fd00::5/64", gateway: "fd00::1", routes: [{ dst: "::/0", gw: "fd00::1" }] },
   dns: { nameservers: ["10.0.0.53"], domain: "example.test", search: ["example.test"], options: ["ndots:2"] },
 };
@@ -47,7 +51,16 @@ const rich040 = {
 
 const v110 = {
   cniVersion: "1.1.0",
-  interfaces: [{ name: "eth0", mac: "aa:bb:cc:dd:ee:03", mtu: 1400, sandbox: "/var/run/netns/x", socketPath: "/run/x.sock", pciID: "0000:00:01.0" }],
+  interfaces: [
+    {
+      name: "eth0",
+      mac: "aa:bb:cc:dd:ee:03",
+      mtu: 1400,
+      sandbox: "/var/run/netns/x",
+      socketPath: "/run/x.sock",
+      pciID: "0000:00:01.0",
+    },
+  ],
   ips: [{ interface: 0, address: "10.0.0.5/24", gateway: "10.0.0.1" }],
   routes: [{ dst: "0.0.0.0/0", gw: "10.0.0.1", mtu: 1400, advmss: 1360, priority: 10, table: 100, scope: 0 }],
 };
@@ -103,7 +116,11 @@ test("0.2.0 -> 0.2.0 and 0.1.0 relabel", () => {
 test("0.4.0 -> 0.2.0 is lossy: first v4 and first v6 only, address+gateway, routes by dst family, no interfaces", () => {
   assert.equal(convert(rich040, "0.4.0", "0.2.0"), {
     cniVersion: "0.2.0",
-    ip4: { ip: "10.0.0.5/24", gateway: "10.0.0.1", routes: [{ dst: "0.0.0.0/0", gw: "10.0.0.1" }, { dst: "172.16.0.0/12" }] },
+    ip4: {
+      ip: "10.0.0.5/24",
+      gateway: "10.0.0.1",
+      routes: [{ dst: "0.0.0.0/0", gw: "10.0.0.1" }, { dst: "172.16.0.0/12" }],
+    },
     ip6: { ip: "fd00::5/64", gateway: "fd00::1", routes: [{ dst: "::/0", gw: "fd00::1" }] },
     dns: { nameservers: ["10.0.0.53"] },
   });
@@ -112,7 +129,11 @@ test("0.4.0 -> 0.2.0 is lossy: first v4 and first v6 only, address+gateway, rout
 test("0.4.0 -> 0.2.0 drops routes of a family that has no IP", () => {
   const only4 = { ...rich040, ips: [rich040.ips[0]] };
   const out = convert(only4, "0.4.0", "0.1.0");
-  assert.equal(out.ip4, { ip: "10.0.0.5/24", gateway: "10.0.0.1", routes: [{ dst: "0.0.0.0/0", gw: "10.0.0.1" }, { dst: "172.16.0.0/12" }] });
+  assert.equal(out.ip4, {
+    ip: "10.0.0.5/24",
+    gateway: "10.0.0.1",
+    routes: [{ dst: "0.0.0.0/0", gw: "10.0.0.1" }, { dst: "172.16.0.0/12" }],
+  });
   assert.not.ok("ip6" in out);
 });
 
@@ -159,7 +180,11 @@ test("1.1.0 -> 0.2.0 goes via 0.4.0: routes keep only dst and gw", () => {
 });
 
 test("1.0.0 with only an interface cannot become 0.2.0", () => {
-  throwsCni(() => convert({ cniVersion: "1.0.0", interfaces: [{ name: "eth0" }] }, "1.0.0", "0.2.0"), 999, /no valid IP addresses/);
+  throwsCni(
+    () => convert({ cniVersion: "1.0.0", interfaces: [{ name: "eth0" }] }, "1.0.0", "0.2.0"),
+    999,
+    /no valid IP addresses/,
+  );
 });
 
 test("1.1.0 <-> 1.0.0 relabel only (same types)", () => {
@@ -196,7 +221,10 @@ test("prevResult without cniVersion is read in the request's version", () => {
   const { cniVersion: _v, ...unlabelled } = legacy020;
   const asLegacy = parseResult(unlabelled, "0.2.0");
   assert.is(asLegacy.cniVersion, "0.2.0");
-  assert.equal(asLegacy.ips, [{ address: "10.0.0.5/24", gateway: "10.0.0.1" }, { address: "fd00::5/64", gateway: "fd00::1" }]);
+  assert.equal(asLegacy.ips, [
+    { address: "10.0.0.5/24", gateway: "10.0.0.1" },
+    { address: "fd00::5/64", gateway: "fd00::1" },
+  ]);
 
   const { cniVersion: _w, ...unlabelled040 } = rich040;
   const asRich = parseResult(unlabelled040, "1.0.0");
@@ -224,8 +252,16 @@ test("prevResult: null lists are accepted as absent", () => {
 test("prevResult: malformed fields are decoding failures (code 6) naming the field", () => {
   throwsCni(() => parseResult({ cniVersion: "1.0.0", ips: "10.0.0.5/24" }, "1.0.0"), 6, /ips/);
   throwsCni(() => parseResult({ cniVersion: "1.0.0", ips: [{ interface: 0 }] }, "1.0.0"), 6, /ips\.0\.address/);
-  throwsCni(() => parseResult({ cniVersion: "1.0.0", interfaces: [{ name: "eth0", mtu: "big" }] }, "1.0.0"), 6, /interfaces\.0\.mtu/);
-  throwsCni(() => parseResult({ cniVersion: "0.4.0", ips: [{ version: "5", address: "10.0.0.5/24" }] }, "0.4.0"), 6, /ips\.0\.version/);
+  throwsCni(
+    () => parseResult({ cniVersion: "1.0.0", interfaces: [{ name: "eth0", mtu: "big" }] }, "1.0.0"),
+    6,
+    /interfaces\.0\.mtu/,
+  );
+  throwsCni(
+    () => parseResult({ cniVersion: "0.4.0", ips: [{ version: "5", address: "10.0.0.5/24" }] }, "0.4.0"),
+    6,
+    /ips\.0\.version/,
+  );
   throwsCni(() => parseResult({ cniVersion: "0.2.0", ip4: { gateway: "10.0.0.1" } }, "0.2.0"), 6, /ip4\.ip/);
   throwsCni(() => parseResult("not a result", "1.0.0"), 6, /prevResult/);
 });

@@ -32,7 +32,9 @@ const NOT_DEBIAN: Record<string, string> = {
 
 /** Shell words that are builtins, keywords or functions rather than programs. */
 const SHELL_WORDS = new Set(
-  "if then else elif fi for while until do done case esac in function return local export declare readonly set unset shift exit cd echo printf read test [ [[ true false source . eval exec trap wait kill command type mapfile pushd popd let break continue getopts umask ulimit builtin time load setup teardown run skip".split(" "),
+  "if then else elif fi for while until do done case esac in function return local export declare readonly set unset shift exit cd echo printf read test [ [[ true false source . eval exec trap wait kill command type mapfile pushd popd let break continue getopts umask ulimit builtin time load setup teardown run skip".split(
+    " ",
+  ),
 );
 
 function sourceFiles(): string[] {
@@ -49,12 +51,15 @@ function sourceFiles(): string[] {
   return out;
 }
 
-const NAME = String.raw`[a-z][a-z0-9_.+-]*`;
+const NAME = "[a-z][a-z0-9_.+-]*";
 // sh([...]), run([...]), inNode([...]), inNs(ns, [...]), spawnSync([...]) and the like.
-const ARGV_CALL = new RegExp(String.raw`(?<![.\w])(?:sh|run|inNode|inNs|inNsAsync|inNodeAsync|spawnIn|runIn)\((?:[^()\[\]]{0,80},\s*)?\[\s*"(${NAME})"`, "g");
+const ARGV_CALL = new RegExp(
+  String.raw`(?<![.\w])(?:sh|run|inNode|inNs|inNsAsync|inNodeAsync|spawnIn|runIn)\((?:[^()\[\]]{0,80},\s*)?\[\s*"(${NAME})"`,
+  "g",
+);
 const SPAWN_CALL = new RegExp(String.raw`(?<![.\w])(?:spawn|spawnSync|execFile|execFileSync)\(\s*"(${NAME})"`, "g");
 // A program chosen at run time: `const bin = family === 4 ? "iptables-save" : "ip6tables-save"`.
-const CHOSEN_BIN = new RegExp(String.raw`\bconst\s+(?:bin|tool|program)\s*=[^;\n]*`, "g");
+const CHOSEN_BIN = /\bconst\s+(?:bin|tool|program)\s*=[^;\n]*/g;
 const SHEBANG = new RegExp(String.raw`#!\s*(?:/usr)?/s?bin/(?:env\s+)?(${NAME})`, "g");
 
 interface Use {
@@ -73,7 +78,8 @@ function collectPrograms(): Map<string, Use> {
   for (const file of sourceFiles()) {
     const text = readFileSync(file, "utf8");
     for (const re of [ARGV_CALL, SPAWN_CALL, SHEBANG]) for (const m of text.matchAll(re)) note(m[1]!, file, true);
-    for (const m of text.matchAll(CHOSEN_BIN)) for (const lit of m[0].matchAll(new RegExp(`"(${NAME})"`, "g"))) note(lit[1]!, file, true);
+    for (const m of text.matchAll(CHOSEN_BIN))
+      for (const lit of m[0].matchAll(new RegExp(`"(${NAME})"`, "g"))) note(lit[1]!, file, true);
     if (/\.(sh|bash|bats)$/.test(file)) for (const name of shellCommands(text)) note(name, file, false);
   }
   return found;
@@ -89,7 +95,10 @@ function shellCommands(text: string): Set<string> {
     const line = raw.replace(/(^|\s)#.*$/, "");
     if (/<<|^\s*@test|^\s*["']/.test(line)) continue;
     for (const seg of line.split(/\|\||&&|[|;]|\$\(|\bthen\b|\bdo\b|\belse\b|!\s/)) {
-      const words = seg.trim().split(/\s+/).filter((w) => !/^[A-Za-z_]\w*=/.test(w));
+      const words = seg
+        .trim()
+        .split(/\s+/)
+        .filter((w) => !/^[A-Za-z_]\w*=/.test(w));
       // A wrapper (`in_node_mnt ctr ...`, `timeout 5 curl ...`) runs the program named after it.
       while (words.length > 1 && WRAPPERS.test(words[0]!)) {
         words.shift();
@@ -104,7 +113,12 @@ function shellCommands(text: string): Set<string> {
 
 function listedPackages(): Set<string> {
   const text = readFileSync(join(ROOT, "test", "debian-packages.txt"), "utf8");
-  return new Set(text.split("\n").filter((l) => /^[a-z0-9]/.test(l)).map((l) => l.split(/\s+/)[0]!));
+  return new Set(
+    text
+      .split("\n")
+      .filter((l) => /^[a-z0-9]/.test(l))
+      .map((l) => l.split(/\s+/)[0]!),
+  );
 }
 
 function onPath(name: string): string | undefined {
@@ -122,25 +136,28 @@ function onPath(name: string): string | undefined {
 /** The Debian package owning a file, trying the path as found, its target and the usrmerge twins. */
 function owningPackage(path: string): string | undefined {
   const real = existsSync(path) ? realpathSync(path) : path;
-  const candidates = new Set([path, real].flatMap((p) => [p, p.replace(/^\/usr\//, "/"), p.startsWith("/usr/") ? p : `/usr${p}`]));
+  const candidates = new Set(
+    [path, real].flatMap((p) => [p, p.replace(/^\/usr\//, "/"), p.startsWith("/usr/") ? p : `/usr${p}`]),
+  );
   for (const p of candidates) {
     const r = spawnSync("dpkg-query", ["-S", p], { encoding: "utf8" });
     // "pkg: /path" (or "a, b: /path"); "diversion by ..." lines name no owner.
     const owner = r.status === 0 ? r.stdout.split("\n").find((l) => l && !l.startsWith("diversion ")) : undefined;
-    const pkg = owner?.split(":")[0]!.split(",")[0]!.trim();
+    const pkg = owner ? owner.split(":")[0]!.split(",")[0]!.trim() : undefined;
     if (pkg) return pkg;
   }
   return undefined;
 }
 
 function priority(pkg: string): string {
-  return spawnSync("dpkg-query", ["-W", "-f=${Priority}", pkg], { encoding: "utf8" }).stdout.trim();
+  return spawnSync("dpkg-query", ["-W", `-f=${"$"}{Priority}`, pkg], { encoding: "utf8" }).stdout.trim();
 }
 
 test("the collector finds programs in each of its forms", () => {
   const found = collectPrograms();
   // One of each: an argv literal in lib/, a spawnSync in test/, a shebang in a generated script, a shell command.
-  for (const name of ["ip", "iptables-restore", "dbus-daemon", "busybox", "ctr"]) assert.ok(found.has(name), `${name} collected`);
+  for (const name of ["ip", "iptables-restore", "dbus-daemon", "busybox", "ctr"])
+    assert.ok(found.has(name), `${name} collected`);
 });
 
 test("every program the sources run is on PATH and comes from a listed package or the base system", () => {
@@ -159,7 +176,9 @@ test("every program the sources run is on PATH and comes from a listed package o
       continue;
     }
     if (listed.has(pkg) || priority(pkg) === "required") continue;
-    problems.push(`${name} (${where}): package ${pkg} (priority ${priority(pkg) || "?"}) is not in test/debian-packages.txt`);
+    problems.push(
+      `${name} (${where}): package ${pkg} (priority ${priority(pkg) || "?"}) is not in test/debian-packages.txt`,
+    );
   }
   assert.equal(problems, []);
 });

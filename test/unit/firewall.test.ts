@@ -43,8 +43,14 @@ test("container addresses become host routes in the family's canonical spelling"
   assert.equal(hostCidr("10.88.0.2/16"), { family: 4, cidr: "10.88.0.2/32" });
   assert.equal(hostCidr("fd00:0:0:0::2/64"), { family: 6, cidr: "fd00::2/128" });
   assert.equal(hostCidr("2001:DB8::A/64"), { family: 6, cidr: "2001:db8::a/128" });
-  assert.throws(() => hostCidr("10.88.0/16"), (e: unknown) => e instanceof CniError && /invalid IP address/.test(e.message));
-  assert.throws(() => hostCidr("fe80::1%eth0/64"), (e: unknown) => e instanceof CniError);
+  assert.throws(
+    () => hostCidr("10.88.0/16"),
+    (e: unknown) => e instanceof CniError && /invalid IP address/.test(e.message),
+  );
+  assert.throws(
+    () => hostCidr("fe80::1%eth0/64"),
+    (e: unknown) => e instanceof CniError,
+  );
 });
 
 test("a fresh table gets chains by -N (never a flushing declaration), jumps on top, container rules appended", () => {
@@ -88,14 +94,33 @@ test("same-bridge isolation: FORWARD jump lands above CNI-FORWARD, bridge rules 
   // Both are inserted at position 1; the later one ends on top.
   assert.match(forwardInserts[0]!, /-j CNI-FORWARD$/);
   assert.match(forwardInserts[1]!, /ingressPolicy: same-bridge\)" -j CNI-ISOLATION-STAGE-1$/);
-  assert.ok(lines.includes('-I CNI-ISOLATION-STAGE-1 1 -i cni0 ! -o cni0 -m comment --comment "CNI firewall plugin rules (ingressPolicy: same-bridge)" -j CNI-ISOLATION-STAGE-2'));
-  assert.ok(lines.includes('-A CNI-ISOLATION-STAGE-1 -m comment --comment "CNI firewall plugin rules (ingressPolicy: same-bridge)" -j RETURN'));
-  assert.ok(lines.includes('-I CNI-ISOLATION-STAGE-2 1 -o cni0 -m comment --comment "CNI firewall plugin rules (ingressPolicy: same-bridge)" -j DROP'));
+  assert.ok(
+    lines.includes(
+      '-I CNI-ISOLATION-STAGE-1 1 -i cni0 ! -o cni0 -m comment --comment "CNI firewall plugin rules (ingressPolicy: same-bridge)" -j CNI-ISOLATION-STAGE-2',
+    ),
+  );
+  assert.ok(
+    lines.includes(
+      '-A CNI-ISOLATION-STAGE-1 -m comment --comment "CNI firewall plugin rules (ingressPolicy: same-bridge)" -j RETURN',
+    ),
+  );
+  assert.ok(
+    lines.includes(
+      '-I CNI-ISOLATION-STAGE-2 1 -o cni0 -m comment --comment "CNI firewall plugin rules (ingressPolicy: same-bridge)" -j DROP',
+    ),
+  );
 });
 
 test("isolated also drops traffic between ports of the same bridge; open adds nothing", () => {
   const iso = isolationRules("isolated", "br1");
-  assert.ok(iso.wanted.some((w) => w.rule.chain === "CNI-ISOLATION-STAGE-1" && w.rule.spec.join(" ").startsWith("-i br1 -o br1") && w.rule.spec.at(-1) === "DROP"));
+  assert.ok(
+    iso.wanted.some(
+      (w) =>
+        w.rule.chain === "CNI-ISOLATION-STAGE-1" &&
+        w.rule.spec.join(" ").startsWith("-i br1 -o br1") &&
+        w.rule.spec.at(-1) === "DROP",
+    ),
+  );
   assert.equal(isolationRules("open", "br1"), { chains: [], wanted: [] });
 });
 
@@ -109,15 +134,31 @@ test("DEL deletes every copy present and nothing absent", () => {
 });
 
 test("CHECK names what is missing", () => {
-  const noJump = REFERENCE_DUMP.replace('-A FORWARD -m comment --comment "CNI firewall plugin rules" -j CNI-FORWARD\n', "");
+  const noJump = REFERENCE_DUMP.replace(
+    '-A FORWARD -m comment --comment "CNI firewall plugin rules" -j CNI-FORWARD\n',
+    "",
+  );
   const absent = missing(parseFilterDump(noJump), forwardSkeleton("CNI-ADMIN"), containerRules("10.88.0.2/32"));
   assert.equal(absent, ['rule "-A FORWARD -m comment --comment "CNI firewall plugin rules" -j CNI-FORWARD"']);
-  assert.equal(missing(parseFilterDump(EMPTY_DUMP), forwardSkeleton("MY-ADMIN")).slice(0, 2), ["chain CNI-FORWARD", "chain MY-ADMIN"]);
+  assert.equal(missing(parseFilterDump(EMPTY_DUMP), forwardSkeleton("MY-ADMIN")).slice(0, 2), [
+    "chain CNI-FORWARD",
+    "chain MY-ADMIN",
+  ]);
 });
 
 test("saved rules are compared by words, so quoting style does not matter", () => {
-  assert.equal(tokenize('-A X -m comment --comment "a \\"b\\" c" -j Y'), ["-A", "X", "-m", "comment", "--comment", 'a "b" c', "-j", "Y"]);
-  const dump = '*filter\n:CNI-FORWARD - [0:0]\n-A CNI-FORWARD -m comment --comment "CNI firewall plugin admin overrides" -j ADMIN\n';
+  assert.equal(tokenize('-A X -m comment --comment "a \\"b\\" c" -j Y'), [
+    "-A",
+    "X",
+    "-m",
+    "comment",
+    "--comment",
+    'a "b" c',
+    "-j",
+    "Y",
+  ]);
+  const dump =
+    '*filter\n:CNI-FORWARD - [0:0]\n-A CNI-FORWARD -m comment --comment "CNI firewall plugin admin overrides" -j ADMIN\n';
   assert.equal(missing(parseFilterDump(dump), { chains: [], wanted: forwardSkeleton("ADMIN").wanted.slice(1) }), []);
 });
 

@@ -1,6 +1,13 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { AllocationError, allocateAll, allocateFromSet, candidates, toIPConfig, type AllocationStore } from "../../lib/ipam/allocator.ts";
+import {
+  AllocationError,
+  allocateAll,
+  allocateFromSet,
+  candidates,
+  toIPConfig,
+  type AllocationStore,
+} from "../../lib/ipam/allocator.ts";
 import { formatIP, parseIP, type IP } from "../../lib/ipam/ip.ts";
 import { canonicalizeRangeSet, type RangeInput, type RangeSet } from "../../lib/ipam/range.ts";
 
@@ -47,7 +54,8 @@ class MemoryStore implements AllocationStore {
   }
 }
 
-const order = (s: RangeSet, last?: string) => [...candidates(s, last ? ip(last) : undefined)].map((c) => formatIP({ family: c.range.family, n: c.n }));
+const order = (s: RangeSet, last?: string) =>
+  [...candidates(s, last ? ip(last) : undefined)].map((c) => formatIP({ family: c.range.family, n: c.n }));
 
 test("round robin: continue after last_reserved_ip, wrap, the last reserved comes last", () => {
   const s = set({ subnet: "10.40.0.0/24", rangeStart: "10.40.0.10", rangeEnd: "10.40.0.13" });
@@ -67,13 +75,19 @@ test("default /24 hands out .2-.254; a /30 only .2 (gateway .1, broadcast exclud
 });
 
 test("several ranges in a set are one pool: each range's end wraps to the next range's start", () => {
-  const s = set({ subnet: "10.1.0.0/24", rangeStart: "10.1.0.10", rangeEnd: "10.1.0.11" }, { subnet: "10.2.0.0/24", rangeStart: "10.2.0.10", rangeEnd: "10.2.0.11" });
+  const s = set(
+    { subnet: "10.1.0.0/24", rangeStart: "10.1.0.10", rangeEnd: "10.1.0.11" },
+    { subnet: "10.2.0.0/24", rangeStart: "10.2.0.10", rangeEnd: "10.2.0.11" },
+  );
   assert.equal(order(s, "10.1.0.11"), ["10.2.0.10", "10.2.0.11", "10.1.0.10", "10.1.0.11"]);
   assert.equal(order(s, "10.2.0.11"), ["10.1.0.10", "10.1.0.11", "10.2.0.10", "10.2.0.11"]);
 });
 
 test("every address of a set comes up exactly once, from any starting point", () => {
-  const s = set({ subnet: "10.1.0.0/28", rangeStart: "10.1.0.1", rangeEnd: "10.1.0.6", gateway: "10.1.0.3" }, { subnet: "10.9.0.0/29" });
+  const s = set(
+    { subnet: "10.1.0.0/28", rangeStart: "10.1.0.1", rangeEnd: "10.1.0.6", gateway: "10.1.0.3" },
+    { subnet: "10.9.0.0/29" },
+  );
   const all = order(s);
   assert.equal(new Set(all).size, all.length);
   assert.ok(!all.includes("10.1.0.3"), "the gateway is never a candidate");
@@ -110,14 +124,20 @@ test("exhaustion names the range set", () => {
   const st = new MemoryStore();
   allocateFromSet(s, 0, undefined, "a", st.as("a\r\neth0"));
   allocateFromSet(s, 0, undefined, "b", st.as("b\r\neth0"));
-  assert.throws(() => allocateFromSet(s, 0, undefined, "c", st.as("c\r\neth0")), (e: Error) => e.message === "no IP addresses available in range set: 10.30.0.1-10.30.0.3");
+  assert.throws(
+    () => allocateFromSet(s, 0, undefined, "c", st.as("c\r\neth0")),
+    (e: Error) => e.message === "no IP addresses available in range set: 10.30.0.1-10.30.0.3",
+  );
 });
 
 test("the same attachment asking again is refused, per set", () => {
   const s = set({ subnet: "10.40.0.0/24" });
   const st = new MemoryStore();
   allocateFromSet(s, 0, undefined, "ctr", st);
-  assert.throws(() => allocateFromSet(s, 0, undefined, "ctr", st), (e: Error) => e.message === "10.40.0.2 has been allocated to ctr, duplicate allocation is not allowed");
+  assert.throws(
+    () => allocateFromSet(s, 0, undefined, "ctr", st),
+    (e: Error) => e.message === "10.40.0.2 has been allocated to ctr, duplicate allocation is not allowed",
+  );
   // Another set is another pool: the attachment gets one address there too.
   assert.is(toIPConfig(allocateFromSet(set({ subnet: "fd00::/64" }), 1, undefined, "ctr", st)).address, "fd00::2/64");
 });
@@ -126,18 +146,30 @@ test("requested addresses: taken, gateway, success", () => {
   const s = set({ subnet: "10.40.0.0/24", rangeStart: "10.40.0.10", rangeEnd: "10.40.0.20" });
   const st = new MemoryStore();
   st.taken.set("10.40.0.15", "other");
-  assert.throws(() => allocateFromSet(s, 0, ip("10.40.0.15"), "ctr", st), (e: Error) => e.message === "requested IP address 10.40.0.15 is not available in range set 10.40.0.10-10.40.0.20");
+  assert.throws(
+    () => allocateFromSet(s, 0, ip("10.40.0.15"), "ctr", st),
+    (e: Error) => e.message === "requested IP address 10.40.0.15 is not available in range set 10.40.0.10-10.40.0.20",
+  );
   const g = set({ subnet: "10.40.0.0/24", gateway: "10.40.0.9" });
-  assert.throws(() => allocateFromSet(g, 0, ip("10.40.0.9"), "ctr", st), (e: Error) => e.message === "requested ip 10.40.0.9 is subnet's gateway");
+  assert.throws(
+    () => allocateFromSet(g, 0, ip("10.40.0.9"), "ctr", st),
+    (e: Error) => e.message === "requested ip 10.40.0.9 is subnet's gateway",
+  );
   assert.is(toIPConfig(allocateFromSet(s, 0, ip("10.40.0.16"), "ctr", st)).address, "10.40.0.16/24");
   assert.is(formatIP(st.last.get(0)!), "10.40.0.16", "requested addresses move last_reserved_ip too");
 });
 
 test("allocateAll: one address per set; a later failure releases what this call reserved", () => {
-  const sets = [set({ subnet: "10.1.0.0/24" }), set({ subnet: "fd00::/64", rangeStart: "fd00::5", rangeEnd: "fd00::5" })];
+  const sets = [
+    set({ subnet: "10.1.0.0/24" }),
+    set({ subnet: "fd00::/64", rangeStart: "fd00::5", rangeEnd: "fd00::5" }),
+  ];
   const st = new MemoryStore();
   st.taken.set("fd00::5", "other");
-  assert.throws(() => allocateAll(sets, [], "ctr", st), (e: unknown) => e instanceof AllocationError && e.setIndex === 1);
+  assert.throws(
+    () => allocateAll(sets, [], "ctr", st),
+    (e: unknown) => e instanceof AllocationError && e.setIndex === 1,
+  );
   assert.equal([...st.taken.keys()], ["fd00::5"], "the v4 address was rolled back");
 });
 
@@ -145,11 +177,17 @@ test("allocateAll: requested addresses go to the set that contains them; leftove
   const sets = [set({ subnet: "10.1.0.0/24" }), set({ subnet: "fd00::/64" })];
   const st = new MemoryStore();
   const got = allocateAll(sets, [ip("fd00::99"), ip("10.1.0.77")], "ctr", st).map(toIPConfig);
-  assert.equal(got.map((g) => g.address), ["10.1.0.77/24", "fd00::99/64"]);
+  assert.equal(
+    got.map((g) => g.address),
+    ["10.1.0.77/24", "fd00::99/64"],
+  );
   const st2 = new MemoryStore();
   // Inside the subnet but outside [rangeStart, rangeEnd]: no set takes it.
   const narrow = [set({ subnet: "10.1.0.0/24", rangeStart: "10.1.0.10", rangeEnd: "10.1.0.20" })];
-  assert.throws(() => allocateAll(narrow, [ip("10.1.0.30")], "ctr", st2), (e: Error) => e.message === "failed to allocate all requested IPs: 10.1.0.30");
+  assert.throws(
+    () => allocateAll(narrow, [ip("10.1.0.30")], "ctr", st2),
+    (e: Error) => e.message === "failed to allocate all requested IPs: 10.1.0.30",
+  );
   assert.is(st2.taken.size, 0, "the dynamic address of set 0 was rolled back");
 });
 

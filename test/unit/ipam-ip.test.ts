@@ -48,7 +48,8 @@ test("parseCIDR keeps the written address and rejects what Go rejects", () => {
   assert.equal(parseCIDR("10.0.0.0/08")?.prefix, 8);
   const mapped = parseCIDR("::ffff:10.0.0.0/104")!;
   assert.equal([formatIP(mapped.ip), mapped.prefix, mapped.maskBits], ["10.0.0.0", 104, 128]);
-  for (const bad of ["10.0.0.0/33", "10.0.0.0", "10.0.0.0/", "fd00::/129", "x/8", "10.0.0.0/-1"]) assert.is(parseCIDR(bad), undefined, bad);
+  for (const bad of ["10.0.0.0/33", "10.0.0.0", "10.0.0.0/", "fd00::/129", "x/8", "10.0.0.0/-1"])
+    assert.is(parseCIDR(bad), undefined, bad);
 });
 
 test.run();

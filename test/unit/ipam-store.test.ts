@@ -1,10 +1,19 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { spawnSync } from "node:child_process";
-import { existsSync, linkSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import {
+  existsSync,
+  linkSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { asCniError, CniError, Code } from "../../lib/cni/errors.ts";
+import { asCniError, type CniError, Code } from "../../lib/cni/errors.ts";
 import { allocateAll } from "../../lib/ipam/allocator.ts";
 import { formatIP, parseIP } from "../../lib/ipam/ip.ts";
 import { canonicalizeRangeSet } from "../../lib/ipam/range.ts";
@@ -16,22 +25,40 @@ const SETS = [canonicalizeRangeSet([{ subnet: "10.5.0.0/24" }]), canonicalizeRan
 function fresh() {
   const dataDir = mkdtempSync(join(tmpdir(), "tscni-ipam-store-"));
   const store = DiskStore.open(dataDir, "net", { create: true })!;
-  return { dataDir, store, dir: join(dataDir, "net"), cleanup: () => rmSync(dataDir, { recursive: true, force: true }) };
+  return {
+    dataDir,
+    store,
+    dir: join(dataDir, "net"),
+    cleanup: () => rmSync(dataDir, { recursive: true, force: true }),
+  };
 }
 
-const add = (store: DiskStore, id: string, ifname = "eth0") => store.locked((tx) => allocateAll(SETS, [], id, tx.forAttachment(id, ifname)).map((a) => a.ip));
+const add = (store: DiskStore, id: string, ifname = "eth0") =>
+  store.locked((tx) => allocateAll(SETS, [], id, tx.forAttachment(id, ifname)).map((a) => a.ip));
 const held = (store: DiskStore, id: string, ifname = "eth0") => store.locked((tx) => tx.heldBy(id, ifname).sort());
-const reservations = (dir: string) => readdirSync(dir).filter((n) => parseIP(n)).sort();
+const reservations = (dir: string) =>
+  readdirSync(dir)
+    .filter((n) => parseIP(n))
+    .sort();
 
 test("on-disk format is the reference's: <ip> holds '<id>\\r\\n<ifname>', last_reserved_ip.N, lock", async () => {
   const { store, dir, dataDir, cleanup } = fresh();
   try {
     await add(store, "abc");
-    assert.equal(readdirSync(dir).sort(), ["10.5.0.2", "fd00:5::2", "last_reserved_ip.0", "last_reserved_ip.1", "lock"]);
+    assert.equal(readdirSync(dir).sort(), [
+      "10.5.0.2",
+      "fd00:5::2",
+      "last_reserved_ip.0",
+      "last_reserved_ip.1",
+      "lock",
+    ]);
     assert.is(readFileSync(join(dir, "10.5.0.2"), "latin1"), "abc\r\neth0");
     assert.is(readFileSync(join(dir, "last_reserved_ip.1"), "latin1"), "fd00:5::2");
     // No temp file is left anywhere, and our private index lives outside the network directory.
-    assert.equal(readdirSync(join(dataDir, ".tscni", "net")).filter((n) => n.includes("tmp")), []);
+    assert.equal(
+      readdirSync(join(dataDir, ".tscni", "net")).filter((n) => n.includes("tmp")),
+      [],
+    );
   } finally {
     cleanup();
   }
@@ -75,7 +102,11 @@ test("lookups use the index, not a scan: a change with a forged stamp goes unsee
     await add(store, "a");
     writeFileSync(join(dir, "10.5.0.250"), "sneaky\r\neth0");
     // Put back the exact mtime we stamped (GNU touch takes nanoseconds), as if nothing had changed.
-    const stamped = BigInt(readFileSync(join(dataDir, ".tscni", "net", "state"), "utf8").trim().split(" | ")[2]!);
+    const stamped = BigInt(
+      readFileSync(join(dataDir, ".tscni", "net", "state"), "utf8")
+        .trim()
+        .split(" | ")[2]!,
+    );
     const sec = stamped / 1_000_000_000n;
     const ns = String(stamped % 1_000_000_000n).padStart(9, "0");
     assert.is(spawnSync("touch", ["-m", "-d", `@${sec}.${ns}`, dir]).status, 0);
@@ -150,7 +181,12 @@ test("GC releases every reservation of an attachment not in the valid list, empt
     writeFileSync(join(dir, "10.5.0.77"), ""); // an older plugin killed between create and write
     writeFileSync(join(dir, "10.5.0.78"), "legacy");
     writeFileSync(join(dir, "notes.txt"), "not a reservation");
-    const released = await store.locked((tx) => tx.collectGarbage([{ containerID: "keep", ifname: "eth0" }, { containerID: "legacy", ifname: "eth0" }]));
+    const released = await store.locked((tx) =>
+      tx.collectGarbage([
+        { containerID: "keep", ifname: "eth0" },
+        { containerID: "legacy", ifname: "eth0" },
+      ]),
+    );
     assert.equal(released.sort(), ["10.5.0.3", "10.5.0.77", "fd00:5::3"]);
     assert.equal(reservations(dir), ["10.5.0.2", "10.5.0.78", "fd00:5::2"]);
     assert.ok(existsSync(join(dir, "notes.txt")));
@@ -168,10 +204,19 @@ test("STATUS: usable dataDir (even not yet created) passes; a file or a symlinke
     DiskStore.checkUsable(join(dataDir, "not", "yet"), "net");
     DiskStore.checkUsable(dataDir, "net");
     writeFileSync(join(dataDir, "file"), "");
-    assert.throws(() => DiskStore.checkUsable(join(dataDir, "file"), "net"), (e: CniError) => e.code === 50);
-    assert.throws(() => DiskStore.checkUsable(join(dataDir, "file", "sub"), "net"), (e: CniError) => e.code === 50);
+    assert.throws(
+      () => DiskStore.checkUsable(join(dataDir, "file"), "net"),
+      (e: CniError) => e.code === 50,
+    );
+    assert.throws(
+      () => DiskStore.checkUsable(join(dataDir, "file", "sub"), "net"),
+      (e: CniError) => e.code === 50,
+    );
     symlinkSync(tmpdir(), join(dataDir, "linked"));
-    assert.throws(() => DiskStore.checkUsable(dataDir, "linked"), (e: CniError) => e.code === 50 && e.message.includes("linked"));
+    assert.throws(
+      () => DiskStore.checkUsable(dataDir, "linked"),
+      (e: CniError) => e.code === 50 && e.message.includes("linked"),
+    );
   } finally {
     cleanup();
   }

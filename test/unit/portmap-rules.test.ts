@@ -2,15 +2,38 @@ import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { parseCIDR } from "../../lib/ipam/ip.ts";
 import { tokenize } from "../../lib/kernel/netfilter.ts";
-import { iptablesSpec, planAdd, planDelete, containerChains, ruleKey, staleChains, verify, type IptablesOptions } from "../../lib/net/portmap-iptables.ts";
+import {
+  iptablesSpec,
+  planAdd,
+  planDelete,
+  containerChains,
+  ruleKey,
+  staleChains,
+  verify,
+  type IptablesOptions,
+} from "../../lib/net/portmap-iptables.ts";
 import { decodeDnat, nftAddScript, nftDeleteScript, verifyNft, type NftRule } from "../../lib/net/portmap-nft.ts";
 import { mappingsOf, parsePortmapConfig } from "../../lib/net/portmap.ts";
 
-const mappings = mappingsOf(parsePortmapConfig({
-  name: "mynet",
-  runtimeConfig: { portMappings: [{ hostPort: 8080, containerPort: 80, protocol: "tcp" }, { hostPort: 5353, containerPort: 53, protocol: "udp", hostIP: "127.0.0.1" }] },
-}));
-const opts: IptablesOptions = { network: "mynet", containerId: "abc123", mappings, snat: true, masqAll: false, markMasqBit: 13 };
+const mappings = mappingsOf(
+  parsePortmapConfig({
+    name: "mynet",
+    runtimeConfig: {
+      portMappings: [
+        { hostPort: 8080, containerPort: 80, protocol: "tcp" },
+        { hostPort: 5353, containerPort: 53, protocol: "udp", hostIP: "127.0.0.1" },
+      ],
+    },
+  }),
+);
+const opts: IptablesOptions = {
+  network: "mynet",
+  containerId: "abc123",
+  mappings,
+  snat: true,
+  masqAll: false,
+  markMasqBit: 13,
+};
 const v4 = parseCIDR("10.22.0.2/24")!;
 const v6 = parseCIDR("fd00:22::2/64")!;
 
@@ -57,16 +80,23 @@ const REF_V6 = `*nat
 -A CNI-HOSTPORT-DNAT -p udp -m comment --comment "dnat name: \\"mynet\\" id: \\"abc123\\"" -m multiport --dports 5353 -j CNI-DN-70a29d9dc18bc4d652ea5
 COMMIT
 `;
-const EMPTY = "*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\nCOMMIT\n";
+const EMPTY =
+  "*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\nCOMMIT\n";
 
 test("iptables: our rule set is the reference's, rule for rule (IPv4 and IPv6)", () => {
   assert.is(verify(REF_V4, iptablesSpec(opts, v4)), undefined);
   assert.is(verify(REF_V6, iptablesSpec(opts, v6)), undefined);
   // Another container IP or port is a mismatch.
-  assert.match(verify(REF_V4, iptablesSpec(opts, parseCIDR("10.22.0.3/24")!))!, /not found in chain CNI-DN-70a29d9dc18bc4d652ea5/);
+  assert.match(
+    verify(REF_V4, iptablesSpec(opts, parseCIDR("10.22.0.3/24")!))!,
+    /not found in chain CNI-DN-70a29d9dc18bc4d652ea5/,
+  );
   const other = { ...opts, mappings: [mappings[0]!] };
   assert.match(verify(REF_V4, iptablesSpec(other, v4))!, /do not match the port mappings/);
-  assert.match(verify(EMPTY, iptablesSpec(opts, v4))!, /chain CNI-DN-70a29d9dc18bc4d652ea5 not found in iptables table nat/);
+  assert.match(
+    verify(EMPTY, iptablesSpec(opts, v4))!,
+    /chain CNI-DN-70a29d9dc18bc4d652ea5 not found in iptables table nat/,
+  );
 });
 
 test("iptables ADD on an empty table: one script creating everything, entry rules first in CNI-HOSTPORT-DNAT", () => {
@@ -96,11 +126,22 @@ test("iptables ADD on an empty table: one script creating everything, entry rule
 
 test("iptables ADD over an existing layout: keeps shared chains, replaces this container's entry rules", () => {
   const script = planAdd(REF_V4, iptablesSpec(opts, v4)).split("\n");
-  assert.not.ok(script.some((l) => l.startsWith("-N ") || l.includes("PREROUTING") || l.includes("POSTROUTING") || l.startsWith("-A CNI-HOSTPORT-")));
-  assert.equal(script.filter((l) => l.startsWith("-D ")), [
-    '-D CNI-HOSTPORT-DNAT -p tcp -m comment --comment "dnat name: \\"mynet\\" id: \\"abc123\\"" -m multiport --dports 8080 -j CNI-DN-70a29d9dc18bc4d652ea5',
-    '-D CNI-HOSTPORT-DNAT -p udp -m comment --comment "dnat name: \\"mynet\\" id: \\"abc123\\"" -m multiport --dports 5353 -j CNI-DN-70a29d9dc18bc4d652ea5',
-  ]);
+  assert.not.ok(
+    script.some(
+      (l) =>
+        l.startsWith("-N ") ||
+        l.includes("PREROUTING") ||
+        l.includes("POSTROUTING") ||
+        l.startsWith("-A CNI-HOSTPORT-"),
+    ),
+  );
+  assert.equal(
+    script.filter((l) => l.startsWith("-D ")),
+    [
+      '-D CNI-HOSTPORT-DNAT -p tcp -m comment --comment "dnat name: \\"mynet\\" id: \\"abc123\\"" -m multiport --dports 8080 -j CNI-DN-70a29d9dc18bc4d652ea5',
+      '-D CNI-HOSTPORT-DNAT -p udp -m comment --comment "dnat name: \\"mynet\\" id: \\"abc123\\"" -m multiport --dports 5353 -j CNI-DN-70a29d9dc18bc4d652ea5',
+    ],
+  );
   assert.ok(script.includes(":CNI-DN-70a29d9dc18bc4d652ea5 - [0:0]"));
   // Another mark bit needs its own rules in the shared chains.
   const bit0 = planAdd(REF_V4, iptablesSpec({ ...opts, markMasqBit: 0 }, v4));
@@ -120,9 +161,21 @@ test("iptables options: no snat, masqAll, external mark chain, conditions, multi
   assert.ok(ext.rules[0]!.includes("KUBE-MARK-MASQ"));
   const cond = iptablesSpec({ ...opts, conditionsV4: ["!", "-s", "10.1.0.0/16"] }, v4);
   assert.equal(cond.entryRules[0]!.slice(-3), ["!", "-s", "10.1.0.0/16"]);
-  const many = Array.from({ length: 17 }, (_, i) => ({ hostPort: 1000 + i, containerPort: 80, protocol: "tcp" as const }));
-  const groups = iptablesSpec({ ...opts, mappings: many }, v4).entryRules.map((r) => r[r.indexOf("--destination-ports") + 1]);
-  assert.equal(groups, [many.slice(0, 15).map((m) => m.hostPort).join(","), "1015,1016"]);
+  const many = Array.from({ length: 17 }, (_, i) => ({
+    hostPort: 1000 + i,
+    containerPort: 80,
+    protocol: "tcp" as const,
+  }));
+  const groups = iptablesSpec({ ...opts, mappings: many }, v4).entryRules.map(
+    (r) => r[r.indexOf("--destination-ports") + 1],
+  );
+  assert.equal(groups, [
+    many
+      .slice(0, 15)
+      .map((m) => m.hostPort)
+      .join(","),
+    "1015,1016",
+  ]);
 });
 
 test("iptables DEL: removes the references found by listing, then the chain; nothing when absent", () => {
@@ -147,17 +200,32 @@ test("iptables GC: only this network's chains of containers not in the valid lis
 
 test("rule keys: argv form and iptables-save form of one rule are equal", () => {
   const k = (s: string) => ruleKey(tokenize(s));
-  assert.is(k("-s 10.22.0.0/24 -p tcp -m tcp --dport 8080 -j X"), ruleKey(["-p", "tcp", "--dport", "8080", "-s", "10.22.0.2/24", "-j", "X"]));
-  assert.is(k("-d 127.0.0.1/32 -p udp -m udp --dport 1 -j X"), ruleKey(["-p", "udp", "--dport", "1", "-d", "127.0.0.1", "-j", "X"]));
+  assert.is(
+    k("-s 10.22.0.0/24 -p tcp -m tcp --dport 8080 -j X"),
+    ruleKey(["-p", "tcp", "--dport", "8080", "-s", "10.22.0.2/24", "-j", "X"]),
+  );
+  assert.is(
+    k("-d 127.0.0.1/32 -p udp -m udp --dport 1 -j X"),
+    ruleKey(["-p", "udp", "--dport", "1", "-d", "127.0.0.1", "-j", "X"]),
+  );
   assert.is(k("-p tcp -m tcp --dport 1 -j X"), ruleKey(["-p", "tcp", "--dport", "1", "-s", "0.0.0.0/0", "-j", "X"]));
   assert.is.not(k("! -s 10.0.0.0/8 -j X"), k("-s 10.0.0.0/8 -j X"));
-  assert.equal(tokenize('-m comment --comment "a \\"b\\" c" -j X'), ["-m", "comment", "--comment", 'a "b" c', "-j", "X"]);
+  assert.equal(tokenize('-m comment --comment "a \\"b\\" c" -j X'), [
+    "-m",
+    "comment",
+    "--comment",
+    'a "b" c',
+    "-j",
+    "X",
+  ]);
 });
 
 const nopts = { containerId: "icee6giejonei6so", mappings, snat: true, masqAll: false };
 
 test("nft ADD: the reference layout in one script, rules commented with the container ID", () => {
-  const script = nftAddScript({ ...nopts, conditionsV4: ["ip saddr != 10.9.0.0/16"] }, [parseCIDR("10.0.0.2/24")!]).trim().split("\n");
+  const script = nftAddScript({ ...nopts, conditionsV4: ["ip saddr != 10.9.0.0/16"] }, [parseCIDR("10.0.0.2/24")!])
+    .trim()
+    .split("\n");
   assert.equal(script, [
     'add table ip cni_hostport { comment "CNI portmap plugin" ; }',
     "add chain ip cni_hostport hostports",
@@ -193,7 +261,13 @@ const dnatJson = (dport: number, proto: string, to: string, port: number, daddr?
 ];
 const rules: NftRule[] = [
   { family: "ip", chain: "hostports", handle: 5, comment: "abc123", expr: dnatJson(8080, "tcp", "10.22.0.2", 80) },
-  { family: "ip", chain: "hostports", handle: 6, comment: "abc123", expr: dnatJson(5353, "udp", "10.22.0.2", 53, "127.0.0.1") },
+  {
+    family: "ip",
+    chain: "hostports",
+    handle: 6,
+    comment: "abc123",
+    expr: dnatJson(5353, "udp", "10.22.0.2", 53, "127.0.0.1"),
+  },
   { family: "ip", chain: "hostports", handle: 7, comment: "other", expr: dnatJson(9090, "tcp", "10.22.0.3", 80) },
   { family: "ip", chain: "masquerading", handle: 8, comment: "abc123", expr: [] },
   { family: "ip", chain: "masquerading", handle: 9, comment: "abc123", expr: [] },
@@ -213,8 +287,22 @@ test("nft DEL: deletes exactly the container's rules by handle", () => {
 test("nft CHECK: each mapping's DNAT rule and the masquerade rules must exist", () => {
   const o = { ...nopts, containerId: "abc123" };
   assert.is(verifyNft(rules, o, v4), undefined);
-  assert.match(verifyNft(rules.filter((r) => r.handle !== 6), o, v4)!, /missing hostport rule for udp\/5353/);
-  assert.match(verifyNft(rules.filter((r) => r.handle !== 9), o, v4)!, /masquerading/);
+  assert.match(
+    verifyNft(
+      rules.filter((r) => r.handle !== 6),
+      o,
+      v4,
+    )!,
+    /missing hostport rule for udp\/5353/,
+  );
+  assert.match(
+    verifyNft(
+      rules.filter((r) => r.handle !== 9),
+      o,
+      v4,
+    )!,
+    /masquerading/,
+  );
   assert.match(verifyNft(rules, o, parseCIDR("10.22.0.9/24")!)!, /missing hostport rule/);
   const older = [
     { match: { op: "==", left: { payload: { protocol: "ip", field: "protocol" } }, right: "tcp" } },

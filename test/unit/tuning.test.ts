@@ -17,7 +17,8 @@ import {
 } from "../../lib/net/tuning.ts";
 import { parseUnicastMac } from "../../lib/net/mac.ts";
 
-const conf = (extra: Record<string, unknown>) => parseWith(TuningConfig, { cniVersion: "1.0.0", name: "n", type: "tuning", ...extra });
+const conf = (extra: Record<string, unknown>) =>
+  parseWith(TuningConfig, { cniVersion: "1.0.0", name: "n", type: "tuning", ...extra });
 const errorMatching = (re: RegExp) => (e: unknown) => e instanceof CniError && re.test(e.message);
 
 test("sysctl keys: dots or slashes, IFNAME substituted as a whole component", () => {
@@ -43,7 +44,11 @@ test("sysctl keys that could leave /proc/sys/net are refused, naming the field",
     "net.core.\nsomaxconn",
     ".net.core",
   ]) {
-    assert.throws(() => sysctlPath(key, "eth0", "sysctl"), errorMatching(/^invalid network config: sysctl: invalid net sysctl key/), key);
+    assert.throws(
+      () => sysctlPath(key, "eth0", "sysctl"),
+      errorMatching(/^invalid network config: sysctl: invalid net sysctl key/),
+      key,
+    );
   }
   assert.throws(() => sysctlPath("net/IFNAME/x", "..", "args.cni.sysctl"), errorMatching(/args\.cni\.sysctl/));
 });
@@ -52,7 +57,10 @@ test("MAC: the usual spellings, lowercased; multicast and all-zero refused namin
   assert.is(parseUnicastMac("C2:B0:57:49:47:F1", "mac"), "c2:b0:57:49:47:f1");
   assert.is(parseUnicastMac("c2-b0-57-49-47-f1", "mac"), "c2:b0:57:49:47:f1");
   assert.is(parseUnicastMac("c2b0.5749.47f1", "mac"), "c2:b0:57:49:47:f1");
-  assert.throws(() => parseUnicastMac("01:00:5e:00:00:01", "runtimeConfig.mac"), errorMatching(/^invalid network config: runtimeConfig\.mac: .*not unicast/));
+  assert.throws(
+    () => parseUnicastMac("01:00:5e:00:00:01", "runtimeConfig.mac"),
+    errorMatching(/^invalid network config: runtimeConfig\.mac: .*not unicast/),
+  );
   assert.throws(() => parseUnicastMac("ff:ff:ff:ff:ff:ff", "mac"), errorMatching(/not unicast/));
   assert.throws(() => parseUnicastMac("00:00:00:00:00:00", "mac"), errorMatching(/all zeros/));
   assert.throws(() => parseUnicastMac("c2:b0:57:49:47", "mac"), errorMatching(/invalid MAC/));
@@ -70,12 +78,21 @@ test("negative MTU or txQLen is a config error naming the field", () => {
 test("MAC precedence is the reference's: config < CNI_ARGS < runtimeConfig < args.cni", () => {
   const base = { mac: "02:00:00:00:00:01" };
   assert.is(resolveSettings(conf(base), "", "eth0").mac, "02:00:00:00:00:01");
-  assert.is(resolveSettings(conf(base), "IgnoreUnknown=1;MAC=02:00:00:00:00:02;K8S_POD_NAME=x", "eth0").mac, "02:00:00:00:00:02");
+  assert.is(
+    resolveSettings(conf(base), "IgnoreUnknown=1;MAC=02:00:00:00:00:02;K8S_POD_NAME=x", "eth0").mac,
+    "02:00:00:00:00:02",
+  );
   const rc = { ...base, runtimeConfig: { mac: "02:00:00:00:00:03" } };
   assert.is(resolveSettings(conf(rc), "MAC=02:00:00:00:00:02", "eth0").mac, "02:00:00:00:00:03");
-  assert.is(resolveSettings(conf({ ...rc, args: { cni: { mac: "02:00:00:00:00:04" } } }), "MAC=02:00:00:00:00:02", "eth0").mac, "02:00:00:00:00:04");
+  assert.is(
+    resolveSettings(conf({ ...rc, args: { cni: { mac: "02:00:00:00:00:04" } } }), "MAC=02:00:00:00:00:02", "eth0").mac,
+    "02:00:00:00:00:04",
+  );
   assert.throws(() => resolveSettings(conf({}), "K8S_POD_NAME=x", "eth0"), errorMatching(/CNI_ARGS: unknown args/));
-  assert.throws(() => resolveSettings(conf({}), "MAC=03:00:00:00:00:01", "eth0"), errorMatching(/CNI_ARGS MAC: .*not unicast/));
+  assert.throws(
+    () => resolveSettings(conf({}), "MAC=03:00:00:00:00:01", "eth0"),
+    errorMatching(/CNI_ARGS MAC: .*not unicast/),
+  );
 });
 
 test("args.cni overrides attributes and adds or replaces sysctls", () => {
@@ -109,30 +126,59 @@ test("two spellings of one sysctl are refused as duplicates", () => {
     errorMatching(/duplicated sysctl keys/),
   );
   assert.throws(
-    () => resolveSettings(conf({ sysctl: { "net.ipv4.conf.IFNAME.arp_filter": "1", "net.ipv4.conf.eth0.arp_filter": "1" } }), "", "eth0"),
+    () =>
+      resolveSettings(
+        conf({ sysctl: { "net.ipv4.conf.IFNAME.arp_filter": "1", "net.ipv4.conf.eth0.arp_filter": "1" } }),
+        "",
+        "eth0",
+      ),
     errorMatching(/duplicated/),
   );
-  assert.throws(() => resolveSettings(conf({ sysctl: { "net.core.somaxconn": "1\n2" } }), "", "eth0"), errorMatching(/control characters/));
+  assert.throws(
+    () => resolveSettings(conf({ sysctl: { "net.core.somaxconn": "1\n2" } }), "", "eth0"),
+    errorMatching(/control characters/),
+  );
 });
 
 test("the saved-originals file is byte for byte the reference's (Go MarshalIndent, one space)", () => {
   const link = { address: "6a:3d:6e:09:1f:87", mtu: 1500, flags: ["BROADCAST", "MULTICAST", "UP"], txqlen: 1000 };
   const b = buildBackup({ mac: "c2:b0:57:49:47:f1", mtu: 1400, promisc: true, allmulti: true }, link, [], []);
   // Captured from Debian's tuning 1.1.1 for the same change.
-  assert.is(renderBackup(b), '{\n "mac": "6a:3d:6e:09:1f:87",\n "promisc": false,\n "mtu": 1500,\n "allmulti": false\n}');
-  const withSysctl = buildBackup({ txQLen: 5 }, link, [{ key: "net.core.somaxconn", path: "net/core/somaxconn", value: "9" }], ["4096"]);
+  assert.is(
+    renderBackup(b),
+    '{\n "mac": "6a:3d:6e:09:1f:87",\n "promisc": false,\n "mtu": 1500,\n "allmulti": false\n}',
+  );
+  const withSysctl = buildBackup(
+    { txQLen: 5 },
+    link,
+    [{ key: "net.core.somaxconn", path: "net/core/somaxconn", value: "9" }],
+    ["4096"],
+  );
   assert.is(renderBackup(withSysctl), '{\n "txQLen": 1000,\n "sysctl": {\n  "net/core/somaxconn": "4096"\n }\n}');
   // Write-only keys have no original to save.
   assert.equal(buildBackup({}, undefined, [{ key: "k", path: "net/ipv4/route/flush", value: "1" }], [undefined]), {});
 });
 
 test("a repeated ADD keeps the originals already saved", () => {
-  const merged = mergeBackups({ mac: "02:00:00:00:00:01", sysctl: { "net/core/somaxconn": "4096" } }, { mac: "02:00:00:00:00:09", mtu: 1500, sysctl: { "net/core/somaxconn": "500", "net/x/y": "1" } });
-  assert.equal(merged, { mac: "02:00:00:00:00:01", mtu: 1500, sysctl: { "net/core/somaxconn": "4096", "net/x/y": "1" } });
+  const merged = mergeBackups(
+    { mac: "02:00:00:00:00:01", sysctl: { "net/core/somaxconn": "4096" } },
+    { mac: "02:00:00:00:00:09", mtu: 1500, sysctl: { "net/core/somaxconn": "500", "net/x/y": "1" } },
+  );
+  assert.equal(merged, {
+    mac: "02:00:00:00:00:01",
+    mtu: 1500,
+    sysctl: { "net/core/somaxconn": "4096", "net/x/y": "1" },
+  });
 });
 
 test("link commands: one line per attribute, in the reference's order", () => {
-  const cmds = linkCommands("eth0", { txQLen: 10, mtu: 1400, allmulti: false, promisc: true, mac: "02:00:00:00:00:01" });
+  const cmds = linkCommands("eth0", {
+    txQLen: 10,
+    mtu: 1400,
+    allmulti: false,
+    promisc: true,
+    mac: "02:00:00:00:00:01",
+  });
   assert.equal(
     cmds.map((c) => c.field),
     ["mac", "promisc", "mtu", "allmulti", "txQLen"],
@@ -153,18 +199,27 @@ test("the prevResult carries the new MAC on the container interface only", () =>
   const r = withMac(
     {
       cniVersion: "1.0.0",
-      interfaces: [{ name: "eth0", mac: "aa:aa:aa:aa:aa:aa" }, { name: "eth0", mac: "bb:bb:bb:bb:bb:bb", sandbox: "/var/run/netns/x" }],
+      interfaces: [
+        { name: "eth0", mac: "aa:aa:aa:aa:aa:aa" },
+        { name: "eth0", mac: "bb:bb:bb:bb:bb:bb", sandbox: "/var/run/netns/x" },
+      ],
     },
     "eth0",
     "02:00:00:00:00:01",
   );
-  assert.equal(r.interfaces!.map((i) => i.mac), ["aa:aa:aa:aa:aa:aa", "02:00:00:00:00:01"]);
+  assert.equal(
+    r.interfaces!.map((i) => i.mac),
+    ["aa:aa:aa:aa:aa:aa", "02:00:00:00:00:01"],
+  );
 });
 
 test("the allow-list: every key must match one expression", () => {
   const list = "^net\\.core\\.somaxconn$\n\n^net\\.ipv4\\.conf\\.IFNAME\\.[a-z_]*$\n";
   checkAllowlist(["net.core.somaxconn", "net.ipv4.conf.IFNAME.arp_filter"], list);
-  assert.throws(() => checkAllowlist(["net.ipv4.ip_forward"], list), errorMatching(/Sysctl net\.ipv4\.ip_forward is not allowed/));
+  assert.throws(
+    () => checkAllowlist(["net.ipv4.ip_forward"], list),
+    errorMatching(/Sysctl net\.ipv4\.ip_forward is not allowed/),
+  );
   assert.throws(() => checkAllowlist(["net.core.somaxconn"], "(unclosed"), errorMatching(/invalid regular expression/));
 });
 

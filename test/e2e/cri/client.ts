@@ -27,7 +27,9 @@ function runtimeService(socket: string): grpc.Client & Record<string, Call> {
 function call(client: Record<string, Call>, method: string, req: object): Promise<any> {
   const deadline = new Date(Date.now() + 60_000);
   return new Promise((resolve, reject) =>
-    client[method]!.call(client, req, { deadline }, (err, res) => (err ? reject(new Error(`${method}: ${err.details || err.message}`)) : resolve(res))),
+    client[method]!.call(client, req, { deadline }, (err, res) =>
+      err ? reject(new Error(`${method}: ${err.details || err.message}`)) : resolve(res),
+    ),
   );
 }
 
@@ -71,7 +73,9 @@ async function main(argv: string[]): Promise<number> {
         // containerd reports the pod's network namespace in the verbose info's runtime spec.
         const namespaces: { type: string; path?: string }[] = info.info?.runtimeSpec?.linux?.namespaces ?? [];
         const netns = namespaces.find((n) => n.type === "network")?.path ?? "";
-        process.stdout.write(`${JSON.stringify({ state: res.status?.state, ip: res.status?.network?.ip ?? "", netns })}\n`);
+        process.stdout.write(
+          `${JSON.stringify({ state: res.status?.state, ip: res.status?.network?.ip ?? "", netns })}\n`,
+        );
         return 0;
       }
       case "stop":
