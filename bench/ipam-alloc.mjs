@@ -35,7 +35,7 @@ const IN_PROCESS_ITERATIONS = Number(process.env.ITERATIONS ?? 300);
 const PROCESS_ITERATIONS = Number(process.env.PROCESS_ITERATIONS ?? 25);
 const FILL = 10_000;
 
-const { default: hostLocal } = await import("../plugins/host-local.ts");
+const { default: hostLocal } = await import("../plugins/host-local/index.ts");
 
 const work = mkdtempSync(join(tmpdir(), "tscni-bench-ipam-"));
 const netns = `hostlocal-bench-${process.pid}`;

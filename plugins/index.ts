@@ -27,13 +27,13 @@ const plugin = (name: string, load: PluginSpec["load"], versions?: readonly stri
 });
 
 export const REGISTRY: readonly RegistryEntry[] = [
-  plugin("loopback", async () => (await import("./loopback.ts")).default),
-  plugin("host-local", async () => (await import("./host-local.ts")).default),
-  plugin("bridge", async () => (await import("./bridge.ts")).default),
-  plugin("portmap", async () => (await import("./portmap.ts")).default),
-  plugin("firewall", async () => (await import("./firewall.ts")).default, ["0.4.0", "1.0.0", "1.1.0"]),
-  plugin("tuning", async () => (await import("./tuning.ts")).default),
-  { kind: "command", name: "cnitool", run: async (args) => (await import("../lib/cnitool/main.ts")).cnitool(args) },
+  plugin("loopback", async () => (await import("./loopback/index.ts")).default),
+  plugin("host-local", async () => (await import("./host-local/index.ts")).default),
+  plugin("bridge", async () => (await import("./bridge/index.ts")).default),
+  plugin("portmap", async () => (await import("./portmap/index.ts")).default),
+  plugin("firewall", async () => (await import("./firewall/index.ts")).default, ["0.4.0", "1.0.0", "1.1.0"]),
+  plugin("tuning", async () => (await import("./tuning/index.ts")).default),
+  { kind: "command", name: "cnitool", run: async (args) => (await import("./cnitool/index.ts")).cnitool(args) },
 ];
 
 export const findEntry = (name: string): RegistryEntry | undefined => REGISTRY.find((e) => e.name === name);

@@ -5,7 +5,8 @@
 //   - nothing in lib/ imports plugins/ or main.ts;
 //   - lib/kernel/ imports nothing of the suite outside lib/kernel/ but the leaf helpers
 //     (lib/hash.ts, lib/sleep.ts): the kernel layer knows nothing of CNI;
-//   - a plugin's folder imports no other plugin's folder.
+//   - a plugin's folder imports no other plugin's folder;
+//   - zod is loaded only through lib/cni/zod.ts (its jitless setting must come first).
 // Exits 1 listing every violation. `node scripts/check-imports.mjs` (npm run lint runs it).
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import { dirname, join, relative, resolve } from "node:path";
@@ -31,9 +32,14 @@ const IMPORT =
   /(?:^|\n)\s*(?:import|export)\s+(?:type\s+)?(?:[^'";]*?\sfrom\s+)?["']([^"']+)["']|\bimport\(\s*["']([^"']+)["']\s*\)/g;
 
 const graph = new Map();
+const problems = [];
+const ZOD = /(?:^|\n)\s*import\s+(?!type\s)[^;]*?from\s+["']zod["']|\bimport\(\s*["']zod["']\s*\)/;
 for (const file of files) {
   const text = readFileSync(file, "utf8");
   const deps = new Set();
+  if (/^(lib|plugins)\//.test(rel(file)) && rel(file) !== "lib/cni/zod.ts" && ZOD.test(text)) {
+    problems.push(`${rel(file)} imports zod directly: use lib/cni/zod.ts`);
+  }
   for (const m of text.matchAll(IMPORT)) {
     const spec = m[1] ?? m[2];
     if (!spec.startsWith(".")) continue;
@@ -47,7 +53,6 @@ for (const file of files) {
   graph.set(rel(file), deps);
 }
 
-const problems = [];
 const pluginOf = (f) => /^plugins\/([^/]+)\//.exec(f)?.[1];
 for (const [file, deps] of graph) {
   for (const dep of deps) {

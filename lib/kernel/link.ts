@@ -1,7 +1,7 @@
 import { splitJsonArrays } from "./batch.ts";
 import { ipBatch, ipJson, type RunOptions } from "./exec.ts";
 
-/** The subset of `ip -j addr show` output the suite reads. */
+/** The subset of `ip -j -d addr show` output the suite reads: the one shape of a link everywhere. */
 export interface IpLink {
   ifindex: number;
   ifname: string;
@@ -10,9 +10,15 @@ export interface IpLink {
   address?: string;
   master?: string;
   link_type?: string;
-  linkinfo?: { info_kind?: string; info_slave_kind?: string };
+  /** A veth's peer ifindex (in the namespace link_netnsid names). */
+  link_index?: number;
+  operstate?: string;
+  promiscuity?: number;
+  linkinfo?: { info_kind?: string; info_slave_kind?: string; info_data?: { vlan_default_pvid?: number } };
   addr_info?: { family: "inet" | "inet6"; local: string; prefixlen: number; scope?: string }[];
 }
+
+export const isBridge = (l: IpLink) => l.linkinfo?.info_kind === "bridge";
 
 type NsOpts = Pick<RunOptions, "netns">;
 

@@ -4,7 +4,7 @@ import { ipJson } from "../kernel/exec.ts";
 import { tryIpBatch } from "../kernel/batch.ts";
 import { writeSysctls, type SysctlPath } from "../kernel/procfs.ts";
 import { addrFlags, cidrOf } from "./gateways.ts";
-import type { LinkInfo } from "./bridge.ts";
+import type { IpLink } from "../kernel/link.ts";
 import { sleepMs } from "../sleep.ts";
 
 /**
@@ -76,7 +76,7 @@ export function configureContainer(
   result: Result,
   enableDad: boolean,
   containerIndex: number,
-): LinkInfo {
+): IpLink {
   const hasV6 = (result.ips ?? []).some((ip) => isV6(ip.address));
   writeSysctls(containerSysctls(ifname, enableDad, hasV6), { netns, bestEffort: true });
   const r = tryIpBatch([["link", "set", "lo", "up"], ...configureLines(ifname, result, containerIndex)], {
@@ -84,7 +84,7 @@ export function configureContainer(
     json: true,
   });
   if (!r.ok) throw new CniError(Code.Internal, `failed to configure "${ifname}" in ${netns}: ${r.stderr}`);
-  const link = (r.shown as LinkInfo[]).find((l) => l.ifname === ifname);
+  const link = (r.shown as IpLink[]).find((l) => l.ifname === ifname);
   if (!link) throw new CniError(Code.Internal, `could not read back "${ifname}" in ${netns}`);
   if (enableDad && hasV6 && (result.ips ?? []).some((ip) => isV6(ip.address) && ip.gateway !== undefined))
     waitForDad(netns, ifname);
@@ -92,12 +92,12 @@ export function configureContainer(
 }
 
 /** Layer 2 only: the interface up (or left down), read back for its MAC. */
-export function layer2Container(netns: string, ifname: string, up: boolean): LinkInfo {
+export function layer2Container(netns: string, ifname: string, up: boolean): IpLink {
   const r = tryIpBatch([...(up ? [["link", "set", ifname, "up"]] : []), ["addr", "show", "dev", ifname]], {
     netns,
     json: true,
   });
-  const link = (r.shown as LinkInfo[]).find((l) => l.ifname === ifname);
+  const link = (r.shown as IpLink[]).find((l) => l.ifname === ifname);
   if (!r.ok || !link) throw new CniError(Code.Internal, `failed to set "${ifname}" up: ${r.stderr}`);
   return link;
 }
@@ -110,7 +110,7 @@ function waitForDad(netns: string, ifname: string) {
   let tentative = true;
   let up = false;
   for (let waited = 0; waited <= DAD_TIMEOUT_MS; waited += DAD_POLL_MS) {
-    const link = ipJson<LinkInfo[]>(["addr", "show", "dev", ifname], { netns })[0];
+    const link = ipJson<IpLink[]>(["addr", "show", "dev", ifname], { netns })[0];
     const addrs = (link?.addr_info ?? []) as { local: string; dadfailed?: boolean; tentative?: boolean }[];
     const failed = addrs.find((a) => a.dadfailed);
     if (failed) throw new CniError(Code.Internal, `failed DAD for ${failed.local} on "${ifname}"`);
@@ -139,7 +139,7 @@ export function removeContainerIface(netns: string, ifname: string): string[] {
     throw new CniError(Code.Internal, `failed to delete "${ifname}" in ${netns}: ${r.stderr}`);
   if (!r.ok && !/does not exist|Cannot find device/.test(r.stderr))
     throw new CniError(Code.Internal, `failed to read "${ifname}" in ${netns}: ${r.stderr}`);
-  const link = (r.shown as LinkInfo[]).find((l) => l.ifname === ifname);
+  const link = (r.shown as IpLink[]).find((l) => l.ifname === ifname);
   return (link?.addr_info ?? [])
     .filter((a) => (a as { scope?: string }).scope === "global")
     .map((a) => `${a.local}/${a.prefixlen}`);

@@ -1,6 +1,6 @@
 import { CniError, Code } from "../cni/errors.ts";
 import type { Result } from "../cni/result.ts";
-import { formatIP, maskOf, networkOf, parseCIDR, type CIDR } from "../ipam/ip.ts";
+import { formatIP, maskOf, networkOf, parseCIDR, type CIDR } from "../ip/address.ts";
 
 /**
  * Layer-3 decisions shared by ADD and the gateway set-up, as pure functions of the IPAM result:

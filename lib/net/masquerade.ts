@@ -10,7 +10,7 @@ import {
   type Family,
   type NetfilterBackend,
 } from "../kernel/netfilter.ts";
-import { formatIP, formatNetwork, parseCIDR, type CIDR } from "../ipam/ip.ts";
+import { formatIP, formatNetwork, parseCIDR, type CIDR } from "../ip/address.ts";
 
 /**
  * Masquerade for container addresses, with the reference's names so either implementation's DEL

@@ -2,8 +2,8 @@ import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { CniError } from "../../lib/cni/errors.ts";
 import { splitJsonArrays } from "../../lib/kernel/batch.ts";
-import { parseCIDR } from "../../lib/ipam/ip.ts";
-import { collectVlanTrunk, parseMac } from "../../lib/net/bridge-config.ts";
+import { parseCIDR } from "../../lib/ip/address.ts";
+import { collectVlanTrunk, parseMac } from "../../plugins/bridge/config.ts";
 import { configureLines, containerSysctls } from "../../lib/net/container.ts";
 import { calcGateways, gatewayAddrLines } from "../../lib/net/gateways.ts";
 import {
@@ -18,7 +18,7 @@ import {
   sourceForms,
   staleChains,
 } from "../../lib/net/masquerade.ts";
-import { spoofCheckScript } from "../../lib/net/spoofcheck.ts";
+import { spoofCheckScript } from "../../plugins/bridge/spoofcheck.ts";
 import { portVlanLines, vethPairLine } from "../../lib/net/veth.ts";
 
 const cidr = (s: string) => parseCIDR(s)!;

@@ -10,9 +10,9 @@ import {
   readCachedResult,
   removeCachedResult,
   writeCachedResult,
-} from "../../lib/cnitool/cache.ts";
-import { convertResult, decodePluginResult } from "../../lib/cnitool/results.ts";
-import type { RuntimeConf } from "../../lib/cnitool/runtime.ts";
+} from "../../lib/libcni/cache.ts";
+import { convertResult, decodePluginResult } from "../../lib/libcni/results.ts";
+import type { RuntimeConf } from "../../lib/libcni/runtime.ts";
 
 // The result cache must be libcni's, byte for byte, so runtimes and cnitool can share it.
 

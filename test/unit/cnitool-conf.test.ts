@@ -3,7 +3,7 @@ import * as assert from "uvu/assert";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { loadNetwork, loadNetworkConf, networkConfFromBytes } from "../../lib/cnitool/conf.ts";
+import { loadNetwork, loadNetworkConf, networkConfFromBytes } from "../../lib/libcni/conf.ts";
 
 // Network configuration loading as libcni does it: which file wins, how versions are selected,
 // what is refused and with which words.

@@ -1,9 +1,9 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { networkConfFromBytes } from "../../lib/cnitool/conf.ts";
-import { goMarshal } from "../../lib/cnitool/gojson.ts";
-import { buildOneConfig, validateAttachment } from "../../lib/cnitool/libcni.ts";
-import { containerIdFor, parseCapArgs, parseCniArgs, runtimeConfFromEnv } from "../../lib/cnitool/runtime.ts";
+import { networkConfFromBytes } from "../../lib/libcni/conf.ts";
+import { goMarshal } from "../../lib/libcni/gojson.ts";
+import { buildOneConfig, validateAttachment } from "../../lib/libcni/libcni.ts";
+import { containerIdFor, parseCapArgs, parseCniArgs, runtimeConfFromEnv } from "../../lib/libcni/runtime.ts";
 import { CniError } from "../../lib/cni/errors.ts";
 
 // What each plugin receives: the request built from the list entry (libcni buildOneConfig), and the

@@ -13,7 +13,7 @@ import {
   missing,
   parseFilterDump,
   validChainName,
-} from "../../lib/net/firewall-iptables.ts";
+} from "../../plugins/firewall/iptables.ts";
 
 // What the reference firewall plugin (Debian 1.1.1) leaves after ADD of 10.88.0.2 with
 // ingressPolicy same-bridge on bridge cni0, as iptables-save prints it.

@@ -7,9 +7,9 @@ import {
   candidates,
   toIPConfig,
   type AllocationStore,
-} from "../../lib/ipam/allocator.ts";
-import { formatIP, parseIP, type IP } from "../../lib/ipam/ip.ts";
-import { canonicalizeRangeSet, type RangeInput, type RangeSet } from "../../lib/ipam/range.ts";
+} from "../../plugins/host-local/allocator.ts";
+import { formatIP, parseIP, type IP } from "../../lib/ip/address.ts";
+import { canonicalizeRangeSet, type RangeInput, type RangeSet } from "../../plugins/host-local/range.ts";
 
 const ip = (s: string) => parseIP(s)!;
 const set = (...ranges: RangeInput[]) => canonicalizeRangeSet(ranges);

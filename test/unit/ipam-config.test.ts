@@ -1,9 +1,9 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { CniError } from "../../lib/cni/errors.ts";
-import { loadIpamConfig } from "../../lib/ipam/config.ts";
-import { formatIP } from "../../lib/ipam/ip.ts";
-import { rangeSetText } from "../../lib/ipam/range.ts";
+import { loadIpamConfig } from "../../plugins/host-local/config.ts";
+import { formatIP } from "../../lib/ip/address.ts";
+import { rangeSetText } from "../../plugins/host-local/range.ts";
 
 const conf = (ipam: Record<string, unknown>, extra: Record<string, unknown> = {}) => ({
   cniVersion: "1.0.0",

@@ -1,6 +1,6 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { formatIP, parseCIDR, parseIP } from "../../lib/ipam/ip.ts";
+import { formatIP, parseCIDR, parseIP } from "../../lib/ip/address.ts";
 
 // Expected values produced by Go's net.ParseIP / IP.String / net.ParseCIDR (the reference's rules).
 const GO_PARSE_IP: [string, [number, string] | null][] = [

@@ -1,6 +1,6 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { parseResolvConf } from "../../lib/ipam/resolvconf.ts";
+import { parseResolvConf } from "../../plugins/host-local/resolvconf.ts";
 
 test("resolv.conf: nameservers, last domain, search and options; comments and short lines skipped", () => {
   const text = [

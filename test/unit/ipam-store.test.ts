@@ -14,10 +14,10 @@ import {
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { asCniError, type CniError, Code } from "../../lib/cni/errors.ts";
-import { allocateAll } from "../../lib/ipam/allocator.ts";
-import { formatIP, parseIP } from "../../lib/ipam/ip.ts";
-import { canonicalizeRangeSet } from "../../lib/ipam/range.ts";
-import { DiskStore } from "../../lib/ipam/store.ts";
+import { allocateAll } from "../../plugins/host-local/allocator.ts";
+import { formatIP, parseIP } from "../../lib/ip/address.ts";
+import { canonicalizeRangeSet } from "../../plugins/host-local/range.ts";
+import { DiskStore } from "../../plugins/host-local/store.ts";
 import { lockExclusive } from "../../lib/kernel/flock.ts";
 
 const SETS = [canonicalizeRangeSet([{ subnet: "10.5.0.0/24" }]), canonicalizeRangeSet([{ subnet: "fd00:5::/64" }])];

@@ -1,6 +1,6 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { parseCIDR } from "../../lib/ipam/ip.ts";
+import { parseCIDR } from "../../lib/ip/address.ts";
 import { tokenize } from "../../lib/kernel/netfilter.ts";
 import {
   iptablesSpec,
@@ -11,9 +11,9 @@ import {
   staleChains,
   verify,
   type IptablesOptions,
-} from "../../lib/net/portmap-iptables.ts";
-import { decodeDnat, nftAddScript, nftDeleteScript, verifyNft, type NftRule } from "../../lib/net/portmap-nft.ts";
-import { mappingsOf, parsePortmapConfig } from "../../lib/net/portmap.ts";
+} from "../../plugins/portmap/iptables.ts";
+import { decodeDnat, nftAddScript, nftDeleteScript, verifyNft, type NftRule } from "../../plugins/portmap/nftables.ts";
+import { mappingsOf, parsePortmapConfig } from "../../plugins/portmap/config.ts";
 
 const mappings = mappingsOf(
   parsePortmapConfig({

@@ -1,8 +1,8 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { CniError } from "../../lib/cni/errors.ts";
-import { formatIP, formatNetwork, parseCIDR } from "../../lib/ipam/ip.ts";
-import { chainNameFor, dnatComment, parseDnatComment } from "../../lib/net/portmap-iptables.ts";
+import { formatIP, formatNetwork, parseCIDR } from "../../lib/ip/address.ts";
+import { chainNameFor, dnatComment, parseDnatComment } from "../../plugins/portmap/iptables.ts";
 import { defaultBackend } from "../../lib/kernel/netfilter.ts";
 import {
   canonicalIp,
@@ -13,7 +13,7 @@ import {
   parsePortmapConfig,
   selectBackend,
   validAttachments,
-} from "../../lib/net/portmap.ts";
+} from "../../plugins/portmap/config.ts";
 
 const base = { cniVersion: "1.0.0", name: "mynet", type: "portmap" };
 const withMappings = (portMappings: unknown, extra: Record<string, unknown> = {}) => ({

@@ -14,7 +14,7 @@ import {
   sysctlPath,
   TuningConfig,
   withMac,
-} from "../../lib/net/tuning.ts";
+} from "../../plugins/tuning/tuning.ts";
 import { parseUnicastMac } from "../../lib/net/mac.ts";
 
 const conf = (extra: Record<string, unknown>) =>

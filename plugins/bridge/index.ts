@@ -1,14 +1,10 @@
-import { z } from "zod";
-import { CniError, Code } from "../lib/cni/errors.ts";
-import { BaseConfig, parseWith } from "../lib/cni/config.ts";
-import { parseCniArgs } from "../lib/cni/args.ts";
-import { validateIfname, type CniEnv } from "../lib/cni/env.ts";
-import { delegate, findInPath } from "../lib/cni/delegate.ts";
-import type { Result } from "../lib/cni/result.ts";
-import { parseResult } from "../lib/cni/result-schema.ts";
-import { resultFamily } from "../lib/cni/versions.ts";
-import type { PluginImpl, Request } from "../lib/cni/skel.ts";
-import { writeSysctls } from "../lib/kernel/procfs.ts";
+import { CniError, Code } from "../../lib/cni/errors.ts";
+import { delegate, findInPath } from "../../lib/cni/delegate.ts";
+import type { Result } from "../../lib/cni/result.ts";
+import { parseResult } from "../../lib/cni/result-schema.ts";
+import { resultFamily } from "../../lib/cni/versions.ts";
+import type { PluginImpl, Request } from "../../lib/cni/skel.ts";
+import { writeSysctls } from "../../lib/kernel/procfs.ts";
 import {
   createPort,
   ensureGateways,
@@ -16,17 +12,17 @@ import {
   removeBridgeIfUnused,
   removeLink,
   setPortVlans,
-  type LinkInfo,
-} from "../lib/net/bridge.ts";
-import { configureContainer, layer2Container, removeContainerIface } from "../lib/net/container.ts";
-import { calcGateways } from "../lib/net/gateways.ts";
-import { gcMasquerade, parseAddrs, setupMasquerade, teardownMasquerade } from "../lib/net/masquerade.ts";
-import { defaultBackend, type NetfilterBackend } from "../lib/kernel/netfilter.ts";
-import { setupSpoofCheck, spoofRefId, teardownSpoofCheck } from "../lib/net/spoofcheck.ts";
-import { waitPortUp } from "../lib/net/veth.ts";
-import { checkAttachment } from "../lib/net/check.ts";
-import { collectVlanTrunk, parseMac } from "../lib/net/bridge-config.ts";
-import { clearDeleteNotice, lockAttachment } from "../lib/net/delete-notice.ts";
+} from "./bridge.ts";
+import type { IpLink } from "../../lib/kernel/link.ts";
+import { configureContainer, layer2Container, removeContainerIface } from "../../lib/net/container.ts";
+import { calcGateways } from "../../lib/net/gateways.ts";
+import { gcMasquerade, parseAddrs, setupMasquerade, teardownMasquerade } from "../../lib/net/masquerade.ts";
+import { defaultBackend, type NetfilterBackend } from "../../lib/kernel/netfilter.ts";
+import { setupSpoofCheck, spoofRefId, teardownSpoofCheck } from "./spoofcheck.ts";
+import { waitPortUp } from "../../lib/net/veth.ts";
+import { checkAttachment } from "./check.ts";
+import { parseConfig, type Config } from "./config.ts";
+import { clearDeleteNotice, lockAttachment } from "../../lib/net/delete-notice.ts";
 
 /**
  * bridge: a Linux bridge on the node, a veth pair per container with one end on the bridge and the
@@ -34,73 +30,7 @@ import { clearDeleteNotice, lockAttachment } from "../lib/net/delete-notice.ts";
  * forwarding, and masquerade for traffic leaving the subnet. Config keys and kernel names are the
  * reference plugin's, so either implementation cleans up after the other.
  */
-const BridgeConfig = BaseConfig.extend({
-  bridge: z.string().default("cni0"),
-  isGateway: z.boolean().default(false),
-  isDefaultGateway: z.boolean().default(false),
-  forceAddress: z.boolean().default(false),
-  ipMasq: z.boolean().default(false),
-  ipMasqBackend: z.string().optional(),
-  mtu: z.number().int().default(0),
-  hairpinMode: z.boolean().default(false),
-  promiscMode: z.boolean().default(false),
-  vlan: z.number().int().default(0),
-  vlanTrunk: z
-    .array(
-      z.object({
-        minID: z.number().int().optional(),
-        maxID: z.number().int().optional(),
-        id: z.number().int().optional(),
-      }),
-    )
-    .optional(),
-  preserveDefaultVlan: z.boolean().default(false),
-  macspoofchk: z.boolean().default(false),
-  enabledad: z.boolean().default(false),
-  disableContainerInterface: z.boolean().default(false),
-  portIsolation: z.boolean().default(false),
-  args: z.looseObject({ cni: z.looseObject({ mac: z.string().optional() }).optional() }).optional(),
-  runtimeConfig: z.looseObject({ mac: z.string().optional() }).optional(),
-  "cni.dev/valid-attachments": z.array(z.looseObject({ containerID: z.string(), ifname: z.string() })).optional(),
-  "cni.dev/attachments": z.array(z.looseObject({ containerID: z.string(), ifname: z.string() })).optional(),
-});
-
-type Config = z.infer<typeof BridgeConfig> & {
-  /** Container MAC: CNI_ARGS MAC, then args.cni.mac, then runtimeConfig.mac (last wins). */
-  mac?: string;
-  /** vlanTrunk as a sorted, de-duplicated VLAN list. */
-  trunk: number[];
-};
-
 const CONTAINER_INDEX = 2;
-
-function parseConfig(raw: Record<string, unknown>, env: CniEnv): Config {
-  const c = parseWith(BridgeConfig, raw);
-  if (c.isDefaultGateway) c.isGateway = true;
-  if (c.vlan < 0 || c.vlan > 4094)
-    throw new CniError(Code.InvalidConfig, `invalid VLAN ID ${c.vlan} (must be between 0 and 4094)`);
-  const trunk = collectVlanTrunk(c.vlanTrunk);
-  if (c.disableContainerInterface && c.ipam?.type)
-    throw new CniError(Code.InvalidConfig, "cannot use IPAM when DisableContainerInterface flag is set");
-  const cniArgs = env.command === "GC" || env.command === "STATUS" ? {} : parseCniArgs(env.args, ["MAC"]);
-  const mac = c.runtimeConfig?.mac || c.args?.cni?.mac || cniArgs.MAC || undefined;
-  const conf: Config = { ...c, trunk, mac };
-  if (env.command === "ADD") validateForAdd(conf);
-  return conf;
-}
-
-/** What only matters when something is about to be created: refused before anything exists. */
-function validateForAdd(c: Config) {
-  validateIfname(c.bridge, "bridge", Code.InvalidConfig);
-  if (c.mtu !== 0 && (c.mtu < 68 || c.mtu > 65535))
-    throw new CniError(Code.InvalidConfig, `invalid MTU ${c.mtu} (must be 0 or between 68 and 65535)`);
-  if (c.hairpinMode && c.promiscMode)
-    throw new CniError(Code.InvalidConfig, "cannot set hairpin mode and promiscuous mode at the same time");
-  if (c.ipMasqBackend !== undefined && c.ipMasqBackend !== "iptables" && c.ipMasqBackend !== "nftables") {
-    throw new CniError(Code.InvalidConfig, `unknown ipmasq backend "${c.ipMasqBackend}"`);
-  }
-  if (c.mac !== undefined) c.mac = parseMac(c.mac);
-}
 
 const layer3 = (c: Config) => !!c.ipam?.type;
 const ipamType = (c: Config) => c.ipam!.type;
@@ -157,7 +87,7 @@ async function addLocked(req: Request<Config>): Promise<Result> {
       ],
     };
 
-    let container: LinkInfo;
+    let container: IpLink;
     if (layer3(c)) {
       const ipam = await delegate("ADD", ipamType(c), req);
       undo.push(() => delegate("DEL", ipamType(c), req));
@@ -198,7 +128,7 @@ async function addLocked(req: Request<Config>): Promise<Result> {
 }
 
 /** Gateway addresses on the bridge (or the VLAN gateway interface), then forwarding per family. */
-function setUpGateways(c: Config, bridge: LinkInfo, gateways: { 4: string[]; 6: string[] }, result: Result) {
+function setUpGateways(c: Config, bridge: IpLink, gateways: { 4: string[]; 6: string[] }, result: Result) {
   const all = [...gateways[4], ...gateways[6]];
   if (all.length === 0) return;
   let dev = bridge;

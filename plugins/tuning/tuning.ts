@@ -1,10 +1,10 @@
-import { z } from "zod";
+import { z } from "../../lib/cni/zod.ts";
 import { join } from "node:path";
-import { CniError, Code } from "../cni/errors.ts";
-import { BaseConfig } from "../cni/config.ts";
-import { parseCniArgs } from "../cni/args.ts";
-import type { Result } from "../cni/result.ts";
-import { parseUnicastMac } from "./mac.ts";
+import { CniError, Code } from "../../lib/cni/errors.ts";
+import { BaseConfig } from "../../lib/cni/config.ts";
+import { parseCniArgs } from "../../lib/cni/args.ts";
+import type { Result } from "../../lib/cni/result.ts";
+import { parseUnicastMac } from "../../lib/net/mac.ts";
 
 /**
  * The tuning plugin's rules as pure functions: which settings a request asks for (config, CNI_ARGS

@@ -1,4 +1,4 @@
-import { formatIP, type IP } from "./ip.ts";
+import { formatIP, type IP } from "../../lib/ip/address.ts";
 import { rangeFor, rangeSetText, type Range, type RangeSet } from "./range.ts";
 
 /**

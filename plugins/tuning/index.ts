@@ -10,12 +10,12 @@ import {
   writeFileSync,
 } from "node:fs";
 import { dirname } from "node:path";
-import { CniError, Code } from "../lib/cni/errors.ts";
-import { parseWith } from "../lib/cni/config.ts";
-import type { Result } from "../lib/cni/result.ts";
-import { parseResult } from "../lib/cni/result-schema.ts";
-import { logLine, type PluginImpl, type Request } from "../lib/cni/skel.ts";
-import { applyNetns, IpLineError, snapshotNetns, SysctlError } from "../lib/kernel/netns-batch.ts";
+import { CniError, Code } from "../../lib/cni/errors.ts";
+import { parseWith } from "../../lib/cni/config.ts";
+import type { Result } from "../../lib/cni/result.ts";
+import { parseResult } from "../../lib/cni/result-schema.ts";
+import { logLine, type PluginImpl, type Request } from "../../lib/cni/skel.ts";
+import { applyNetns, IpLineError, snapshotNetns, SysctlError } from "../../lib/kernel/netns-batch.ts";
 import {
   ALLOWLIST_FILE,
   Backup,
@@ -38,7 +38,7 @@ import {
   withMac,
   type LinkState,
   type Settings,
-} from "../lib/net/tuning.ts";
+} from "./tuning.ts";
 
 /**
  * tuning (meta plugin): sysctls in the container's network namespace and attributes of the

@@ -1,8 +1,8 @@
-import { CniError, Code } from "../cni/errors.ts";
-import { isV6, type Result } from "../cni/result.ts";
-import { tryIpBatch } from "../kernel/batch.ts";
-import { formatIP, parseCIDR, parseIP } from "../ipam/ip.ts";
-import { isBridge, type LinkInfo } from "./bridge.ts";
+import { CniError, Code } from "../../lib/cni/errors.ts";
+import { isV6, type Result } from "../../lib/cni/result.ts";
+import { tryIpBatch } from "../../lib/kernel/batch.ts";
+import { formatIP, parseCIDR, parseIP } from "../../lib/ip/address.ts";
+import { isBridge, type IpLink } from "../../lib/kernel/link.ts";
 
 /**
  * CHECK of a bridge attachment against its prevResult, with the reference's walk and messages:
@@ -31,7 +31,7 @@ export function checkAttachment(c: CheckInput) {
     names.map((n) => ["addr", "show", "dev", n]),
     { json: true },
   );
-  const seen = new Map((node.shown as LinkInfo[]).map((l) => [l.ifname, l]));
+  const seen = new Map((node.shown as IpLink[]).map((l) => [l.ifname, l]));
   const missingAt = node.ok ? Infinity : (node.failedLine ?? 0);
 
   if (!brEntry) throw fail(`CNI created bridge ${c.bridge} in host namespace was not found`);
@@ -63,7 +63,7 @@ export function checkAttachment(c: CheckInput) {
   );
   if (!cont.ok && cont.failedLine === 0) throw fail(`Interface name ${c.ifname} not found`);
   if (!cont.ok) throw fail(`failed to read routes in ${c.netns}: ${cont.stderr}`);
-  const contLink = cont.groups[0]?.[0] as LinkInfo;
+  const contLink = cont.groups[0]?.[0] as IpLink;
   const routes = { 4: (cont.groups[1] ?? []) as KernelRoute[], 6: (cont.groups[2] ?? []) as KernelRoute[] };
   if (contLink.linkinfo?.info_kind !== "veth") throw fail(`Error: Container interface ${c.ifname} not of type veth`);
   if (contEntry.mac && contEntry.mac !== contLink.address)
@@ -85,7 +85,7 @@ export function checkAttachment(c: CheckInput) {
   checkAddressesAndRoutes(c.ifname, contLink, routes, c.prev);
 }
 
-function isPeerPort(link: LinkInfo, cont: LinkInfo, br: LinkInfo): boolean {
+function isPeerPort(link: IpLink, cont: IpLink, br: IpLink): boolean {
   return (
     link.linkinfo?.info_kind === "veth" &&
     link.link_index === cont.ifindex &&
@@ -101,7 +101,7 @@ interface KernelRoute {
   table?: string;
 }
 
-function checkAddressesAndRoutes(ifname: string, link: LinkInfo, routes: Record<4 | 6, KernelRoute[]>, prev: Result) {
+function checkAddressesAndRoutes(ifname: string, link: IpLink, routes: Record<4 | 6, KernelRoute[]>, prev: Result) {
   const have = new Set((link.addr_info ?? []).map((a) => canonicalCidr(`${a.local}/${a.prefixlen}`)));
   for (const ip of prev.ips ?? []) {
     if (!have.has(canonicalCidr(ip.address))) throw fail(`Failed to match addr ${ip.address} on interface ${ifname}`);

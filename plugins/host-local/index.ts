@@ -1,11 +1,11 @@
-import { CniError, Code } from "../lib/cni/errors.ts";
-import type { Result } from "../lib/cni/result.ts";
-import type { PluginImpl, Request } from "../lib/cni/skel.ts";
-import { AllocationError, allocateAll, assignRequested, toIPConfig } from "../lib/ipam/allocator.ts";
-import { loadIpamConfig, type IpamConfig } from "../lib/ipam/config.ts";
-import { formatIP } from "../lib/ipam/ip.ts";
-import { readResolvConf } from "../lib/ipam/resolvconf.ts";
-import { DiskStore, type StoreTransaction } from "../lib/ipam/store.ts";
+import { CniError, Code } from "../../lib/cni/errors.ts";
+import type { Result } from "../../lib/cni/result.ts";
+import type { PluginImpl, Request } from "../../lib/cni/skel.ts";
+import { AllocationError, allocateAll, assignRequested, toIPConfig } from "./allocator.ts";
+import { loadIpamConfig, type IpamConfig } from "./config.ts";
+import { formatIP } from "../../lib/ip/address.ts";
+import { readResolvConf } from "./resolvconf.ts";
+import { DiskStore, type StoreTransaction } from "./store.ts";
 
 /**
  * host-local IPAM: one address per range set from a store on local disk shared with the reference

@@ -1,9 +1,9 @@
-import { CniError, Code } from "../cni/errors.ts";
-import { ipBatch, ipJson } from "../kernel/exec.ts";
-import { bridgeBatch, tryIpBatch } from "../kernel/batch.ts";
-import { linkKindNoSpawn, writeSysctls } from "../kernel/procfs.ts";
-import type { IpLink } from "../kernel/link.ts";
-import { gatewayAddrLines } from "./gateways.ts";
+import { CniError, Code } from "../../lib/cni/errors.ts";
+import { ipBatch, ipJson } from "../../lib/kernel/exec.ts";
+import { bridgeBatch, tryIpBatch } from "../../lib/kernel/batch.ts";
+import { linkKindNoSpawn, writeSysctls } from "../../lib/kernel/procfs.ts";
+import { isBridge, showLink, type IpLink } from "../../lib/kernel/link.ts";
+import { gatewayAddrLines } from "../../lib/net/gateways.ts";
 import {
   bridgePortLines,
   portVlanLines,
@@ -11,8 +11,8 @@ import {
   vethPairLine,
   type PortOptions,
   type VlanOptions,
-} from "./veth.ts";
-import { randomHex } from "../hash.ts";
+} from "../../lib/net/veth.ts";
+import { randomHex } from "../../lib/hash.ts";
 
 /**
  * The node side of a bridge attachment: the bridge itself (created when missing, never deleted),
@@ -20,12 +20,6 @@ import { randomHex } from "../hash.ts";
  * `ip -batch` process; whether the bridge exists is looked up first (in sysfs when it shows our
  * namespace, so usually without a spawn).
  */
-export type LinkInfo = IpLink & {
-  link_index?: number;
-  operstate?: string;
-  promiscuity?: number;
-  linkinfo?: { info_kind?: string; info_slave_kind?: string; info_data?: { vlan_default_pvid?: number } };
-};
 
 export interface BridgeOptions {
   name: string;
@@ -34,8 +28,6 @@ export interface BridgeOptions {
   /** vlan or vlanTrunk configured: a bridge we create filters VLANs. */
   vlanFiltering: boolean;
 }
-
-export const isBridge = (l: LinkInfo) => l.linkinfo?.info_kind === "bridge";
 
 /**
  * Whether the bridge exists; an error when the name is taken by something else. Answered from
@@ -50,12 +42,6 @@ export function bridgeExists(name: string): boolean {
 function ipKind(name: string): "absent" | "bridge" | "other" {
   const link = showLink(name);
   return !link ? "absent" : isBridge(link) ? "bridge" : "other";
-}
-
-export function showLink(dev: string, netns?: string): LinkInfo | undefined {
-  return ipJson<LinkInfo[]>(["-d", "addr", "show", "dev", dev], { allowFailure: true, netns }).find(
-    (l) => l.ifname === dev,
-  );
 }
 
 function bridgeLines(o: BridgeOptions, exists: boolean): string[][] {
@@ -88,8 +74,8 @@ function randomLocalMac(): string {
 }
 
 export interface Port {
-  bridge: LinkInfo;
-  host: LinkInfo;
+  bridge: IpLink;
+  host: IpLink;
   /** This call created the bridge (it did not exist before): a failed ADD removes it again. */
   createdBridge: boolean;
 }
@@ -119,7 +105,7 @@ export function createPort(
     ];
     const r = tryIpBatch(lines, { json: true });
     if (r.ok) {
-      const shown = r.shown as LinkInfo[];
+      const shown = r.shown as IpLink[];
       const hostLink = shown.find((l) => l.ifname === host);
       const bridge = shown.find((l) => l.ifname === b.name);
       if (!hostLink || !bridge) {
@@ -171,7 +157,7 @@ export function createPort(
  * finds the bridge gone and creates it again: createPort looks again on "does not exist".)
  */
 export function removeBridgeIfUnused(name: string) {
-  const ports = ipJson<LinkInfo[]>(["link", "show", "master", name], { allowFailure: true });
+  const ports = ipJson<IpLink[]>(["link", "show", "master", name], { allowFailure: true });
   const bridge = ports.length === 0 ? showLink(name) : undefined;
   if (bridge && isBridge(bridge)) removeLink(name);
 }
@@ -182,7 +168,7 @@ export function removeLink(dev: string) {
 }
 
 /** VLAN membership of a new port; the kernel default PVID entry is the one to drop. */
-export function setPortVlans(port: string, bridge: LinkInfo, o: VlanOptions) {
+export function setPortVlans(port: string, bridge: IpLink, o: VlanOptions) {
   try {
     bridgeBatch(portVlanLines(port, o, bridge.linkinfo?.info_data?.vlan_default_pvid ?? 1));
   } catch (e) {
@@ -195,7 +181,7 @@ export function setPortVlans(port: string, bridge: LinkInfo, o: VlanOptions) {
  * at the current value: a bridge without an explicit MAC takes its lowest port's and would change
  * as pods come and go. Nothing is spawned when every gateway is already there.
  */
-export function ensureGateways(dev: LinkInfo, gateways: readonly string[], forceAddress: boolean) {
+export function ensureGateways(dev: IpLink, gateways: readonly string[], forceAddress: boolean) {
   const lines = gatewayAddrLines(dev.ifname, dev.addr_info ?? [], gateways, forceAddress);
   if (lines.length === 0) return;
   if (dev.address) lines.push(["link", "set", dev.ifname, "address", dev.address]);
@@ -206,7 +192,7 @@ export function ensureGateways(dev: LinkInfo, gateways: readonly string[], force
  * The VLAN gateway `<bridge>.<vlan>`: one end of a node-side veth pair holding the gateway
  * addresses, its peer an access port of the VLAN on the bridge. Reused when it exists.
  */
-export function ensureVlanGateway(bridge: LinkInfo, vlan: number, preserveDefaultVlan: boolean, mtu: number): LinkInfo {
+export function ensureVlanGateway(bridge: IpLink, vlan: number, preserveDefaultVlan: boolean, mtu: number): IpLink {
   const name = `${bridge.ifname}.${vlan}`;
   const found = showLink(name);
   if (found) return found;
@@ -233,7 +219,7 @@ export function ensureVlanGateway(bridge: LinkInfo, vlan: number, preserveDefaul
       removeLink(name);
       throw e;
     }
-    const link = (r.shown as LinkInfo[]).find((l) => l.ifname === name);
+    const link = (r.shown as IpLink[]).find((l) => l.ifname === name);
     if (link) return link;
   }
   throw new CniError(Code.Internal, `failed to create vlan gateway "${name}"`);

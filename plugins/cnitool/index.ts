@@ -1,8 +1,8 @@
 import { existsSync } from "node:fs";
-import { CniError } from "../cni/errors.ts";
-import { cachedAttachments, DEFAULT_CACHE_DIR } from "./cache.ts";
-import { loadNetwork, type NetworkConfigList } from "./conf.ts";
-import { findPlugin, getVersionInfo } from "../cni/invoke.ts";
+import { CniError } from "../../lib/cni/errors.ts";
+import { cachedAttachments, DEFAULT_CACHE_DIR } from "../../lib/libcni/cache.ts";
+import { loadNetwork, type NetworkConfigList } from "../../lib/libcni/conf.ts";
+import { findPlugin, getVersionInfo } from "../../lib/cni/invoke.ts";
 import {
   addNetworkList,
   checkNetworkList,
@@ -13,9 +13,9 @@ import {
   statusNetworkList,
   type CniConfig,
   type GCAttachment,
-} from "./libcni.ts";
-import { runtimeConfFromEnv } from "./runtime.ts";
-import { writeStdout } from "../cni/skel.ts";
+} from "../../lib/libcni/libcni.ts";
+import { runtimeConfFromEnv } from "../../lib/libcni/runtime.ts";
+import { writeStdout } from "../../lib/cni/skel.ts";
 
 // cnitool: upstream's command line and environment, driving the chain as libcni does.
 

@@ -1,4 +1,4 @@
-import { bitsOf, formatIP, isMapped, maskOf, parseCIDR, parseIP, type Family, type IP } from "./ip.ts";
+import { bitsOf, formatIP, isMapped, maskOf, parseCIDR, parseIP, type Family, type IP } from "../../lib/ip/address.ts";
 
 /** A validated range: every address of [start, end] lies in subnet; gateway is never handed out. */
 export interface Range {

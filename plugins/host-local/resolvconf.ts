@@ -1,6 +1,6 @@
 import { closeSync, constants, fstatSync, openSync, readFileSync } from "node:fs";
-import { CniError, Code } from "../cni/errors.ts";
-import type { DNS } from "../cni/result.ts";
+import { CniError, Code } from "../../lib/cni/errors.ts";
+import type { DNS } from "../../lib/cni/result.ts";
 
 /**
  * The reference's resolv.conf reader for `ipam.resolvConf`: nameserver, domain (last wins), search

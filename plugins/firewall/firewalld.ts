@@ -1,5 +1,5 @@
-import { CniError, Code } from "../cni/errors.ts";
-import { busCall, systemBusPresent } from "../kernel/dbus.ts";
+import { CniError, Code } from "../../lib/cni/errors.ts";
+import { busCall, systemBusPresent } from "../../lib/kernel/dbus.ts";
 
 /**
  * The firewall plugin's firewalld backend: each container address becomes a source of a firewalld

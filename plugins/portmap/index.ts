@@ -1,8 +1,8 @@
-import { CniError, Code } from "../lib/cni/errors.ts";
-import type { Result } from "../lib/cni/result.ts";
-import { parseResult } from "../lib/cni/result-schema.ts";
-import { logLine, type PluginImpl, type Request } from "../lib/cni/skel.ts";
-import type { CIDR, Family } from "../lib/ipam/ip.ts";
+import { CniError, Code } from "../../lib/cni/errors.ts";
+import type { Result } from "../../lib/cni/result.ts";
+import { parseResult } from "../../lib/cni/result-schema.ts";
+import { logLine, type PluginImpl, type Request } from "../../lib/cni/skel.ts";
+import type { CIDR, Family } from "../../lib/ip/address.ts";
 import {
   containerAddresses,
   mappingsOf,
@@ -10,11 +10,16 @@ import {
   selectBackend,
   validAttachments,
   type PortmapConfig,
-} from "../lib/net/portmap.ts";
-import { defaultBackend, netfilterLocked } from "../lib/kernel/netfilter.ts";
-import { nodeLinkNames } from "../lib/kernel/procfs.ts";
-import { announceDelete, readDeleteNotice, type AttachmentKey, type DeleteNotice } from "../lib/net/delete-notice.ts";
-import { sleepMs } from "../lib/sleep.ts";
+} from "./config.ts";
+import { defaultBackend, netfilterLocked } from "../../lib/kernel/netfilter.ts";
+import { nodeLinkNames } from "../../lib/kernel/procfs.ts";
+import {
+  announceDelete,
+  readDeleteNotice,
+  type AttachmentKey,
+  type DeleteNotice,
+} from "../../lib/net/delete-notice.ts";
+import { sleepMs } from "../../lib/sleep.ts";
 
 /**
  * portmap: a chained plugin that forwards host ports to the container addresses of prevResult
@@ -39,7 +44,7 @@ const portmap: PluginImpl<PortmapConfig> = {
         .filter((m) => m.protocol === "udp")
         .map((m) => m.hostPort);
       if (udpPorts.length > 0) {
-        const { deleteUdpConntrack } = await import("../lib/kernel/conntrack.ts");
+        const { deleteUdpConntrack } = await import("../../lib/kernel/conntrack.ts");
         const problem = deleteUdpConntrack(
           udpPorts,
           families.map((a) => a.ip.family),
@@ -48,7 +53,7 @@ const portmap: PluginImpl<PortmapConfig> = {
       }
       if (req.config.snat !== false && addrs.v4) {
         // Lets DNATed 127.0.0.1 traffic leave through the interface toward the container.
-        const { ipv4RouteDevice, enableRouteLocalnet } = await import("../lib/kernel/route-localnet.ts");
+        const { ipv4RouteDevice, enableRouteLocalnet } = await import("../../lib/kernel/route-localnet.ts");
         const dev = ipv4RouteDevice(Number(addrs.v4.ip.n));
         if (dev) enableRouteLocalnet(dev);
       }
@@ -215,7 +220,7 @@ async function loadBackend(c: PortmapConfig): Promise<PortmapBackend> {
     conditionsV6: c.conditionsV6 ?? undefined,
   };
   if (selectBackend(c, defaultBackend) === "iptables") {
-    const ipt = await import("../lib/net/portmap-iptables.ts");
+    const ipt = await import("./iptables.ts");
     const opts = (req: Request<PortmapConfig>) => ({
       ...common,
       network: c.name,
@@ -230,7 +235,7 @@ async function loadBackend(c: PortmapConfig): Promise<PortmapBackend> {
       gc: (_req, valid) => ipt.iptablesGc(c.name, valid),
     };
   }
-  const nft = await import("../lib/net/portmap-nft.ts");
+  const nft = await import("./nftables.ts");
   return {
     forward: (req, addrs) => nft.nftAdd({ ...common, containerId: req.containerId }, addrs),
     unforward: (req) => nft.nftDel(req.containerId),

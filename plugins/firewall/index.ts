@@ -1,18 +1,12 @@
-import { z } from "zod";
-import { CniError, Code } from "../lib/cni/errors.ts";
-import { BaseConfig, parseWith } from "../lib/cni/config.ts";
-import { validateIfname } from "../lib/cni/env.ts";
-import type { Result } from "../lib/cni/result.ts";
-import { parseResult } from "../lib/cni/result-schema.ts";
-import type { PluginImpl, Request } from "../lib/cni/skel.ts";
-import { iptablesSave, iptablesTransact, netfilterLocked } from "../lib/kernel/netfilter.ts";
-import {
-  addSources,
-  firewalldNotRunning,
-  firewalldRunning,
-  removeSources,
-  sourcesOutsideZone,
-} from "../lib/net/firewall-firewalld.ts";
+import { z } from "../../lib/cni/zod.ts";
+import { CniError, Code } from "../../lib/cni/errors.ts";
+import { BaseConfig, parseWith } from "../../lib/cni/config.ts";
+import { validateIfname } from "../../lib/cni/env.ts";
+import type { Result } from "../../lib/cni/result.ts";
+import { parseResult } from "../../lib/cni/result-schema.ts";
+import type { PluginImpl, Request } from "../../lib/cni/skel.ts";
+import { iptablesSave, iptablesTransact, netfilterLocked } from "../../lib/kernel/netfilter.ts";
+import { addSources, firewalldNotRunning, firewalldRunning, removeSources, sourcesOutsideZone } from "./firewalld.ts";
 import {
   combine,
   containerRules,
@@ -28,7 +22,7 @@ import {
   type IngressPolicy,
   type IpFamily,
   type RuleSet,
-} from "../lib/net/firewall-iptables.ts";
+} from "./iptables.ts";
 
 /**
  * firewall (meta plugin): lets forwarded traffic reach the container addresses of the prevResult.

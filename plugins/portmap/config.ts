@@ -1,8 +1,8 @@
-import { z } from "zod";
-import { BaseConfig, parseWith } from "../cni/config.ts";
-import { CniError, Code } from "../cni/errors.ts";
-import type { Result } from "../cni/result.ts";
-import { formatIP, parseCIDR, parseIP, type CIDR } from "../ipam/ip.ts";
+import { z } from "../../lib/cni/zod.ts";
+import { BaseConfig, parseWith } from "../../lib/cni/config.ts";
+import { CniError, Code } from "../../lib/cni/errors.ts";
+import type { Result } from "../../lib/cni/result.ts";
+import { formatIP, parseCIDR, parseIP, type CIDR } from "../../lib/ip/address.ts";
 
 /**
  * Port-mapping configuration and the facts both backends derive from it: which mappings apply to

@@ -1,11 +1,11 @@
-import { z } from "zod";
-import { BaseConfig, parseWith } from "../cni/config.ts";
-import { CniError, Code } from "../cni/errors.ts";
-import { parseCniArgs } from "../cni/args.ts";
-import type { Route } from "../cni/result.ts";
-import { RouteSchema } from "../cni/result-schema.ts";
-import { compareVersions } from "../cni/versions.ts";
-import { formatIP, parseCIDR, parseIP, type IP } from "./ip.ts";
+import { z } from "../../lib/cni/zod.ts";
+import { BaseConfig, parseWith } from "../../lib/cni/config.ts";
+import { CniError, Code } from "../../lib/cni/errors.ts";
+import { parseCniArgs } from "../../lib/cni/args.ts";
+import type { Route } from "../../lib/cni/result.ts";
+import { RouteSchema } from "../../lib/cni/result-schema.ts";
+import { compareVersions } from "../../lib/cni/versions.ts";
+import { formatIP, parseCIDR, parseIP, type IP } from "../../lib/ip/address.ts";
 import { canonicalizeRangeSet, InvalidRange, setsOverlap, type RangeSet } from "./range.ts";
 
 export const DEFAULT_DATA_DIR = "/var/lib/cni/networks";

@@ -1,4 +1,4 @@
-import { hexDigest } from "../hash.ts";
+import { hexDigest } from "../../lib/hash.ts";
 import {
   accessSync,
   closeSync,
@@ -15,10 +15,10 @@ import {
   writeSync,
 } from "node:fs";
 import { dirname, join } from "node:path";
-import { CniError, Code } from "../cni/errors.ts";
-import { lockExclusive } from "../kernel/flock.ts";
+import { CniError, Code } from "../../lib/cni/errors.ts";
+import { lockExclusive } from "../../lib/kernel/flock.ts";
 import type { AllocationStore } from "./allocator.ts";
-import { formatIP, parseIP, type IP } from "./ip.ts";
+import { formatIP, parseIP, type IP } from "../../lib/ip/address.ts";
 
 /**
  * The host-local store, byte-compatible with the reference so either implementation can run on a

@@ -1,6 +1,6 @@
-import { CniError, Code } from "../cni/errors.ts";
-import { restoreQuote, tokenize } from "../kernel/netfilter.ts";
-import { formatIP, parseIP } from "../ipam/ip.ts";
+import { CniError, Code } from "../../lib/cni/errors.ts";
+import { restoreQuote, tokenize } from "../../lib/kernel/netfilter.ts";
+import { formatIP, parseIP } from "../../lib/ip/address.ts";
 
 /**
  * The firewall plugin's iptables rule sets, built as data and turned into iptables-restore scripts

@@ -1,9 +1,9 @@
-import { CniError, Code } from "../lib/cni/errors.ts";
-import type { Result } from "../lib/cni/result.ts";
-import type { PluginImpl } from "../lib/cni/skel.ts";
-import { changeAndShow, showLink } from "../lib/kernel/link.ts";
-import { ipBatch } from "../lib/kernel/exec.ts";
-import { linkNamesIn } from "../lib/kernel/procfs.ts";
+import { CniError, Code } from "../../lib/cni/errors.ts";
+import type { Result } from "../../lib/cni/result.ts";
+import type { PluginImpl } from "../../lib/cni/skel.ts";
+import { changeAndShow, showLink } from "../../lib/kernel/link.ts";
+import { ipBatch } from "../../lib/kernel/exec.ts";
+import { linkNamesIn } from "../../lib/kernel/procfs.ts";
 
 /**
  * loopback: brings up `lo` in the container namespace; CNI_IFNAME is ignored, as in the reference.
@@ -23,7 +23,7 @@ const loopback: PluginImpl<LoopbackConfig> = {
     const prev =
       req.config.prevResult === undefined
         ? undefined
-        : (await import("../lib/cni/result-schema.ts")).parseResult(req.config.prevResult, req.version);
+        : (await import("../../lib/cni/result-schema.ts")).parseResult(req.config.prevResult, req.version);
     const lo = changeAndShow([["link", "set", "lo", "up"]], "lo", { netns: req.netns });
     const addrs = lo?.addr_info ?? [];
     const foreign = addrs.find((a) => !isLoopbackAddress(a.local));
@@ -44,7 +44,7 @@ const loopback: PluginImpl<LoopbackConfig> = {
 
   async del(req) {
     if (req.netnsState !== "ok") return;
-    const { lockAttachment } = await import("../lib/net/delete-notice.ts");
+    const { lockAttachment } = await import("../../lib/net/delete-notice.ts");
     const lock = await lockAttachment({ network: req.config.name, containerId: req.containerId, ifname: req.ifname });
     try {
       // In a list, loopback's DEL runs last, after the main plugin removed CNI_IFNAME. Finding it
