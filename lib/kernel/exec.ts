@@ -1,11 +1,11 @@
 import { spawnSync } from "node:child_process";
 import { KernelError } from "./errors.ts";
-import { NO_SETNS, withNetns } from "./setns.ts";
+import { withNetns } from "./setns.ts";
 
 /**
  * The one place that spawns kernel tools. Every command is an argv array (never a shell string);
- * work inside a container namespace runs there through setns (or nsenter), so any netns path works,
- * named or /proc/PID/ns/net.
+ * work inside a container namespace runs there through setns, so any netns path works, named or
+ * /proc/PID/ns/net.
  */
 export interface RunOptions {
   /** Network namespace path to run in; omitted means the plugin's own (node) namespace. */
@@ -31,27 +31,15 @@ export function run(argv: readonly string[], opts: RunOptions = {}): RunResult {
       maxBuffer: 64 * 1024 * 1024,
       env: { ...process.env, LC_ALL: "C" },
     });
-  // In the compiled executable the child starts inside the container namespace directly (setns on
-  // this thread around the spawn); elsewhere nsenter does it, one exec more.
-  let r = opts.netns ? withNetns(opts.netns, () => spawn(argv)) : spawn(argv);
-  const viaNsenter = r === NO_SETNS;
-  const full = viaNsenter ? ["nsenter", `--net=${opts.netns}`, "--", ...argv] : argv;
-  if (r === NO_SETNS) r = spawn(full);
+  // The child starts inside the container namespace directly: setns on this thread around the spawn.
+  const r = opts.netns ? withNetns(opts.netns, () => spawn(argv)) : spawn(argv);
   if (r.error && !((r.error as NodeJS.ErrnoException).code === "EPIPE" && r.status !== null)) {
-    throw new KernelError("failed", `failed to run ${argv[0]}: ${r.error.message}`, { details: full.join(" ") });
+    throw new KernelError("failed", `failed to run ${argv[0]}: ${r.error.message}`, { argv, details: argv.join(" ") });
   }
   const res = { status: r.status ?? 128, stdout: r.stdout ?? "", stderr: r.stderr ?? "" };
-  // nsenter's own failure means CNI_NETNS cannot be entered: never mistake it for the command's answer.
-  if (viaNsenter && res.status !== 0 && /^nsenter: /m.test(res.stderr)) {
-    throw new KernelError(
-      "netns",
-      `CNI_NETNS: cannot enter ${opts.netns}: ${res.stderr.trim().replace(/^nsenter: /, "")}`,
-    );
-  }
   if (res.status !== 0 && !opts.allowFailure) {
-    throw new KernelError("failed", `${argv[0]} failed: ${res.stderr.trim() || `exit status ${res.status}`}`, {
-      details: full.join(" "),
-    });
+    const message = `${argv[0]} failed: ${res.stderr.trim() || `exit status ${res.status}`}`;
+    throw new KernelError("failed", message, { argv, status: res.status, stderr: res.stderr, details: argv.join(" ") });
   }
   return res;
 }

@@ -1,7 +1,8 @@
 /**
  * The few libc calls Node has no binding for (flock, setns), through bun:ffi in the compiled
  * executable. Loaded once per process and only on paths that need it; undefined under plain Node
- * or a libc that will not load, and callers then fall back to a helper process.
+ * or a libc that will not load: flock then falls back to flock(1) (the unit tests run that path),
+ * and entering a namespace is an error.
  */
 export interface Libc {
   flock(fd: number, op: number): number;

@@ -1,7 +1,7 @@
 import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { KernelError } from "./errors.ts";
 import { ipJson, run, type RunOptions } from "./exec.ts";
-import { NO_SETNS, withNetns } from "./setns.ts";
+import { withNetns } from "./setns.ts";
 
 /**
  * Per-namespace kernel files. /proc/sys/net shows the namespace of the reading process, so our own
@@ -41,13 +41,8 @@ export function writeSysctls(
     }
   };
   if (!opts.netns) return writeHere();
-  // /proc/sys/net shows the namespace of the thread that opens it: write from inside, in-process
-  // when setns is available, else through a sysctl process entered into the namespace.
-  if (withNetns(opts.netns, writeHere) !== NO_SETNS) return;
-  run(["sysctl", "-q", ...(opts.bestEffort ? ["-e"] : []), "-w", ...values.map(([k, v]) => `${k}=${v}`)], {
-    netns: opts.netns,
-    allowFailure: opts.bestEffort,
-  });
+  // /proc/sys/net shows the namespace of the thread that opens it: write from inside.
+  withNetns(opts.netns, writeHere);
 }
 
 /** The names of our namespace's links (/proc/thread-self/net/dev always shows it), without a spawn. */
@@ -68,7 +63,7 @@ export function nodeLinkNames(): Set<string> | undefined {
 /** The names of the links in the namespace at `netns`: read from inside it, or listed by ip. */
 export function linkNamesIn(netns: string): Set<string> {
   const inside = withNetns(netns, nodeLinkNames);
-  if (inside !== NO_SETNS && inside !== undefined) return inside;
+  if (inside) return inside;
   return new Set(ipJson<{ ifname: string }[]>(["link", "show"], { netns }).map((l) => l.ifname));
 }
 

@@ -9,9 +9,9 @@ const CLONE_NEWNET = 0x40000000;
  * then switches back. Everything `fn` does happens there: processes it spawns start in that
  * namespace (no nsenter exec in between) and /proc/sys/net opened by it shows that namespace's
  * sysctls. `fn` must be synchronous: nothing else may run on this thread while it is switched.
- * Returns NO_SETNS when libc is not loaded (plain Node), so the caller uses nsenter instead.
+ * This is the one way the suite enters a namespace: it needs libc through bun:ffi (the compiled
+ * executable, with loadLibc() done); plain Node cannot, and gets an error rather than a fallback.
  */
-export const NO_SETNS: unique symbol = Symbol("no setns");
 
 /**
  * What to do when the thread cannot switch back: must not return. The plugin edge installs one that
@@ -26,9 +26,11 @@ export function onStuckInNamespace(handler: (e: KernelError) => never) {
   stuckHandler = handler;
 }
 
-export function withNetns<T>(path: string, fn: () => T): T | typeof NO_SETNS {
+export function withNetns<T>(path: string, fn: () => T): T {
   const libc = libcIfLoaded();
-  if (!libc) return NO_SETNS;
+  if (!libc) {
+    throw new KernelError("netns", `CNI_NETNS: cannot enter ${path}: entering a namespace needs setns through bun:ffi`);
+  }
   const home = openSync("/proc/thread-self/ns/net", constants.O_RDONLY);
   let target: number;
   try {
