@@ -166,6 +166,15 @@ export async function prepare(
  * DEL treats both as "gone": it releases what the node holds and never enters the path.
  */
 async function checkNetns(env: CniEnv): Promise<NetnsState> {
+  try {
+    return await netnsStateFor(env);
+  } catch (e) {
+    // The kernel layer's refusal, in CNI terms: this is the plugin edge.
+    throw asCniError(e);
+  }
+}
+
+async function netnsStateFor(env: CniEnv): Promise<NetnsState> {
   const { inspectNetns } = await import("../kernel/netns.ts");
   let state = inspectNetns(env.netns);
   // Container-side work enters the namespace with setns(2) in-process when libc is reachable.
