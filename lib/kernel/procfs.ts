@@ -1,6 +1,6 @@
 import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { KernelError } from "./errors.ts";
-import { ipJson, run, type RunOptions } from "./exec.ts";
+import { ipJson, type RunOptions } from "./exec.ts";
 import { withNetns } from "./setns.ts";
 
 /**
