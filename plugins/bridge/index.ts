@@ -1,5 +1,4 @@
 import { CniError, Code } from "../../lib/cni/errors.ts";
-import { delegate, findInPath } from "../../lib/cni/delegate.ts";
 import type { Result } from "../../lib/cni/result.ts";
 import { parseResult } from "../../lib/cni/result-schema.ts";
 import { resultFamily } from "../../lib/cni/versions.ts";
@@ -23,6 +22,15 @@ import { waitPortUp } from "../../lib/net/veth.ts";
 import { checkAttachment } from "./check.ts";
 import { parseConfig, type Config } from "./config.ts";
 import { clearDeleteNotice, lockAttachment } from "../../lib/net/delete-notice.ts";
+import {
+  addIpam,
+  applyDnsOverride,
+  delegateIpam,
+  hasIpam,
+  prevResultAddresses,
+  requireIpamPlugin,
+  Undo,
+} from "../../lib/net/interface-plugin.ts";
 
 /**
  * bridge: a Linux bridge on the node, a veth pair per container with one end on the bridge and the
@@ -32,8 +40,7 @@ import { clearDeleteNotice, lockAttachment } from "../../lib/net/delete-notice.t
  */
 const CONTAINER_INDEX = 2;
 
-const layer3 = (c: Config) => !!c.ipam?.type;
-const ipamType = (c: Config) => c.ipam!.type;
+const layer3 = hasIpam;
 const attachment = (req: Request<Config>) => ({
   network: req.config.name,
   containerId: req.containerId,
@@ -60,7 +67,7 @@ async function addLocked(req: Request<Config>): Promise<Result> {
       `a layer-2 attachment (no ipam) has no ${req.version} result`,
     );
   }
-  if (layer3(c)) findInPath(ipamType(c), req.path);
+  requireIpamPlugin(req);
 
   const port = createPort(
     { name: c.bridge, mtu: c.mtu, promisc: c.promiscMode, vlanFiltering: c.vlan !== 0 || c.vlanTrunk !== undefined },
@@ -68,10 +75,10 @@ async function addLocked(req: Request<Config>): Promise<Result> {
     req.netns,
     { mtu: c.mtu, mac: c.mac, hairpin: c.hairpinMode, isolated: c.portIsolation },
   );
-  const undo: (() => unknown)[] = [];
+  const undo = new Undo();
   if (port.createdBridge) undo.push(() => removeBridgeIfUnused(port.bridge.ifname));
   undo.push(() => removeLink(port.host.ifname));
-  try {
+  return undo.guard(async () => {
     setPortVlans(port.host.ifname, port.bridge, {
       vlan: c.vlan,
       trunk: c.trunk,
@@ -89,10 +96,7 @@ async function addLocked(req: Request<Config>): Promise<Result> {
 
     let container: IpLink;
     if (layer3(c)) {
-      const ipam = await delegate("ADD", ipamType(c), req);
-      undo.push(() => delegate("DEL", ipamType(c), req));
-      if (!ipam?.ips?.length) throw new CniError(Code.Internal, "IPAM plugin returned missing IP config");
-      Object.assign(result, { ips: ipam.ips, routes: ipam.routes, dns: ipam.dns });
+      Object.assign(result, await addIpam(req, undo));
       const gateways = calcGateways(result, c.isGateway, c.isDefaultGateway, CONTAINER_INDEX);
       container = configureContainer(req.netns, req.ifname, result, c.enabledad, CONTAINER_INDEX);
       if (c.isGateway) setUpGateways(c, port.bridge, gateways, result);
@@ -113,18 +117,9 @@ async function addLocked(req: Request<Config>): Promise<Result> {
       setupSpoofCheck(port.host.ifname, container.address!, spoofRefId(req.containerId, req.ifname));
     }
     if (!c.disableContainerInterface) waitPortUp(port.host.ifname);
-    if (dnsConfigured(c)) result.dns = c.dns;
+    applyDnsOverride(result, c);
     return result;
-  } catch (e) {
-    for (const step of undo.reverse()) {
-      try {
-        await step();
-      } catch {
-        // Best effort: the original failure is what the runtime needs to see.
-      }
-    }
-    throw e;
-  }
+  });
 }
 
 /** Gateway addresses on the bridge (or the VLAN gateway interface), then forwarding per family. */
@@ -142,10 +137,6 @@ function setUpGateways(c: Config, bridge: IpLink, gateways: { 4: string[]; 6: st
   if (gateways[6].length > 0) forwarding.push(["net/ipv6/conf/all/forwarding", "1"]);
   writeSysctls(forwarding);
 }
-
-const dnsConfigured = (c: Config) =>
-  !!c.dns &&
-  (c.dns.nameservers !== undefined || c.dns.search !== undefined || c.dns.options !== undefined || !!c.dns.domain);
 
 /**
  * Undo ADD, best effort and idempotent: the container interface if the namespace is still there,
@@ -175,12 +166,10 @@ async function delLocked(req: Request<Config>) {
       errors.push(e);
     }
   }
-  if (layer3(c)) {
-    try {
-      await delegate("DEL", ipamType(c), req);
-    } catch (e) {
-      errors.push(e);
-    }
+  try {
+    await delegateIpam("DEL", req);
+  } catch (e) {
+    errors.push(e);
   }
   if (c.macspoofchk) {
     try {
@@ -190,7 +179,7 @@ async function delLocked(req: Request<Config>) {
     }
   }
   if (layer3(c) && c.ipMasq) {
-    const known = new Set([...addrs, ...prevResultAddrs(req)]);
+    const known = new Set([...addrs, ...prevResultAddresses(req)]);
     const failures = teardownMasquerade(attachment(req), parseAddrs([...known]));
     if (failures.length > 0)
       errors.push(new CniError(Code.Internal, `failed to remove masquerade rules: ${failures.join("; ")}`));
@@ -198,31 +187,17 @@ async function delLocked(req: Request<Config>) {
   if (errors.length > 0) throw errors[0];
 }
 
-/** The container addresses prevResult records for this interface (or without an interface index). */
-function prevResultAddrs(req: Request<Config>): string[] {
-  if (req.config.prevResult === undefined) return [];
-  let prev: Result;
-  try {
-    prev = parseResult(req.config.prevResult, req.version);
-  } catch {
-    return []; // DEL must not fail on a cache it cannot read
-  }
-  return (prev.ips ?? [])
-    .filter((ip) => ip.interface === undefined || prev.interfaces?.[ip.interface]?.name === req.ifname)
-    .map((ip) => ip.address);
-}
-
 async function check(req: Request<Config>) {
   const c = req.config;
   // The reference also asks IPAM when there is none and so fails every layer-2 CHECK; we do not.
-  if (layer3(c)) await delegate("CHECK", ipamType(c), req);
+  await delegateIpam("CHECK", req);
   if (c.prevResult === undefined) throw new CniError(Code.Internal, "Required prevResult missing");
   const prev = parseResult(c.prevResult, req.version);
   checkAttachment({ bridge: c.bridge, promisc: c.promiscMode, ifname: req.ifname, netns: req.netns, prev });
 }
 
 async function status(req: Request<Config>) {
-  if (layer3(req.config)) await delegate("STATUS", ipamType(req.config), req);
+  await delegateIpam("STATUS", req);
 }
 
 /** Masquerade of attachments not in the valid list, then IPAM's own GC. */
@@ -236,7 +211,7 @@ async function gc(req: Request<Config>) {
         list.map((a) => ({ containerId: a.containerID, ifname: a.ifname })),
       )
     : [];
-  if (layer3(c)) await delegate("GC", ipamType(c), req);
+  await delegateIpam("GC", req);
   if (failures.length > 0)
     throw new CniError(Code.Internal, `failed to remove stale masquerade rules: ${failures.join("; ")}`);
 }
