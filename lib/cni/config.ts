@@ -1,5 +1,6 @@
 import { z } from "./zod.ts";
 import { CniError, Code } from "./errors.ts";
+import { DNSSchema } from "./result-schema.ts";
 
 /** Keys every plugin configuration may carry; plugins extend this with their own. */
 export const BaseConfig = z.looseObject({
@@ -11,17 +12,29 @@ export const BaseConfig = z.looseObject({
   args: z.record(z.string(), z.unknown()).optional(),
   capabilities: z.record(z.string(), z.unknown()).optional(),
   ipam: z.looseObject({ type: z.string() }).optional(),
-  dns: z
-    .object({
-      nameservers: z.array(z.string()).optional(),
-      domain: z.string().optional(),
-      search: z.array(z.string()).optional(),
-      options: z.array(z.string()).optional(),
-    })
-    .optional(),
+  dns: DNSSchema.optional(),
   logFile: z.string().optional(),
 });
 export type BaseConfig = z.infer<typeof BaseConfig>;
+
+const AttachmentList = z.array(z.looseObject({ containerID: z.string(), ifname: z.string() })).optional();
+
+/**
+ * The GC keys of plugins that keep state: the runtime's attachments to keep, under the spec's key
+ * and the key of an earlier spec draft.
+ */
+export const GcAttachmentKeys = {
+  "cni.dev/valid-attachments": AttachmentList,
+  "cni.dev/attachments": AttachmentList,
+};
+
+/** The attachments a GC must keep, or undefined when the runtime sent no list. */
+export function validAttachmentsOf(c: {
+  "cni.dev/valid-attachments"?: { containerID: string; ifname: string }[];
+  "cni.dev/attachments"?: { containerID: string; ifname: string }[];
+}) {
+  return c["cni.dev/valid-attachments"] ?? c["cni.dev/attachments"];
+}
 
 /** Validates with a zod schema; the error names the offending field and what was wrong with it. */
 export function parseWith<S extends z.ZodType>(schema: S, raw: unknown, code: number = Code.InvalidConfig): z.infer<S> {

@@ -21,7 +21,7 @@ export function runtimeConfFromEnv(netnsArg: string, env: NodeJS.ProcessEnv): Ru
     containerId: env.CNI_CONTAINERID || containerIdFor(netns),
     netns,
     ifName: env.CNI_IFNAME || DEFAULT_IFNAME,
-    args: parseCniArgs(env.CNI_ARGS ?? ""),
+    args: cniArgsPairs(env.CNI_ARGS ?? ""),
     capabilityArgs: parseCapArgs(env.CAP_ARGS ?? ""),
   };
 }
@@ -32,7 +32,7 @@ export function containerIdFor(absNetnsPath: string): string {
 }
 
 /** "K1=V1;K2=V2" into pairs; empty pieces are skipped, a value may itself contain '='. */
-export function parseCniArgs(raw: string): [string, string][] {
+export function cniArgsPairs(raw: string): [string, string][] {
   const pairs: [string, string][] = [];
   for (const item of raw.split(";")) {
     if (item === "") continue;

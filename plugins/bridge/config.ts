@@ -1,5 +1,5 @@
 import { parseCniArgs } from "../../lib/cni/args.ts";
-import { BaseConfig, parseWith } from "../../lib/cni/config.ts";
+import { BaseConfig, GcAttachmentKeys, parseWith } from "../../lib/cni/config.ts";
 import { validateIfname, type CniEnv } from "../../lib/cni/env.ts";
 import { CniError, Code } from "../../lib/cni/errors.ts";
 import { z } from "../../lib/cni/zod.ts";
@@ -73,8 +73,7 @@ const BridgeConfig = BaseConfig.extend({
   portIsolation: z.boolean().default(false),
   args: z.looseObject({ cni: z.looseObject({ mac: z.string().optional() }).optional() }).optional(),
   runtimeConfig: z.looseObject({ mac: z.string().optional() }).optional(),
-  "cni.dev/valid-attachments": z.array(z.looseObject({ containerID: z.string(), ifname: z.string() })).optional(),
-  "cni.dev/attachments": z.array(z.looseObject({ containerID: z.string(), ifname: z.string() })).optional(),
+  ...GcAttachmentKeys,
 });
 
 export type Config = z.infer<typeof BridgeConfig> & {

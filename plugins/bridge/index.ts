@@ -1,6 +1,7 @@
 import { CniError, Code } from "../../lib/cni/errors.ts";
 import type { Result } from "../../lib/cni/result.ts";
 import { parseResult } from "../../lib/cni/result-schema.ts";
+import { validAttachmentsOf } from "../../lib/cni/config.ts";
 import { resultFamily } from "../../lib/cni/versions.ts";
 import type { PluginImpl, Request } from "../../lib/cni/skel.ts";
 import { writeSysctls } from "../../lib/kernel/procfs.ts";
@@ -203,7 +204,7 @@ async function status(req: Request<Config>) {
 /** Masquerade of attachments not in the valid list, then IPAM's own GC. */
 async function gc(req: Request<Config>) {
   const c = req.config;
-  const list = c["cni.dev/valid-attachments"] ?? c["cni.dev/attachments"];
+  const list = validAttachmentsOf(c);
   // Without the runtime's list a leak cannot be told from a live pod: remove nothing.
   const failures = list
     ? gcMasquerade(

@@ -1,5 +1,5 @@
 import { z } from "../../lib/cni/zod.ts";
-import { BaseConfig, parseWith } from "../../lib/cni/config.ts";
+import { BaseConfig, GcAttachmentKeys, parseWith, validAttachmentsOf } from "../../lib/cni/config.ts";
 import { CniError, Code } from "../../lib/cni/errors.ts";
 import { parseCniArgs } from "../../lib/cni/args.ts";
 import type { Route } from "../../lib/cni/result.ts";
@@ -37,8 +37,7 @@ export const HostLocalConfig = BaseConfig.extend({
     .optional(),
   runtimeConfig: z.looseObject({ ips: IpList, ipRanges: RangeSetsJson }).optional(),
   args: z.looseObject({ cni: z.looseObject({ ips: IpList }).nullish() }).optional(),
-  "cni.dev/valid-attachments": z.array(z.looseObject({ containerID: z.string(), ifname: z.string() })).optional(),
-  "cni.dev/attachments": z.array(z.looseObject({ containerID: z.string(), ifname: z.string() })).optional(),
+  ...GcAttachmentKeys,
 });
 export type HostLocalConfig = z.infer<typeof HostLocalConfig>;
 
@@ -112,7 +111,7 @@ export function loadIpamConfig(raw: Record<string, unknown>, cniArgs: string): I
     routes: (ipam.routes ?? []).map(canonicalRoute),
     dataDir: ipam.dataDir || DEFAULT_DATA_DIR,
     resolvConf: ipam.resolvConf || undefined,
-    validAttachments: conf["cni.dev/valid-attachments"] ?? conf["cni.dev/attachments"],
+    validAttachments: validAttachmentsOf(conf),
   };
 }
 

@@ -3,7 +3,7 @@ import * as assert from "uvu/assert";
 import { networkConfFromBytes } from "../../lib/libcni/conf.ts";
 import { goMarshal } from "../../lib/libcni/gojson.ts";
 import { buildOneConfig, validateAttachment } from "../../lib/libcni/libcni.ts";
-import { containerIdFor, parseCapArgs, parseCniArgs, runtimeConfFromEnv } from "../../lib/libcni/runtime.ts";
+import { containerIdFor, parseCapArgs, cniArgsPairs, runtimeConfFromEnv } from "../../lib/libcni/runtime.ts";
 import { CniError } from "../../lib/cni/errors.ts";
 
 // What each plugin receives: the request built from the list entry (libcni buildOneConfig), and the
@@ -109,14 +109,14 @@ test("CNI_CONTAINERID and CNI_IFNAME override the defaults", () => {
 });
 
 test("CNI_ARGS become ordered pairs; empty pieces are skipped; a piece without KEY= is refused", () => {
-  assert.equal(parseCniArgs("IgnoreUnknown=1;K8S_POD_NAME=a=b;;X="), [
+  assert.equal(cniArgsPairs("IgnoreUnknown=1;K8S_POD_NAME=a=b;;X="), [
     ["IgnoreUnknown", "1"],
     ["K8S_POD_NAME", "a=b"],
     ["X", ""],
   ]);
-  assert.equal(parseCniArgs(""), []);
-  assert.throws(() => parseCniArgs("novalue"), /CNI_ARGS: "novalue" is not of the form KEY=VALUE/);
-  assert.throws(() => parseCniArgs("=v"), /not of the form KEY=VALUE/);
+  assert.equal(cniArgsPairs(""), []);
+  assert.throws(() => cniArgsPairs("novalue"), /CNI_ARGS: "novalue" is not of the form KEY=VALUE/);
+  assert.throws(() => cniArgsPairs("=v"), /not of the form KEY=VALUE/);
 });
 
 test("CAP_ARGS must be a JSON object", () => {
