@@ -39,7 +39,7 @@ disabled_plugins = [
     [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
       runtime_type = "io.containerd.runc.v2"
 TOML
-    (exec nsenter --target "$E2E_HOLDER" --mount --net -- containerd --config "$CTRD_DIR/config.toml" \
+    (exec nsenter --target "$E2E_HOLDER" --mount --net --root --wd -- containerd --config "$CTRD_DIR/config.toml" \
         </dev/null >"$CTRD_DIR/containerd.log" 2>&1 3>&- 4>&- 5>&- 6>&- 7>&- 8>&- 9>&-) &
     export CTRD_PID=$!
     # A busy CI machine may take a while to start the daemon and load its plugins.

@@ -80,8 +80,9 @@ same_netns() {
     [ "$(stat -L -c %i "$1")" = "$(stat -L -c %i "$2")" ]
 }
 
+# Same file, not same path text: in another mount namespace (or a chroot) the link reads differently.
 is_busybox() {
-    [ "$(readlink "/proc/$1/exe")" = "$(readlink -f /bin/busybox)" ]
+    [ "/proc/$1/exe" -ef /bin/busybox ]
 }
 
 curl_in() { # curl_in NSPATH URL

@@ -65,15 +65,17 @@ e2e_sandbox_up() {
     in_node_mnt mount --bind "$E2E_TMP/netconf" /etc/cni/net.d
 }
 
-# Runs a command in the node network namespace and the sandbox's private mount namespace.
+# Runs a command in the node network namespace and the sandbox's private mount namespace, with the
+# holder's root and working directory (entering a mount namespace otherwise lands at its real root,
+# outside a chroot the tests may run in).
 in_node_mnt() {
-    nsenter --target "$E2E_HOLDER" --mount --net -- "$@"
+    nsenter --target "$E2E_HOLDER" --mount --net --root --wd -- "$@"
 }
 
 # The same, for a long-running process started in the background: `in_node_mnt_bg CMD... &` leaves
 # in $! the pid of CMD itself (nsenter execs it), not of a subshell, with no fd held open for bats.
 in_node_mnt_bg() {
-    exec nsenter --target "$E2E_HOLDER" --mount --net -- "$@" </dev/null >/dev/null 2>&1 3>&- 4>&- 5>&- 6>&- 7>&- 8>&- 9>&-
+    exec nsenter --target "$E2E_HOLDER" --mount --net --root --wd -- "$@" </dev/null >/dev/null 2>&1 3>&- 4>&- 5>&- 6>&- 7>&- 8>&- 9>&-
 }
 
 # Runs a command in the node network namespace only (the machine's mounts).
@@ -88,10 +90,10 @@ in_ext() {
 # Runs a command in the external host's netns and the sandbox's mount namespace (so that sandbox
 # teardown ends it if it is a server). nsenter opens both namespace files before entering either.
 in_ext_mnt() {
-    nsenter --mount="/proc/$E2E_HOLDER/ns/mnt" --net="/run/netns/$E2E_EXT" -- "$@"
+    nsenter --mount="/proc/$E2E_HOLDER/ns/mnt" --root="/proc/$E2E_HOLDER/root" --wd="/proc/$E2E_HOLDER/cwd" --net="/run/netns/$E2E_EXT" -- "$@"
 }
 in_ext_mnt_bg() {
-    exec nsenter --mount="/proc/$E2E_HOLDER/ns/mnt" --net="/run/netns/$E2E_EXT" -- "$@" </dev/null >/dev/null 2>&1 3>&- 4>&- 5>&- 6>&- 7>&- 8>&- 9>&-
+    exec nsenter --mount="/proc/$E2E_HOLDER/ns/mnt" --root="/proc/$E2E_HOLDER/root" --wd="/proc/$E2E_HOLDER/cwd" --net="/run/netns/$E2E_EXT" -- "$@" </dev/null >/dev/null 2>&1 3>&- 4>&- 5>&- 6>&- 7>&- 8>&- 9>&-
 }
 
 # A web root with /cgi-bin/peer (answers the client's address), for servers run from the host's
