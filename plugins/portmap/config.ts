@@ -236,18 +236,4 @@ export function hostPortTarget(addr: string, port: number, v6: boolean): string 
   return v6 ? `[${addr}]:${port}` : `${addr}:${port}`;
 }
 
-// ---- address text, in the forms iptables-save and nft print ----
-
 export const isV6 = (c: CIDR) => c.ip.family === 6;
-
-export function canonicalIp(text: string): string | undefined {
-  const ip = parseIP(text);
-  return ip ? formatIP(ip) : undefined;
-}
-
-/** A CIDR, or a bare address taken as a full-length prefix (how iptables prints "-s 127.0.0.1/32"). */
-export function addressOrCidr(text: string): CIDR | undefined {
-  if (text.includes("/")) return parseCIDR(text);
-  const ip = parseIP(text);
-  return ip ? { ip, prefix: ip.family === 4 ? 32 : 128, maskBits: ip.family === 4 ? 32 : 128 } : undefined;
-}

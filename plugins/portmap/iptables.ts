@@ -1,8 +1,8 @@
 import { hexDigest } from "../../lib/hash.ts";
 import { CniError, Code } from "../../lib/cni/errors.ts";
-import { formatIP, formatNetwork, type CIDR } from "../../lib/ip/address.ts";
+import { addressOrCidr, canonicalIp, formatIP, formatNetwork, type CIDR } from "../../lib/ip/address.ts";
 import { iptablesSave, iptablesTransact, restoreQuote, tokenize, type Family } from "../../lib/kernel/netfilter.ts";
-import { canonicalIp, addressOrCidr, hostPortTarget, isV6, mappingsForFamily, type PortMapping } from "./config.ts";
+import { hostPortTarget, isV6, mappingsForFamily, type PortMapping } from "./config.ts";
 
 /**
  * iptables backend, with the reference's chain layout (table nat):

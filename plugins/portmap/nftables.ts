@@ -1,7 +1,7 @@
 import { CniError, Code } from "../../lib/cni/errors.ts";
 import { nftApply, nftList, type Family, type NftObject } from "../../lib/kernel/netfilter.ts";
-import { formatIP, formatNetwork, type CIDR } from "../../lib/ip/address.ts";
-import { canonicalIp, hostPortTarget, isV6, mappingsForFamily, type PortMapping } from "./config.ts";
+import { canonicalIp, formatIP, formatNetwork, type CIDR } from "../../lib/ip/address.ts";
+import { hostPortTarget, isV6, mappingsForFamily, type PortMapping } from "./config.ts";
 
 /**
  * nftables backend, with the reference's layout: tables `ip cni_hostport` and `ip6 cni_hostport`,
