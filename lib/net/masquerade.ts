@@ -1,16 +1,10 @@
 import { hexDigest } from "../hash.ts";
 import { CniError, Code } from "../cni/errors.ts";
-import {
-  iptablesTransact,
-  nftApply,
-  nftList,
-  restoreQuote,
-  savedChains,
-  savedRules,
-  type Family,
-  type NetfilterBackend,
-} from "../kernel/netfilter.ts";
-import { formatIP, formatNetwork, parseCIDR, type CIDR } from "../ip/address.ts";
+import { formatIP, formatNetwork, parseCIDR, type CIDR, type Family } from "../ip/address.ts";
+import type { NetfilterBackend } from "../netfilter/backend.ts";
+import { iptablesTransact } from "../netfilter/iptables.ts";
+import { nftApply, nftList } from "../netfilter/nftables.ts";
+import { restoreQuote, savedChains, savedRules } from "../netfilter/rules.ts";
 
 /**
  * Masquerade for container addresses, with the reference's names so either implementation's DEL

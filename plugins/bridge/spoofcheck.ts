@@ -1,5 +1,5 @@
 import { CniError, Code } from "../../lib/cni/errors.ts";
-import { nftApply, nftList } from "../../lib/kernel/netfilter.ts";
+import { nftApply, nftList } from "../../lib/netfilter/nftables.ts";
 
 /**
  * MAC spoof check (`macspoofchk`), laid out as the reference does so either side can remove the

@@ -1,6 +1,6 @@
 import { CniError, Code } from "../../lib/cni/errors.ts";
-import { restoreQuote, tokenize } from "../../lib/kernel/netfilter.ts";
-import { formatIP, parseIP } from "../../lib/ip/address.ts";
+import { formatIP, parseIP, type Family } from "../../lib/ip/address.ts";
+import { restoreQuote, tokenize } from "../../lib/netfilter/rules.ts";
 
 /**
  * The firewall plugin's iptables rule sets, built as data and turned into iptables-restore scripts
@@ -15,7 +15,6 @@ export const STAGE2_CHAIN = "CNI-ISOLATION-STAGE-2";
 const FORWARD_COMMENT = "CNI firewall plugin rules";
 const ADMIN_COMMENT = "CNI firewall plugin admin overrides";
 
-export type IpFamily = 4 | 6;
 export type IngressPolicy = "open" | "same-bridge" | "isolated";
 
 /** A rule: its chain and its words in iptables-save order (addresses, interfaces, matches, target). */
@@ -37,7 +36,7 @@ export interface RuleSet {
 }
 
 /** A container address as the reference matches it: the host address with a full-length prefix. */
-export function hostCidr(address: string): { family: IpFamily; cidr: string } {
+export function hostCidr(address: string): { family: Family; cidr: string } {
   const ip = parseIP(address.split("/")[0]!);
   // iptables-save prints addresses in Go's/RFC 5952 text form, which formatIP produces.
   if (ip) return { family: ip.family, cidr: `${formatIP(ip)}/${ip.family === 4 ? 32 : 128}` };

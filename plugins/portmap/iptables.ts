@@ -1,7 +1,8 @@
 import { hexDigest } from "../../lib/hash.ts";
 import { CniError, Code } from "../../lib/cni/errors.ts";
-import { addressOrCidr, canonicalIp, formatIP, formatNetwork, type CIDR } from "../../lib/ip/address.ts";
-import { iptablesSave, iptablesTransact, restoreQuote, tokenize, type Family } from "../../lib/kernel/netfilter.ts";
+import { addressOrCidr, canonicalIp, formatIP, formatNetwork, type CIDR, type Family } from "../../lib/ip/address.ts";
+import { iptablesSave, iptablesTransact } from "../../lib/netfilter/iptables.ts";
+import { restoreQuote, tokenize } from "../../lib/netfilter/rules.ts";
 import { hostPortTarget, isV6, mappingsForFamily, type PortMapping } from "./config.ts";
 
 /**

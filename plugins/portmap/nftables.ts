@@ -1,6 +1,6 @@
 import { CniError, Code } from "../../lib/cni/errors.ts";
-import { nftApply, nftList, type Family, type NftObject } from "../../lib/kernel/netfilter.ts";
-import { canonicalIp, formatIP, formatNetwork, type CIDR } from "../../lib/ip/address.ts";
+import { canonicalIp, formatIP, formatNetwork, type CIDR, type Family } from "../../lib/ip/address.ts";
+import { nftApply, nftList, type NftObject } from "../../lib/netfilter/nftables.ts";
 import { hostPortTarget, isV6, mappingsForFamily, type PortMapping } from "./config.ts";
 
 /**

@@ -1,7 +1,7 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { parseCIDR } from "../../lib/ip/address.ts";
-import { tokenize } from "../../lib/kernel/netfilter.ts";
+import { tokenize } from "../../lib/netfilter/rules.ts";
 import {
   iptablesSpec,
   planAdd,
