@@ -8,6 +8,8 @@ import type { PluginImpl, Request } from "../../lib/cni/skel.ts";
 import type { Family } from "../../lib/ip/address.ts";
 import { iptablesSave, iptablesTransact } from "../../lib/netfilter/iptables.ts";
 import { netfilterLocked } from "../../lib/netfilter/lock.ts";
+import type { RuleSet } from "../../lib/netfilter/plan.ts";
+import { parseDump } from "../../lib/netfilter/rules.ts";
 import { addSources, firewalldNotRunning, firewalldRunning, removeSources, sourcesOutsideZone } from "./firewalld.ts";
 import {
   combine,
@@ -19,10 +21,8 @@ import {
   hostCidr,
   isolationRules,
   missing,
-  parseFilterDump,
   validChainName,
   type IngressPolicy,
-  type RuleSet,
 } from "./iptables.ts";
 
 /**
@@ -124,7 +124,7 @@ function containerRulesOf(cidrs: readonly string[]) {
 function deleteContainerRules(p: Plan, families: Iterable<Family>) {
   for (const f of families) {
     const rules = containerRulesOf(p.addrs.get(f) ?? []);
-    iptablesTransact(f, "filter", (dump) => deleteScript(parseFilterDump(dump), rules));
+    iptablesTransact(f, "filter", (dump) => deleteScript(parseDump(dump, "filter"), rules));
   }
 }
 
@@ -136,7 +136,9 @@ function addRules(req: Request<FirewallConfig>): Result {
   try {
     for (const [family, cidrs] of p.addrs) {
       const own = firewalld ? [] : containerRulesOf(cidrs);
-      iptablesTransact(family, "filter", (dump) => ensureScript(parseFilterDump(dump), sharedRules(p, firewalld), own));
+      iptablesTransact(family, "filter", (dump) =>
+        ensureScript(parseDump(dump, "filter"), sharedRules(p, firewalld), own),
+      );
       done.push(family);
     }
   } catch (e) {
@@ -181,7 +183,7 @@ const firewall: PluginImpl<FirewallConfig> = {
         );
     }
     for (const [family, cidrs] of p.addrs) {
-      const state = parseFilterDump(iptablesSave(family, "filter"));
+      const state = parseDump(iptablesSave(family, "filter"), "filter");
       const absent = missing(state, sharedRules(p, firewalld), firewalld ? [] : containerRulesOf(cidrs));
       if (absent.length > 0) {
         throw new CniError(
