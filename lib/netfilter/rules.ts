@@ -176,15 +176,3 @@ export function commentOf(r: Rule): string | undefined {
   const i = r.spec.indexOf("--comment");
   return i >= 0 ? r.spec[i + 1] : undefined;
 }
-
-/** Chains declared in an iptables-save dump of one table. */
-export function savedChains(dump: string): Set<string> {
-  const chains = new Set<string>();
-  for (const line of dump.split("\n")) if (line.startsWith(":")) chains.add(line.slice(1).split(" ")[0]!);
-  return chains;
-}
-
-/** "-A" rules of an iptables-save dump, optionally only those of one chain. */
-export function savedRules(dump: string, chain?: string): string[] {
-  return dump.split("\n").filter((l) => l.startsWith("-A ") && (chain === undefined || l.startsWith(`-A ${chain} `)));
-}

@@ -21,7 +21,7 @@ import {
   type NodeState,
   type Outcome,
 } from "../helpers/reliability.ts";
-import { masqChainName } from "../../lib/net/masquerade.ts";
+import { masqChainName } from "../../lib/net/masquerade/iptables.ts";
 import { tokenize } from "../../lib/netfilter/rules.ts";
 
 /**

@@ -1,6 +1,7 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { parseCIDR } from "../../lib/ip/address.ts";
+import type { NftRule } from "../../lib/netfilter/nftables.ts";
 import { ruleKey, tokenize } from "../../lib/netfilter/rules.ts";
 import {
   iptablesSpec,
@@ -11,7 +12,7 @@ import {
   verify,
   type IptablesOptions,
 } from "../../plugins/portmap/iptables.ts";
-import { decodeDnat, nftAddScript, nftDeleteScript, verifyNft, type NftRule } from "../../plugins/portmap/nftables.ts";
+import { decodeDnat, nftAddScript, nftDeleteScript, verifyNft } from "../../plugins/portmap/nftables.ts";
 import { mappingsOf, parsePortmapConfig } from "../../plugins/portmap/config.ts";
 
 const mappings = mappingsOf(
