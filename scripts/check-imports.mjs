@@ -5,6 +5,8 @@
 //   - nothing in lib/ imports plugins/ or main.ts;
 //   - lib/kernel/ imports nothing of the suite outside lib/kernel/ but the leaf helpers
 //     (lib/hash.ts, lib/sleep.ts): the kernel layer knows nothing of CNI;
+//   - lib/netfilter/ imports only lib/netfilter/, lib/kernel/, lib/ip/ and the leaf helpers: rule
+//     sets are plain data, and the plugins map its errors to CNI errors;
 //   - a plugin's folder imports no other plugin's folder;
 //   - zod is loaded only through lib/cni/zod.ts (its jitless setting must come first).
 // Exits 1 listing every violation. `node scripts/check-imports.mjs` (npm run lint runs it).
@@ -60,6 +62,8 @@ for (const [file, deps] of graph) {
       problems.push(`${file} imports ${dep}: lib/ must not depend on plugins`);
     if (file.startsWith("lib/kernel/") && !dep.startsWith("lib/kernel/") && !LEAF_HELPERS.has(dep))
       problems.push(`${file} imports ${dep}: the kernel layer must not depend on the layers above it`);
+    if (file.startsWith("lib/netfilter/") && !/^lib\/(netfilter|kernel|ip)\//.test(dep) && !LEAF_HELPERS.has(dep))
+      problems.push(`${file} imports ${dep}: lib/netfilter may only depend on lib/kernel and lib/ip`);
     const [a, b] = [pluginOf(file), pluginOf(dep)];
     if (a && b && a !== b) problems.push(`${file} imports ${dep}: a plugin must not import another plugin`);
   }

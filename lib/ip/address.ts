@@ -121,13 +121,13 @@ export function parseCIDR(text: string): CIDR | undefined {
   return { ip: addr, prefix, maskBits };
 }
 
-/** ::ffff:a.b.c.d, which Go folds to IPv4 wherever it canonicalizes. */
 /** The network address of a CIDR (host bits cleared). */
 export const networkOf = (c: CIDR): IP => ({ family: c.ip.family, n: c.ip.n & maskOf(c.ip.family, c.prefix) });
 
 /** "network/prefix", the form iptables and nft print for a subnet (`-d 10.22.0.0/24`). */
 export const formatNetwork = (c: CIDR): string => `${formatIP(networkOf(c))}/${c.prefix}`;
 
+/** ::ffff:a.b.c.d, which Go folds to IPv4 wherever it canonicalizes. */
 export const isMapped = (ip: IP) => ip.family === 6 && ip.n >> 32n === 0xffffn;
 
 export function maskOf(family: Family, prefix: number): bigint {
@@ -137,3 +137,16 @@ export function maskOf(family: Family, prefix: number): bigint {
 
 export const sameIP = (a: IP, b: IP) => a.family === b.family && a.n === b.n;
 export const ipAt = (family: Family, n: bigint): IP => ({ family, n });
+
+/** An address in the text iptables-save and nft print (undefined when it is not one). */
+export function canonicalIp(text: string): string | undefined {
+  const ip = parseIP(text);
+  return ip ? formatIP(ip) : undefined;
+}
+
+/** A CIDR, or a bare address taken as a full-length prefix (how iptables prints "-s 127.0.0.1/32"). */
+export function addressOrCidr(text: string): CIDR | undefined {
+  if (text.includes("/")) return parseCIDR(text);
+  const ip = parseIP(text);
+  return ip ? { ip, prefix: ip.family === 4 ? 32 : 128, maskBits: ip.family === 4 ? 32 : 128 } : undefined;
+}

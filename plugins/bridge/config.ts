@@ -4,6 +4,7 @@ import { validateIfname, type CniEnv } from "../../lib/cni/env.ts";
 import { CniError, Code } from "../../lib/cni/errors.ts";
 import { z } from "../../lib/cni/zod.ts";
 import { parseUnicastMac } from "../../lib/net/mac.ts";
+import { NETFILTER_BACKENDS } from "../../lib/netfilter/backend.ts";
 
 /** Config values the bridge plugin normalises, with the reference's error messages. */
 
@@ -106,7 +107,7 @@ function validateForAdd(c: Config) {
     throw new CniError(Code.InvalidConfig, `invalid MTU ${c.mtu} (must be 0 or between 68 and 65535)`);
   if (c.hairpinMode && c.promiscMode)
     throw new CniError(Code.InvalidConfig, "cannot set hairpin mode and promiscuous mode at the same time");
-  if (c.ipMasqBackend !== undefined && c.ipMasqBackend !== "iptables" && c.ipMasqBackend !== "nftables") {
+  if (c.ipMasqBackend !== undefined && !(NETFILTER_BACKENDS as readonly string[]).includes(c.ipMasqBackend)) {
     throw new CniError(Code.InvalidConfig, `unknown ipmasq backend "${c.ipMasqBackend}"`);
   }
   if (c.mac !== undefined) c.mac = parseMac(c.mac);

@@ -16,8 +16,8 @@ import {
 import type { IpLink } from "../../lib/kernel/link.ts";
 import { configureContainer, layer2Container, removeContainerIface } from "../../lib/net/container.ts";
 import { calcGateways } from "../../lib/net/gateways.ts";
-import { gcMasquerade, parseAddrs, setupMasquerade, teardownMasquerade } from "../../lib/net/masquerade.ts";
-import { defaultBackend, type NetfilterBackend } from "../../lib/kernel/netfilter.ts";
+import { gcMasquerade, parseAddrs, setupMasquerade, teardownMasquerade } from "../../lib/net/masquerade/index.ts";
+import { defaultBackend, type NetfilterBackend } from "../../lib/netfilter/backend.ts";
 import { setupSpoofCheck, spoofRefId, teardownSpoofCheck } from "./spoofcheck.ts";
 import { waitPortUp } from "../../lib/net/veth.ts";
 import { checkAttachment } from "./check.ts";

@@ -1,5 +1,5 @@
 import { CniError, Code } from "../../lib/cni/errors.ts";
-import { nftApply, nftList } from "../../lib/kernel/netfilter.ts";
+import { nftApply, nftDeleteLines, nftList, nftRules, nftScript } from "../../lib/netfilter/nftables.ts";
 
 /**
  * MAC spoof check (`macspoofchk`), laid out as the reference does so either side can remove the
@@ -7,7 +7,9 @@ import { nftApply, nftList } from "../../lib/kernel/netfilter.ts";
  * `cni-br-iface-<id>` and `cni-br-iface-<id>-mac` where frames from the host veth pass only with
  * the container's source MAC. Every rule carries the comment `macspoofchk-<id>`.
  */
-const TABLE = "bridge nat";
+const FAMILY = "bridge";
+const TABLE_NAME = "nat";
+const TABLE = `${FAMILY} ${TABLE_NAME}`;
 const BASE = "PREROUTING";
 
 export const spoofRefId = (containerId: string, ifname: string) => `${containerId}-${ifname}`;
@@ -52,16 +54,14 @@ export function setupSpoofCheck(hostIface: string, mac: string, refId: string) {
 
 /** Removes the base-chain jump(s) and both per-attachment chains; the table and base chain stay. */
 export function teardownSpoofCheck(refId: string) {
-  const objects = nftList(["table", "bridge", "nat"]);
+  const objects = nftList(["table", FAMILY, TABLE_NAME]);
   const chains = new Set(
     objects.map((o) => (o.chain as { name?: string } | undefined)?.name).filter((n) => n !== undefined),
   );
-  const jumps = objects
-    .map((o) => o.rule as { chain: string; handle: number; comment?: string } | undefined)
-    .filter((r) => r !== undefined && r.chain === BASE && r.comment === comment(refId));
-  const lines = jumps.map((r) => `delete rule ${TABLE} ${BASE} handle ${r!.handle}`);
+  const jumps = nftRules(objects).filter((r) => r.chain === BASE && r.comment === comment(refId));
+  const lines = nftDeleteLines(TABLE_NAME, jumps);
   for (const chain of [ifaceChain(refId), macChain(refId)]) {
     if (chains.has(chain)) lines.push(`flush chain ${TABLE} ${ident(chain)}`, `delete chain ${TABLE} ${ident(chain)}`);
   }
-  if (lines.length > 0) nftApply(`${lines.join("\n")}\n`);
+  nftApply(nftScript(lines));
 }

@@ -5,7 +5,11 @@ import { validateIfname } from "../../lib/cni/env.ts";
 import type { Result } from "../../lib/cni/result.ts";
 import { parseResult } from "../../lib/cni/result-schema.ts";
 import type { PluginImpl, Request } from "../../lib/cni/skel.ts";
-import { iptablesSave, iptablesTransact, netfilterLocked } from "../../lib/kernel/netfilter.ts";
+import type { Family } from "../../lib/ip/address.ts";
+import { iptablesSave, iptablesTransact } from "../../lib/netfilter/iptables.ts";
+import { netfilterLocked } from "../../lib/netfilter/lock.ts";
+import type { RuleSet } from "../../lib/netfilter/plan.ts";
+import { parseDump } from "../../lib/netfilter/rules.ts";
 import { addSources, firewalldNotRunning, firewalldRunning, removeSources, sourcesOutsideZone } from "./firewalld.ts";
 import {
   combine,
@@ -17,11 +21,8 @@ import {
   hostCidr,
   isolationRules,
   missing,
-  parseFilterDump,
   validChainName,
   type IngressPolicy,
-  type IpFamily,
-  type RuleSet,
 } from "./iptables.ts";
 
 /**
@@ -50,7 +51,7 @@ type FirewallConfig = z.infer<typeof FirewallConfig>;
 interface Plan {
   prev: Result | undefined;
   /** Container host addresses (a.b.c.d/32, x::y/128) grouped by family. */
-  addrs: Map<IpFamily, string[]>;
+  addrs: Map<Family, string[]>;
   adminChain: string;
   zone: string;
   policy: IngressPolicy;
@@ -64,7 +65,7 @@ function plan(req: Request<FirewallConfig>, forDel = false): Plan {
   if (c.prevResult === undefined && !forDel)
     throw new CniError(Code.InvalidConfig, "missing prevResult from earlier plugin");
   const prev = c.prevResult === undefined ? undefined : parseResult(c.prevResult, req.version);
-  const addrs = new Map<IpFamily, string[]>();
+  const addrs = new Map<Family, string[]>();
   for (const ip of prev?.ips ?? []) {
     const { family, cidr } = hostCidr(ip.address);
     addrs.set(family, [...(addrs.get(family) ?? []), cidr]);
@@ -120,10 +121,10 @@ function containerRulesOf(cidrs: readonly string[]) {
   return cidrs.flatMap(containerRules);
 }
 
-function deleteContainerRules(p: Plan, families: Iterable<IpFamily>) {
+function deleteContainerRules(p: Plan, families: Iterable<Family>) {
   for (const f of families) {
     const rules = containerRulesOf(p.addrs.get(f) ?? []);
-    iptablesTransact(f, "filter", (dump) => deleteScript(parseFilterDump(dump), rules));
+    iptablesTransact(f, "filter", (dump) => deleteScript(parseDump(dump, "filter"), rules));
   }
 }
 
@@ -131,11 +132,13 @@ function addRules(req: Request<FirewallConfig>): Result {
   const p = plan(req);
   const firewalld = useFirewalld(req.config);
   const bound = firewalld ? addSources(p.zone, [...p.addrs.values()].flat()) : [];
-  const done: IpFamily[] = [];
+  const done: Family[] = [];
   try {
     for (const [family, cidrs] of p.addrs) {
       const own = firewalld ? [] : containerRulesOf(cidrs);
-      iptablesTransact(family, "filter", (dump) => ensureScript(parseFilterDump(dump), sharedRules(p, firewalld), own));
+      iptablesTransact(family, "filter", (dump) =>
+        ensureScript(parseDump(dump, "filter"), sharedRules(p, firewalld), own),
+      );
       done.push(family);
     }
   } catch (e) {
@@ -180,7 +183,7 @@ const firewall: PluginImpl<FirewallConfig> = {
         );
     }
     for (const [family, cidrs] of p.addrs) {
-      const state = parseFilterDump(iptablesSave(family, "filter"));
+      const state = parseDump(iptablesSave(family, "filter"), "filter");
       const absent = missing(state, sharedRules(p, firewalld), firewalld ? [] : containerRulesOf(cidrs));
       if (absent.length > 0) {
         throw new CniError(

@@ -1,6 +1,7 @@
 import { CniError, Code } from "../../lib/cni/errors.ts";
-import { restoreQuote, tokenize } from "../../lib/kernel/netfilter.ts";
-import { formatIP, parseIP } from "../../lib/ip/address.ts";
+import { formatIP, parseIP, type Family } from "../../lib/ip/address.ts";
+import { deleteRules, ensure, missingRules, type RuleSet, type Wanted } from "../../lib/netfilter/plan.ts";
+import { ruleLine, tableScript, type Rule, type SavedTable } from "../../lib/netfilter/rules.ts";
 
 /**
  * The firewall plugin's iptables rule sets, built as data and turned into iptables-restore scripts
@@ -15,29 +16,10 @@ export const STAGE2_CHAIN = "CNI-ISOLATION-STAGE-2";
 const FORWARD_COMMENT = "CNI firewall plugin rules";
 const ADMIN_COMMENT = "CNI firewall plugin admin overrides";
 
-export type IpFamily = 4 | 6;
 export type IngressPolicy = "open" | "same-bridge" | "isolated";
 
-/** A rule: its chain and its words in iptables-save order (addresses, interfaces, matches, target). */
-export interface Rule {
-  chain: string;
-  spec: string[];
-}
-
-/** A rule that must exist; when missing it is inserted at the top of its chain or appended. */
-export interface Wanted {
-  rule: Rule;
-  at: "top" | "bottom";
-}
-
-/** Everything one family needs: user chains to create, then rules in the order they are ensured. */
-export interface RuleSet {
-  chains: string[];
-  wanted: Wanted[];
-}
-
 /** A container address as the reference matches it: the host address with a full-length prefix. */
-export function hostCidr(address: string): { family: IpFamily; cidr: string } {
+export function hostCidr(address: string): { family: Family; cidr: string } {
   const ip = parseIP(address.split("/")[0]!);
   // iptables-save prints addresses in Go's/RFC 5952 text form, which formatIP produces.
   if (ip) return { family: ip.family, cidr: `${formatIP(ip)}/${ip.family === 4 ? 32 : 128}` };
@@ -104,83 +86,25 @@ export function combine(...sets: RuleSet[]): RuleSet {
   return { chains: [...new Set(sets.flatMap((s) => s.chains))], wanted: sets.flatMap((s) => s.wanted) };
 }
 
-/** The state of the filter table as far as these rules care: chains and rules, by identity. */
-export interface TableState {
-  chains: Set<string>;
-  /** Rule identity (see ruleKey) -> how many times it is present. */
-  rules: Map<string, number>;
-}
-
-/** Reads an `iptables-save -t filter` dump. */
-export function parseFilterDump(dump: string): TableState {
-  const chains = new Set<string>();
-  const rules = new Map<string, number>();
-  for (const line of dump.split("\n")) {
-    if (line.startsWith(":")) chains.add(line.slice(1).split(" ")[0]!);
-    else if (line.startsWith("-A ")) {
-      const words = tokenize(line);
-      const key = ruleKey({ chain: words[1]!, spec: words.slice(2) });
-      rules.set(key, (rules.get(key) ?? 0) + 1);
-    }
-  }
-  return { chains, rules };
-}
-
-// Identity by words, not by text, so quoting differences between iptables-save and us do not matter.
-function ruleKey(r: Rule): string {
-  return [r.chain, ...r.spec].join("\0");
-}
-
-function line(op: string, r: Rule, pos?: number): string {
-  return [op, r.chain, ...(pos === undefined ? [] : [String(pos)]), ...r.spec.map(restoreQuote)].join(" ");
-}
-
-function script(lines: string[]): string {
-  return lines.length === 0 ? "" : ["*filter", ...lines, "COMMIT", ""].join("\n");
-}
-
 /**
- * The iptables-restore script that makes `want` true and adds `append` (the container's rules)
- * unless already present; "" when nothing is missing. Chains are created with -N, never declared
- * with ":", because with --noflush a declaration flushes an existing chain: if another process
- * created it meanwhile, -N fails the transaction instead of wiping that chain.
+ * The script that makes `want` true and adds `append` (the container's rules) unless already
+ * present; "" when nothing is missing.
  */
-export function ensureScript(state: TableState, want: RuleSet, append: Rule[] = []): string {
-  const lines: string[] = [];
-  const have = new Map(state.rules);
-  for (const c of want.chains) if (!state.chains.has(c)) lines.push(`-N ${restoreQuote(c)}`);
-  const ensure = (r: Rule, at: "top" | "bottom") => {
-    const k = ruleKey(r);
-    if (have.has(k)) return;
-    have.set(k, 1);
-    lines.push(at === "top" ? line("-I", r, 1) : line("-A", r));
-  };
-  for (const w of want.wanted) ensure(w.rule, w.at);
-  for (const r of append) ensure(r, "bottom");
-  return script(lines);
+export function ensureScript(t: SavedTable, want: RuleSet, append: Rule[] = []): string {
+  const appended = append.map((rule): Wanted => ({ rule, at: "bottom" }));
+  return tableScript("filter", ensure(t, combine(want, { chains: [], wanted: appended })));
 }
 
 /** The script deleting every copy of `rules` that is present; "" when none is. */
-export function deleteScript(state: TableState, rules: Rule[]): string {
-  const lines: string[] = [];
-  const seen = new Set<string>();
-  for (const r of rules) {
-    const k = ruleKey(r);
-    if (seen.has(k)) continue;
-    seen.add(k);
-    for (let n = state.rules.get(k) ?? 0; n > 0; n--) lines.push(line("-D", r));
-  }
-  return script(lines);
+export function deleteScript(t: SavedTable, rules: Rule[]): string {
+  return tableScript("filter", deleteRules(t, rules));
 }
 
 /** What CHECK misses: absent chains and rules, described the way iptables would print them. */
-export function missing(state: TableState, want: RuleSet, rules: Rule[] = []): string[] {
-  const out: string[] = [];
-  for (const c of want.chains) if (!state.chains.has(c)) out.push(`chain ${c}`);
-  for (const r of [...want.wanted.map((w) => w.rule), ...rules]) {
-    if (!state.rules.has(ruleKey(r))) out.push(`rule "${line("-A", r)}"`);
-  }
-  return out;
+export function missing(t: SavedTable, want: RuleSet, rules: Rule[] = []): string[] {
+  const chains = want.chains.filter((c) => !t.chains.has(c)).map((c) => `chain ${c}`);
+  const absent = missingRules(t, [...want.wanted.map((w) => w.rule), ...rules]);
+  return [...chains, ...absent.map((r) => `rule "${ruleLine("-A", r)}"`)];
 }
 
 /** iptables chain names: at most 28 characters, no whitespace, not an option or a built-in target. */

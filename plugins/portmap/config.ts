@@ -3,6 +3,7 @@ import { BaseConfig, parseWith } from "../../lib/cni/config.ts";
 import { CniError, Code } from "../../lib/cni/errors.ts";
 import type { Result } from "../../lib/cni/result.ts";
 import { formatIP, parseCIDR, parseIP, type CIDR } from "../../lib/ip/address.ts";
+import { NETFILTER_BACKENDS, type NetfilterBackend } from "../../lib/netfilter/backend.ts";
 
 /**
  * Port-mapping configuration and the facts both backends derive from it: which mappings apply to
@@ -11,7 +12,6 @@ import { formatIP, parseCIDR, parseIP, type CIDR } from "../../lib/ip/address.ts
  */
 export const PROTOCOLS = ["tcp", "udp", "sctp"] as const;
 export type Protocol = (typeof PROTOCOLS)[number];
-export type Backend = "iptables" | "nftables";
 
 const port = z
   .number({ error: "must be a number" })
@@ -62,7 +62,7 @@ export const PortmapConfig = BaseConfig.extend({
   conditionsV4: z.array(condition).nullish(),
   conditionsV6: z.array(condition).nullish(),
   masqAll: z.boolean().nullish(),
-  backend: z.enum(["iptables", "nftables"], { error: 'must be "iptables" or "nftables"' }).nullish(),
+  backend: z.enum(NETFILTER_BACKENDS, { error: 'must be "iptables" or "nftables"' }).nullish(),
   runtimeConfig: z.looseObject({ portMappings: z.array(PortMapping).nullish() }).optional(),
 }).superRefine((c, ctx) => {
   if (c.markMasqBit != null && c.externalSetMarkChain != null) {
@@ -147,7 +147,7 @@ export function mappingsOf(c: PortmapConfig): PortMapping[] {
  */
 function backendSpecificOptions(
   c: Pick<PortmapConfig, "externalSetMarkChain" | "conditionsV4" | "conditionsV6">,
-  backend: Backend,
+  backend: NetfilterBackend,
 ): string[] {
   const out: string[] = [];
   if (backend === "iptables" && c.externalSetMarkChain != null) out.push("externalSetMarkChain");
@@ -164,7 +164,7 @@ function backendSpecificOptions(
  * The backend for this call: the configured one, else `auto()` (the reference's default, decided by
  * the caller from what is installed). Called only when there is work to do.
  */
-export function selectBackend(c: PortmapConfig, auto: () => Backend): Backend {
+export function selectBackend(c: PortmapConfig, auto: () => NetfilterBackend): NetfilterBackend {
   if (c.backend) return c.backend;
   const backend = auto();
   const foreign = backendSpecificOptions(c, backend === "iptables" ? "nftables" : "iptables");
@@ -236,18 +236,4 @@ export function hostPortTarget(addr: string, port: number, v6: boolean): string 
   return v6 ? `[${addr}]:${port}` : `${addr}:${port}`;
 }
 
-// ---- address text, in the forms iptables-save and nft print ----
-
 export const isV6 = (c: CIDR) => c.ip.family === 6;
-
-export function canonicalIp(text: string): string | undefined {
-  const ip = parseIP(text);
-  return ip ? formatIP(ip) : undefined;
-}
-
-/** A CIDR, or a bare address taken as a full-length prefix (how iptables prints "-s 127.0.0.1/32"). */
-export function addressOrCidr(text: string): CIDR | undefined {
-  if (text.includes("/")) return parseCIDR(text);
-  const ip = parseIP(text);
-  return ip ? { ip, prefix: ip.family === 4 ? 32 : 128, maskBits: ip.family === 4 ? 32 : 128 } : undefined;
-}

@@ -11,7 +11,8 @@ import {
   validAttachments,
   type PortmapConfig,
 } from "./config.ts";
-import { defaultBackend, netfilterLocked } from "../../lib/kernel/netfilter.ts";
+import { defaultBackend } from "../../lib/netfilter/backend.ts";
+import { netfilterLocked } from "../../lib/netfilter/lock.ts";
 import { nodeLinkNames } from "../../lib/kernel/procfs.ts";
 import {
   announceDelete,
@@ -44,7 +45,7 @@ const portmap: PluginImpl<PortmapConfig> = {
         .filter((m) => m.protocol === "udp")
         .map((m) => m.hostPort);
       if (udpPorts.length > 0) {
-        const { deleteUdpConntrack } = await import("../../lib/kernel/conntrack.ts");
+        const { deleteUdpConntrack } = await import("../../lib/netfilter/conntrack.ts");
         const problem = deleteUdpConntrack(
           udpPorts,
           families.map((a) => a.ip.family),

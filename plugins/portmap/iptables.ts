@@ -1,8 +1,27 @@
 import { hexDigest } from "../../lib/hash.ts";
 import { CniError, Code } from "../../lib/cni/errors.ts";
-import { formatIP, formatNetwork, type CIDR } from "../../lib/ip/address.ts";
-import { iptablesSave, iptablesTransact, restoreQuote, tokenize, type Family } from "../../lib/kernel/netfilter.ts";
-import { canonicalIp, addressOrCidr, hostPortTarget, isV6, mappingsForFamily, type PortMapping } from "./config.ts";
+import { formatIP, type CIDR, type Family } from "../../lib/ip/address.ts";
+import { iptablesSave, iptablesTransact } from "../../lib/netfilter/iptables.ts";
+import {
+  deleteChains,
+  ensure,
+  jumpsTo,
+  missingRules,
+  staleChains,
+  type Claim,
+  type RuleSet,
+} from "../../lib/netfilter/plan.ts";
+import {
+  commentOf,
+  deleteLine,
+  parseDump,
+  ruleKey,
+  ruleLine,
+  tableScript,
+  targetOf,
+  type SavedTable,
+} from "../../lib/netfilter/rules.ts";
+import { hostPortTarget, isV6, mappingsForFamily, type PortMapping } from "./config.ts";
 
 /**
  * iptables backend, with the reference's chain layout (table nat):
@@ -123,101 +142,27 @@ const masqRule = (markDef: string) => ["-m", "mark", "--mark", markDef, "-j", "M
 const masqJump = ["-m", "comment", "--comment", "CNI portfwd requiring masquerade", "-j", MASQ_CHAIN];
 const dnatJump = ["-m", "addrtype", "--dst-type", "LOCAL", "-j", DNAT_CHAIN];
 
-// ---- reading iptables-save output ----
-
-export interface SavedRule {
-  chain: string;
-  /** The rule after "-A <chain> ", exactly as saved (valid iptables-restore input). */
-  text: string;
-  tokens: string[];
-}
-
-export interface SavedTable {
-  chains: Set<string>;
-  rules: SavedRule[];
-}
-
-/** Parses the nat table of an iptables-save dump. */
-export function parseSaved(dump: string): SavedTable {
-  const chains = new Set<string>();
-  const rules: SavedRule[] = [];
-  let inNat = false;
-  for (const line of dump.split("\n")) {
-    if (line.startsWith("*")) inNat = line === "*nat";
-    else if (!inNat) continue;
-    else if (line.startsWith(":")) chains.add(line.slice(1).split(" ")[0]!);
-    else if (line.startsWith("-A ")) {
-      const tokens = tokenize(line);
-      const chain = tokens[1]!;
-      rules.push({ chain, text: line.slice(4 + chain.length), tokens: tokens.slice(2) });
-    }
-  }
-  return { chains, rules };
-}
-
-const ALIASES: Record<string, string> = {
-  "--source": "-s",
-  "--src": "-s",
-  "--destination": "-d",
-  "--dst": "-d",
-  "--protocol": "-p",
-  "--jump": "-j",
-  "--match": "-m",
-  "--destination-ports": "--dports",
-  "--destination-port": "--dport",
-};
-
-/**
- * A rule reduced to a comparable form: option groups (option plus its values, with a leading "!")
- * normalised the way iptables stores them (-s network/prefix, implicit -m tcp dropped), then sorted.
- * Our argv form and the iptables-save form of the same rule have the same key.
- */
-export function ruleKey(tokens: readonly string[]): string {
-  const groups: string[][] = [];
-  let negate = false;
-  for (const t of tokens) {
-    if (t === "!") {
-      negate = true;
-      continue;
-    }
-    if (t.startsWith("-") || groups.length === 0) {
-      groups.push(negate ? ["!", ALIASES[t] ?? t] : [ALIASES[t] ?? t]);
-      negate = false;
-    } else groups[groups.length - 1]!.push(t);
-  }
-  const out: string[] = [];
-  for (const g of groups) {
-    const neg = g[0] === "!";
-    const [opt, ...vals] = neg ? g.slice(1) : g;
-    if (opt === "-m" && ["tcp", "udp", "sctp"].includes(vals[0] ?? "")) continue;
-    if ((opt === "-s" || opt === "-d") && vals.length === 1) {
-      const c = addressOrCidr(vals[0]!);
-      if (c && c.prefix === 0 && !neg) continue;
-      if (c) vals[0] = formatNetwork(c);
-    }
-    if (opt === "-p") vals[0] = (vals[0] ?? "").toLowerCase();
-    if (opt === "--to-destination" && vals.length === 1) vals[0] = canonicalTarget(vals[0]!);
-    out.push([...(neg ? ["!"] : []), opt, ...vals].join(" "));
-  }
-  return out.sort().join("\n");
-}
-
-function canonicalTarget(t: string): string {
-  const m = /^\[([^\]]+)\](:.*)?$/.exec(t) ?? /^([^:]+)(:.*)?$/.exec(t);
-  if (!m) return t;
-  const ip = canonicalIp(m[1]!);
-  if (!ip) return t;
-  return (t.startsWith("[") ? `[${ip}]` : ip) + (m[2] ?? "");
-}
-
-const targetOf = (r: SavedRule) => {
-  const i = r.tokens.lastIndexOf("-j");
-  return i >= 0 ? r.tokens[i + 1] : undefined;
-};
+const natTable = (dump: string) => parseDump(dump, "nat");
 
 // ---- plans: pure functions from the current table to an iptables-restore script ----
 
-const line = (words: readonly string[]) => words.map(restoreQuote).join(" ");
+/** The shared chains and jumps, in the order the reference creates them. */
+function sharedRules(markDef: string | undefined): RuleSet[] {
+  const bottom = (chain: string, spec: string[]) => ({ rule: { chain, spec }, at: "bottom" as const });
+  const sets: RuleSet[] = [];
+  if (markDef) {
+    sets.push(
+      { chains: [SETMARK_CHAIN], wanted: [bottom(SETMARK_CHAIN, setMarkRule(markDef))] },
+      {
+        chains: [MASQ_CHAIN],
+        // First in POSTROUTING, so it runs before the bridge plugin's own masquerade rules.
+        wanted: [bottom(MASQ_CHAIN, masqRule(markDef)), { rule: { chain: "POSTROUTING", spec: masqJump }, at: "top" }],
+      },
+    );
+  }
+  sets.push({ chains: [DNAT_CHAIN], wanted: ["PREROUTING", "OUTPUT"].map((hook) => bottom(hook, dnatJump)) });
+  return sets;
+}
 
 /**
  * ADD: creates the shared chains and jumps that are missing (with -N, so a concurrent creator
@@ -226,29 +171,16 @@ const line = (words: readonly string[]) => words.map(restoreQuote).join(" ");
  * most recent container to claim a host port receives it.
  */
 export function planAdd(dump: string, spec: IptablesSpec): string {
-  const t = parseSaved(dump);
-  const has = (chain: string, words: readonly string[]) => {
-    const key = ruleKey(words);
-    return t.rules.some((r) => r.chain === chain && ruleKey(r.tokens) === key);
-  };
-  const out = ["*nat", `:${spec.chain} - [0:0]`];
-  if (spec.markDef) {
-    if (!t.chains.has(SETMARK_CHAIN)) out.push(`-N ${SETMARK_CHAIN}`);
-    if (!has(SETMARK_CHAIN, setMarkRule(spec.markDef)))
-      out.push(`-A ${SETMARK_CHAIN} ${line(setMarkRule(spec.markDef))}`);
-    if (!t.chains.has(MASQ_CHAIN)) out.push(`-N ${MASQ_CHAIN}`);
-    if (!has(MASQ_CHAIN, masqRule(spec.markDef))) out.push(`-A ${MASQ_CHAIN} ${line(masqRule(spec.markDef))}`);
-    // First in POSTROUTING, so it runs before the bridge plugin's own masquerade rules.
-    if (!has("POSTROUTING", masqJump)) out.push(`-I POSTROUTING 1 ${line(masqJump)}`);
-  }
-  if (!t.chains.has(DNAT_CHAIN)) out.push(`-N ${DNAT_CHAIN}`);
-  for (const hook of ["PREROUTING", "OUTPUT"]) if (!has(hook, dnatJump)) out.push(`-A ${hook} ${line(dnatJump)}`);
-  for (const r of t.rules)
-    if (targetOf(r) === spec.chain && r.chain !== spec.chain) out.push(`-D ${r.chain} ${r.text}`);
-  for (const e of [...spec.entryRules].reverse()) out.push(`-I ${DNAT_CHAIN} 1 ${line([...e, "-j", spec.chain])}`);
-  for (const r of spec.rules) out.push(`-A ${spec.chain} ${line(r)}`);
-  out.push("COMMIT", "");
-  return out.join("\n");
+  const t = natTable(dump);
+  return tableScript("nat", [
+    `:${spec.chain} - [0:0]`,
+    ...sharedRules(spec.markDef).flatMap((set) => ensure(t, set)),
+    ...jumpsTo(t, [spec.chain]).map(deleteLine),
+    ...[...spec.entryRules]
+      .reverse()
+      .map((e) => ruleLine("-I", { chain: DNAT_CHAIN, spec: [...e, "-j", spec.chain] }, 1)),
+    ...spec.rules.map((r) => ruleLine("-A", { chain: spec.chain, spec: r })),
+  ]);
 }
 
 /**
@@ -256,18 +188,7 @@ export function planAdd(dump: string, spec: IptablesSpec): string {
  * mappings and of who wrote them), then the chains. "" when none of them exists.
  */
 export function planDelete(dump: string, chains: readonly string[]): string {
-  const t = parseSaved(dump);
-  const doomed = chains.filter((c) => t.chains.has(c));
-  if (doomed.length === 0) return "";
-  const out = ["*nat"];
-  for (const r of t.rules) {
-    const target = targetOf(r);
-    if (target && doomed.includes(target) && !doomed.includes(r.chain)) out.push(`-D ${r.chain} ${r.text}`);
-  }
-  for (const c of doomed) out.push(`-F ${c}`);
-  for (const c of doomed) out.push(`-X ${c}`);
-  out.push("COMMIT", "");
-  return out.join("\n");
+  return tableScript("nat", deleteChains(natTable(dump), chains));
 }
 
 /** The per-container chains DEL removes: the current one and the pre-0.7 SNAT chain. */
@@ -276,39 +197,46 @@ export function containerChains(network: string, containerId: string): string[] 
 }
 
 /**
- * GC: chains of this network whose container is not in `valid`. A chain is attributed to a
- * network only through its entry rule's comment, and only when the chain name matches the hash.
+ * A container's chains are attributed to it only through its entry rules' comments, and only when
+ * the chain name is the hash of the network and container the comment names.
  */
-export function staleChains(dump: string, network: string, valid: ReadonlySet<string>): string[] {
-  const t = parseSaved(dump);
-  const out = new Set<string>();
+function* entryClaims(t: SavedTable): Iterable<Claim> {
   for (const r of t.rules) {
     if (r.chain !== DNAT_CHAIN && r.chain !== OLD_SNAT_CHAIN) continue;
-    const ci = r.tokens.indexOf("--comment");
-    const owner = ci >= 0 ? parseDnatComment(r.tokens[ci + 1] ?? "") : undefined;
-    if (!owner || owner.network !== network || valid.has(owner.containerId)) continue;
-    for (const c of containerChains(network, owner.containerId)) if (c === targetOf(r)) out.add(c);
+    const owner = parseDnatComment(commentOf(r) ?? "");
+    const target = targetOf(r);
+    if (owner && target && containerChains(owner.network, owner.containerId).includes(target))
+      yield { chain: target, ...owner };
   }
-  return [...out];
+}
+
+/** GC: chains of this network whose container is not in `valid`. */
+export function staleDnatChains(dump: string, network: string, valid: ReadonlySet<string>): string[] {
+  return staleChains(entryClaims(natTable(dump)), network, valid);
 }
 
 /** CHECK: the container chain holds exactly the expected rules and is reachable. Returns a problem or undefined. */
 export function verify(dump: string, spec: IptablesSpec): string | undefined {
-  const t = parseSaved(dump);
+  const t = natTable(dump);
   const fam = spec.family === 4 ? "iptables" : "ip6tables";
   if (!t.chains.has(spec.chain)) return `chain ${spec.chain} not found in ${fam} table nat`;
-  const have = t.rules.filter((r) => r.chain === spec.chain).map((r) => ruleKey(r.tokens));
+  const absent = missingRules(
+    t,
+    spec.rules.map((r) => ({ chain: spec.chain, spec: r })),
+  );
+  if (absent.length > 0)
+    return `rule [${absent[0]!.spec.join(" ")}] not found in chain ${spec.chain} of ${fam} table nat`;
+  const have = t.rules.filter((r) => r.chain === spec.chain).map((r) => ruleKey(r.spec));
   const want = spec.rules.map(ruleKey);
-  const missing = spec.rules.filter((_r, i) => !have.includes(want[i]!));
-  if (missing.length > 0) return `rule [${missing[0]!.join(" ")}] not found in chain ${spec.chain} of ${fam} table nat`;
   const extra = have.filter((k) => !want.includes(k));
   if (extra.length > 0 || have.length !== want.length)
     return `chain ${spec.chain} of ${fam} table nat has rules that do not match the port mappings`;
-  const entries = t.rules.filter((r) => r.chain === DNAT_CHAIN).map((r) => ruleKey(r.tokens));
-  for (const e of spec.entryRules) {
-    if (!entries.includes(ruleKey([...e, "-j", spec.chain])))
-      return `rule [${e.join(" ")} -j ${spec.chain}] not found in chain ${DNAT_CHAIN} of ${fam} table nat`;
-  }
+  const entries = missingRules(
+    t,
+    spec.entryRules.map((e) => ({ chain: DNAT_CHAIN, spec: [...e, "-j", spec.chain] })),
+  );
+  if (entries.length > 0)
+    return `rule [${entries[0]!.spec.join(" ")}] not found in chain ${DNAT_CHAIN} of ${fam} table nat`;
   const jumps = t.rules.filter((r) => r.chain === "PREROUTING" && targetOf(r) === DNAT_CHAIN);
   if (jumps.length === 0) return `PREROUTING of ${fam} table nat does not jump to ${DNAT_CHAIN}`;
   return undefined;
@@ -335,5 +263,5 @@ export function iptablesCheck(specs: readonly IptablesSpec[]) {
 
 export function iptablesGc(network: string, valid: ReadonlySet<string>) {
   for (const family of [4, 6] as const)
-    iptablesTransact(family, "nat", (dump) => planDelete(dump, staleChains(dump, network, valid)));
+    iptablesTransact(family, "nat", (dump) => planDelete(dump, staleDnatChains(dump, network, valid)));
 }

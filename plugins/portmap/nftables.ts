@@ -1,7 +1,15 @@
 import { CniError, Code } from "../../lib/cni/errors.ts";
-import { nftApply, nftList, type Family, type NftObject } from "../../lib/kernel/netfilter.ts";
-import { formatIP, formatNetwork, type CIDR } from "../../lib/ip/address.ts";
-import { canonicalIp, hostPortTarget, isV6, mappingsForFamily, type PortMapping } from "./config.ts";
+import { canonicalIp, formatIP, formatNetwork, type CIDR, type Family } from "../../lib/ip/address.ts";
+import {
+  nftApply,
+  nftDeleteLines,
+  nftList,
+  nftRules,
+  nftScript,
+  type NftObject,
+  type NftRule,
+} from "../../lib/netfilter/nftables.ts";
+import { hostPortTarget, isV6, mappingsForFamily, type PortMapping } from "./config.ts";
 
 /**
  * nftables backend, with the reference's layout: tables `ip cni_hostport` and `ip6 cni_hostport`,
@@ -86,24 +94,10 @@ export function nftAddScript(o: NftOptions, addrs: readonly CIDR[]): string {
 
 // ---- reading `nft -j list table` ----
 
-export interface NftRule {
-  family: string;
-  chain: string;
-  handle: number;
-  comment?: string;
-  expr: NftObject[];
-}
-
-export function rulesOf(listing: NftObject[]): NftRule[] {
-  return listing.filter((o) => o.rule).map((o) => o.rule as NftRule);
-}
-
 /** DEL: one delete per rule carrying the container ID in the chains the plugin writes to. */
 export function nftDeleteScript(rules: readonly NftRule[], containerId: string): string {
-  return rules
-    .filter((r) => r.comment === containerId && (RULE_CHAINS as readonly string[]).includes(r.chain))
-    .map((r) => `delete rule ${r.family} ${TABLE} ${r.chain} handle ${r.handle}\n`)
-    .join("");
+  const mine = rules.filter((r) => r.comment === containerId && (RULE_CHAINS as readonly string[]).includes(r.chain));
+  return nftScript(nftDeleteLines(TABLE, mine));
 }
 
 /**
@@ -158,7 +152,7 @@ export function verifyNft(rules: readonly NftRule[], o: NftOptions, addr: CIDR):
 
 /** The rules of one family's table; none when the table, or nft itself, is missing (nftList). */
 function listTable(family: Family): NftRule[] {
-  return rulesOf(nftList(["table", family === 4 ? "ip" : "ip6", TABLE]));
+  return nftRules(nftList(["table", family === 4 ? "ip" : "ip6", TABLE]));
 }
 
 export function nftAdd(o: NftOptions, addrs: readonly CIDR[]) {

@@ -15,7 +15,7 @@ import {
   standardNet,
   type Net,
 } from "../helpers/reliability.ts";
-import { masqChainName } from "../../lib/net/masquerade.ts";
+import { masqChainName } from "../../lib/net/masquerade/iptables.ts";
 
 /**
  * Contention for the xtables lock. Debian 12's `iptables` is iptables-nft, which takes no

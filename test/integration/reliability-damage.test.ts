@@ -11,7 +11,7 @@ import {
   reservationFiles,
   standardNet,
 } from "../helpers/reliability.ts";
-import { masqChainName } from "../../lib/net/masquerade.ts";
+import { masqChainName } from "../../lib/net/masquerade/iptables.ts";
 
 /**
  * Hand-made damage on a running node: the bridge deleted under running pods, a container's veth

@@ -21,8 +21,8 @@ import {
   type NodeState,
   type Outcome,
 } from "../helpers/reliability.ts";
-import { masqChainName } from "../../lib/net/masquerade.ts";
-import { tokenize } from "../../lib/kernel/netfilter.ts";
+import { masqChainName } from "../../lib/net/masquerade/iptables.ts";
+import { tokenize } from "../../lib/netfilter/rules.ts";
 
 /**
  * Races between runtimes' calls: ADD and DEL of the same container at once, and many ADDs on a

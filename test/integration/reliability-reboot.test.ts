@@ -12,7 +12,7 @@ import {
   standardNet,
   type Net,
 } from "../helpers/reliability.ts";
-import { masqChainName } from "../../lib/net/masquerade.ts";
+import { masqChainName } from "../../lib/net/masquerade/iptables.ts";
 
 /**
  * Node reboot and vanished containers: reservations (and rules) of containers that no longer exist

@@ -12,12 +12,11 @@ import {
   iptablesTeardownLines,
   masqChainName,
   masqComment,
-  nftComment,
-  nftSetupScript,
-  ruleLine,
   sourceForms,
-  staleChains,
-} from "../../lib/net/masquerade.ts";
+  staleMasqChains,
+} from "../../lib/net/masquerade/iptables.ts";
+import { nftComment, nftSetupScript } from "../../lib/net/masquerade/nftables.ts";
+import { ruleLine } from "../../lib/netfilter/rules.ts";
 import { spoofCheckScript } from "../../plugins/bridge/spoofcheck.ts";
 import { portVlanLines, vethPairLine } from "../../lib/net/veth.ts";
 
@@ -109,10 +108,10 @@ test("teardown: every jump and the chain when addresses are unknown; only ours w
 });
 
 test("GC finds a network's chains by name and comment, keeping valid containers and other networks", () => {
-  assert.equal(staleChains(SAVED, "mynet", new Set()), ["CNI-70a29d9dc18bc4d652ea5d59"]);
-  assert.equal(staleChains(SAVED, "mynet", new Set(["abc123"])), []);
+  assert.equal(staleMasqChains(SAVED, "mynet", new Set()), ["CNI-70a29d9dc18bc4d652ea5d59"]);
+  assert.equal(staleMasqChains(SAVED, "mynet", new Set(["abc123"])), []);
   assert.equal(
-    staleChains(SAVED, "other", new Set()),
+    staleMasqChains(SAVED, "other", new Set()),
     [],
     "a chain whose name is not the hash of its comment is not ours",
   );

@@ -1,7 +1,7 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { CniError } from "../../lib/cni/errors.ts";
-import { tokenize } from "../../lib/kernel/netfilter.ts";
+import { parseDump, tokenize } from "../../lib/netfilter/rules.ts";
 import {
   combine,
   containerRules,
@@ -11,7 +11,6 @@ import {
   hostCidr,
   isolationRules,
   missing,
-  parseFilterDump,
   validChainName,
 } from "../../plugins/firewall/iptables.ts";
 
@@ -55,7 +54,7 @@ test("container addresses become host routes in the family's canonical spelling"
 
 test("a fresh table gets chains by -N (never a flushing declaration), jumps on top, container rules appended", () => {
   const want = combine(forwardSkeleton("CNI-ADMIN"), isolationRules("open", ""));
-  const script = ensureScript(parseFilterDump(EMPTY_DUMP), want, containerRules("10.88.0.2/32"));
+  const script = ensureScript(parseDump(EMPTY_DUMP, "filter"), want, containerRules("10.88.0.2/32"));
   assert.is(
     script,
     [
@@ -75,21 +74,21 @@ test("a fresh table gets chains by -N (never a flushing declaration), jumps on t
 
 test("the reference plugin's own ADD leaves nothing for ours to add (same names, comments, order)", () => {
   const want = combine(forwardSkeleton("CNI-ADMIN"), isolationRules("same-bridge", "cni0"));
-  assert.is(ensureScript(parseFilterDump(REFERENCE_DUMP), want, containerRules("10.88.0.2/32")), "");
-  assert.equal(missing(parseFilterDump(REFERENCE_DUMP), want, containerRules("10.88.0.2/32")), []);
+  assert.is(ensureScript(parseDump(REFERENCE_DUMP, "filter"), want, containerRules("10.88.0.2/32")), "");
+  assert.equal(missing(parseDump(REFERENCE_DUMP, "filter"), want, containerRules("10.88.0.2/32")), []);
 });
 
 test("a second container on existing chains only appends its own two rules", () => {
   const want = forwardSkeleton("CNI-ADMIN");
   assert.is(
-    ensureScript(parseFilterDump(REFERENCE_DUMP), want, containerRules("10.88.0.3/32")),
+    ensureScript(parseDump(REFERENCE_DUMP, "filter"), want, containerRules("10.88.0.3/32")),
     "*filter\n-A CNI-FORWARD -d 10.88.0.3/32 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT\n-A CNI-FORWARD -s 10.88.0.3/32 -j ACCEPT\nCOMMIT\n",
   );
 });
 
 test("same-bridge isolation: FORWARD jump lands above CNI-FORWARD, bridge rules above RETURN", () => {
   const want = combine(forwardSkeleton("CNI-ADMIN"), isolationRules("same-bridge", "cni0"));
-  const lines = ensureScript(parseFilterDump(EMPTY_DUMP), want).split("\n");
+  const lines = ensureScript(parseDump(EMPTY_DUMP, "filter"), want).split("\n");
   const forwardInserts = lines.filter((l) => l.startsWith("-I FORWARD 1"));
   // Both are inserted at position 1; the later one ends on top.
   assert.match(forwardInserts[0]!, /-j CNI-FORWARD$/);
@@ -126,11 +125,11 @@ test("isolated also drops traffic between ports of the same bridge; open adds no
 
 test("DEL deletes every copy present and nothing absent", () => {
   const dup = REFERENCE_DUMP.replace("COMMIT", "-A CNI-FORWARD -s 10.88.0.2/32 -j ACCEPT\nCOMMIT");
-  const script = deleteScript(parseFilterDump(dup), containerRules("10.88.0.2/32"));
+  const script = deleteScript(parseDump(dup, "filter"), containerRules("10.88.0.2/32"));
   assert.is(script.split("\n").filter((l) => l === "-D CNI-FORWARD -s 10.88.0.2/32 -j ACCEPT").length, 2);
   assert.is(script.split("\n").filter((l) => l.startsWith("-D CNI-FORWARD -d 10.88.0.2/32")).length, 1);
-  assert.is(deleteScript(parseFilterDump(EMPTY_DUMP), containerRules("10.88.0.2/32")), "");
-  assert.is(deleteScript(parseFilterDump(REFERENCE_DUMP), containerRules("10.88.0.9/32")), "");
+  assert.is(deleteScript(parseDump(EMPTY_DUMP, "filter"), containerRules("10.88.0.2/32")), "");
+  assert.is(deleteScript(parseDump(REFERENCE_DUMP, "filter"), containerRules("10.88.0.9/32")), "");
 });
 
 test("CHECK names what is missing", () => {
@@ -138,9 +137,9 @@ test("CHECK names what is missing", () => {
     '-A FORWARD -m comment --comment "CNI firewall plugin rules" -j CNI-FORWARD\n',
     "",
   );
-  const absent = missing(parseFilterDump(noJump), forwardSkeleton("CNI-ADMIN"), containerRules("10.88.0.2/32"));
+  const absent = missing(parseDump(noJump, "filter"), forwardSkeleton("CNI-ADMIN"), containerRules("10.88.0.2/32"));
   assert.equal(absent, ['rule "-A FORWARD -m comment --comment "CNI firewall plugin rules" -j CNI-FORWARD"']);
-  assert.equal(missing(parseFilterDump(EMPTY_DUMP), forwardSkeleton("MY-ADMIN")).slice(0, 2), [
+  assert.equal(missing(parseDump(EMPTY_DUMP, "filter"), forwardSkeleton("MY-ADMIN")).slice(0, 2), [
     "chain CNI-FORWARD",
     "chain MY-ADMIN",
   ]);
@@ -159,7 +158,10 @@ test("saved rules are compared by words, so quoting style does not matter", () =
   ]);
   const dump =
     '*filter\n:CNI-FORWARD - [0:0]\n-A CNI-FORWARD -m comment --comment "CNI firewall plugin admin overrides" -j ADMIN\n';
-  assert.equal(missing(parseFilterDump(dump), { chains: [], wanted: forwardSkeleton("ADMIN").wanted.slice(1) }), []);
+  assert.equal(
+    missing(parseDump(dump, "filter"), { chains: [], wanted: forwardSkeleton("ADMIN").wanted.slice(1) }),
+    [],
+  );
 });
 
 test("admin chain names follow iptables' rules", () => {

@@ -1,18 +1,18 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { parseCIDR } from "../../lib/ip/address.ts";
-import { tokenize } from "../../lib/kernel/netfilter.ts";
+import type { NftRule } from "../../lib/netfilter/nftables.ts";
+import { ruleKey, tokenize } from "../../lib/netfilter/rules.ts";
 import {
   iptablesSpec,
   planAdd,
   planDelete,
   containerChains,
-  ruleKey,
-  staleChains,
+  staleDnatChains,
   verify,
   type IptablesOptions,
 } from "../../plugins/portmap/iptables.ts";
-import { decodeDnat, nftAddScript, nftDeleteScript, verifyNft, type NftRule } from "../../plugins/portmap/nftables.ts";
+import { decodeDnat, nftAddScript, nftDeleteScript, verifyNft } from "../../plugins/portmap/nftables.ts";
 import { mappingsOf, parsePortmapConfig } from "../../plugins/portmap/config.ts";
 
 const mappings = mappingsOf(
@@ -193,9 +193,9 @@ test("iptables DEL: removes the references found by listing, then the chain; not
 });
 
 test("iptables GC: only this network's chains of containers not in the valid list", () => {
-  assert.equal(staleChains(REF_V4, "mynet", new Set()), ["CNI-DN-70a29d9dc18bc4d652ea5"]);
-  assert.equal(staleChains(REF_V4, "mynet", new Set(["abc123"])), []);
-  assert.equal(staleChains(REF_V4, "othernet", new Set()), []);
+  assert.equal(staleDnatChains(REF_V4, "mynet", new Set()), ["CNI-DN-70a29d9dc18bc4d652ea5"]);
+  assert.equal(staleDnatChains(REF_V4, "mynet", new Set(["abc123"])), []);
+  assert.equal(staleDnatChains(REF_V4, "othernet", new Set()), []);
 });
 
 test("rule keys: argv form and iptables-save form of one rule are equal", () => {

@@ -1,12 +1,10 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { CniError } from "../../lib/cni/errors.ts";
-import { formatIP, formatNetwork, parseCIDR } from "../../lib/ip/address.ts";
+import { addressOrCidr, canonicalIp, formatIP, formatNetwork, parseCIDR } from "../../lib/ip/address.ts";
 import { chainNameFor, dnatComment, parseDnatComment } from "../../plugins/portmap/iptables.ts";
-import { defaultBackend } from "../../lib/kernel/netfilter.ts";
+import { defaultBackend } from "../../lib/netfilter/backend.ts";
 import {
-  canonicalIp,
-  addressOrCidr,
   containerAddresses,
   mappingsForFamily,
   mappingsOf,

@@ -1,5 +1,5 @@
-import { run } from "./exec.ts";
-import type { Family } from "./netfilter.ts";
+import { run } from "../kernel/exec.ts";
+import type { Family } from "../ip/address.ts";
 
 /**
  * Deletes the UDP conntrack entries whose original destination port is one of `ports`, so a
