@@ -48,5 +48,4 @@ export function goTypeName(v: unknown): string {
   }
 }
 
-export const isObject = (v: unknown): v is Record<string, unknown> =>
-  typeof v === "object" && v !== null && !Array.isArray(v);
+export { isObject } from "../is-object.ts";

@@ -13,6 +13,7 @@ import {
 import { join } from "node:path";
 import { hexDigest, randomHex } from "../hash.ts";
 import { lockExclusive, type HeldLock } from "../kernel/flock.ts";
+import type { Attachment } from "./attachment.ts";
 
 /**
  * A DEL of a container, announced to an ADD of the same container racing it. A runtime runs a
@@ -29,12 +30,6 @@ const DIR = "/run/tscni/attachments";
 const NOTICE_TTL_MS = 60_000;
 const LOCK_BUCKETS = 64;
 
-export interface AttachmentKey {
-  network: string;
-  containerId: string;
-  ifname: string;
-}
-
 export interface DeleteNotice {
   /** When the DEL began (ms since the epoch). */
   at: number;
@@ -47,11 +42,11 @@ export interface DeleteNotice {
   knewResult: boolean;
 }
 
-const digest = (k: AttachmentKey) => hexDigest("sha256", `${k.network}\0${k.containerId}\0${k.ifname}`).slice(0, 32);
-const noticePath = (k: AttachmentKey) => join(DIR, `${digest(k)}.del`);
+const digest = (k: Attachment) => hexDigest("sha256", `${k.network}\0${k.containerId}\0${k.ifname}`).slice(0, 32);
+const noticePath = (k: Attachment) => join(DIR, `${digest(k)}.del`);
 
 /** Leaves the notice of a DEL that is starting (replacing an older one) and sweeps expired ones. */
-export function announceDelete(key: AttachmentKey, knewResult: boolean) {
+export function announceDelete(key: Attachment, knewResult: boolean) {
   mkdirSync(DIR, { recursive: true, mode: 0o700 });
   const notice: DeleteNotice = { at: Date.now(), nonce: randomHex(8), knewResult };
   const path = noticePath(key);
@@ -67,7 +62,7 @@ export function announceDelete(key: AttachmentKey, knewResult: boolean) {
 }
 
 /** The notice of a DEL under way for this attachment, if any (an expired one is removed). */
-export function readDeleteNotice(key: AttachmentKey): DeleteNotice | undefined {
+export function readDeleteNotice(key: Attachment): DeleteNotice | undefined {
   const path = noticePath(key);
   let text: string;
   try {
@@ -92,7 +87,7 @@ export function readDeleteNotice(key: AttachmentKey): DeleteNotice | undefined {
 }
 
 /** The DEL is over (our bridge's DEL, the last step, has run): a racing ADD may go on. */
-export function clearDeleteNotice(key: AttachmentKey) {
+export function clearDeleteNotice(key: Attachment) {
   removeQuietly(noticePath(key));
 }
 
@@ -101,7 +96,7 @@ export function clearDeleteNotice(key: AttachmentKey) {
  * an ADD (and releases an address the ADD is about to configure). Lock files are shared by buckets
  * of attachments: a bounded set of files that never needs removing.
  */
-export async function lockAttachment(key: AttachmentKey): Promise<HeldLock> {
+export async function lockAttachment(key: Attachment): Promise<HeldLock> {
   mkdirSync(DIR, { recursive: true, mode: 0o700 });
   const bucket = parseInt(digest(key).slice(0, 8), 16) % LOCK_BUCKETS;
   return lockExclusive(join(DIR, `lock.${bucket}`), 0o600);

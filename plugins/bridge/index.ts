@@ -22,6 +22,7 @@ import { setupSpoofCheck, spoofRefId, teardownSpoofCheck } from "./spoofcheck.ts
 import { waitPortUp } from "../../lib/net/veth.ts";
 import { checkAttachment } from "./check.ts";
 import { parseConfig, type Config } from "./config.ts";
+import { attachmentOf } from "../../lib/net/attachment.ts";
 import { clearDeleteNotice, lockAttachment } from "../../lib/net/delete-notice.ts";
 import {
   addIpam,
@@ -42,15 +43,10 @@ import {
 const CONTAINER_INDEX = 2;
 
 const layer3 = hasIpam;
-const attachment = (req: Request<Config>) => ({
-  network: req.config.name,
-  containerId: req.containerId,
-  ifname: req.ifname,
-});
 
 /** ADD and DEL of one attachment never interleave inside this plugin (see lib/net/delete-notice.ts). */
 async function add(req: Request<Config>): Promise<Result> {
-  const lock = await lockAttachment(attachment(req));
+  const lock = await lockAttachment(attachmentOf(req));
   try {
     return await addLocked(req);
   } finally {
@@ -105,8 +101,12 @@ async function addLocked(req: Request<Config>): Promise<Result> {
         const addrs = parseAddrs(result.ips!.map((ip) => ip.address));
         // Only this container's chain and a jump from the built-in POSTROUTING: nothing shared is
         // created, so unlike portmap and firewall this needs no netfilter lock.
-        undo.push(() => teardownMasquerade(attachment(req), addrs));
-        setupMasquerade((c.ipMasqBackend as NetfilterBackend | undefined) ?? defaultBackend(), addrs, attachment(req));
+        undo.push(() => teardownMasquerade(attachmentOf(req), addrs));
+        setupMasquerade(
+          (c.ipMasqBackend as NetfilterBackend | undefined) ?? defaultBackend(),
+          addrs,
+          attachmentOf(req),
+        );
       }
     } else {
       container = layer2Container(req.netns, req.ifname, !c.disableContainerInterface);
@@ -145,12 +145,12 @@ function setUpGateways(c: Config, bridge: IpLink, gateways: { 4: string[]; 6: st
  * addresses then come from prevResult, or the whole chain of this container goes).
  */
 async function del(req: Request<Config>) {
-  const lock = await lockAttachment(attachment(req));
+  const lock = await lockAttachment(attachmentOf(req));
   try {
     await delLocked(req);
   } finally {
     // The last step of a DEL: an ADD of this container waiting in portmap may go on.
-    clearDeleteNotice(attachment(req));
+    clearDeleteNotice(attachmentOf(req));
     lock.release();
   }
 }
@@ -181,7 +181,7 @@ async function delLocked(req: Request<Config>) {
   }
   if (layer3(c) && c.ipMasq) {
     const known = new Set([...addrs, ...prevResultAddresses(req)]);
-    const failures = teardownMasquerade(attachment(req), parseAddrs([...known]));
+    const failures = teardownMasquerade(attachmentOf(req), parseAddrs([...known]));
     if (failures.length > 0)
       errors.push(new CniError(Code.Internal, `failed to remove masquerade rules: ${failures.join("; ")}`));
   }

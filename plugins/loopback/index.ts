@@ -4,6 +4,7 @@ import type { PluginImpl } from "../../lib/cni/skel.ts";
 import { changeAndShow, showLink } from "../../lib/kernel/link.ts";
 import { ipBatch } from "../../lib/kernel/exec.ts";
 import { linkNamesIn } from "../../lib/kernel/procfs.ts";
+import { attachmentOf } from "../../lib/net/attachment.ts";
 
 /**
  * loopback: brings up `lo` in the container namespace; CNI_IFNAME is ignored, as in the reference.
@@ -45,7 +46,7 @@ const loopback: PluginImpl<LoopbackConfig> = {
   async del(req) {
     if (req.netnsState !== "ok") return;
     const { lockAttachment } = await import("../../lib/net/delete-notice.ts");
-    const lock = await lockAttachment({ network: req.config.name, containerId: req.containerId, ifname: req.ifname });
+    const lock = await lockAttachment(attachmentOf(req));
     try {
       // In a list, loopback's DEL runs last, after the main plugin removed CNI_IFNAME. Finding it
       // again means an ADD of this container racing this DEL has attached it since (our bridge

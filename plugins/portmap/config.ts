@@ -1,4 +1,5 @@
 import { z } from "../../lib/cni/zod.ts";
+import { isObject } from "../../lib/is-object.ts";
 import { BaseConfig, parseWith } from "../../lib/cni/config.ts";
 import { CniError, Code } from "../../lib/cni/errors.ts";
 import type { Result } from "../../lib/cni/result.ts";
@@ -133,10 +134,6 @@ function foldKeys(value: unknown, keys: readonly string[]): unknown {
   return out;
 }
 
-function isObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === "object" && v !== null && !Array.isArray(v);
-}
-
 export function mappingsOf(c: PortmapConfig): PortMapping[] {
   return c.runtimeConfig?.portMappings ?? [];
 }
@@ -235,5 +232,3 @@ export function validAttachments(raw: Record<string, unknown>): Set<string> {
 export function hostPortTarget(addr: string, port: number, v6: boolean): string {
   return v6 ? `[${addr}]:${port}` : `${addr}:${port}`;
 }
-
-export const isV6 = (c: CIDR) => c.ip.family === 6;

@@ -14,12 +14,8 @@ import {
 import { defaultBackend } from "../../lib/netfilter/backend.ts";
 import { netfilterLocked } from "../../lib/netfilter/lock.ts";
 import { nodeLinkNames } from "../../lib/kernel/procfs.ts";
-import {
-  announceDelete,
-  readDeleteNotice,
-  type AttachmentKey,
-  type DeleteNotice,
-} from "../../lib/net/delete-notice.ts";
+import { announceDelete, readDeleteNotice, type DeleteNotice } from "../../lib/net/delete-notice.ts";
+import { attachmentOf, type Attachment } from "../../lib/net/attachment.ts";
 import { sleepMs } from "../../lib/sleep.ts";
 
 /**
@@ -76,7 +72,7 @@ const portmap: PluginImpl<PortmapConfig> = {
     // Announced in the same locked step that removes the rules: a racing ADD either programmed
     // its rules before (and they go now) or reads the notice before it programs any.
     await netfilterLocked(() => {
-      announceDelete(attachmentKey(req), knewResult);
+      announceDelete(attachmentOf(req), knewResult);
       backend.unforward(req, programmedFamilies(req));
     });
   },
@@ -96,12 +92,6 @@ const portmap: PluginImpl<PortmapConfig> = {
 };
 export default portmap;
 
-const attachmentKey = (req: Request<PortmapConfig>) => ({
-  network: req.config.name,
-  containerId: req.containerId,
-  ifname: req.ifname,
-});
-
 /**
  * Programs the rules unless a DEL of this container is under way (see lib/net/delete-notice.ts):
  * then it waits for that DEL to end and goes on only if the attachment survived it. After the
@@ -114,7 +104,7 @@ async function forwardUnlessDeleted(
   backend: PortmapBackend,
   families: CIDR[],
 ) {
-  const key = attachmentKey(req);
+  const key = attachmentOf(req);
   let waitedOn: string | undefined;
   for (;;) {
     const pending = await netfilterLocked(() => {
@@ -146,7 +136,7 @@ const POLL_MS = 20;
  * attachment went. A DEL whose last plugin leaves the notice (the reference bridge) shows no end:
  * WAIT_MS after it began, it is taken to have ended before this attachment existed.
  */
-async function awaitDeleteEnd(req: Request<PortmapConfig>, key: AttachmentKey, notice: DeleteNotice, prev: Result) {
+async function awaitDeleteEnd(req: Request<PortmapConfig>, key: Attachment, notice: DeleteNotice, prev: Result) {
   for (;;) {
     if (!hostSidePresent(prev)) throw deletedMeanwhile(req);
     if (readDeleteNotice(key)?.nonce !== notice.nonce || Date.now() >= notice.at + WAIT_MS) return;

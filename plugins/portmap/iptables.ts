@@ -21,7 +21,7 @@ import {
   targetOf,
   type SavedTable,
 } from "../../lib/netfilter/rules.ts";
-import { hostPortTarget, isV6, mappingsForFamily, type PortMapping } from "./config.ts";
+import { hostPortTarget, mappingsForFamily, type PortMapping } from "./config.ts";
 
 /**
  * iptables backend, with the reference's chain layout (table nat):
@@ -80,7 +80,7 @@ export interface IptablesSpec {
 }
 
 export function iptablesSpec(o: IptablesOptions, addr: CIDR): IptablesSpec {
-  const v6 = isV6(addr);
+  const v6 = addr.ip.family === 6;
   const chain = chainNameFor("DN-", o.network, o.containerId);
   const comment = dnatComment(o.network, o.containerId);
   const conditions = (v6 ? o.conditionsV6 : o.conditionsV4) ?? [];

@@ -9,7 +9,7 @@ import {
   type NftObject,
   type NftRule,
 } from "../../lib/netfilter/nftables.ts";
-import { hostPortTarget, isV6, mappingsForFamily, type PortMapping } from "./config.ts";
+import { hostPortTarget, mappingsForFamily, type PortMapping } from "./config.ts";
 
 /**
  * nftables backend, with the reference's layout: tables `ip cni_hostport` and `ip6 cni_hostport`,
@@ -34,7 +34,7 @@ const fam = (v6: boolean) => (v6 ? "ip6" : "ip");
 
 /** The DNAT rule of one mapping, in the form `nft list` prints it (so CHECK can compare). */
 function dnatRule(m: ReturnType<typeof mappingsForFamily>[number], addr: CIDR): string {
-  const v6 = isV6(addr);
+  const v6 = addr.ip.family === 6;
   const dst = m.matchDst ? `${fam(v6)} daddr ${m.matchDst} ` : "";
   return `${dst}${m.protocol} dport ${m.hostPort} dnat to ${hostPortTarget(formatIP(addr.ip), m.containerPort, v6)}`;
 }
@@ -47,7 +47,7 @@ function dnatRule(m: ReturnType<typeof mappingsForFamily>[number], addr: CIDR): 
  * it to port-mapped connections, so direct traffic between containers keeps its source address.
  */
 function masqRules(o: NftOptions, addr: CIDR): string[] {
-  const v6 = isV6(addr);
+  const v6 = addr.ip.family === 6;
   const f = fam(v6);
   const ip = formatIP(addr.ip);
   if (o.masqAll) return [`${f} saddr ${v6 ? "::/0" : "0.0.0.0/0"} ${f} daddr ${ip} masquerade`];
@@ -61,7 +61,7 @@ function masqRules(o: NftOptions, addr: CIDR): string[] {
 export function nftAddScript(o: NftOptions, addrs: readonly CIDR[]): string {
   const out: string[] = [];
   for (const addr of addrs) {
-    const v6 = isV6(addr);
+    const v6 = addr.ip.family === 6;
     const t = `${fam(v6)} ${TABLE}`;
     const conditions = ((v6 ? o.conditionsV6 : o.conditionsV4) ?? []).join(" ");
     const entry = `${conditions ? `${conditions} ` : ""}fib daddr type local jump hostports_all`;
@@ -131,7 +131,7 @@ export function decodeDnat(expr: readonly NftObject[]): string | undefined {
 
 /** CHECK for one family: every mapping's DNAT rule and the masquerade rules exist. */
 export function verifyNft(rules: readonly NftRule[], o: NftOptions, addr: CIDR): string | undefined {
-  const v6 = isV6(addr);
+  const v6 = addr.ip.family === 6;
   const mine = rules.filter((r) => r.comment === o.containerId);
   const have = mine
     .filter((r) => r.chain === "hostports" || r.chain === "hostip_hostports")
@@ -181,7 +181,7 @@ export function nftDel(containerId: string) {
 
 export function nftCheck(o: NftOptions, addrs: readonly CIDR[]) {
   for (const addr of addrs) {
-    const problem = verifyNft(listTable(isV6(addr) ? 6 : 4), o, addr);
+    const problem = verifyNft(listTable(addr.ip.family === 6 ? 6 : 4), o, addr);
     if (problem) throw new CniError(Code.Internal, problem);
   }
 }

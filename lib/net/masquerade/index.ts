@@ -2,7 +2,8 @@ import { CniError, Code } from "../../cni/errors.ts";
 import { parseCIDR, type CIDR, type Family } from "../../ip/address.ts";
 import type { NetfilterBackend } from "../../netfilter/backend.ts";
 import { iptablesGc, iptablesSetup, iptablesTeardown } from "./iptables.ts";
-import { nftGc, nftSetup, nftTeardown, type Attachment } from "./nftables.ts";
+import type { Attachment } from "../attachment.ts";
+import { nftGc, nftSetup, nftTeardown } from "./nftables.ts";
 
 /**
  * Masquerade for container addresses, in either backend. Rule sets are built as data, compared

@@ -1,4 +1,5 @@
 import { hexDigest } from "../../hash.ts";
+import type { Attachment } from "../attachment.ts";
 import { CniError, Code } from "../../cni/errors.ts";
 import { formatIP, formatNetwork, type CIDR } from "../../ip/address.ts";
 import { nftApply, nftDeleteLines, nftList, nftRules, nftScript, type NftRule } from "../../netfilter/nftables.ts";
@@ -8,11 +9,6 @@ import { nftApply, nftDeleteLines, nftList, nftRules, nftScript, type NftRule } 
  * per address in `masq_checks` whose comment starts with a hash of (network, ifname, containerID).
  * Unlike the iptables chain, a rule belongs to one interface of the container.
  */
-export interface Attachment {
-  network: string;
-  containerId: string;
-  ifname: string;
-}
 
 export const NFT_TABLE = "cni_plugins_masquerade";
 const NFT_CHAIN = "masq_checks";
