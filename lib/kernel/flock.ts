@@ -1,5 +1,5 @@
 import { spawnSync } from "node:child_process";
-import { closeSync, constants, fstatSync, openSync } from "node:fs";
+import { closeSync, constants, fstatSync, openSync, statSync, unlinkSync } from "node:fs";
 import { KernelError } from "./errors.ts";
 import { loadLibc } from "./libc.ts";
 
@@ -14,7 +14,8 @@ import { loadLibc } from "./libc.ts";
  * Either way the kernel drops the lock if we die, so a killed plugin never wedges the store.
  */
 export interface HeldLock {
-  release(): void;
+  /** Unlocks; `remove` also deletes the lock file first (see lockExclusive's `removable`). */
+  release(remove?: boolean): void;
 }
 
 const LOCK_EX = 2;
@@ -22,31 +23,60 @@ const LOCK_EX = 2;
 type LockFn = (fd: number, path: string) => void;
 let backend: LockFn | undefined;
 
-/** Opens (creating it if needed) and exclusively locks `path`; blocks until the lock is ours. */
-export async function lockExclusive(path: string, mode = 0o750): Promise<HeldLock> {
+/**
+ * Opens (creating it if needed) and exclusively locks `path`; blocks until the lock is ours.
+ * `removable`: the file may be deleted by a holder when it releases (a lock per attachment must not
+ * outlive it), so a waiter that then gets the lock on the deleted file opens the path again.
+ */
+export async function lockExclusive(path: string, mode = 0o750, opts: { removable?: boolean } = {}): Promise<HeldLock> {
   backend ??= await chooseBackend();
   const lock = backend;
-  let fd: number;
-  try {
-    // O_NONBLOCK only for the open (flock blocks on its own): a FIFO planted there must not hang us.
-    fd = openSync(path, constants.O_RDONLY | constants.O_CREAT | constants.O_NOFOLLOW | constants.O_NONBLOCK, mode);
-  } catch (e) {
-    throw new KernelError("io", `cannot open lock file ${path}: ${(e as Error).message}`);
+  for (;;) {
+    let fd: number;
+    try {
+      // O_NONBLOCK only for the open (flock blocks on its own): a FIFO planted there must not hang us.
+      fd = openSync(path, constants.O_RDONLY | constants.O_CREAT | constants.O_NOFOLLOW | constants.O_NONBLOCK, mode);
+    } catch (e) {
+      throw new KernelError("io", `cannot open lock file ${path}: ${(e as Error).message}`);
+    }
+    try {
+      if (!fstatSync(fd).isFile()) throw new KernelError("io", `cannot use lock file ${path}: not a regular file`);
+      lock(fd, path);
+    } catch (e) {
+      closeSync(fd);
+      throw e;
+    }
+    if (opts.removable && !stillAt(path, fd)) {
+      closeSync(fd);
+      continue;
+    }
+    let held = true;
+    return {
+      release(remove = false) {
+        if (!held) return;
+        if (remove) {
+          try {
+            unlinkSync(path);
+          } catch {
+            // already gone
+          }
+        }
+        closeSync(fd);
+        held = false;
+      },
+    };
   }
+}
+
+/** Whether `path` still names the file open as `fd` (a holder may have deleted it meanwhile). */
+function stillAt(path: string, fd: number): boolean {
   try {
-    if (!fstatSync(fd).isFile()) throw new KernelError("io", `cannot use lock file ${path}: not a regular file`);
-    lock(fd, path);
-  } catch (e) {
-    closeSync(fd);
-    throw e;
+    const a = statSync(path);
+    const b = fstatSync(fd);
+    return a.ino === b.ino && a.dev === b.dev;
+  } catch {
+    return false;
   }
-  let held = true;
-  return {
-    release() {
-      if (held) closeSync(fd);
-      held = false;
-    },
-  };
 }
 
 async function chooseBackend(): Promise<LockFn> {

@@ -23,12 +23,11 @@ import type { Attachment } from "./attachment.ts";
  * (portmap) leaves a notice; our bridge DEL, the last step, takes it away; ADD's portmap reads it
  * before it programs anything and, while a DEL is under way, waits to see how it ends.
  *
- * Notices live in /run (gone at reboot, like everything they describe), named by a digest of
- * network, container ID and interface; one older than NOTICE_TTL_MS is ignored and swept.
+ * Notices and locks live in /run (gone at reboot, like everything they describe), named by a digest
+ * of network, container ID and interface; a notice older than NOTICE_TTL_MS is ignored and swept.
  */
 const DIR = "/run/tscni/attachments";
 const NOTICE_TTL_MS = 60_000;
-const LOCK_BUCKETS = 64;
 
 export interface DeleteNotice {
   /** When the DEL began (ms since the epoch). */
@@ -93,13 +92,13 @@ export function clearDeleteNotice(key: Attachment) {
 
 /**
  * Serialises ADD and DEL of one attachment within a plugin, so a DEL never runs in the middle of
- * an ADD (and releases an address the ADD is about to configure). Lock files are shared by buckets
- * of attachments: a bounded set of files that never needs removing.
+ * an ADD (and releases an address the ADD is about to configure). One lock file per attachment,
+ * so unrelated pods never wait for each other; the DEL that ends the attachment deletes it
+ * (`release(true)`).
  */
 export async function lockAttachment(key: Attachment): Promise<HeldLock> {
   mkdirSync(DIR, { recursive: true, mode: 0o700 });
-  const bucket = parseInt(digest(key).slice(0, 8), 16) % LOCK_BUCKETS;
-  return lockExclusive(join(DIR, `lock.${bucket}`), 0o600);
+  return lockExclusive(join(DIR, `${digest(key)}.lock`), 0o600, { removable: true });
 }
 
 function sweepExpired() {

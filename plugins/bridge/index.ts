@@ -149,9 +149,10 @@ async function del(req: Request<Config>) {
   try {
     await delLocked(req);
   } finally {
-    // The last step of a DEL: an ADD of this container waiting in portmap may go on.
+    // The last step of a DEL: an ADD of this container waiting in portmap may go on, and the
+    // attachment's lock file goes with the attachment.
     clearDeleteNotice(attachmentOf(req));
-    lock.release();
+    lock.release(true);
   }
 }
 

@@ -54,7 +54,7 @@ const loopback: PluginImpl<LoopbackConfig> = {
       if (req.ifname !== "lo" && linkNamesIn(req.netns).has(req.ifname)) return;
       ipBatch([["link", "set", "lo", "down"]], { netns: req.netns });
     } finally {
-      lock.release();
+      lock.release(true);
     }
   },
 
