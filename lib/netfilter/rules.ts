@@ -40,19 +40,23 @@ export function parseDump(dump: string, table: string): SavedTable {
       rules.push({ chain, spec: words.slice(2), text: line.slice(4 + chain.length) });
     }
   }
-  // Keys are computed on first use: a DEL that only looks for jumps never needs them.
-  let byIdentity: Map<string, SavedRule[]> | undefined;
+  // Keys are computed on first use, one chain at a time: a DEL that only looks for jumps never
+  // needs them, and an ADD keys only the chains it ensures rules in, not the whole table.
+  const byChain = new Map<string, Map<string, SavedRule[]>>();
   const copiesOf = (rule: Rule) => {
-    if (!byIdentity) {
-      byIdentity = new Map();
+    let index = byChain.get(rule.chain);
+    if (!index) {
+      index = new Map();
       for (const r of rules) {
+        if (r.chain !== rule.chain) continue;
         const id = ruleIdentity(r);
-        const same = byIdentity.get(id);
+        const same = index.get(id);
         if (same) same.push(r);
-        else byIdentity.set(id, [r]);
+        else index.set(id, [r]);
       }
+      byChain.set(rule.chain, index);
     }
-    return byIdentity.get(ruleIdentity(rule)) ?? [];
+    return index.get(ruleIdentity(rule)) ?? [];
   };
   return { chains, rules, copiesOf };
 }
