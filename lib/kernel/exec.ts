@@ -1,4 +1,4 @@
-import { spawnSync } from "node:child_process";
+import { spawn as spawnChild, spawnSync } from "node:child_process";
 import { KernelError } from "./errors.ts";
 import { withNetns } from "./setns.ts";
 
@@ -42,6 +42,41 @@ export function run(argv: readonly string[], opts: RunOptions = {}): RunResult {
     throw new KernelError("failed", message, { argv, status: res.status, stderr: res.stderr, details: argv.join(" ") });
   }
   return res;
+}
+
+/**
+ * `run` for long-running callers (the node agent) that must not block their event loop. The child
+ * is created inside `withNetns` (spawn forks before it returns), so the thread is back in its own
+ * namespace before anything else runs; the rest is waited for asynchronously.
+ */
+export function runAsync(argv: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
+  const start = () =>
+    spawnChild(argv[0]!, argv.slice(1), {
+      env: { ...process.env, LC_ALL: "C" },
+      stdio: ["pipe", "pipe", "pipe"],
+      timeout: opts.timeoutMs ?? 60_000,
+    });
+  const child = opts.netns ? withNetns(opts.netns, start) : start();
+  return new Promise((resolve, reject) => {
+    let stdout = "";
+    let stderr = "";
+    child.stdout!.on("data", (d: Buffer) => {
+      stdout += d;
+    });
+    child.stderr!.on("data", (d: Buffer) => {
+      stderr += d;
+    });
+    child.stdin!.on("error", () => {}); // a tool that exits early closes its stdin: its status tells
+    child.stdin!.end(opts.input ?? "");
+    child.on("error", (e) => reject(new KernelError("failed", `failed to run ${argv[0]}: ${e.message}`, { argv })));
+    child.on("close", (code, signal) => {
+      const status = code ?? (signal ? 128 : 1);
+      if (status !== 0 && !opts.allowFailure) {
+        const message = `${argv[0]} failed: ${stderr.trim() || `exit status ${status}`}`;
+        reject(new KernelError("failed", message, { argv, status, stderr, details: argv.join(" ") }));
+      } else resolve({ status, stdout, stderr });
+    });
+  });
 }
 
 /** Runs several iproute2 commands in one process (`ip -batch -`), failing on the first error. */

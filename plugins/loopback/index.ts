@@ -2,7 +2,6 @@ import { CniError, Code } from "../../lib/cni/errors.ts";
 import type { Result } from "../../lib/cni/result.ts";
 import type { PluginImpl } from "../../lib/cni/skel.ts";
 import { changeAndShow, showLink } from "../../lib/kernel/link.ts";
-import { ipBatch } from "../../lib/kernel/exec.ts";
 import { linkNamesIn } from "../../lib/kernel/procfs.ts";
 import { attachmentOf } from "../../lib/net/attachment.ts";
 
@@ -25,7 +24,7 @@ const loopback: PluginImpl<LoopbackConfig> = {
       req.config.prevResult === undefined
         ? undefined
         : (await import("../../lib/cni/result-schema.ts")).parseResult(req.config.prevResult, req.version);
-    const lo = changeAndShow([["link", "set", "lo", "up"]], "lo", { netns: req.netns });
+    const lo = changeAndShow([{ op: "link-set", dev: "lo", up: true }], "lo", { netns: req.netns });
     const addrs = lo?.addr_info ?? [];
     const foreign = addrs.find((a) => !isLoopbackAddress(a.local));
     if (foreign)
@@ -52,7 +51,7 @@ const loopback: PluginImpl<LoopbackConfig> = {
       // again means an ADD of this container racing this DEL has attached it since (our bridge
       // holds the same lock while it does): setting lo down now would break that attachment.
       if (req.ifname !== "lo" && linkNamesIn(req.netns).has(req.ifname)) return;
-      ipBatch([["link", "set", "lo", "down"]], { netns: req.netns });
+      changeAndShow([{ op: "link-set", dev: "lo", up: false }], "lo", { netns: req.netns });
     } finally {
       lock.release(true);
     }

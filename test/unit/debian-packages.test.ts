@@ -54,7 +54,7 @@ function sourceFiles(): string[] {
 const NAME = "[a-z][a-z0-9_.+-]*";
 // sh([...]), run([...]), inNode([...]), inNs(ns, [...]), spawnSync([...]) and the like.
 const ARGV_CALL = new RegExp(
-  String.raw`(?<![.\w])(?:sh|run|inNode|inNs|inNsAsync|inNodeAsync|spawnIn|runIn)\((?:[^()\[\]]{0,80},\s*)?\[\s*"(${NAME})"`,
+  String.raw`(?<![.\w])(?:sh|run|runAsync|inNode|inNs|inNsAsync|inNodeAsync|spawnIn|runIn)\((?:[^()\[\]]{0,80},\s*)?\[\s*"(${NAME})"`,
   "g",
 );
 const SPAWN_CALL = new RegExp(String.raw`(?<![.\w])(?:spawn|spawnSync|execFile|execFileSync)\(\s*"(${NAME})"`, "g");
