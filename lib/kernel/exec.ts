@@ -51,15 +51,14 @@ export function run(argv: readonly string[], opts: RunOptions = {}): RunResult {
  */
 export function runAsync(argv: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
   const start = () =>
-    spawnChild(argv[0]!, argv.slice(1), {
-      env: { ...process.env, LC_ALL: "C" },
-      stdio: ["pipe", "pipe", "pipe"],
-      timeout: opts.timeoutMs ?? 60_000,
-    });
+    spawnChild(argv[0]!, argv.slice(1), { env: { ...process.env, LC_ALL: "C" }, stdio: ["pipe", "pipe", "pipe"] });
   const child = opts.netns ? withNetns(opts.netns, start) : start();
   return new Promise((resolve, reject) => {
     let stdout = "";
     let stderr = "";
+    // Our own timer, cleared on every ending: spawn's `timeout` keeps the event loop alive even
+    // when the program could not be started.
+    const timer = setTimeout(() => child.kill("SIGKILL"), opts.timeoutMs ?? 60_000);
     child.stdout!.on("data", (d: Buffer) => {
       stdout += d;
     });
@@ -68,8 +67,12 @@ export function runAsync(argv: readonly string[], opts: RunOptions = {}): Promis
     });
     child.stdin!.on("error", () => {}); // a tool that exits early closes its stdin: its status tells
     child.stdin!.end(opts.input ?? "");
-    child.on("error", (e) => reject(new KernelError("failed", `failed to run ${argv[0]}: ${e.message}`, { argv })));
+    child.on("error", (e) => {
+      clearTimeout(timer);
+      reject(new KernelError("failed", `failed to run ${argv[0]}: ${e.message}`, { argv }));
+    });
     child.on("close", (code, signal) => {
+      clearTimeout(timer);
       const status = code ?? (signal ? 128 : 1);
       if (status !== 0 && !opts.allowFailure) {
         const message = `${argv[0]} failed: ${stderr.trim() || `exit status ${status}`}`;
