@@ -33,7 +33,7 @@ while [ $# -gt 0 ]; do
     shift
 done
 
-# The plugins run ip, nsenter, iptables-restore, nft, sysctl and conntrack (test/debian-packages.txt, "runtime").
+# The plugins run ip, nsenter, iptables-restore, nft, sysctl and conntrack (the package list in test/setup.sh, "runtime").
 if [ "$deps" -eq 1 ]; then
     bash "$root/test/setup.sh" --packages-for runtime
 fi

@@ -20,10 +20,40 @@ fi
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
-# The Debian packages, by use, from the one list (test/debian-packages.txt).
+# Every Debian package the suite uses, in one place: a name, then what needs it.
+#   runtime  a program the plugins themselves run (scripts/install.sh installs these)
+#   demo     scripts/demo.sh
+#   bench    npm run bench
+#   test     any test stage; npm test installs every one of these before its first stage
+# test/unit/debian-packages.test.ts fails when a source runs a program that no package here (or
+# Debian's base system) provides.
+# A quoted heredoc: nothing in the list is ever shell text.
+read -r -d '' PACKAGE_LIST <<'LIST' || true
+iproute2                      runtime demo test bench
+iptables                      runtime demo test bench
+nftables                      runtime demo test bench
+conntrack                     runtime demo test bench
+util-linux                    runtime demo test bench
+procps                        runtime demo test bench
+golang-go                     test bench  # builds the libcni client
+golang-github-appc-cni-dev    test bench  # libcni sources for the client
+bats                          test  # the e2e scripts
+containernetworking-plugins   test bench  # the reference plugins, compared against
+strace                        test bench  # process counts in tests and the benchmark
+busybox-static                test  # ping, nc, httpd and sh inside test namespaces; the e2e image
+curl                          test  # the external host's HTTP client in e2e
+containerd                    test  # e2e: ctr and the CRI plugin
+runc                          test  # e2e
+podman                        test  # e2e
+conmon                        test  # e2e
+dbus-daemon                   test  # a private system bus for the firewalld backend's error tests
+file                          test  # test/e2e/image.sh checks that busybox is static
+iperf3                        bench  # the data-path scenario of the benchmark
+LIST
+
+# The packages listed for one use.
 packages_for() {
-    awk -v use="$1" '/^[a-z0-9]/ { sub(/#.*/, ""); for (i = 2; i <= NF; i++) if ($i == use) { print $1; break } }' \
-        "$root/test/debian-packages.txt"
+    awk -v use="$1" '/^[a-z0-9]/ { sub(/#.*/, ""); for (i = 2; i <= NF; i++) if ($i == use) { print $1; break } }' <<<"$PACKAGE_LIST"
 }
 
 log() { printf 'setup: %s\n' "$*" >&2; }

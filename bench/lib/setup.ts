@@ -6,24 +6,12 @@ import { sh } from "../../test/helpers/sandbox.ts";
 
 /**
  * Everything the benchmark needs on a fresh Debian 12 machine, each step skipped when done: the
- * packages (the reference plugins, iperf3, strace, the Go toolchain and libcni for the client),
+ * packages (those listed for "bench" in test/setup.sh: the reference plugins, iperf3, strace, the Go
+ * toolchain and libcni for the client),
  * our build, the libcni client and the benchmark's own worker.
  */
 
 const ROOT = resolve(import.meta.dirname, "..", "..");
-const PACKAGES = [
-  "iproute2",
-  "iptables",
-  "nftables",
-  "conntrack",
-  "util-linux",
-  "procps",
-  "containernetworking-plugins",
-  "iperf3",
-  "strace",
-  "golang-go",
-  "golang-github-appc-cni-dev",
-];
 
 export interface Tools {
   ours: string;
@@ -34,7 +22,7 @@ export interface Tools {
 
 export function setUp(opts: { ours?: string; reference: string }): Tools {
   step("packages", () =>
-    sh(["bash", join(ROOT, "test", "setup.sh"), "--packages", ...PACKAGES], { timeoutMs: 900_000 }),
+    sh(["bash", join(ROOT, "test", "setup.sh"), "--packages-for", "bench"], { timeoutMs: 900_000 }),
   );
   let ours = opts.ours ?? process.env.TSCNI_BIN;
   if (!ours) {

@@ -5,7 +5,7 @@ import { existsSync, readdirSync, readFileSync, realpathSync, statSync } from "n
 import { join, relative } from "node:path";
 
 /**
- * Every external program the suite runs comes from a package in test/debian-packages.txt or from
+ * Every external program the suite runs comes from a package in the package list in test/setup.sh or from
  * Debian's base system, so a fresh machine that installs that list runs every stage. Busybox once
  * escaped: only the e2e set-up installed it, after the integration stage that pings with it.
  *
@@ -60,6 +60,8 @@ const ARGV_CALL = new RegExp(
 const SPAWN_CALL = new RegExp(String.raw`(?<![.\w])(?:spawn|spawnSync|execFile|execFileSync)\(\s*"(${NAME})"`, "g");
 // A program chosen at run time: `const bin = family === 4 ? "iptables-save" : "ip6tables-save"`.
 const CHOSEN_BIN = /\bconst\s+(?:bin|tool|program)\s*=[^;\n]*/g;
+// A program run inside a namespace: ["netns", "exec", ns, "iperf3", ...].
+const NETNS_EXEC = new RegExp(String.raw`"netns",\s*"exec",\s*[^,\]]+,\s*"(${NAME})"`, "g");
 const SHEBANG = new RegExp(String.raw`#!\s*(?:/usr)?/s?bin/(?:env\s+)?(${NAME})`, "g");
 
 interface Use {
@@ -77,7 +79,8 @@ function collectPrograms(): Map<string, Use> {
   };
   for (const file of sourceFiles()) {
     const text = readFileSync(file, "utf8");
-    for (const re of [ARGV_CALL, SPAWN_CALL, SHEBANG]) for (const m of text.matchAll(re)) note(m[1]!, file, true);
+    for (const re of [ARGV_CALL, SPAWN_CALL, NETNS_EXEC, SHEBANG])
+      for (const m of text.matchAll(re)) note(m[1]!, file, true);
     for (const m of text.matchAll(CHOSEN_BIN))
       for (const lit of m[0].matchAll(new RegExp(`"(${NAME})"`, "g"))) note(lit[1]!, file, true);
     if (/\.(sh|bash|bats)$/.test(file)) for (const name of shellCommands(text)) note(name, file, false);
@@ -112,7 +115,8 @@ function shellCommands(text: string): Set<string> {
 }
 
 function listedPackages(): Set<string> {
-  const text = readFileSync(join(ROOT, "test", "debian-packages.txt"), "utf8");
+  const setup = readFileSync(join(ROOT, "test", "setup.sh"), "utf8");
+  const text = setup.slice(setup.indexOf("<<'LIST'"), setup.indexOf("\nLIST\n"));
   return new Set(
     text
       .split("\n")
@@ -156,7 +160,7 @@ function priority(pkg: string): string {
 test("the collector finds programs in each of its forms", () => {
   const found = collectPrograms();
   // One of each: an argv literal in lib/, a spawnSync in test/, a shebang in a generated script, a shell command.
-  for (const name of ["ip", "iptables-restore", "dbus-daemon", "busybox", "ctr"])
+  for (const name of ["ip", "iptables-restore", "dbus-daemon", "busybox", "ctr", "iperf3"])
     assert.ok(found.has(name), `${name} collected`);
 });
 
@@ -167,7 +171,8 @@ test("every program the sources run is on PATH and comes from a listed package o
     if (NOT_DEBIAN[name]) continue;
     const path = onPath(name);
     if (!path) {
-      if (certain) problems.push(`${name} (${where}): not on PATH; add its package to test/debian-packages.txt`);
+      if (certain)
+        problems.push(`${name} (${where}): not on PATH; add its package to the package list in test/setup.sh`);
       continue;
     }
     const pkg = owningPackage(path);
@@ -177,7 +182,7 @@ test("every program the sources run is on PATH and comes from a listed package o
     }
     if (listed.has(pkg) || priority(pkg) === "required") continue;
     problems.push(
-      `${name} (${where}): package ${pkg} (priority ${priority(pkg) || "?"}) is not in test/debian-packages.txt`,
+      `${name} (${where}): package ${pkg} (priority ${priority(pkg) || "?"}) is not in the package list in test/setup.sh`,
     );
   }
   assert.equal(problems, []);
