@@ -48,7 +48,7 @@ podman                        test  # e2e
 conmon                        test  # e2e
 dbus-daemon                   test  # a private system bus for the firewalld backend's error tests
 file                          test  # test/e2e/image.sh checks that busybox is static
-iperf3                        bench  # the data-path scenario of the benchmark
+iperf3                        test bench  # the benchmark's data path (the package test checks bench/ too)
 LIST
 
 # The packages listed for one use.
