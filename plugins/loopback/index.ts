@@ -44,14 +44,17 @@ const loopback: PluginImpl<LoopbackConfig> = {
 
   async del(req) {
     if (req.netnsState !== "ok") return;
+    const setLoDown = () => changeAndShow([{ op: "link-set", dev: "lo", up: false }], "lo", { netns: req.netns });
+    // A network of its own (CNI_IFNAME lo): no other plugin attaches under this name, nothing to race.
+    if (req.ifname === "lo") return void setLoDown();
     const { lockAttachment } = await import("../../lib/net/delete-notice.ts");
     const lock = await lockAttachment(attachmentOf(req));
     try {
       // In a list, loopback's DEL runs last, after the main plugin removed CNI_IFNAME. Finding it
       // again means an ADD of this container racing this DEL has attached it since (our bridge
       // holds the same lock while it does): setting lo down now would break that attachment.
-      if (req.ifname !== "lo" && linkNamesIn(req.netns).has(req.ifname)) return;
-      changeAndShow([{ op: "link-set", dev: "lo", up: false }], "lo", { netns: req.netns });
+      if (linkNamesIn(req.netns).has(req.ifname)) return;
+      setLoDown();
     } finally {
       lock.release(true);
     }
