@@ -47,10 +47,14 @@ const layer3 = hasIpam;
 /** ADD and DEL of one attachment never interleave inside this plugin (see lib/net/delete-notice.ts). */
 async function add(req: Request<Config>): Promise<Result> {
   const lock = await lockAttachment(attachmentOf(req));
+  let attached = false;
   try {
-    return await addLocked(req);
+    const result = await addLocked(req);
+    attached = true;
+    return result;
   } finally {
-    lock.release();
+    // A failed ADD rolled its attachment back: its lock file goes too, as after a DEL.
+    lock.release(!attached);
   }
 }
 
