@@ -6,6 +6,7 @@ import {
   readdirSync,
   readFileSync,
   renameSync,
+  rmSync,
   statSync,
   unlinkSync,
   writeSync,
@@ -52,11 +53,16 @@ export function announceDelete(key: Attachment, knewResult: boolean) {
   const tmp = `${path}.${notice.nonce}`;
   const fd = openSync(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
   try {
-    writeSync(fd, JSON.stringify(notice));
-  } finally {
-    closeSync(fd);
+    try {
+      writeSync(fd, JSON.stringify(notice));
+    } finally {
+      closeSync(fd);
+    }
+    renameSync(tmp, path);
+  } catch (e) {
+    rmSync(tmp, { force: true }); // a full disk must not leave half-written notices behind
+    throw e;
   }
-  renameSync(tmp, path);
   sweepExpired();
 }
 
