@@ -34,12 +34,12 @@ export function run(argv: readonly string[], opts: RunOptions = {}): RunResult {
   // The child starts inside the container namespace directly: setns on this thread around the spawn.
   const r = opts.netns ? withNetns(opts.netns, () => spawn(argv)) : spawn(argv);
   if (r.error && !((r.error as NodeJS.ErrnoException).code === "EPIPE" && r.status !== null)) {
-    throw new KernelError("failed", `failed to run ${argv[0]}: ${r.error.message}`, { argv, details: argv.join(" ") });
+    throw new KernelError("failed", `failed to run ${argv[0]}: ${r.error.message}`, { argv });
   }
   const res = { status: r.status ?? 128, stdout: r.stdout ?? "", stderr: r.stderr ?? "" };
   if (res.status !== 0 && !opts.allowFailure) {
     const message = `${argv[0]} failed: ${res.stderr.trim() || `exit status ${res.status}`}`;
-    throw new KernelError("failed", message, { argv, status: res.status, stderr: res.stderr, details: argv.join(" ") });
+    throw new KernelError("failed", message, { argv, status: res.status, stderr: res.stderr });
   }
   return res;
 }
@@ -76,7 +76,7 @@ export function runAsync(argv: readonly string[], opts: RunOptions = {}): Promis
       const status = code ?? (signal ? 128 : 1);
       if (status !== 0 && !opts.allowFailure) {
         const message = `${argv[0]} failed: ${stderr.trim() || `exit status ${status}`}`;
-        reject(new KernelError("failed", message, { argv, status, stderr, details: argv.join(" ") }));
+        reject(new KernelError("failed", message, { argv, status, stderr }));
       } else resolve({ status, stdout, stderr });
     });
   });
