@@ -82,17 +82,6 @@ export function runAsync(argv: readonly string[], opts: RunOptions = {}): Promis
   });
 }
 
-/** Runs several iproute2 commands in one process (`ip -batch -`), failing on the first error. */
-export function ipBatch(
-  lines: readonly string[][],
-  opts: Omit<RunOptions, "input"> & { json?: boolean } = {},
-): RunResult {
-  if (lines.length === 0) return { status: 0, stdout: "", stderr: "" };
-  for (const l of lines) for (const w of l) checkBatchWord(w, "ip");
-  const argv = ["ip", ...(opts.json ? ["-j", "-d"] : []), "-batch", "-"];
-  return run(argv, { ...opts, input: `${lines.map((l) => l.join(" ")).join("\n")}\n` });
-}
-
 /**
  * iproute2's batch parser splits lines on whitespace, treats quotes, '#' and '\\' specially and
  * stops at NUL: a word with any of them could change or cut the command, so it is refused.
@@ -100,10 +89,4 @@ export function ipBatch(
 export function checkBatchWord(w: string, tool: "ip" | "bridge") {
   if (w === "" || /[\s"'#\\\0]/.test(w))
     throw new KernelError("refused", `refusing unsafe ${tool} argument ${JSON.stringify(w)}`);
-}
-
-/** One `ip -j ...` query, parsed. */
-export function ipJson<T = unknown>(args: readonly string[], opts: Omit<RunOptions, "input"> = {}): T {
-  const r = run(["ip", "-j", ...args], opts);
-  return (r.stdout.trim() === "" ? [] : JSON.parse(r.stdout)) as T;
 }

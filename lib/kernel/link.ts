@@ -1,7 +1,27 @@
-import { splitJsonArrays, tryIpBatch, type BatchOutcome } from "./batch.ts";
-import { checkBatchWord, ipBatch, ipJson, runAsync, type RunOptions } from "./exec.ts";
+import { KernelError } from "./errors.ts";
+import { checkBatchWord, run, runAsync, type RunOptions, type RunResult } from "./exec.ts";
 
-/** The subset of `ip -j -d addr show` output the suite reads: the one shape of a link everywhere. */
+/**
+ * Links, addresses, routes, neighbours and bridge ports as typed operations and typed reports: what
+ * a plugin asks of the kernel, whatever carries it out. Today the carrier is iproute2 (`ip -batch`,
+ * and `bridge -batch` for port VLANs and FDB entries), one process per run of same-tool ops; the
+ * plugins see only these types, so the carrier can become netlink without touching them. An outcome
+ * names the index of the failing op, which is how callers tell "created, must roll back" from "name
+ * taken".
+ */
+
+// --- what the kernel reports ----------------------------------------------------------------------
+
+export interface IpAddr {
+  family: "inet" | "inet6";
+  local: string;
+  prefixlen: number;
+  scope?: string;
+  tentative?: boolean;
+  dadfailed?: boolean;
+}
+
+/** A link as `ip -j -d addr show` reports it: the one shape of a link everywhere. */
 export interface IpLink {
   ifindex: number;
   ifname: string;
@@ -14,34 +34,44 @@ export interface IpLink {
   link_index?: number;
   operstate?: string;
   promiscuity?: number;
+  txqlen?: number;
   linkinfo?: { info_kind?: string; info_slave_kind?: string; info_data?: { vlan_default_pvid?: number } };
-  addr_info?: { family: "inet" | "inet6"; local: string; prefixlen: number; scope?: string }[];
+  addr_info?: IpAddr[];
+}
+
+/** A route as `ip -j route show` reports it ("default", or a prefix without length for a host). */
+export interface IpRoute {
+  dst: string;
+  gateway?: string;
+  dev?: string;
+  table?: string;
+  metric?: number;
 }
 
 export const isBridge = (l: IpLink) => l.linkinfo?.info_kind === "bridge";
 
-type NsOpts = Pick<RunOptions, "netns">;
+// --- what a plugin asks for -----------------------------------------------------------------------
 
-/** Runs link changes then reads the link back, all in one `ip` process; throws on a failure. */
-export function changeAndShow(changes: readonly LinkOp[], dev: string, opts: NsOpts = {}): IpLink | undefined {
-  const out = ipBatch([...changes, { op: "show", dev } as const].map(lineOf), { ...opts, json: true }).stdout;
-  const parsed = splitJsonArrays(out).flat() as IpLink[];
-  return parsed.find((l) => l.ifname === dev);
-}
+/** The kind of a new link and what only that kind takes. */
+export type LinkKind =
+  | { type: "veth"; peer: { name: string; mtu?: number; mac?: string; netns?: string } }
+  | { type: "bridge"; vlanFiltering?: boolean }
+  | { type: "macvlan"; parent: string; mode: "bridge" | "private" | "vepa" | "passthru" | "source" }
+  | { type: "ipvlan"; parent: string; mode: "l2" | "l3" | "l3s"; flag?: "bridge" | "private" | "vepa" }
+  | { type: "vlan"; parent: string; id: number }
+  | { type: "vxlan"; id: number; local?: string; parent?: string; port?: number; learning?: boolean; gbp?: boolean }
+  | { type: "dummy" };
 
-/** Details of one link, or undefined when it does not exist. */
-export function showLink(dev: string, opts: NsOpts = {}): IpLink | undefined {
-  const links = ipJson<IpLink[]>(["-d", "addr", "show", "dev", dev], { ...opts, allowFailure: true });
-  return links.find((l) => l.ifname === dev);
-}
-
-/**
- * Changes to links, addresses, routes and neighbours as data: what a plugin asks for, whatever
- * carries it out. Today one `ip -batch` process per list (`lineOf` renders them); the plugins do
- * not see that, so the carrier can become netlink without touching them. Results report the index
- * of the failing op, which is how callers tell "created, must roll back" from "name taken".
- */
 export type LinkOp =
+  | {
+      op: "link-add";
+      dev: string;
+      kind: LinkKind;
+      mtu?: number;
+      mac?: string;
+      /** Created directly in this namespace (a path works where ip takes a netns). */
+      netns?: string;
+    }
   | {
       op: "link-set";
       dev: string;
@@ -51,86 +81,311 @@ export type LinkOp =
       /** A bridge to enslave to, or null to release from its master. */
       master?: string | null;
       promisc?: boolean;
+      allmulti?: boolean;
+      txqlen?: number;
+      /** Moves the link to this namespace (a path works). */
+      netns?: string;
+      /** Renames the link (with netns: its name there). */
+      name?: string;
     }
   | { op: "link-del"; dev: string }
-  | { op: "addr"; verb: "add" | "del" | "replace"; dev: string; cidr: string; flags?: readonly string[] }
-  | { op: "route"; verb: "append" | "replace" | "del"; dst: string; dev: string; via?: string; metric?: number }
+  /** A bridge port's own settings, each set explicitly either way. */
+  | { op: "port-set"; dev: string; hairpin: boolean; isolated: boolean }
+  | {
+      op: "addr";
+      verb: "add" | "del" | "replace";
+      dev: string;
+      cidr: string;
+      /** IPv4: the subnet broadcast, as netlink's AddrAdd computes it. */
+      broadcast?: boolean;
+      /** IPv6: no duplicate address detection. */
+      nodad?: boolean;
+    }
+  | {
+      op: "route";
+      verb: "append" | "replace" | "del";
+      dst: string;
+      dev: string;
+      via?: string;
+      metric?: number;
+      table?: number;
+      scope?: number;
+      onlink?: boolean;
+    }
   | { op: "neigh"; verb: "replace" | "del"; dev: string; ip: string; lladdr?: string; permanent?: boolean }
-  | { op: "show"; dev: string };
+  /** A VLAN of a bridge port (`bridge vlan ... master`). */
+  | { op: "port-vlan"; verb: "add" | "del"; dev: string; vid: number; pvid?: boolean; untagged?: boolean }
+  /** A permanent forwarding entry of a VXLAN device (`bridge fdb ... self permanent`). */
+  | { op: "fdb"; verb: "append" | "replace" | "del"; dev: string; mac: string; dst?: string }
+  // Reports, in op order in the outcome's groups:
+  /** One link with its addresses (IpLink[]; a missing link fails the op). */
+  | { op: "show"; dev: string }
+  /** Every port of a bridge (IpLink[]). */
+  | { op: "ports"; master: string }
+  /** Every link of the namespace (IpLink[]). */
+  | { op: "links" }
+  /** Every route of one family in every table (IpRoute[]). */
+  | { op: "routes"; family: 4 | 6 };
 
-/** The iproute2 batch line of one op. */
+export type LinkSet = Extract<LinkOp, { op: "link-set" }>;
+
+const REPORTS = new Set<LinkOp["op"]>(["show", "ports", "links", "routes"]);
+const BRIDGE_TOOL = new Set<LinkOp["op"]>(["port-vlan", "fdb"]);
+
+const onOff = (b: boolean) => (b ? "on" : "off");
+const opt = (cond: unknown, ...words: string[]) => (cond ? words : []);
+const num = (key: string, n: number | undefined) => (n !== undefined ? [key, String(n)] : []);
+
+function kindWords(k: LinkKind): string[] {
+  switch (k.type) {
+    case "veth":
+      return [
+        "peer",
+        "name",
+        k.peer.name,
+        ...num("mtu", k.peer.mtu),
+        ...opt(k.peer.mac, "address", k.peer.mac!),
+        ...opt(k.peer.netns, "netns", k.peer.netns!),
+      ];
+    case "bridge":
+      return opt(k.vlanFiltering, "vlan_filtering", "1");
+    case "macvlan":
+      return ["mode", k.mode];
+    case "ipvlan":
+      return ["mode", k.mode, ...opt(k.flag, k.flag!)];
+    case "vlan":
+      return ["id", String(k.id)];
+    case "vxlan":
+      return [
+        "id",
+        String(k.id),
+        ...opt(k.local, "local", k.local!),
+        ...opt(k.parent, "dev", k.parent!),
+        ...num("dstport", k.port),
+        ...(k.learning === false ? ["nolearning"] : []),
+        ...opt(k.gbp, "gbp"),
+      ];
+    case "dummy":
+      return [];
+  }
+}
+
+const parentOf = (k: LinkKind) => ("parent" in k && k.type !== "vxlan" ? k.parent : undefined);
+
+/** The iproute2 batch line of one op (for `ip`, or `bridge` for port-vlan and fdb). */
 export function lineOf(o: LinkOp): string[] {
   switch (o.op) {
+    case "link-add":
+      return [
+        "link",
+        "add",
+        o.dev,
+        ...opt(parentOf(o.kind), "link", parentOf(o.kind)!),
+        ...num("mtu", o.mtu),
+        ...opt(o.mac, "address", o.mac!),
+        ...opt(o.netns, "netns", o.netns!),
+        "type",
+        o.kind.type,
+        ...kindWords(o.kind),
+      ];
     case "link-set":
       return [
         "link",
         "set",
         o.dev,
-        ...(o.mac !== undefined ? ["address", o.mac] : []),
-        ...(o.mtu !== undefined ? ["mtu", String(o.mtu)] : []),
-        ...(o.master === null ? ["nomaster"] : o.master !== undefined ? ["master", o.master] : []),
-        ...(o.promisc !== undefined ? ["promisc", o.promisc ? "on" : "off"] : []),
-        ...(o.up !== undefined ? [o.up ? "up" : "down"] : []),
+        ...opt(o.netns, "netns", o.netns!),
+        ...opt(o.name, "name", o.name!),
+        ...opt(o.mac !== undefined, "address", o.mac!),
+        ...num("mtu", o.mtu),
+        ...(o.master === null ? ["nomaster"] : opt(o.master !== undefined, "master", o.master!)),
+        ...opt(o.promisc !== undefined, "promisc", onOff(o.promisc!)),
+        ...opt(o.allmulti !== undefined, "allmulticast", onOff(o.allmulti!)),
+        ...num("txqueuelen", o.txqlen),
+        ...opt(o.up !== undefined, o.up ? "up" : "down"),
       ];
     case "link-del":
       return ["link", "del", o.dev];
+    case "port-set":
+      return ["link", "set", o.dev, "type", "bridge_slave", "hairpin", onOff(o.hairpin), "isolated", onOff(o.isolated)];
     case "addr":
-      return ["addr", o.verb, o.cidr, ...(o.flags ?? []), "dev", o.dev];
+      return ["addr", o.verb, o.cidr, ...opt(o.broadcast, "brd", "+"), ...opt(o.nodad, "nodad"), "dev", o.dev];
     case "route":
       return [
         "route",
         o.verb,
         o.dst,
-        ...(o.via ? ["via", o.via] : []),
+        ...opt(o.via, "via", o.via!),
         "dev",
         o.dev,
-        ...(o.metric !== undefined ? ["metric", String(o.metric)] : []),
+        ...num("metric", o.metric),
+        ...num("table", o.table),
+        ...num("scope", o.scope),
+        ...opt(o.onlink, "onlink"),
       ];
     case "neigh":
       return [
         "neigh",
         o.verb,
         o.ip,
-        ...(o.lladdr ? ["lladdr", o.lladdr] : []),
-        ...(o.permanent ? ["nud", "permanent"] : []),
+        ...opt(o.lladdr, "lladdr", o.lladdr!),
+        ...opt(o.permanent, "nud", "permanent"),
         "dev",
         o.dev,
       ];
+    case "port-vlan":
+      return [
+        "vlan",
+        o.verb,
+        "dev",
+        o.dev,
+        "vid",
+        String(o.vid),
+        ...opt(o.pvid, "pvid"),
+        ...opt(o.untagged, "untagged"),
+        "master",
+      ];
+    case "fdb":
+      return ["fdb", o.verb, o.mac, "dev", o.dev, ...opt(o.dst, "dst", o.dst!), "self", "permanent"];
     case "show":
       return ["addr", "show", "dev", o.dev];
+    case "ports":
+      return ["link", "show", "master", o.master];
+    case "links":
+      return ["link", "show"];
+    case "routes":
+      return ["route", "show", "table", "all", "root", o.family === 4 ? "0.0.0.0/0" : "::/0"];
   }
 }
 
-export interface LinkOutcome extends Omit<BatchOutcome, "failedLine" | "shown"> {
-  /** What the show ops reported, in order. */
+// --- carrying it out ------------------------------------------------------------------------------
+
+export interface LinkOutcome {
+  ok: boolean;
+  /** What each report op printed, one array per report op, in op order. */
+  groups: unknown[][];
+  /** Every link the report ops printed. */
   shown: IpLink[];
   /** Index of the op that failed, when known. */
   failedOp?: number;
+  stderr: string;
 }
 
-/** Applies the ops in order, in one process, stopping at the first failure (which it reports). */
+type NsOpts = Pick<RunOptions, "netns">;
+
+/** One tool process: a run of consecutive ops for the same tool. */
+interface Batch {
+  argv: string[];
+  input: string;
+  first: number;
+  reports: boolean;
+}
+
+function batchesOf(ops: readonly LinkOp[]): Batch[] {
+  const out: Batch[] = [];
+  let i = 0;
+  while (i < ops.length) {
+    const tool = BRIDGE_TOOL.has(ops[i]!.op) ? "bridge" : "ip";
+    const first = i;
+    const lines: string[][] = [];
+    let reports = false;
+    for (; i < ops.length && (BRIDGE_TOOL.has(ops[i]!.op) ? "bridge" : "ip") === tool; i++) {
+      const line = lineOf(ops[i]!);
+      for (const w of line) checkBatchWord(w, tool);
+      lines.push(line);
+      reports ||= REPORTS.has(ops[i]!.op);
+    }
+    const flags = reports ? ["-j", "-d"] : [];
+    out.push({
+      argv: [tool, ...flags, "-batch", "-"],
+      input: `${lines.map((l) => l.join(" ")).join("\n")}\n`,
+      first,
+      reports,
+    });
+  }
+  return out;
+}
+
+/** Folds one batch's result into the outcome; false when the batch failed (later ones must not run). */
+function absorb(outcome: LinkOutcome, b: Batch, r: RunResult): boolean {
+  if (b.reports) {
+    const groups = splitJsonArrays(r.stdout);
+    outcome.groups.push(...groups);
+    for (const g of groups)
+      for (const item of g) if ((item as IpLink).ifname !== undefined) outcome.shown.push(item as IpLink);
+  }
+  if (r.status === 0) return true;
+  const m = /Command failed -:(\d+)/.exec(r.stderr);
+  outcome.ok = false;
+  outcome.failedOp = m ? b.first + Number(m[1]) - 1 : undefined;
+  outcome.stderr = r.stderr.replace(/\n?Command failed -:\d+\s*$/, "").trim() || `${b.argv[0]} exited ${r.status}`;
+  return false;
+}
+
+const emptyOutcome = (): LinkOutcome => ({ ok: true, groups: [], shown: [], stderr: "" });
+
+/** Applies the ops in order, stopping at the first failure (which it reports); never throws for one. */
 export function applyLinkOps(ops: readonly LinkOp[], opts: NsOpts = {}): LinkOutcome {
-  const r = tryIpBatch(ops.map(lineOf), { ...opts, json: ops.some((o) => o.op === "show") });
-  return { ok: r.ok, groups: r.groups, shown: r.shown as IpLink[], failedOp: r.failedLine, stderr: r.stderr };
+  const outcome = emptyOutcome();
+  for (const b of batchesOf(ops)) {
+    if (!absorb(outcome, b, run(b.argv, { ...opts, input: b.input, allowFailure: true }))) break;
+  }
+  return outcome;
 }
 
 /** The same without blocking the caller's event loop (for the node agent). */
 export async function applyLinkOpsAsync(ops: readonly LinkOp[], opts: NsOpts = {}): Promise<LinkOutcome> {
-  const lines = ops.map(lineOf);
-  for (const l of lines) for (const w of l) checkBatchWord(w, "ip");
-  const json = ops.some((o) => o.op === "show");
-  const r = await runAsync(["ip", ...(json ? ["-j", "-d"] : []), "-batch", "-"], {
-    ...opts,
-    input: `${lines.map((l) => l.join(" ")).join("\n")}\n`,
-    allowFailure: true,
-  });
-  const m = /Command failed -:(\d+)/.exec(r.stderr);
-  const groups = json ? splitJsonArrays(r.stdout) : [];
-  return {
-    ok: r.status === 0,
-    groups,
-    shown: groups.flat() as IpLink[],
-    failedOp: m ? Number(m[1]) - 1 : undefined,
-    stderr: r.stderr.replace(/\n?Command failed -:\d+\s*$/, "").trim(),
-  };
+  const outcome = emptyOutcome();
+  for (const b of batchesOf(ops)) {
+    if (!absorb(outcome, b, await runAsync(b.argv, { ...opts, input: b.input, allowFailure: true }))) break;
+  }
+  return outcome;
+}
+
+/** The ops whose failure is an error: a KernelError naming the failing op's line. */
+export function mustApplyLinkOps(ops: readonly LinkOp[], opts: NsOpts = {}): LinkOutcome {
+  const r = applyLinkOps(ops, opts);
+  if (!r.ok) {
+    const line = r.failedOp === undefined ? undefined : lineOf(ops[r.failedOp]!).join(" ");
+    throw new KernelError("failed", `${line ?? "ip"}: ${r.stderr}`, { line: r.failedOp, stderr: r.stderr });
+  }
+  return r;
+}
+
+/** Runs link changes then reads the link back, in one process; throws on a failure. */
+export function changeAndShow(changes: readonly LinkOp[], dev: string, opts: NsOpts = {}): IpLink | undefined {
+  return mustApplyLinkOps([...changes, { op: "show", dev }], opts).shown.find((l) => l.ifname === dev);
+}
+
+/** One link with its addresses, or undefined when it does not exist. */
+export function showLink(dev: string, opts: NsOpts = {}): IpLink | undefined {
+  return applyLinkOps([{ op: "show", dev }], opts).shown.find((l) => l.ifname === dev);
+}
+
+/** Every link of the namespace. */
+export function listLinks(opts: NsOpts = {}): IpLink[] {
+  return mustApplyLinkOps([{ op: "links" }], opts).shown;
+}
+
+/** `ip -j -batch` prints one JSON array per show command, back to back. */
+export function splitJsonArrays(out: string): unknown[][] {
+  const groups: unknown[][] = [];
+  let depth = 0;
+  let start = -1;
+  let inString = false;
+  for (let i = 0; i < out.length; i++) {
+    const c = out[i];
+    if (inString) {
+      if (c === "\\") i++;
+      else if (c === '"') inString = false;
+    } else if (c === '"') inString = true;
+    else if (c === "[" || c === "{") {
+      if (depth++ === 0) start = i;
+    } else if (c === "]" || c === "}") {
+      if (--depth === 0) {
+        const v = JSON.parse(out.slice(start, i + 1)) as unknown;
+        groups.push(Array.isArray(v) ? (v as unknown[]) : [v]);
+      }
+    }
+  }
+  return groups;
 }

@@ -1,12 +1,13 @@
 import { KernelError } from "./errors.ts";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
-import { checkBatchWord, run } from "./exec.ts";
+import { checkBatchWord } from "./exec.ts";
+import { applyLinkOps, lineOf, type IpLink, type LinkOp } from "./link.ts";
 import { withNetns } from "./setns.ts";
 
 /**
  * Sysctls and link settings of a container namespace, each phase run with this thread inside the
  * namespace (setns): /proc/sys/net shows the namespace of the thread that opens it, so sysctls are
- * plain file reads and writes there, and only `ip` is spawned for the link. procps `sysctl -w` is
+ * plain file reads and writes there, and only the link operations spawn a tool. procps `sysctl -w` is
  * not used because it exits 0 when the kernel refuses a value at close time (seen with a read-only
  * global key inside a netns).
  *
@@ -24,7 +25,7 @@ export class SysctlError extends KernelError {
   }
 }
 
-/** An ip batch line the kernel refused; `line` is its 0-based index in the batch. */
+/** A link operation the kernel refused; `line` is its 0-based index among the ops. */
 export class IpLineError extends KernelError {
   constructor(
     readonly line: number,
@@ -37,8 +38,8 @@ export class IpLineError extends KernelError {
 export interface Snapshot {
   /** Current value per path; undefined for a write-only key. */
   sysctls: (string | undefined)[];
-  /** `ip -j -d link show dev` output for the requested link; undefined when it does not exist. */
-  link?: Record<string, unknown>;
+  /** The requested link; undefined when it does not exist. */
+  link?: IpLink;
 }
 
 /** Reads sysctls and, optionally, one link; throws a SysctlError for a key that does not exist. */
@@ -49,20 +50,19 @@ export function snapshotNetns(netns: string, paths: readonly string[], dev = "")
   return withNetns(netns, () => snapshotHere(paths, dev));
 }
 
-/** Writes sysctls in order, then runs the ip batch; throws SysctlError or IpLineError. */
+/** Writes sysctls in order, then applies the link ops; throws SysctlError or IpLineError. */
 export function applyNetns(
   netns: string,
   sysctls: readonly (readonly [string, string])[],
-  ipLines: readonly string[][] = [],
+  ops: readonly LinkOp[] = [],
 ) {
-  if (sysctls.length === 0 && ipLines.length === 0) return;
+  if (sysctls.length === 0 && ops.length === 0) return;
   for (const [path, value] of sysctls) {
     checkPath(path);
     if (value.includes("\0")) throw new KernelError("refused", `refusing sysctl value for ${path}`);
   }
-  for (const l of ipLines) for (const w of l) checkBatchWord(w, "ip");
-  const input = ipLines.map((l) => l.join(" ")).join("\n") + (ipLines.length ? "\n" : "");
-  withNetns(netns, () => applyHere(sysctls, input));
+  for (const o of ops) for (const w of lineOf(o)) checkBatchWord(w, "ip");
+  withNetns(netns, () => applyHere(sysctls, ops));
 }
 
 // The two phases, run with this thread inside the container's namespace.
@@ -78,11 +78,7 @@ function snapshotHere(paths: readonly string[], dev: string): Snapshot {
     }
   });
   if (!dev) return { sysctls };
-  const r = run(["ip", "-j", "-d", "link", "show", "dev", dev], { allowFailure: true });
-  return {
-    sysctls,
-    link: r.status === 0 ? (JSON.parse(r.stdout.trim() || "[]") as Record<string, unknown>[])[0] : undefined,
-  };
+  return { sysctls, link: applyLinkOps([{ op: "show", dev }]).shown.find((l) => l.ifname === dev) };
 }
 
 // The kernel's refusals in the words a shell would report them (the messages users match on).
@@ -94,7 +90,7 @@ const ERRNO_TEXT: Record<string, string> = {
   ERANGE: "Numerical result out of range",
 };
 
-function applyHere(sysctls: readonly (readonly [string, string])[], input: string) {
+function applyHere(sysctls: readonly (readonly [string, string])[], ops: readonly LinkOp[]) {
   for (const [path, value] of sysctls) {
     try {
       writeFileSync(`/proc/sys/${path}`, value);
@@ -103,12 +99,9 @@ function applyHere(sysctls: readonly (readonly [string, string])[], input: strin
       throw new SysctlError(path, ERRNO_TEXT[err.code ?? ""] ?? err.message);
     }
   }
-  if (input === "") return;
-  const r = run(["ip", "-batch", "-"], { input, allowFailure: true });
-  if (r.status === 0) return;
-  const n = /Command failed -:(\d+)/.exec(r.stderr);
-  const reason = r.stderr.replace(/Command failed -:\d+/, "").trim() || `exit status ${r.status}`;
-  throw new IpLineError(n ? Number(n[1]) - 1 : 0, reason);
+  if (ops.length === 0) return;
+  const r = applyLinkOps(ops);
+  if (!r.ok) throw new IpLineError(r.failedOp ?? 0, r.stderr);
 }
 
 function checkPath(path: string) {

@@ -1,6 +1,7 @@
 import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { KernelError } from "./errors.ts";
-import { ipJson, type RunOptions } from "./exec.ts";
+import type { RunOptions } from "./exec.ts";
+import { listLinks } from "./link.ts";
 import { withNetns } from "./setns.ts";
 
 /**
@@ -64,7 +65,7 @@ export function nodeLinkNames(): Set<string> | undefined {
 export function linkNamesIn(netns: string): Set<string> {
   const inside = withNetns(netns, nodeLinkNames);
   if (inside) return inside;
-  return new Set(ipJson<{ ifname: string }[]>(["link", "show"], { netns }).map((l) => l.ifname));
+  return new Set(listLinks({ netns }).map((l) => l.ifname));
 }
 
 /**

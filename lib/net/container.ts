@@ -1,15 +1,14 @@
 import { CniError, Code } from "../cni/errors.ts";
 import { isV6, type Result, type Route } from "../cni/result.ts";
-import { ipJson } from "../kernel/exec.ts";
-import { tryIpBatch } from "../kernel/batch.ts";
 import { writeSysctls, type SysctlPath } from "../kernel/procfs.ts";
 import { addrFlags, cidrOf } from "./gateways.ts";
-import type { IpLink } from "../kernel/link.ts";
+import { applyLinkOps, showLink, type IpLink, type LinkOp } from "../kernel/link.ts";
 import { sleepMs } from "../sleep.ts";
 
 /**
- * The container side of an attachment (the reference's ConfigureIface and DelLinkByNameAddr): one
- * `sysctl` and one `ip -batch` process inside the container namespace for ADD, one batch for DEL.
+ * The container side of an attachment (the reference's ConfigureIface and DelLinkByNameAddr): the
+ * sysctls written in-process and one run of link operations inside the container namespace for ADD,
+ * one run for DEL.
  */
 
 /** Per-interface sysctls written before the addresses: DAD policy, gratuitous ARP, IPv6 enabled. */
@@ -31,8 +30,8 @@ export function containerSysctls(ifname: string, enableDad: boolean, hasV6: bool
  * Addresses, link up, then routes (each via its own gateway or the first gateway of its family),
  * then the interface read back for its MAC. Routes are appended, so equal destinations coexist.
  */
-export function configureLines(ifname: string, result: Result, containerIndex: number): string[][] {
-  const lines: string[][] = [];
+export function configureOps(ifname: string, result: Result, containerIndex: number): LinkOp[] {
+  const ops: LinkOp[] = [];
   const firstGw: { 4?: string; 6?: string } = {};
   for (const ip of result.ips ?? []) {
     if (ip.interface === undefined) continue;
@@ -41,27 +40,25 @@ export function configureLines(ifname: string, result: Result, containerIndex: n
     const c = cidrOf(ip.address);
     const fam = c.ip.family;
     if (ip.gateway !== undefined && firstGw[fam] === undefined) firstGw[fam] = ip.gateway;
-    lines.push(["addr", "add", ip.address, ...(fam === 4 ? addrFlags(c) : []), "dev", ifname]);
+    ops.push({ op: "addr", verb: "add", cidr: ip.address, dev: ifname, ...(fam === 4 ? addrFlags(c) : {}) });
   }
-  lines.push(["link", "set", ifname, "up"]);
-  for (const r of result.routes ?? []) lines.push(routeLine(ifname, r, firstGw[isV6(r.dst) ? 6 : 4]));
-  lines.push(["addr", "show", "dev", ifname]);
-  return lines;
+  ops.push({ op: "link-set", dev: ifname, up: true });
+  for (const r of result.routes ?? []) ops.push(routeOp(ifname, r, firstGw[isV6(r.dst) ? 6 : 4]));
+  ops.push({ op: "show", dev: ifname });
+  return ops;
 }
 
-function routeLine(ifname: string, r: Route, familyGw: string | undefined): string[] {
-  const gw = r.gw ?? familyGw;
-  return [
-    "route",
-    "append",
-    r.dst,
-    ...(gw ? ["via", gw] : []),
-    "dev",
-    ifname,
-    ...(r.priority !== undefined ? ["metric", String(r.priority)] : []),
-    ...(r.table !== undefined ? ["table", String(r.table)] : []),
-    ...(r.scope !== undefined ? ["scope", String(r.scope)] : []),
-  ];
+function routeOp(ifname: string, r: Route, familyGw: string | undefined): LinkOp {
+  return {
+    op: "route",
+    verb: "append",
+    dst: r.dst,
+    via: r.gw ?? familyGw,
+    dev: ifname,
+    metric: r.priority,
+    table: r.table,
+    scope: r.scope,
+  };
 }
 
 /**
@@ -79,12 +76,11 @@ export function configureContainer(
 ): IpLink {
   const hasV6 = (result.ips ?? []).some((ip) => isV6(ip.address));
   writeSysctls(containerSysctls(ifname, enableDad, hasV6), { netns, bestEffort: true });
-  const r = tryIpBatch([["link", "set", "lo", "up"], ...configureLines(ifname, result, containerIndex)], {
+  const r = applyLinkOps([{ op: "link-set", dev: "lo", up: true }, ...configureOps(ifname, result, containerIndex)], {
     netns,
-    json: true,
   });
   if (!r.ok) throw new CniError(Code.Internal, `failed to configure "${ifname}" in ${netns}: ${r.stderr}`);
-  const link = (r.shown as IpLink[]).find((l) => l.ifname === ifname);
+  const link = r.shown.find((l) => l.ifname === ifname);
   if (!link) throw new CniError(Code.Internal, `could not read back "${ifname}" in ${netns}`);
   if (enableDad && hasV6 && (result.ips ?? []).some((ip) => isV6(ip.address) && ip.gateway !== undefined))
     waitForDad(netns, ifname);
@@ -93,11 +89,10 @@ export function configureContainer(
 
 /** Layer 2 only: the interface up (or left down), read back for its MAC. */
 export function layer2Container(netns: string, ifname: string, up: boolean): IpLink {
-  const r = tryIpBatch([...(up ? [["link", "set", ifname, "up"]] : []), ["addr", "show", "dev", ifname]], {
+  const r = applyLinkOps([...(up ? [{ op: "link-set", dev: ifname, up } as const] : []), { op: "show", dev: ifname }], {
     netns,
-    json: true,
   });
-  const link = (r.shown as IpLink[]).find((l) => l.ifname === ifname);
+  const link = r.shown.find((l) => l.ifname === ifname);
   if (!r.ok || !link) throw new CniError(Code.Internal, `failed to set "${ifname}" up: ${r.stderr}`);
   return link;
 }
@@ -110,12 +105,13 @@ function waitForDad(netns: string, ifname: string) {
   let tentative = true;
   let up = false;
   for (let waited = 0; waited <= DAD_TIMEOUT_MS; waited += DAD_POLL_MS) {
-    const link = ipJson<IpLink[]>(["addr", "show", "dev", ifname], { netns })[0];
-    const addrs = (link?.addr_info ?? []) as { local: string; dadfailed?: boolean; tentative?: boolean }[];
+    const link = showLink(ifname, { netns });
+    if (!link) throw new CniError(Code.Internal, `"${ifname}" disappeared while waiting for DAD`);
+    const addrs = link.addr_info ?? [];
     const failed = addrs.find((a) => a.dadfailed);
     if (failed) throw new CniError(Code.Internal, `failed DAD for ${failed.local} on "${ifname}"`);
     tentative = addrs.some((a) => a.tentative);
-    up = link?.operstate === "UP";
+    up = link.operstate === "UP";
     if (!tentative) return;
     sleepMs(DAD_POLL_MS);
   }
@@ -128,19 +124,17 @@ function waitForDad(netns: string, ifname: string) {
  * had, which DEL needs for the iptables masquerade. An interface that is already gone is fine.
  */
 export function removeContainerIface(netns: string, ifname: string): string[] {
-  const r = tryIpBatch(
+  const r = applyLinkOps(
     [
-      ["addr", "show", "dev", ifname],
-      ["link", "del", ifname],
+      { op: "show", dev: ifname },
+      { op: "link-del", dev: ifname },
     ],
-    { netns, json: true },
+    { netns },
   );
-  if (!r.ok && r.failedLine !== 0)
+  if (!r.ok && r.failedOp !== 0)
     throw new CniError(Code.Internal, `failed to delete "${ifname}" in ${netns}: ${r.stderr}`);
   if (!r.ok && !/does not exist|Cannot find device/.test(r.stderr))
     throw new CniError(Code.Internal, `failed to read "${ifname}" in ${netns}: ${r.stderr}`);
-  const link = (r.shown as IpLink[]).find((l) => l.ifname === ifname);
-  return (link?.addr_info ?? [])
-    .filter((a) => (a as { scope?: string }).scope === "global")
-    .map((a) => `${a.local}/${a.prefixlen}`);
+  const link = r.shown.find((l) => l.ifname === ifname);
+  return (link?.addr_info ?? []).filter((a) => a.scope === "global").map((a) => `${a.local}/${a.prefixlen}`);
 }

@@ -1,6 +1,7 @@
 import { CniError, Code } from "../cni/errors.ts";
 import type { Result } from "../cni/result.ts";
 import { formatIP, maskOf, networkOf, parseCIDR, type CIDR } from "../ip/address.ts";
+import type { LinkOp } from "../kernel/link.ts";
 
 /**
  * Layer-3 decisions shared by ADD and the gateway set-up, as pure functions of the IPAM result:
@@ -80,16 +81,16 @@ export interface DevAddr {
 /**
  * The reference's ensureAddr for a set of gateways on one device: an identical address is left
  * alone; another IPv4 address, or an IPv6 address whose prefix overlaps, is a conflict that
- * forceAddress resolves by deleting it. Returns the ip commands, or [] when all is in place.
+ * forceAddress resolves by deleting it. Returns the address changes, or [] when all is in place.
  * (Unlike the reference, gateways added in the same call do not conflict with each other.)
  */
-export function gatewayAddrLines(
+export function gatewayAddrOps(
   dev: string,
   present: readonly DevAddr[],
   gateways: readonly string[],
   forceAddress: boolean,
-): string[][] {
-  const lines: string[][] = [];
+): LinkOp[] {
+  const ops: LinkOp[] = [];
   const removed = new Set<string>();
   const wanted = new Set(gateways);
   for (const gw of gateways) {
@@ -103,18 +104,18 @@ export function gatewayAddrLines(
       if (g.ip.family === 6 && !overlaps(cidrOf(text), g)) continue;
       if (!forceAddress) throw new CniError(Code.Internal, `"${dev}" already has an IP address different from ${gw}`);
       removed.add(text);
-      lines.push(["addr", "del", text, "dev", dev]);
+      ops.push({ op: "addr", verb: "del", cidr: text, dev });
     }
     // The gateway must answer at once: DAD on our own bridge would only delay the first pod.
-    lines.push(["addr", "replace", gw, ...addrFlags(g), "dev", dev]);
+    ops.push({ op: "addr", verb: "replace", cidr: gw, dev, ...addrFlags(g) });
   }
-  return lines;
+  return ops;
 }
 
 /** IPv4 gets the subnet broadcast (as netlink's AddrAdd computes it); IPv6 skips DAD. */
-export function addrFlags(c: CIDR): string[] {
-  if (c.ip.family === 6) return ["nodad"];
-  return c.prefix < 31 ? ["brd", "+"] : [];
+export function addrFlags(c: CIDR): { broadcast?: boolean; nodad?: boolean } {
+  if (c.ip.family === 6) return { nodad: true };
+  return c.prefix < 31 ? { broadcast: true } : {};
 }
 
 export function overlaps(a: CIDR, b: CIDR): boolean {

@@ -1,14 +1,12 @@
 import { CniError, Code } from "../../lib/cni/errors.ts";
-import { ipBatch, ipJson } from "../../lib/kernel/exec.ts";
-import { bridgeBatch, tryIpBatch } from "../../lib/kernel/batch.ts";
 import { linkKindNoSpawn, writeSysctls } from "../../lib/kernel/procfs.ts";
-import { isBridge, showLink, type IpLink } from "../../lib/kernel/link.ts";
-import { gatewayAddrLines } from "../../lib/net/gateways.ts";
+import { applyLinkOps, isBridge, mustApplyLinkOps, showLink, type IpLink, type LinkOp } from "../../lib/kernel/link.ts";
+import { gatewayAddrOps } from "../../lib/net/gateways.ts";
 import {
-  bridgePortLines,
-  portVlanLines,
+  bridgePortOps,
+  portVlanOps,
   randomVethName,
-  vethPairLine,
+  vethPairOp,
   type PortOptions,
   type VlanOptions,
 } from "../../lib/net/veth.ts";
@@ -17,7 +15,7 @@ import { randomHex } from "../../lib/hash.ts";
 /**
  * The node side of a bridge attachment: the bridge itself (created when missing, never deleted),
  * the host end of the veth pair as one of its ports, and the gateway addresses. Every change is one
- * `ip -batch` process; whether the bridge exists is looked up first (in sysfs when it shows our
+ * run of link operations; whether the bridge exists is looked up first (in sysfs when it shows our
  * namespace, so usually without a spawn).
  */
 
@@ -44,26 +42,22 @@ function ipKind(name: string): "absent" | "bridge" | "other" {
   return !link ? "absent" : isBridge(link) ? "bridge" : "other";
 }
 
-function bridgeLines(o: BridgeOptions, exists: boolean): string[][] {
-  const lines: string[][] = [];
+function bridgeOps(o: BridgeOptions, exists: boolean): LinkOp[] {
+  const ops: LinkOp[] = [];
   if (!exists) {
     // A fixed address from the start: a bridge without one takes the lowest MAC of its ports, so
     // concurrent first ADDs could each read (and report, and pin) a different one.
-    lines.push([
-      "link",
-      "add",
-      o.name,
-      "address",
-      randomLocalMac(),
-      ...(o.mtu > 0 ? ["mtu", String(o.mtu)] : []),
-      "type",
-      "bridge",
-      ...(o.vlanFiltering ? ["vlan_filtering", "1"] : []),
-    ]);
+    ops.push({
+      op: "link-add",
+      dev: o.name,
+      mac: randomLocalMac(),
+      mtu: o.mtu > 0 ? o.mtu : undefined,
+      kind: { type: "bridge", vlanFiltering: o.vlanFiltering },
+    });
   }
   // promisc is only ever turned on, as in the reference.
-  lines.push(["link", "set", o.name, ...(o.promisc ? ["promisc", "on"] : []), "up"]);
-  return lines;
+  ops.push({ op: "link-set", dev: o.name, promisc: o.promisc ? true : undefined, up: true });
+  return ops;
 }
 
 /** A random unicast, locally administered MAC. */
@@ -95,19 +89,17 @@ export function createPort(
   let exists = bridgeExists(b.name);
   for (let attempt = 0; attempt < MAX_NAME_TRIES; attempt++) {
     const host = randomVethName();
-    const head = bridgeLines(b, exists);
-    const lines = [
+    const head = bridgeOps(b, exists);
+    const r = applyLinkOps([
       ...head,
-      vethPairLine(host, ifname, netnsPath, port),
-      ...bridgePortLines(host, { ...port, bridge: b.name }),
-      ["addr", "show", "dev", host],
-      ["addr", "show", "dev", b.name],
-    ];
-    const r = tryIpBatch(lines, { json: true });
+      vethPairOp(host, ifname, netnsPath, port),
+      ...bridgePortOps(host, { ...port, bridge: b.name }),
+      { op: "show", dev: host },
+      { op: "show", dev: b.name },
+    ]);
     if (r.ok) {
-      const shown = r.shown as IpLink[];
-      const hostLink = shown.find((l) => l.ifname === host);
-      const bridge = shown.find((l) => l.ifname === b.name);
+      const hostLink = r.shown.find((l) => l.ifname === host);
+      const bridge = r.shown.find((l) => l.ifname === b.name);
       if (!hostLink || !bridge) {
         removeLink(host);
         throw new CniError(Code.Internal, `could not read back ${host} and ${b.name}`);
@@ -123,8 +115,8 @@ export function createPort(
       return { bridge, host: hostLink, createdBridge: !exists };
     }
     const vethLine = head.length;
-    // An unknown failing line (ip killed or timed out) may have created the pair: remove it too.
-    const failed = r.failedLine ?? Number.MAX_SAFE_INTEGER;
+    // An unknown failing op (ip killed or timed out) may have created the pair: remove it too.
+    const failed = r.failedOp ?? Number.MAX_SAFE_INTEGER;
     if (failed > vethLine) removeLink(host);
     const taken = /File exists/.test(r.stderr);
     if (failed < vethLine) {
@@ -157,23 +149,20 @@ export function createPort(
  * finds the bridge gone and creates it again: createPort looks again on "does not exist".)
  */
 export function removeBridgeIfUnused(name: string) {
-  const ports = ipJson<IpLink[]>(["link", "show", "master", name], { allowFailure: true });
+  const ports = applyLinkOps([{ op: "ports", master: name }]).shown;
   const bridge = ports.length === 0 ? showLink(name) : undefined;
   if (bridge && isBridge(bridge)) removeLink(name);
 }
 
 /** Deletes a node-side link (and with a veth, its peer); absent is fine. */
 export function removeLink(dev: string) {
-  tryIpBatch([["link", "del", dev]]);
+  applyLinkOps([{ op: "link-del", dev }]);
 }
 
 /** VLAN membership of a new port; the kernel default PVID entry is the one to drop. */
 export function setPortVlans(port: string, bridge: IpLink, o: VlanOptions) {
-  try {
-    bridgeBatch(portVlanLines(port, o, bridge.linkinfo?.info_data?.vlan_default_pvid ?? 1));
-  } catch (e) {
-    throw new CniError(Code.Internal, `failed to setup vlan tag on interface "${port}": ${(e as Error).message}`);
-  }
+  const r = applyLinkOps(portVlanOps(port, o, bridge.linkinfo?.info_data?.vlan_default_pvid ?? 1));
+  if (!r.ok) throw new CniError(Code.Internal, `failed to setup vlan tag on interface "${port}": ${r.stderr}`);
 }
 
 /**
@@ -182,10 +171,10 @@ export function setPortVlans(port: string, bridge: IpLink, o: VlanOptions) {
  * as pods come and go. Nothing is spawned when every gateway is already there.
  */
 export function ensureGateways(dev: IpLink, gateways: readonly string[], forceAddress: boolean) {
-  const lines = gatewayAddrLines(dev.ifname, dev.addr_info ?? [], gateways, forceAddress);
-  if (lines.length === 0) return;
-  if (dev.address) lines.push(["link", "set", dev.ifname, "address", dev.address]);
-  ipBatch(lines);
+  const ops = gatewayAddrOps(dev.ifname, dev.addr_info ?? [], gateways, forceAddress);
+  if (ops.length === 0) return;
+  if (dev.address) ops.push({ op: "link-set", dev: dev.ifname, mac: dev.address });
+  mustApplyLinkOps(ops);
 }
 
 /**
@@ -198,19 +187,16 @@ export function ensureVlanGateway(bridge: IpLink, vlan: number, preserveDefaultV
   if (found) return found;
   for (let attempt = 0; attempt < MAX_NAME_TRIES; attempt++) {
     const peer = randomVethName();
-    const mtuArgs = mtu > 0 ? ["mtu", String(mtu)] : [];
-    const r = tryIpBatch(
-      [
-        ["link", "add", name, ...mtuArgs, "type", "veth", "peer", "name", peer, ...mtuArgs],
-        ...bridgePortLines(peer, { bridge: bridge.ifname, mtu, hairpin: false, isolated: false }),
-        ["link", "set", name, "up"],
-        ["addr", "show", "dev", name],
-      ],
-      { json: true },
-    );
+    const m = mtu > 0 ? mtu : undefined;
+    const r = applyLinkOps([
+      { op: "link-add", dev: name, mtu: m, kind: { type: "veth", peer: { name: peer, mtu: m } } },
+      ...bridgePortOps(peer, { bridge: bridge.ifname, mtu, hairpin: false, isolated: false }),
+      { op: "link-set", dev: name, up: true },
+      { op: "show", dev: name },
+    ]);
     if (!r.ok) {
-      if ((r.failedLine ?? 0) > 0) removeLink(name);
-      if (r.failedLine === 0 && /File exists/.test(r.stderr) && !showLink(name)) continue;
+      if ((r.failedOp ?? 0) > 0) removeLink(name);
+      if (r.failedOp === 0 && /File exists/.test(r.stderr) && !showLink(name)) continue;
       throw new CniError(Code.Internal, `failed to create vlan gateway "${name}": ${r.stderr}`);
     }
     try {
@@ -219,7 +205,7 @@ export function ensureVlanGateway(bridge: IpLink, vlan: number, preserveDefaultV
       removeLink(name);
       throw e;
     }
-    const link = (r.shown as IpLink[]).find((l) => l.ifname === name);
+    const link = r.shown.find((l) => l.ifname === name);
     if (link) return link;
   }
   throw new CniError(Code.Internal, `failed to create vlan gateway "${name}"`);

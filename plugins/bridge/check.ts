@@ -1,13 +1,12 @@
 import { CniError, Code } from "../../lib/cni/errors.ts";
 import { isV6, type Result } from "../../lib/cni/result.ts";
-import { tryIpBatch } from "../../lib/kernel/batch.ts";
 import { formatIP, parseCIDR, parseIP } from "../../lib/ip/address.ts";
-import { isBridge, type IpLink } from "../../lib/kernel/link.ts";
+import { applyLinkOps, isBridge, type IpLink, type IpRoute } from "../../lib/kernel/link.ts";
 
 /**
  * CHECK of a bridge attachment against its prevResult, with the reference's walk and messages:
  * the bridge, the container interface (a veth with the recorded MAC), a host veth that is its peer
- * and a port of the bridge, then the container's addresses and routes. Two ip processes in all.
+ * and a port of the bridge, then the container's addresses and routes. Two tool processes in all.
  */
 export interface CheckInput {
   bridge: string;
@@ -27,12 +26,9 @@ export function checkAttachment(c: CheckInput) {
 
   // Node side: the bridge first, then the candidates in order; a batch stops at the first missing one.
   const names = [brEntry?.name ?? c.bridge, ...hostEntries.map((i) => i.name)];
-  const node = tryIpBatch(
-    names.map((n) => ["addr", "show", "dev", n]),
-    { json: true },
-  );
-  const seen = new Map((node.shown as IpLink[]).map((l) => [l.ifname, l]));
-  const missingAt = node.ok ? Infinity : (node.failedLine ?? 0);
+  const node = applyLinkOps(names.map((dev) => ({ op: "show", dev }) as const));
+  const seen = new Map(node.shown.map((l) => [l.ifname, l]));
+  const missingAt = node.ok ? Infinity : (node.failedOp ?? 0);
 
   if (!brEntry) throw fail(`CNI created bridge ${c.bridge} in host namespace was not found`);
   const br = seen.get(brEntry.name);
@@ -53,18 +49,18 @@ export function checkAttachment(c: CheckInput) {
   }
 
   // Container side: the interface, and the routes of both families.
-  const cont = tryIpBatch(
+  const cont = applyLinkOps(
     [
-      ["addr", "show", "dev", c.ifname],
-      ["route", "show", "table", "all", "root", "0.0.0.0/0"],
-      ["route", "show", "table", "all", "root", "::/0"],
+      { op: "show", dev: c.ifname },
+      { op: "routes", family: 4 },
+      { op: "routes", family: 6 },
     ],
-    { netns: c.netns, json: true },
+    { netns: c.netns },
   );
-  if (!cont.ok && cont.failedLine === 0) throw fail(`Interface name ${c.ifname} not found`);
+  if (!cont.ok && cont.failedOp === 0) throw fail(`Interface name ${c.ifname} not found`);
   if (!cont.ok) throw fail(`failed to read routes in ${c.netns}: ${cont.stderr}`);
   const contLink = cont.groups[0]?.[0] as IpLink;
-  const routes = { 4: (cont.groups[1] ?? []) as KernelRoute[], 6: (cont.groups[2] ?? []) as KernelRoute[] };
+  const routes = { 4: (cont.groups[1] ?? []) as IpRoute[], 6: (cont.groups[2] ?? []) as IpRoute[] };
   if (contLink.linkinfo?.info_kind !== "veth") throw fail(`Error: Container interface ${c.ifname} not of type veth`);
   if (contEntry.mac && contEntry.mac !== contLink.address)
     throw fail(`Interface ${c.ifname} Mac ${contEntry.mac} doesn't match container Mac: ${contLink.address}`);
@@ -94,14 +90,7 @@ function isPeerPort(link: IpLink, cont: IpLink, br: IpLink): boolean {
   );
 }
 
-interface KernelRoute {
-  dst: string;
-  gateway?: string;
-  dev?: string;
-  table?: string;
-}
-
-function checkAddressesAndRoutes(ifname: string, link: IpLink, routes: Record<4 | 6, KernelRoute[]>, prev: Result) {
+function checkAddressesAndRoutes(ifname: string, link: IpLink, routes: Record<4 | 6, IpRoute[]>, prev: Result) {
   const have = new Set((link.addr_info ?? []).map((a) => canonicalCidr(`${a.local}/${a.prefixlen}`)));
   for (const ip of prev.ips ?? []) {
     if (!have.has(canonicalCidr(ip.address))) throw fail(`Failed to match addr ${ip.address} on interface ${ifname}`);

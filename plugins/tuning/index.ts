@@ -16,6 +16,7 @@ import type { Result } from "../../lib/cni/result.ts";
 import { parseResult } from "../../lib/cni/result-schema.ts";
 import { logLine, type PluginImpl, type Request } from "../../lib/cni/skel.ts";
 import { applyNetns, IpLineError, snapshotNetns, SysctlError } from "../../lib/kernel/netns-batch.ts";
+import type { LinkSet } from "../../lib/kernel/link.ts";
 import {
   ALLOWLIST_FILE,
   Backup,
@@ -36,7 +37,6 @@ import {
   sameSysctlValue,
   TuningConfig,
   withMac,
-  type LinkState,
   type Settings,
 } from "./tuning.ts";
 
@@ -70,10 +70,7 @@ const tuning: PluginImpl<TuningConfig> = {
     if (hasLinkSettings(link) && !before.link)
       throw new CniError(Code.Internal, `failed to get "${req.ifname}": link not found in the container namespace`);
     const file = backupPath(dataDirOf(req.config), req.containerId, req.ifname);
-    const backup = mergeBackups(
-      readBackup(file),
-      buildBackup(link, before.link as LinkState | undefined, s.sysctls, before.sysctls),
-    );
+    const backup = mergeBackups(readBackup(file), buildBackup(link, before.link, s.sysctls, before.sysctls));
     if (!isEmptyBackup(backup)) writeBackup(file, backup);
 
     const cmds = linkCommands(req.ifname, link);
@@ -84,7 +81,7 @@ const tuning: PluginImpl<TuningConfig> = {
           applyNetns(
             req.netns,
             s.sysctls.map((x) => [x.path, x.value] as const),
-            cmds.map((c) => c.argv),
+            cmds.map((c) => c.op),
           ),
         cmds,
       );
@@ -131,7 +128,7 @@ const tuning: PluginImpl<TuningConfig> = {
         );
       }
     });
-    const link = current.link as LinkState | undefined;
+    const link = current.link;
     if (!link) throw new CniError(Code.Internal, `Cannot find container link ${req.ifname}`);
     const diff = linkMismatches(req.ifname, linkSettings(s), link);
     if (diff.length > 0) throw new CniError(Code.Internal, `Error: ${diff[0]}`, diff.join("; "));
@@ -152,7 +149,7 @@ function restore(req: Request<TuningConfig>, b: Backup): string[] {
     applyNetns(
       req.netns,
       sysctls,
-      cmds.map((c) => c.argv),
+      cmds.map((c) => c.op),
     );
     return [];
   } catch {
@@ -163,7 +160,7 @@ function restore(req: Request<TuningConfig>, b: Backup): string[] {
     ...sysctls.map(
       ([path, value]) => [`sysctl ${path}`, () => applyNetns(req.netns, [[path, value]])] as [string, () => void],
     ),
-    ...cmds.map((c) => [c.field, () => applyNetns(req.netns, [], [c.argv])] as [string, () => void]),
+    ...cmds.map((c) => [c.field, () => applyNetns(req.netns, [], [c.op])] as [string, () => void]),
   ];
   for (const [what, step] of steps) {
     try {
@@ -180,7 +177,7 @@ function restore(req: Request<TuningConfig>, b: Backup): string[] {
 }
 
 /** Re-raises kernel refusals under the names the user wrote: the sysctl key, or the attribute. */
-function kernelErrorsNamed<T>(s: Settings, f: () => T, cmds: { field: string; argv: string[] }[] = []): T {
+function kernelErrorsNamed<T>(s: Settings, f: () => T, cmds: { field: string; op: LinkSet }[] = []): T {
   try {
     return f();
   } catch (e) {
@@ -192,7 +189,7 @@ function kernelErrorsNamed<T>(s: Settings, f: () => T, cmds: { field: string; ar
       const field = cmds[e.line]?.field ?? "link attributes";
       throw new CniError(
         Code.Internal,
-        `failed to set ${field} of ${cmds[e.line]?.argv[3] ?? "the interface"}: ${e.reason}`,
+        `failed to set ${field} of ${cmds[e.line]?.op.dev ?? "the interface"}: ${e.reason}`,
         field,
       );
     }

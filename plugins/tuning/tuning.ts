@@ -5,6 +5,7 @@ import { BaseConfig } from "../../lib/cni/config.ts";
 import { parseCniArgs } from "../../lib/cni/args.ts";
 import type { Result } from "../../lib/cni/result.ts";
 import { parseUnicastMac } from "../../lib/net/mac.ts";
+import type { IpLink, LinkSet } from "../../lib/kernel/link.ts";
 
 /**
  * The tuning plugin's rules as pure functions: which settings a request asks for (config, CNI_ARGS
@@ -224,12 +225,7 @@ export function backupPath(dataDir: string, containerId: string, ifname: string)
 }
 
 /** What `ip -j link show` reports that tuning reads. */
-export interface LinkState {
-  address?: string;
-  mtu: number;
-  flags: string[];
-  txqlen?: number;
-}
+export type LinkState = Pick<IpLink, "address" | "mtu" | "flags" | "txqlen">;
 
 /** The originals to save before `want` is applied: only what will change, as the reference does. */
 export function buildBackup(
@@ -284,15 +280,16 @@ function stripUndefined<T extends Record<string, unknown>>(o: T): T {
 
 // --- link commands -----------------------------------------------------------------------------
 
-/** One `link set` line per attribute, in the reference's order, so a failure names its attribute. */
-export function linkCommands(ifname: string, l: LinkSettings): { field: string; argv: string[] }[] {
-  const set = (field: string, ...words: string[]) => ({ field, argv: ["link", "set", "dev", ifname, ...words] });
-  const out: { field: string; argv: string[] }[] = [];
-  if (l.mac !== undefined) out.push(set("mac", "address", l.mac));
-  if (l.promisc !== undefined) out.push(set("promisc", "promisc", l.promisc ? "on" : "off"));
-  if (l.mtu !== undefined) out.push(set("mtu", "mtu", String(l.mtu)));
-  if (l.allmulti !== undefined) out.push(set("allmulti", "allmulticast", l.allmulti ? "on" : "off"));
-  if (l.txQLen !== undefined) out.push(set("txQLen", "txqueuelen", String(l.txQLen)));
+/** One link change per attribute, in the reference's order, so a failure names its attribute. */
+export function linkCommands(ifname: string, l: LinkSettings): { field: string; op: LinkSet }[] {
+  const out: { field: string; op: LinkSet }[] = [];
+  const set = (field: string, change: Omit<LinkSet, "op" | "dev">) =>
+    out.push({ field, op: { op: "link-set", dev: ifname, ...change } });
+  if (l.mac !== undefined) set("mac", { mac: l.mac });
+  if (l.promisc !== undefined) set("promisc", { promisc: l.promisc });
+  if (l.mtu !== undefined) set("mtu", { mtu: l.mtu });
+  if (l.allmulti !== undefined) set("allmulti", { allmulti: l.allmulti });
+  if (l.txQLen !== undefined) set("txQLen", { txqlen: l.txQLen });
   return out;
 }
 

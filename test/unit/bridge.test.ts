@@ -1,11 +1,11 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { CniError } from "../../lib/cni/errors.ts";
-import { splitJsonArrays } from "../../lib/kernel/batch.ts";
+import { splitJsonArrays } from "../../lib/kernel/link.ts";
 import { parseCIDR } from "../../lib/ip/address.ts";
 import { collectVlanTrunk, parseMac } from "../../plugins/bridge/config.ts";
-import { configureLines, containerSysctls } from "../../lib/net/container.ts";
-import { calcGateways, gatewayAddrLines } from "../../lib/net/gateways.ts";
+import { configureOps, containerSysctls } from "../../lib/net/container.ts";
+import { calcGateways, gatewayAddrOps } from "../../lib/net/gateways.ts";
 import {
   iptablesMasqRules,
   iptablesSetupScript,
@@ -18,7 +18,14 @@ import {
 import { nftComment, nftSetupScript } from "../../lib/net/masquerade/nftables.ts";
 import { ruleLine } from "../../lib/netfilter/rules.ts";
 import { spoofCheckScript } from "../../plugins/bridge/spoofcheck.ts";
-import { portVlanLines, vethPairLine } from "../../lib/net/veth.ts";
+import { portVlanOps, vethPairOp } from "../../lib/net/veth.ts";
+import { lineOf } from "../../lib/kernel/link.ts";
+
+// The typed link operations, checked as the iproute2 lines they render to.
+const gatewayAddrLines = (...a: Parameters<typeof gatewayAddrOps>) => gatewayAddrOps(...a).map(lineOf);
+const configureLines = (...a: Parameters<typeof configureOps>) => configureOps(...a).map(lineOf);
+const portVlanLines = (...a: Parameters<typeof portVlanOps>) => portVlanOps(...a).map(lineOf);
+const vethPairLine = (...a: Parameters<typeof vethPairOp>) => lineOf(vethPairOp(...a));
 
 const cidr = (s: string) => parseCIDR(s)!;
 const throwsMsg = (f: () => unknown, msg: string | RegExp) => {
