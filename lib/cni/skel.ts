@@ -1,4 +1,5 @@
-import { closeSync, constants, fstatSync, openSync, readSync, writeSync } from "node:fs";
+import { readSync, writeSync } from "node:fs";
+import { appendToRegularFile } from "../safe-file.ts";
 import { asCniError, CniError, Code } from "./errors.ts";
 import { readEnv, validateNetworkName, type CniEnv, type Command } from "./env.ts";
 import { atLeast, compareVersions, CURRENT_VERSION, SUPPORTED_VERSIONS } from "./versions.ts";
@@ -254,19 +255,9 @@ export function logLine(logFile: string | undefined, line: string) {
   process.stderr.write(`${line}\n`);
   if (!logFile?.startsWith("/")) return;
   try {
-    // Non-blocking open: a FIFO nobody reads fails at once instead of holding the answer back. No
-    // symlink is followed and only a regular file is written, so a config cannot aim root's append
-    // at a device or through a planted link.
-    const fd = openSync(
-      logFile,
-      constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_NONBLOCK | constants.O_NOFOLLOW,
-      0o600,
-    );
-    try {
-      if (fstatSync(fd).isFile()) writeSync(fd, `${new Date().toISOString()} ${line}\n`);
-    } finally {
-      closeSync(fd);
-    }
+    // A FIFO nobody reads fails at once instead of holding the answer back, and only a regular file
+    // is written, never through a symlink: a config cannot aim root's append at a device.
+    appendToRegularFile(logFile, `${new Date().toISOString()} ${line}\n`);
   } catch {
     // A broken log file must never turn a result into a failure.
   }

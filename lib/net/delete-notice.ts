@@ -1,19 +1,8 @@
-import {
-  closeSync,
-  constants,
-  mkdirSync,
-  openSync,
-  readdirSync,
-  readFileSync,
-  renameSync,
-  rmSync,
-  statSync,
-  unlinkSync,
-  writeSync,
-} from "node:fs";
+import { mkdirSync, readdirSync, statSync, unlinkSync } from "node:fs";
 import { join } from "node:path";
 import { hexDigest, randomHex } from "../hash.ts";
 import { lockExclusive, type HeldLock } from "../kernel/flock.ts";
+import { readNoFollow, replaceFile } from "../safe-file.ts";
 import type { Attachment } from "./attachment.ts";
 
 /**
@@ -50,34 +39,21 @@ export function announceDelete(key: Attachment, knewResult: boolean) {
   mkdirSync(DIR, { recursive: true, mode: 0o700 });
   const notice: DeleteNotice = { at: Date.now(), nonce: randomHex(8), knewResult };
   const path = noticePath(key);
-  const tmp = `${path}.${notice.nonce}`;
-  const fd = openSync(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
-  try {
-    try {
-      writeSync(fd, JSON.stringify(notice));
-    } finally {
-      closeSync(fd);
-    }
-    renameSync(tmp, path);
-  } catch (e) {
-    rmSync(tmp, { force: true }); // a full disk must not leave half-written notices behind
-    throw e;
-  }
+  // A temporary of its own: DELs of one attachment may announce at once.
+  replaceFile(path, JSON.stringify(notice), 0o600, `${path}.${notice.nonce}`);
   sweepExpired();
 }
 
 /** The notice of a DEL under way for this attachment, if any (an expired one is removed). */
 export function readDeleteNotice(key: Attachment): DeleteNotice | undefined {
   const path = noticePath(key);
-  let text: string;
+  let text: string | undefined;
   try {
-    text = readFileSync(path, {
-      encoding: "utf8",
-      flag: constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK,
-    });
+    text = readNoFollow(path);
   } catch {
     return undefined;
   }
+  if (text === undefined) return undefined;
   let notice: DeleteNotice;
   try {
     notice = JSON.parse(text) as DeleteNotice;

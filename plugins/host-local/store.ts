@@ -1,22 +1,14 @@
 import { hexDigest } from "../../lib/hash.ts";
-import {
-  accessSync,
-  closeSync,
-  constants as F,
-  linkSync,
-  lstatSync,
-  mkdirSync,
-  openSync,
-  readdirSync,
-  readSync,
-  statSync,
-  unlinkSync,
-  utimesSync,
-  writeSync,
-} from "node:fs";
+import { accessSync, constants as F, linkSync, lstatSync, mkdirSync, readdirSync, statSync, utimesSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { CniError, Code } from "../../lib/cni/errors.ts";
 import { lockExclusive } from "../../lib/kernel/flock.ts";
+import {
+  createExclusive as create,
+  readNoFollow,
+  removeIfExists as remove,
+  writeNoFollow,
+} from "../../lib/safe-file.ts";
 import type { AllocationStore } from "./allocator.ts";
 import { formatIP, parseIP, type IP } from "../../lib/ip/address.ts";
 
@@ -439,75 +431,29 @@ function parseEntry(text: string | undefined): { owner: string; ips: string[] } 
 // One buffer for every read: the code is synchronous, and a rebuild reads thousands of small files.
 const readBuffer = Buffer.allocUnsafe(MAX_RESERVATION_BYTES);
 
+/** A reservation-sized file's text; undefined for anything that is not a readable regular file. */
 function readSmall(path: string): string | undefined {
-  let fd: number;
   try {
-    fd = openSync(path, F.O_RDONLY | F.O_NOFOLLOW | F.O_NONBLOCK);
-  } catch {
-    return undefined;
-  }
-  try {
-    const buf = readBuffer;
-    let len = 0;
-    for (;;) {
-      const n = readSync(fd, buf, len, buf.length - len, null);
-      len += n;
-      if (n === 0 || len === buf.length) break;
-    }
-    return buf.toString("utf8", 0, len);
+    return readNoFollow(path, readBuffer);
   } catch {
     return undefined; // a directory, a fifo: not a reservation
-  } finally {
-    closeSync(fd);
   }
 }
 
-function writeFd(fd: number, text: string) {
-  const buf = Buffer.from(text);
-  for (let off = 0; off < buf.length; ) off += writeSync(fd, buf, off);
+/** The safe-file primitives with their failures as store errors naming the path. */
+function inStore<T>(what: string, path: string, f: () => T): T {
+  try {
+    return f();
+  } catch (e) {
+    throw new StoreError(`cannot ${what} ${path}: ${(e as Error).message}`);
+  }
 }
 
 /** O_EXCL create with content; on a write failure the file is removed, as in the reference. */
-function createExclusive(path: string, content: string): boolean {
-  let fd: number;
-  try {
-    fd = openSync(path, F.O_WRONLY | F.O_CREAT | F.O_EXCL | F.O_NOFOLLOW, 0o600);
-  } catch (e) {
-    if (errno(e) === "EEXIST") return false;
-    throw new StoreError(`cannot create ${path}: ${(e as Error).message}`);
-  }
-  try {
-    writeFd(fd, content);
-  } catch (e) {
-    closeSync(fd);
-    removeIfExists(path);
-    throw new StoreError(`cannot write ${path}: ${(e as Error).message}`);
-  }
-  closeSync(fd);
-  return true;
-}
-
-function writeSmall(path: string, content: string, mode: number) {
-  let fd: number;
-  try {
-    fd = openSync(path, F.O_WRONLY | F.O_CREAT | F.O_TRUNC | F.O_NOFOLLOW, mode);
-  } catch (e) {
-    throw new StoreError(`cannot write ${path}: ${(e as Error).message}`);
-  }
-  try {
-    writeFd(fd, content);
-  } finally {
-    closeSync(fd);
-  }
-}
-
-function removeIfExists(path: string) {
-  try {
-    unlinkSync(path);
-  } catch (e) {
-    if (errno(e) !== "ENOENT") throw new StoreError(`cannot remove ${path}: ${(e as Error).message}`);
-  }
-}
+const createExclusive = (path: string, content: string) => inStore("create", path, () => create(path, content));
+const writeSmall = (path: string, content: string, mode: number) =>
+  inStore("write", path, () => writeNoFollow(path, content, mode));
+const removeIfExists = (path: string) => inStore("remove", path, () => remove(path));
 
 function sameMembers(a: readonly string[], b: readonly string[]) {
   return a.length === b.length && a.every((x) => b.includes(x));

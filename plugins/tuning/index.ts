@@ -1,14 +1,4 @@
-import {
-  closeSync,
-  constants,
-  existsSync,
-  mkdirSync,
-  openSync,
-  readFileSync,
-  renameSync,
-  rmSync,
-  writeFileSync,
-} from "node:fs";
+import { existsSync, mkdirSync, readFileSync, rmSync } from "node:fs";
 import { dirname } from "node:path";
 import { CniError, Code } from "../../lib/cni/errors.ts";
 import { parseWith } from "../../lib/cni/config.ts";
@@ -17,6 +7,7 @@ import { parseResult } from "../../lib/cni/result-schema.ts";
 import { logLine, type PluginImpl, type Request } from "../../lib/cni/skel.ts";
 import { applyNetns, IpLineError, snapshotNetns, SysctlError } from "../../lib/kernel/netns-batch.ts";
 import type { LinkSet } from "../../lib/kernel/link.ts";
+import { readNoFollow, replaceFile } from "../../lib/safe-file.ts";
 import {
   ALLOWLIST_FILE,
   Backup,
@@ -198,21 +189,14 @@ function kernelErrorsNamed<T>(s: Settings, f: () => T, cmds: { field: string; op
 }
 
 function readBackup(file: string): Backup | undefined {
-  let text: string;
+  let text: string | undefined;
   try {
-    // O_NOFOLLOW: values behind a planted symlink are not ours to restore (ELOOP: treated as no
-    // file); O_NONBLOCK: a FIFO planted there cannot stall the plugin.
-    const fd = openSync(file, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
-    try {
-      text = readFileSync(fd, "utf8");
-    } finally {
-      closeSync(fd);
-    }
+    // Values behind a planted symlink are not ours to restore: it reads as no file.
+    text = readNoFollow(file);
   } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    if (code === "ENOENT" || code === "ELOOP") return undefined;
     throw new CniError(Code.IOFailure, `failed to open file ${JSON.stringify(file)}: ${(e as Error).message}`);
   }
+  if (text === undefined) return undefined;
   try {
     const parsed = Backup.safeParse(JSON.parse(text));
     // An unreadable file is treated as no file, as the reference does: nothing can be restored from it.
@@ -225,11 +209,7 @@ function readBackup(file: string): Backup | undefined {
 function writeBackup(file: string, b: Backup) {
   try {
     mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
-    const tmp = `${file}.tmp`;
-    // Created exclusively after removing any leftover, so a symlink planted there is never written through.
-    rmSync(tmp, { force: true });
-    writeFileSync(tmp, renderBackup(b), { mode: 0o600, flag: "wx" });
-    renameSync(tmp, file);
+    replaceFile(file, renderBackup(b));
   } catch (e) {
     throw new CniError(Code.IOFailure, `failed to save ${file}: ${(e as Error).message}`);
   }

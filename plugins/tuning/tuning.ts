@@ -3,6 +3,7 @@ import { join } from "node:path";
 import { CniError, Code } from "../../lib/cni/errors.ts";
 import { BaseConfig } from "../../lib/cni/config.ts";
 import { parseCniArgs } from "../../lib/cni/args.ts";
+import { compact } from "../../lib/cni/compact.ts";
 import type { Result } from "../../lib/cni/result.ts";
 import { parseUnicastMac } from "../../lib/net/mac.ts";
 import type { IpLink, LinkSet } from "../../lib/kernel/link.ts";
@@ -254,7 +255,7 @@ export function buildBackup(
 /** Keeps originals already on disk (a repeated ADD must not save its own changes as originals). */
 export function mergeBackups(existing: Backup | undefined, fresh: Backup): Backup {
   if (!existing) return fresh;
-  const out: Backup = { ...fresh, ...stripUndefined(existing) };
+  const out: Backup = { ...fresh, ...compact(existing) };
   if (fresh.sysctl || existing.sysctl) out.sysctl = { ...fresh.sysctl, ...existing.sysctl };
   return ordered(out);
 }
@@ -265,17 +266,12 @@ export function renderBackup(b: Backup): string {
 }
 
 export function isEmptyBackup(b: Backup): boolean {
-  return Object.keys(stripUndefined(b)).length === 0;
+  return Object.keys(compact(b)).length === 0;
 }
 
 function ordered(b: Backup): Backup {
   const { mac, promisc, mtu, allmulti, txQLen, sysctl, ...rest } = b;
-  return stripUndefined({ mac, promisc, mtu: mtu || undefined, allmulti, txQLen, sysctl, ...rest });
-}
-
-function stripUndefined<T extends Record<string, unknown>>(o: T): T {
-  for (const k of Object.keys(o)) if (o[k] === undefined || o[k] === "") delete o[k];
-  return o;
+  return compact({ mac, promisc, mtu: mtu || undefined, allmulti, txQLen, sysctl, ...rest });
 }
 
 // --- link commands -----------------------------------------------------------------------------
