@@ -78,9 +78,10 @@ bin=$root/node_modules/.bin
 run_stage lint check npm run --silent lint
 run_stage typecheck check "$bin/tsc" --noEmit -p .
 run_stage unit uvu "$bin/uvu" -r tsx test/unit
-# Integration files run one after another in one process (uvu runs suites sequentially); the
-# bound only stops a hung kernel call from stalling CI forever.
-run_stage integration uvu timeout --kill-after=30 2400 "$bin/uvu" -r tsx test/integration
+# Integration files run one after another in one process (uvu runs suites sequentially), with a
+# /run of their own (test/private-run.sh); the bound only stops a hung kernel call from stalling
+# CI forever.
+run_stage integration uvu timeout --kill-after=30 2400 test/private-run.sh "$bin/uvu" -r tsx test/integration
 if [ -n "$(find test/e2e -name '*.bats' 2>/dev/null | head -1)" ]; then
     # The runtimes (containerd, Podman) and their tools are only needed by the e2e stage.
     bash test/e2e/setup.sh || echo "test/run.sh: e2e set-up failed; the e2e stage will report it" >&2

@@ -1,6 +1,6 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { existsSync } from "node:fs";
+import { existsSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { Sandbox } from "../helpers/sandbox.ts";
 import { addEnv, runPlugin } from "../helpers/hostile.ts";
@@ -38,6 +38,29 @@ test("tuning ADD whose result the old config version cannot express: fails and l
       assert.is(link().mtu, before.mtu, `${cniVersion}: MTU restored`);
       assert.not.ok(existsSync(join(dataDir, "rb1_eth0.json")), `${cniVersion}: no saved originals left`);
     }
+  } finally {
+    sb.cleanup();
+  }
+});
+
+/** The attachment lock files and DEL notices the bridge keeps (test/private-run.sh gives a private /run). */
+const attachmentFiles = () => (existsSync("/run/tscni/attachments") ? readdirSync("/run/tscni/attachments").sort() : []);
+
+test("bridge ADD that fails after taking its attachment lock: the lock file goes with the rolled-back attachment", () => {
+  const sb = new Sandbox("reliab");
+  try {
+    const ctr = sb.addContainer();
+    const before = attachmentFiles();
+    const config = {
+      cniVersion: "1.0.0",
+      name: "rbnet",
+      type: "bridge",
+      bridge: "rbbr0",
+      ipam: { type: "host-local", subnet: "10.63.0.0/24", dataDir: join(sb.tmp, "ipam"), ranges: "not a list" },
+    };
+    const r = runPlugin(sb, "bridge", addEnv(ctr.path, { CNI_CONTAINERID: "rb2" }), config);
+    assert.is(r.code, 1, r.stdout);
+    assert.equal(attachmentFiles(), before);
   } finally {
     sb.cleanup();
   }
