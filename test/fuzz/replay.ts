@@ -9,7 +9,7 @@
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { Sandbox } from "../helpers/sandbox.ts";
-import { fileTree, runPluginAsync } from "../helpers/hostile.ts";
+import { fileTree, runNamedAsync } from "../helpers/hostile.ts";
 import { describe, makeCase, type FuzzPlugin } from "./harness.ts";
 import { fuzzNode } from "./node.ts";
 
@@ -24,12 +24,12 @@ try {
   const { ctrA, ctrB, paths, cwd } = fuzzNode(sb);
   const c = makeCase(seed, plugin as FuzzPlugin, Number(indexText), paths(plugin));
   console.log(describe(c, seed));
-  const show = (what: string, r: Awaited<ReturnType<typeof runPluginAsync>>) =>
+  const show = (what: string, r: Awaited<ReturnType<typeof runNamedAsync>>) =>
     console.log(
       `\n${what}: exit ${r.code}${r.timedOut ? " (timed out)" : ""}\nstdout: ${r.stdout.trim()}\nstderr: ${r.stderr.trim()}`,
     );
   const run = (env: Record<string, string>) =>
-    runPluginAsync(sb, c.plugin, env, c.config, process.env.PATH ?? "", 20_000, cwd);
+    runNamedAsync(sb, c.plugin, env, c.config, process.env.PATH ?? "", 20_000, cwd);
   const first = await run(c.env);
   show(c.env.CNI_COMMAND ?? "(no command)", first);
   if (first.code === 0 && c.env.CNI_COMMAND === "ADD") show("DEL", await run({ ...c.env, CNI_COMMAND: "DEL" }));

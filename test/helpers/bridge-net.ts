@@ -2,6 +2,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync, mkdirSync, readdirSync, symlinkSync } from "node:fs";
 import { join } from "node:path";
 import { BIN, REF_BIN, Sandbox, cniEnv, sh } from "./sandbox.ts";
+import { runPlugin, runPluginAsync, type RunOptions } from "./plugin-run.ts";
 
 /**
  * Pieces for bridge integration tests: plugin directories (our bridge with our host-local, which
@@ -79,16 +80,8 @@ function callEnv(command: string, c: Call) {
   });
 }
 
-const parseJson = (s: string): any => {
-  try {
-    return JSON.parse(s);
-  } catch {
-    return undefined;
-  }
-};
-
-export function cni(sb: Sandbox, command: string, c: Call, conf: unknown) {
-  return sb.plugin(c.binary ?? BRIDGE, callEnv(command, c), conf);
+export function cni(sb: Sandbox, command: string, c: Call, conf: unknown, opts?: RunOptions) {
+  return runPlugin(sb, c.binary ?? BRIDGE, callEnv(command, c), conf, opts);
 }
 
 export function addOk(sb: Sandbox, c: Call, conf: unknown): any {
@@ -183,10 +176,8 @@ export function tracedSpawns(
   binary = BRIDGE,
 ): { code: number; stdout: string; spawns: string[] } {
   const log = join(sb.tmp, `strace-${Math.random().toString(36).slice(2)}.log`);
-  const r = sb.inNode(["strace", "-f", "-e", "trace=execve", "-e", "signal=none", "-o", log, binary], {
-    input: JSON.stringify(conf),
-    env: { PATH: process.env.PATH, ...env },
-    allowFailure: true,
+  const r = runPlugin(sb, binary, env, conf, {
+    wrapper: ["strace", "-f", "-e", "trace=execve", "-e", "signal=none", "-o", log],
   });
   const byPid = new Map<string, string>();
   const pending = new Map<string, string>();
@@ -217,32 +208,12 @@ export function whoami(sb: Sandbox, ns: string, host: string, port: number): str
 }
 
 /** The same call as cni(), without waiting: several of them run at once. */
-export function cniAsync(
-  sb: Sandbox,
-  command: string,
-  c: Call,
-  conf: unknown,
-): Promise<{ code: number; stdout: string; json: any }> {
-  const env = { PATH: process.env.PATH, ...callEnv(command, c) };
-  const child = spawn("ip", ["netns", "exec", sb.node, c.binary ?? BRIDGE], { env, stdio: ["pipe", "pipe", "ignore"] });
-  child.stdin!.end(JSON.stringify(conf));
-  let stdout = "";
-  child.stdout!.on("data", (d: Buffer) => (stdout += d));
-  return new Promise((resolve) =>
-    child.on("close", (code) => resolve({ code: code ?? 1, stdout, json: parseJson(stdout) })),
-  );
-}
+export const cniAsync = (sb: Sandbox, command: string, c: Call, conf: unknown) =>
+  runPluginAsync(sb, c.binary ?? BRIDGE, callEnv(command, c), conf);
 
 /**
  * The same call as cni(), entering the node namespace with nsenter: unlike `ip netns exec` that
  * leaves /sys mounted for the machine's own namespace, as some runtimes leave it.
  */
-export function cniNsenter(sb: Sandbox, command: string, c: Call, conf: unknown) {
-  const env = { PATH: process.env.PATH, ...callEnv(command, c) };
-  const r = sh(["nsenter", `--net=/var/run/netns/${sb.node}`, c.binary ?? BRIDGE], {
-    input: JSON.stringify(conf),
-    env,
-    allowFailure: true,
-  });
-  return { ...r, json: parseJson(r.stdout) };
-}
+export const cniNsenter = (sb: Sandbox, command: string, c: Call, conf: unknown) =>
+  cni(sb, command, c, conf, { entry: "nsenter" });

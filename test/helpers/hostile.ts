@@ -1,7 +1,7 @@
-import { spawn, spawnSync } from "node:child_process";
 import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, relative } from "node:path";
 import { BIN, type Sandbox, cniEnv } from "./sandbox.ts";
+import { runPlugin, runPluginAsync, type PluginRun } from "./plugin-run.ts";
 import { netfilterState, nodeLinks } from "./reliability.ts";
 import { PLUGIN_NAMES } from "../../plugins/index.ts";
 
@@ -143,37 +143,19 @@ export function residue(sb: Sandbox, skipFiles: readonly string[] = []): Residue
   return { links: nodeLinks(sb), ...netfilterState(sb), files: fileTree(sb.tmp, skipFiles) };
 }
 
-export interface PluginRun {
-  code: number;
-  stdout: string;
-  stderr: string;
-  json: any;
-}
-
-/** `ip` by absolute path: the plugin's PATH may be the tripwire directory. */
-const IP = ["/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"].find((p) => existsSync(p)) ?? "ip";
-
-/** One plugin run in the node namespace with exactly these CNI variables (plus PATH). */
-export function runPlugin(
+/**
+ * A plugin of the build by its registry name, with exactly these CNI variables and PATH (the
+ * tripwire's, to prove a refusal comes before the first tool), bounded at 30 s; a run that hits
+ * the bound comes back with `timedOut` rather than failing here, since some cases assert on it.
+ */
+export function runNamed(
   sb: Sandbox,
   plugin: PluginName,
   vars: Record<string, string>,
   config: unknown,
   path = process.env.PATH ?? "",
 ): PluginRun {
-  const r = spawnSync(IP, ["netns", "exec", sb.node, join(BIN, plugin)], {
-    input: JSON.stringify(config),
-    env: { ...vars, PATH: path },
-    encoding: "utf8",
-    timeout: 30_000,
-  });
-  let json: any;
-  try {
-    json = JSON.parse(r.stdout);
-  } catch {
-    json = undefined;
-  }
-  return { code: r.status ?? 128, stdout: r.stdout ?? "", stderr: r.stderr ?? "", json };
+  return runPlugin(sb, join(BIN, plugin), { ...vars, PATH: path }, config, { timeoutMs: 30_000, returnErrors: true });
 }
 
 export const addEnv = (netns: string, extra: Record<string, string> = {}) =>
@@ -183,8 +165,8 @@ export const addEnv = (netns: string, extra: Record<string, string> = {}) =>
 export const CRASH =
   /TypeError|ReferenceError|RangeError|is not a function|is not iterable|Cannot read prop|\b(undefined|null) is not an object|Maximum call stack|\n\s+at .+:\d+:\d+/;
 
-/** runPlugin without waiting, so independent cases can run a few at a time. */
-export function runPluginAsync(
+/** runNamed without waiting, so independent cases can run a few at a time. */
+export function runNamedAsync(
   sb: Sandbox,
   plugin: PluginName,
   vars: Record<string, string>,
@@ -192,37 +174,8 @@ export function runPluginAsync(
   path = process.env.PATH ?? "",
   timeoutMs = 30_000,
   cwd?: string,
-): Promise<PluginRun & { timedOut: boolean }> {
-  const input = typeof config === "string" || Buffer.isBuffer(config) ? config : JSON.stringify(config);
-  const child = spawn(IP, ["netns", "exec", sb.node, join(BIN, plugin)], {
-    env: { ...vars, PATH: path },
-    stdio: ["pipe", "pipe", "pipe"],
-    cwd,
-  });
-  let stdout = "";
-  let stderr = "";
-  let timedOut = false;
-  child.stdout!.on("data", (d: Buffer) => (stdout += d));
-  child.stderr!.on("data", (d: Buffer) => (stderr += d));
-  // A plugin that stops reading early (a bounded stdin) closes the pipe: not our failure.
-  child.stdin!.on("error", () => {});
-  child.stdin!.end(input);
-  const timer = setTimeout(() => {
-    timedOut = true;
-    child.kill("SIGKILL");
-  }, timeoutMs);
-  return new Promise((resolve) =>
-    child.on("close", (code) => {
-      clearTimeout(timer);
-      let json: any;
-      try {
-        json = JSON.parse(stdout);
-      } catch {
-        json = undefined;
-      }
-      resolve({ code: code ?? 128, stdout, stderr, json, timedOut });
-    }),
-  );
+): Promise<PluginRun> {
+  return runPluginAsync(sb, join(BIN, plugin), { ...vars, PATH: path }, config, { timeoutMs, cwd, returnErrors: true });
 }
 
 /** Runs `jobs` with at most `width` at a time; results in order. */

@@ -1,8 +1,8 @@
-import { spawn } from "node:child_process";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { libcniClient, ourCnitool, writeNetconf, type ClientEnv } from "./libcni.ts";
-import { BIN, type Sandbox, sh } from "./sandbox.ts";
+import { clientVars, libcniClient, ourCnitool, writeNetconf, type ClientEnv } from "./libcni.ts";
+import { type Sandbox, sh } from "./sandbox.ts";
+import { startPlugin, type PluginRun } from "./plugin-run.ts";
 
 /**
  * Pieces for the reliability tests: the standard conflist (loopback, bridge with gateway,
@@ -61,12 +61,7 @@ export function standardNet(
   };
 }
 
-export interface Outcome {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-}
+export type Outcome = Pick<PluginRun, "code" | "signal" | "stdout" | "stderr">;
 
 /**
  * Runs the client in the node namespace without waiting. `killPlugins()` SIGKILLs every process
@@ -80,28 +75,11 @@ export function clientAsync(
   netnsPath: string,
   extraEnv: Record<string, string> = {},
 ) {
-  const env: Record<string, string> = {
-    PATH: process.env.PATH ?? "/usr/sbin:/usr/bin:/sbin:/bin",
-    CNI_PATH: net.client.cniPath ?? BIN,
-    NETCONFPATH: net.client.netconfPath,
-    CNI_CACHE_DIR: net.client.cacheDir,
-    CNI_CONTAINERID: containerId,
-    CNI_IFNAME: "eth0",
-    CAP_ARGS: JSON.stringify(net.client.capArgs ?? {}),
-    ...extraEnv,
-  };
-  const child = spawn("ip", ["netns", "exec", net.sb.node, net.tool, verb, NET, netnsPath], {
-    env,
+  const vars = clientVars({ ...net.client, containerId, ifname: "eth0", capArgs: net.client.capArgs ?? {} });
+  const { child, done } = startPlugin(net.sb, net.tool, { ...vars, ...extraEnv }, undefined, {
+    args: [verb, NET, netnsPath],
     detached: true,
-    stdio: ["ignore", "pipe", "pipe"],
   });
-  let stdout = "";
-  let stderr = "";
-  child.stdout!.on("data", (d: Buffer) => (stdout += d));
-  child.stderr!.on("data", (d: Buffer) => (stderr += d));
-  const done = new Promise<Outcome>((resolve) =>
-    child.on("close", (code, signal) => resolve({ code, signal, stdout, stderr })),
-  );
   return {
     done,
     kill() {

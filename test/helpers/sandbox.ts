@@ -87,19 +87,6 @@ export class Sandbox {
     return sh(["ip", "netns", "exec", ns, ...argv], opts);
   }
 
-  /** Runs a plugin executable inside the node namespace with the CNI environment and stdin config. */
-  plugin(binary: string, env: Record<string, string>, config: unknown): Exec & { json: any } {
-    const input = typeof config === "string" ? config : JSON.stringify(config);
-    const res = this.inNode([binary], { input, env: { PATH: process.env.PATH, ...env }, allowFailure: true });
-    let json: any;
-    try {
-      json = res.stdout.trim() ? JSON.parse(res.stdout) : undefined;
-    } catch {
-      json = undefined;
-    }
-    return { ...res, json };
-  }
-
   cleanup() {
     for (const ns of this.namespaces.reverse()) sh(["ip", "netns", "del", ns], { allowFailure: true });
     rmSync(this.tmp, { recursive: true, force: true });

@@ -23,6 +23,7 @@ import {
   sandboxed,
   type Ipam,
 } from "../helpers/bridge-net.ts";
+import { runPlugin } from "../helpers/plugin-run.ts";
 
 // What the bridge plugin leaves behind: CHECK against the kernel, DEL in every state of the
 // container, interoperation with the reference plugin, rollback of a failed ADD, bad input, GC.
@@ -356,10 +357,11 @@ for (const backend of ["iptables", "nftables"]) {
     addOk(sb, { id: "drop", netns: drop.path }, conf);
     sh(["ip", "netns", "del", drop.name]); // a leak: the runtime never called DEL
     const leaked = rulesAndReservations(sb);
-    const blind = sb.plugin(BRIDGE, { CNI_COMMAND: "GC", CNI_PATH: cniPath(sb) }, conf);
+    const blind = runPlugin(sb, BRIDGE, { CNI_COMMAND: "GC", CNI_PATH: cniPath(sb) }, conf);
     assert.is(blind.code, 0, blind.stdout);
     assert.equal(rulesAndReservations(sb), leaked, "without a list of valid attachments nothing is removed");
-    const gc = sb.plugin(
+    const gc = runPlugin(
+      sb,
       BRIDGE,
       { CNI_COMMAND: "GC", CNI_PATH: cniPath(sb) },
       { ...conf, "cni.dev/valid-attachments": [{ containerID: "keep", ifname: "eth0" }] },
@@ -371,13 +373,15 @@ for (const backend of ["iptables", "nftables"]) {
 }
 
 withSandbox("STATUS delegates to IPAM: fine with host-local, an error when the IPAM plugin is missing", (sb) => {
-  const ok = sb.plugin(
+  const ok = runPlugin(
+    sb,
     BRIDGE,
     { CNI_COMMAND: "STATUS", CNI_PATH: cniPath(sb) },
     bridgeConf(sb, { cniVersion: "1.1.0" }),
   );
   assert.is(ok.code, 0, ok.stdout);
-  const missing = sb.plugin(
+  const missing = runPlugin(
+    sb,
     BRIDGE,
     { CNI_COMMAND: "STATUS", CNI_PATH: cniPath(sb) },
     bridgeConf(sb, { cniVersion: "1.1.0" }, { type: "no-such-ipam" }),

@@ -1,9 +1,9 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { BIN, Sandbox, cniEnv, sh } from "../helpers/sandbox.ts";
+import { runPlugin } from "../helpers/plugin-run.ts";
 
 // The CNI contract's error side, through the compiled `loopback` executable in a sandbox: each bad
 // input gets the spec's error code as one error object on stdout, exit status 1, and leaves
@@ -54,7 +54,7 @@ interface ErrorCase {
 /** Runs a failing call and checks the error object, the exit status and that nothing changed. */
 function expectError(sb: Sandbox, ctr: { name: string }, c: ErrorCase, code: number | "any", msg?: RegExp) {
   const before = snapshot(sb, ctr.name);
-  const r = sb.plugin(LOOPBACK, c.env, c.stdin);
+  const r = runPlugin(sb, LOOPBACK, c.env, c.stdin);
   assert.is(r.code, 1, `exit status for ${r.stdout}`);
   assert.ok(r.json, `an error object on stdout, got ${JSON.stringify(r.stdout)}`);
   assert.is(r.stdout.trim().split("\n").length, 1, "nothing else on stdout");
@@ -187,12 +187,12 @@ withSandbox("a config without cniVersion is 0.1.0: ADD works, CHECK is refused w
     1,
     /does not allow CHECK/,
   );
-  const r = sb.plugin(LOOPBACK, add(ctr.path), unversioned);
+  const r = runPlugin(sb, LOOPBACK, add(ctr.path), unversioned);
   assert.is(r.code, 0, r.stdout);
   assert.is(r.json.cniVersion, "0.1.0");
   assert.equal(r.json.ip4, { ip: "127.0.0.1/8" });
   // libcni passes a conflist's missing version as "": the reference reads that as 0.1.0 too.
-  const empty = sb.plugin(LOOPBACK, add(ctr.path), { ...unversioned, cniVersion: "" });
+  const empty = runPlugin(sb, LOOPBACK, add(ctr.path), { ...unversioned, cniVersion: "" });
   assert.is(empty.code, 0, empty.stdout);
   assert.is(empty.json.cniVersion, "0.1.0");
 });
@@ -242,7 +242,7 @@ withSandbox(
     }
     // DEL of a container whose pin went stale: nothing in it to undo, the node side is released.
     for (const netns of stale) {
-      const r = sb.plugin(LOOPBACK, cniEnv("DEL", { CNI_NETNS: netns }), JSON.stringify(good));
+      const r = runPlugin(sb, LOOPBACK, cniEnv("DEL", { CNI_NETNS: netns }), JSON.stringify(good));
       assert.is(r.code, 0, `DEL with ${netns}: ${r.stdout}`);
       assert.is(r.stdout, "");
     }
@@ -277,14 +277,9 @@ withSandbox("oversized stdin (64 MiB) is refused with a bounded, clear error", (
   const before = snapshot(sb, ctr.name);
   const big = JSON.stringify({ ...good, padding: "x".repeat(64 * 1024 * 1024) });
   // The plugin stops reading at its limit, so our write may hit EPIPE: that is expected.
-  const r = spawnSync("ip", ["netns", "exec", sb.node, LOOPBACK], {
-    input: big,
-    encoding: "utf8",
-    env: { PATH: process.env.PATH, ...add(ctr.path) },
-    maxBuffer: 1024 * 1024,
-  });
-  assert.ok(!r.error || (r.error as NodeJS.ErrnoException).code === "EPIPE", String(r.error));
-  assert.is(r.status, 1);
+  const r = runPlugin(sb, LOOPBACK, add(ctr.path), big, { maxBuffer: 1024 * 1024, returnErrors: true });
+  assert.ok(!r.error || r.error.code === "EPIPE", String(r.error));
+  assert.is(r.code, 1);
   const e = JSON.parse(r.stdout);
   assert.is(e.code, 5);
   assert.match(e.msg, /exceeds \d+ bytes/);
@@ -297,7 +292,7 @@ withSandbox(
   (sb, ctr) => {
     const log = join(sb.tmp, "loopback.log");
     const env = cniEnv("ADD", { CNI_NETNS: ctr.path });
-    const r = sb.plugin(LOOPBACK, env, { ...good, cniVersion: "9.9.9", logFile: log });
+    const r = runPlugin(sb, LOOPBACK, env, { ...good, cniVersion: "9.9.9", logFile: log });
     assert.is(r.code, 1);
     assert.is(r.json.code, 1);
     assert.ok(existsSync(log), "log file written");
@@ -306,13 +301,13 @@ withSandbox(
     assert.match(lines[0]!, /incompatible CNI versions/);
     assert.match(r.stderr, /incompatible CNI versions/);
     // An unwritable logFile never turns a result into a failure.
-    const ok = sb.plugin(LOOPBACK, env, { ...good, logFile: "/proc/no/such/dir/log" });
+    const ok = runPlugin(sb, LOOPBACK, env, { ...good, logFile: "/proc/no/such/dir/log" });
     assert.is(ok.code, 0, ok.stdout);
   },
 );
 
 withSandbox("CNI_ARGS is ignored by loopback, even unknown keys without IgnoreUnknown", (sb, ctr) => {
-  const r = sb.plugin(LOOPBACK, add(ctr.path, { CNI_ARGS: "K8S_POD_NAME=x;FOO=bar" }), good);
+  const r = runPlugin(sb, LOOPBACK, add(ctr.path, { CNI_ARGS: "K8S_POD_NAME=x;FOO=bar" }), good);
   assert.is(r.code, 0, r.stdout);
 });
 

@@ -4,6 +4,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { BIN, cniEnv, REF_BIN, Sandbox, sh } from "../helpers/sandbox.ts";
+import { runPlugin, runPluginAsync } from "../helpers/plugin-run.ts";
 
 // The firewall plugin in a sandbox "node" namespace whose FORWARD policy is DROP, with containers
 // wired by hand (a veth into a container namespace, optionally enslaved to a test bridge) and a
@@ -74,7 +75,12 @@ function conf(prev: unknown, extra: Record<string, unknown> = {}) {
 }
 
 function call(sb: Sandbox, bin: string, cmd: string, ctr: Ctr, config: unknown, env: Record<string, string> = {}) {
-  return sb.plugin(bin, { ...cniEnv(cmd, { CNI_NETNS: ctr.path, CNI_CONTAINERID: `id-${ctr.name}` }), ...env }, config);
+  return runPlugin(
+    sb,
+    bin,
+    { ...cniEnv(cmd, { CNI_NETNS: ctr.path, CNI_CONTAINERID: `id-${ctr.name}` }), ...env },
+    config,
+  );
 }
 
 function ok(r: { code: number; stdout: string; stderr: string }, what: string) {
@@ -292,21 +298,15 @@ test("parallel ADDs on a fresh node race for the shared chains: all succeed, not
   try {
     const n = 6;
     const ctrs = Array.from({ length: n }, (_, i) => addContainer(sb, `vc${i}`, `10.97.${i}.2`, `10.97.${i}.1`));
-    const runs = ctrs.map(
-      (c) =>
-        new Promise<{ code: number | null; out: string }>((resolve) => {
-          const p = spawn("ip", ["netns", "exec", sb.node, OURS], {
-            env: { PATH: process.env.PATH, ...cniEnv("ADD", { CNI_NETNS: c.path, CNI_CONTAINERID: `id-${c.name}` }) },
-            stdio: ["pipe", "pipe", "pipe"],
-          });
-          let out = "";
-          p.stdout.on("data", (d) => (out += d));
-          p.stderr.on("data", (d) => (out += d));
-          p.on("exit", (code) => resolve({ code, out }));
-          p.stdin.end(JSON.stringify(conf(prevResult(c, `vc${c.addr}`))));
-        }),
+    const runs = ctrs.map((c) =>
+      runPluginAsync(
+        sb,
+        OURS,
+        cniEnv("ADD", { CNI_NETNS: c.path, CNI_CONTAINERID: `id-${c.name}` }),
+        conf(prevResult(c, `vc${c.addr}`)),
+      ),
     );
-    for (const r of await Promise.all(runs)) assert.is(r.code, 0, r.out);
+    for (const r of await Promise.all(runs)) assert.is(r.code, 0, r.stdout + r.stderr);
     const rules = filterRules(sb);
     assert.is(rules.filter((l) => l === FORWARD_JUMP).length, 1);
     assert.is(rules.filter((l) => l === ADMIN_JUMP).length, 1);

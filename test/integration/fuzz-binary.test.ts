@@ -4,7 +4,7 @@ import { existsSync, readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { Sandbox } from "../helpers/sandbox.ts";
 import { LONG, runSeed } from "../helpers/reliability.ts";
-import { CRASH, fileTree, runPluginAsync } from "../helpers/hostile.ts";
+import { CRASH, fileTree, runNamedAsync } from "../helpers/hostile.ts";
 import { FUZZ_PLUGINS, describe, makeCase, type FuzzCase } from "../fuzz/harness.ts";
 import { fuzzNode, type FuzzNode } from "../fuzz/node.ts";
 
@@ -89,7 +89,7 @@ async function runCase(
 ): Promise<string | undefined> {
   const { sb } = node;
   const run = (env: Record<string, string>) =>
-    runPluginAsync(sb, c.plugin, env, c.config, process.env.PATH ?? "", RUN_TIMEOUT_MS, node.cwd);
+    runNamedAsync(sb, c.plugin, env, c.config, process.env.PATH ?? "", RUN_TIMEOUT_MS, node.cwd);
   const r = await run(c.env);
   count(c.plugin, r.code === 0 ? `ok ${c.env.CNI_COMMAND}` : `code ${r.json?.code}`);
   if (r.timedOut) return `no answer within ${RUN_TIMEOUT_MS} ms`;

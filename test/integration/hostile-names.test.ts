@@ -9,8 +9,8 @@ import {
   pool,
   prevResult,
   residue,
-  runPlugin,
-  runPluginAsync,
+  runNamed,
+  runNamedAsync,
   tripwire,
   type PluginName,
 } from "../helpers/hostile.ts";
@@ -141,7 +141,7 @@ test("hostile names are refused with a CNI error before any effect, by every plu
 
     // The base configurations are valid: each one, unchanged, gets as far as running a tool.
     for (const plugin of ["bridge", "portmap", "firewall", "tuning"] as const) {
-      const r = runPlugin(
+      const r = runNamed(
         sb,
         plugin,
         addEnv(ctr.path, { TRIPWIRE_LOG: `${trip.log}.base` }),
@@ -154,7 +154,7 @@ test("hostile names are refused with a CNI error before any effect, by every plu
     const runs = await pool(
       all.map((c) => () => {
         const config = baseConfig(c.plugin, sb.tmp, ctr.path);
-        return runPluginAsync(sb, c.plugin, addEnv(ctr.path, c.env), c.config ? c.config(config) : config, trip.path);
+        return runNamedAsync(sb, c.plugin, addEnv(ctr.path, c.env), c.config ? c.config(config) : config, trip.path);
       }),
       4,
     );

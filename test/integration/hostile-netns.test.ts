@@ -4,16 +4,7 @@ import { mkdirSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { Sandbox, sh } from "../helpers/sandbox.ts";
 import { client, nodeState, reservationFiles, standardNet } from "../helpers/reliability.ts";
-import {
-  CRASH,
-  PLUGIN_NAMES,
-  addEnv,
-  baseConfig,
-  pool,
-  residue,
-  runPluginAsync,
-  tripwire,
-} from "../helpers/hostile.ts";
+import { CRASH, PLUGIN_NAMES, addEnv, baseConfig, pool, residue, runNamedAsync, tripwire } from "../helpers/hostile.ts";
 
 /**
  * CNI_NETNS that is not a container's network namespace: a regular file, a directory, a device, a
@@ -50,7 +41,7 @@ test("CNI_NETNS that is not a container network namespace: refused by every plug
     const trip = tripwire(sb);
     const before = residue(sb);
 
-    const runs: { tag: string; why: RegExp; run: () => ReturnType<typeof runPluginAsync> }[] = [];
+    const runs: { tag: string; why: RegExp; run: () => ReturnType<typeof runNamedAsync> }[] = [];
     for (const plugin of PLUGIN_NAMES) {
       for (const command of ["ADD", "CHECK", "DEL"]) {
         for (const [what, path, why, kind] of paths) {
@@ -59,7 +50,7 @@ test("CNI_NETNS that is not a container network namespace: refused by every plug
           runs.push({
             tag: `${plugin} ${command} with ${what}`,
             why,
-            run: () => runPluginAsync(sb, plugin, { ...addEnv(path), CNI_COMMAND: command }, config, trip.path),
+            run: () => runNamedAsync(sb, plugin, { ...addEnv(path), CNI_COMMAND: command }, config, trip.path),
           });
         }
       }
@@ -91,7 +82,7 @@ test("CNI_NETNS that is not a container network namespace: refused by every plug
         stale.map(
           ([, path]) =>
             () =>
-              runPluginAsync(sb, plugin, { ...addEnv(path), CNI_COMMAND: "DEL" }, baseConfig(plugin, sb.tmp, ctr.path)),
+              runNamedAsync(sb, plugin, { ...addEnv(path), CNI_COMMAND: "DEL" }, baseConfig(plugin, sb.tmp, ctr.path)),
         ),
       ),
       4,
@@ -119,7 +110,7 @@ test("CNI_NETNS that does not exist: ADD and CHECK refuse it; DEL of a gone name
     const missing = "/var/run/netns/tc-reliab-no-such-ns";
     for (const plugin of PLUGIN_NAMES) {
       for (const command of ["ADD", "CHECK"]) {
-        const r = await runPluginAsync(
+        const r = await runNamedAsync(
           sb,
           plugin,
           { ...addEnv(missing), CNI_COMMAND: command },
@@ -133,10 +124,10 @@ test("CNI_NETNS that does not exist: ADD and CHECK refuse it; DEL of a gone name
     // A real attachment whose namespace then vanishes: DEL still releases what the node holds.
     const ctr = sb.addContainer();
     const config = baseConfig("bridge", sb.tmp, ctr.path);
-    const add = await runPluginAsync(sb, "bridge", addEnv(ctr.path), config);
+    const add = await runNamedAsync(sb, "bridge", addEnv(ctr.path), config);
     assert.is(add.code, 0, add.stdout);
     sh(["ip", "netns", "del", ctr.name]);
-    const del = await runPluginAsync(sb, "bridge", { ...addEnv(ctr.path), CNI_COMMAND: "DEL" }, config);
+    const del = await runNamedAsync(sb, "bridge", { ...addEnv(ctr.path), CNI_COMMAND: "DEL" }, config);
     assert.is(del.code, 0, del.stdout);
     assert.not.match(residue(sb).iptables, /CNI-[0-9a-f]{24}/, "masquerade removed");
     assert.not.ok(
@@ -160,7 +151,7 @@ test("DEL with a stale CNI_NETNS (the pin unmounted, an empty file left): the no
     for (const command of ["ADD", "DEL"])
       assert.is(
         (
-          await runPluginAsync(
+          await runNamedAsync(
             sb,
             "firewall",
             { ...addEnv(ctr.path, { CNI_CONTAINERID: "warm" }), CNI_COMMAND: command },
@@ -176,7 +167,7 @@ test("DEL with a stale CNI_NETNS (the pin unmounted, an empty file left): the no
     assert.is(add.code, 0, add.stderr);
     const result = JSON.parse(add.stdout);
     const fwConfig = { ...baseConfig("firewall", sb.tmp, ctr.path), prevResult: result };
-    const fw = await runPluginAsync(sb, "firewall", addEnv(ctr.path, { CNI_CONTAINERID: "stale" }), fwConfig);
+    const fw = await runNamedAsync(sb, "firewall", addEnv(ctr.path, { CNI_CONTAINERID: "stale" }), fwConfig);
     assert.is(fw.code, 0, fw.stdout);
     assert.equal(reservationFiles(net.dataDir).length, 1);
     assert.match(nodeState(net).iptables, /CNI-DN-/, "port mapping programmed");
@@ -185,7 +176,7 @@ test("DEL with a stale CNI_NETNS (the pin unmounted, an empty file left): the no
     // The namespace goes away under the pin: the path is an empty regular file now.
     sh(["umount", ctr.path]);
     for (const command of ["ADD", "CHECK"]) {
-      const r = await runPluginAsync(
+      const r = await runNamedAsync(
         sb,
         "bridge",
         { ...addEnv(ctr.path, { CNI_CONTAINERID: "stale" }), CNI_COMMAND: command },
@@ -194,7 +185,7 @@ test("DEL with a stale CNI_NETNS (the pin unmounted, an empty file left): the no
       assert.is(r.json?.code, 4, `${command}: ${r.stdout}`);
       assert.match(r.json.msg, /is not a network namespace/);
     }
-    const fwDel = await runPluginAsync(
+    const fwDel = await runNamedAsync(
       sb,
       "firewall",
       { ...addEnv(ctr.path, { CNI_CONTAINERID: "stale" }), CNI_COMMAND: "DEL" },

@@ -14,8 +14,8 @@ import {
 } from "node:fs";
 import { join } from "node:path";
 import { BIN, Sandbox, sh } from "../helpers/sandbox.ts";
-import { spawnSync } from "node:child_process";
-import { HNET, addEnv, baseConfig, runPlugin } from "../helpers/hostile.ts";
+import { HNET, addEnv, baseConfig, runNamed } from "../helpers/hostile.ts";
+import { runPlugin } from "../helpers/plugin-run.ts";
 
 /**
  * Symlinks planted in plugin state: dataDir itself, the network's directory, a reservation, the
@@ -55,7 +55,7 @@ const elsewhereEntries = (sb: Sandbox) => readdirSync(join(sb.tmp, "elsewhere"))
 function hostLocal(sb: Sandbox, command: string, id: string, dataDir: string, netns: string, cniVersion = "1.0.0") {
   const config: Record<string, any> = { ...baseConfig("host-local", sb.tmp, netns), cniVersion };
   config.ipam.dataDir = dataDir;
-  return runPlugin(sb, "host-local", { ...addEnv(netns, { CNI_CONTAINERID: id }), CNI_COMMAND: command }, config);
+  return runNamed(sb, "host-local", { ...addEnv(netns, { CNI_CONTAINERID: id }), CNI_COMMAND: command }, config);
 }
 
 function withSandbox(fn: (sb: Sandbox, netns: string) => void) {
@@ -159,12 +159,13 @@ test("the store lock replaced by a symlink: ADD refuses clearly, the target is n
     // A FIFO in its place must not stall the plugin on open.
     rmSync(join(dataDir, HNET, "lock"));
     sh(["mkfifo", join(dataDir, HNET, "lock")]);
-    const fifo = spawnSync("ip", ["netns", "exec", sb.node, join(BIN, "host-local")], {
-      input: JSON.stringify(baseConfig("host-local", sb.tmp, netns)),
-      env: { PATH: process.env.PATH, ...addEnv(netns, { CNI_CONTAINERID: "c3" }) },
-      encoding: "utf8",
-      timeout: 10_000,
-    });
+    const fifo = runPlugin(
+      sb,
+      join(BIN, "host-local"),
+      addEnv(netns, { CNI_CONTAINERID: "c3" }),
+      baseConfig("host-local", sb.tmp, netns),
+      { timeoutMs: 10_000, returnErrors: true },
+    );
     assert.is(fifo.error, undefined, "host-local answered instead of waiting on the FIFO");
     assert.is(JSON.parse(fifo.stdout).code, 5, fifo.stdout);
   }));
@@ -179,7 +180,7 @@ test("tuning: saved originals and their temp file replaced by symlinks are not f
     const temp = victim(sb, "temp-target", "do not overwrite");
     mkdirSync(dataDir, { recursive: true });
     symlinkSync(temp.path, join(dataDir, "t1_eth0.json.tmp"));
-    const add = runPlugin(sb, "tuning", env, config);
+    const add = runNamed(sb, "tuning", env, config);
     untouched(temp, "temp file target");
     if (add.code !== 0) assert.is(add.json.code, 5, add.stdout);
     else assert.ok(lstatSync(join(dataDir, "t1_eth0.json")).isFile(), "the saved originals are a regular file");
@@ -194,7 +195,7 @@ test("tuning: saved originals and their temp file replaced by symlinks are not f
     if (existsSync(join(dataDir, "t1_eth0.json")))
       renameSync(join(dataDir, "t1_eth0.json"), join(sb.tmp, "saved.json"));
     symlinkSync(forged.path, join(dataDir, "t1_eth0.json"));
-    const del = runPlugin(sb, "tuning", { ...env, CNI_COMMAND: "DEL" }, config);
+    const del = runNamed(sb, "tuning", { ...env, CNI_COMMAND: "DEL" }, config);
     assert.ok(del.code === 0 || [5].includes(del.json?.code), del.stdout);
     untouched(forged, "forged saved originals");
     const mtu = JSON.parse(sb.inNs(ctr, ["ip", "-j", "link", "show", "eth0"]).stdout)[0].mtu;
@@ -203,14 +204,9 @@ test("tuning: saved originals and their temp file replaced by symlinks are not f
     // A FIFO planted as the saved originals must not block the plugin on open.
     rmSync(join(dataDir, "t1_eth0.json"), { force: true });
     sh(["mkfifo", join(dataDir, "t1_eth0.json")]);
-    const blocked = spawnSync("ip", ["netns", "exec", sb.node, join(BIN, "tuning")], {
-      input: JSON.stringify(config),
-      env: { PATH: process.env.PATH, ...env },
-      encoding: "utf8",
-      timeout: 10_000,
-    });
+    const blocked = runPlugin(sb, join(BIN, "tuning"), env, config, { timeoutMs: 10_000, returnErrors: true });
     assert.is(blocked.error, undefined, "tuning answered instead of waiting on the FIFO");
-    assert.ok(blocked.status === 0 || JSON.parse(blocked.stdout).code === 5, blocked.stdout);
+    assert.ok(blocked.code === 0 || JSON.parse(blocked.stdout).code === 5, blocked.stdout);
   }));
 
 test.run();

@@ -4,6 +4,7 @@ import { spawn } from "node:child_process";
 import { mkdirSync, symlinkSync } from "node:fs";
 import { join } from "node:path";
 import { BIN, Sandbox } from "../helpers/sandbox.ts";
+import { runPluginAsync, type PluginRun } from "../helpers/plugin-run.ts";
 import {
   BRIDGE_NAME,
   NET,
@@ -204,12 +205,7 @@ test("iptables-nft (the default here): a held xtables lock does not apply, ADD d
 });
 
 /** portmap alone, as the last plugin of a chain would be called, for a container at 10.61.0.99. */
-function runPortmap(
-  sb: Sandbox,
-  net: Net,
-  netns: string,
-  env: Record<string, string>,
-): Promise<{ code: number | null; stdout: string }> {
+function runPortmap(sb: Sandbox, net: Net, netns: string, env: Record<string, string>): Promise<PluginRun> {
   const conf = {
     cniVersion: "1.0.0",
     name: NET,
@@ -224,14 +220,12 @@ function runPortmap(
       ips: [{ address: "10.61.0.99/16", gateway: "10.61.0.1", interface: 2 }],
     },
   };
-  const child = spawn("ip", ["netns", "exec", sb.node, join(BIN, "portmap")], {
-    env: { ...env, CNI_COMMAND: "ADD", CNI_CONTAINERID: "cb", CNI_IFNAME: "eth0", CNI_NETNS: netns, CNI_PATH: BIN },
-    stdio: ["pipe", "pipe", "ignore"],
-  });
-  child.stdin!.end(JSON.stringify(conf));
-  let stdout = "";
-  child.stdout!.on("data", (d: Buffer) => (stdout += d));
-  return new Promise((resolve) => child.on("close", (code) => resolve({ code, stdout })));
+  return runPluginAsync(
+    sb,
+    join(BIN, "portmap"),
+    { ...env, CNI_COMMAND: "ADD", CNI_CONTAINERID: "cb", CNI_IFNAME: "eth0", CNI_NETNS: netns, CNI_PATH: BIN },
+    conf,
+  );
 }
 
 test.run();

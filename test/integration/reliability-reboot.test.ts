@@ -13,6 +13,7 @@ import {
   type Net,
 } from "../helpers/reliability.ts";
 import { masqChainName } from "../../lib/net/masquerade/iptables.ts";
+import { runPlugin } from "../helpers/plugin-run.ts";
 
 /**
  * Node reboot and vanished containers: reservations (and rules) of containers that no longer exist
@@ -28,7 +29,8 @@ function gc(net: Net, valid: { containerID: string; ifname: string }[]) {
   };
   for (const plugin of list.plugins) {
     const conf = { ...plugin, name: NET, cniVersion: list.cniVersion, "cni.dev/valid-attachments": valid };
-    const r = net.sb.plugin(
+    const r = runPlugin(
+      net.sb,
       join(BIN, plugin.type as string),
       { ...cniEnv("GC"), CNI_CONTAINERID: "", CNI_IFNAME: "" },
       conf,

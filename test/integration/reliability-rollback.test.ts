@@ -3,7 +3,7 @@ import * as assert from "uvu/assert";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { Sandbox } from "../helpers/sandbox.ts";
-import { addEnv, runPlugin } from "../helpers/hostile.ts";
+import { addEnv, runNamed } from "../helpers/hostile.ts";
 
 /**
  * An ADD fails after the plugin did its work when the result cannot be written in the config's
@@ -31,7 +31,7 @@ test("tuning ADD whose result the old config version cannot express: fails and l
         mac: "0a:58:0a:3f:00:29",
         prevResult: { cniVersion: "1.0.0", interfaces: [{ name: "eth0", sandbox: ctr.path }] },
       };
-      const r = runPlugin(sb, "tuning", addEnv(ctr.path, { CNI_CONTAINERID: "rb1" }), config);
+      const r = runNamed(sb, "tuning", addEnv(ctr.path, { CNI_CONTAINERID: "rb1" }), config);
       assert.is(r.code, 1, r.stdout);
       assert.match(r.json.msg, /no valid IP addresses/);
       assert.equal(link().address, before.address, `${cniVersion}: MAC restored`);

@@ -3,6 +3,7 @@ import * as assert from "uvu/assert";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { BIN, cniEnv, REF_BIN, Sandbox, sh } from "../helpers/sandbox.ts";
+import { runPlugin } from "../helpers/plugin-run.ts";
 
 // The tuning plugin on a container interface made by hand (a veth whose container end is CNI_IFNAME
 // in a container namespace), with a hand-built prevResult and a dataDir under the sandbox's tmp dir.
@@ -58,7 +59,8 @@ function conf(sb: Sandbox, c: Ctr | undefined, extra: Record<string, unknown> = 
 }
 
 function call(sb: Sandbox, bin: string, cmd: string, c: Ctr, config: unknown, args = "") {
-  return sb.plugin(
+  return runPlugin(
+    sb,
     bin,
     cniEnv(cmd, {
       CNI_NETNS: c.path,
