@@ -8,7 +8,7 @@
  */
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { Sandbox } from "../helpers/sandbox.ts";
+import { withSandbox } from "../helpers/sandbox.ts";
 import { fileTree, runNamedAsync } from "../helpers/hostile.ts";
 import { describe, makeCase, type FuzzPlugin } from "./harness.ts";
 import { fuzzNode } from "./node.ts";
@@ -19,8 +19,7 @@ if (!seedText || !plugin || !indexText) {
   process.exit(2);
 }
 const seed = Number(seedText);
-const sb = new Sandbox("reliab");
-try {
+await withSandbox("reliab", async (sb) => {
   const { ctrA, ctrB, paths, cwd } = fuzzNode(sb);
   const c = makeCase(seed, plugin as FuzzPlugin, Number(indexText), paths(plugin));
   console.log(describe(c, seed));
@@ -37,6 +36,4 @@ try {
   console.log("container links:", sb.inNs(c.plugin === "tuning" ? ctrB.name : ctrA.name, ["ip", "-br", "link"]).stdout);
   for (const dir of ["ipam", "ipam2", "tuning"].map((d) => join(sb.tmp, d)))
     if (existsSync(dir)) console.log(`${dir}:`, fileTree(dir).join(" "));
-} finally {
-  sb.cleanup();
-}
+});

@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync, mkdirSync, readdirSync, symlinkSync } from "node:fs";
 import { join } from "node:path";
-import { BIN, REF_BIN, Sandbox, cniEnv, sh } from "./sandbox.ts";
+import { BIN, REF_BIN, type Sandbox, cniEnv, sh } from "./sandbox.ts";
 import { runPlugin, runPluginAsync, type RunOptions } from "./plugin-run.ts";
 
 /**
@@ -13,19 +13,6 @@ export const BRIDGE = join(BIN, "bridge");
 export const REF_BRIDGE = join(REF_BIN, "bridge");
 
 export type Ipam = "ours" | "reference";
-
-/** Registers tests that each get a fresh Sandbox, cleaned up whatever happens. */
-export function sandboxed(test: (name: string, fn: () => Promise<void>) => void, label: string) {
-  return (name: string, fn: (sb: Sandbox) => void | Promise<void>) =>
-    test(name, async () => {
-      const sb = new Sandbox(label);
-      try {
-        await fn(sb);
-      } finally {
-        sb.cleanup();
-      }
-    });
-}
 
 /**
  * CNI_PATH for a run. "ours": the build directory itself, where host-local is a hard link to the

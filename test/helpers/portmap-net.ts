@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { BIN, REF_BIN, Sandbox, cniEnv } from "./sandbox.ts";
+import { BIN, REF_BIN, type Sandbox, cniEnv, withSandbox } from "./sandbox.ts";
 import { runPlugin, runPluginAsync } from "./plugin-run.ts";
 
 /**
@@ -193,14 +193,14 @@ export const runPortmapAsync = (sb: Sandbox, command: string, a: Pick<Attached, 
 export async function inTopology(
   body: (sb: Sandbox, t: Topology & { servers: ChildProcess[] }) => void | Promise<void>,
 ) {
-  const sb = new Sandbox("portmap");
-  const servers: ChildProcess[] = [];
-  try {
-    await body(sb, { ...buildTopology(sb), servers });
-  } finally {
-    for (const s of servers) s.kill();
-    sb.cleanup();
-  }
+  await withSandbox("portmap", async (sb) => {
+    const servers: ChildProcess[] = [];
+    try {
+      await body(sb, { ...buildTopology(sb), servers });
+    } finally {
+      for (const s of servers) s.kill();
+    }
+  });
 }
 
 export interface Snapshot {

@@ -93,6 +93,22 @@ export class Sandbox {
   }
 }
 
+/** Runs `fn` in a fresh sandbox and removes the sandbox whatever happens. */
+export async function withSandbox<T>(label: string, fn: (sb: Sandbox) => T | Promise<T>): Promise<T> {
+  const sb = new Sandbox(label);
+  try {
+    return await fn(sb);
+  } finally {
+    sb.cleanup();
+  }
+}
+
+/** Registers tests (uvu's `test`, or a `test.skip` chosen at load) that each get a fresh sandbox. */
+export const sandboxed =
+  (test: (name: string, fn: () => Promise<void>) => void, label: string) =>
+  (name: string, fn: (sb: Sandbox) => void | Promise<void>) =>
+    test(name, () => withSandbox(label, fn));
+
 /** Builds a CNI environment for one call. */
 export function cniEnv(
   command: string,

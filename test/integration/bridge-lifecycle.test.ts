@@ -2,7 +2,7 @@ import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { REF_BIN, sh, type Sandbox } from "../helpers/sandbox.ts";
+import { REF_BIN, sh, type Sandbox, sandboxed } from "../helpers/sandbox.ts";
 import {
   BRIDGE,
   REF_BRIDGE,
@@ -20,15 +20,14 @@ import {
   ping,
   reservations,
   withPrev,
-  sandboxed,
   type Ipam,
 } from "../helpers/bridge-net.ts";
 import { runPlugin } from "../helpers/plugin-run.ts";
 
+const inSandbox = sandboxed(test, "brlife");
+
 // What the bridge plugin leaves behind: CHECK against the kernel, DEL in every state of the
 // container, interoperation with the reference plugin, rollback of a failed ADD, bad input, GC.
-
-const withSandbox = sandboxed(test, "brlife");
 
 /** Everything ADD may create in the node besides the bridge itself: ports, rules, reservations. */
 function nodeState(sb: Sandbox) {
@@ -42,7 +41,7 @@ function nodeState(sb: Sandbox) {
 // GC does not touch links (a deleted namespace takes its veth pair along, asynchronously).
 const rulesAndReservations = (sb: Sandbox) => ({ netfilter: netfilter(sb), reservations: reservations(sb) });
 
-withSandbox("CHECK passes on a fresh attachment, then fails once an address is removed by hand", (sb) => {
+inSandbox("CHECK passes on a fresh attachment, then fails once an address is removed by hand", (sb) => {
   const conf = bridgeConf(sb);
   const c = sb.addContainer();
   const r = addOk(sb, { netns: c.path }, conf);
@@ -54,7 +53,7 @@ withSandbox("CHECK passes on a fresh attachment, then fails once an address is r
   assert.is(bad.json.msg, "Failed to match addr 10.22.0.2/24 on interface eth0");
 });
 
-withSandbox(
+inSandbox(
   "CHECK fails when the host veth is detached from the bridge, or a route is gone, or prevResult is missing",
   (sb) => {
     const conf = bridgeConf(sb);
@@ -78,7 +77,7 @@ withSandbox(
   },
 );
 
-withSandbox("DEL leaves no link, reservation or rule; a second DEL succeeds", (sb) => {
+inSandbox("DEL leaves no link, reservation or rule; a second DEL succeeds", (sb) => {
   const conf = bridgeConf(sb, { ipMasq: true });
   const first = sb.addContainer();
   addOk(sb, { id: "warm-up", netns: first.path }, conf); // the bridge exists before the snapshot
@@ -95,7 +94,7 @@ withSandbox("DEL leaves no link, reservation or rule; a second DEL succeeds", (s
   }
 });
 
-withSandbox(
+inSandbox(
   "DEL after the namespace is gone (prevResult known), and with CNI_NETNS empty (nothing known): rules and reservation go",
   (sb) => {
     const conf = bridgeConf(sb, { ipMasq: true });
@@ -119,7 +118,7 @@ withSandbox(
 );
 
 for (const ipam of ["reference", "ours"] as Ipam[]) {
-  withSandbox(`reference ADD + our DEL, and our ADD + reference DEL, leave nothing (${ipam} host-local)`, (sb) => {
+  inSandbox(`reference ADD + our DEL, and our ADD + reference DEL, leave nothing (${ipam} host-local)`, (sb) => {
     const path = cniPath(sb, ipam);
     const refPath = ipam === "ours" ? `${REF_BIN}:${path}` : REF_BIN;
     const conf = bridgeConf(sb, { ipMasq: true });
@@ -152,7 +151,7 @@ for (const ipam of ["reference", "ours"] as Ipam[]) {
   });
 }
 
-withSandbox("a failed ADD (exhausted range) leaves no veth, reservation or rule", (sb) => {
+inSandbox("a failed ADD (exhausted range) leaves no veth, reservation or rule", (sb) => {
   const conf = bridgeConf(sb, { ipMasq: true }, { rangeStart: "10.22.0.2", rangeEnd: "10.22.0.2" });
   const first = sb.addContainer();
   addOk(sb, { id: "first", netns: first.path }, conf);
@@ -172,7 +171,7 @@ const FAILING_IPAM: [string, Record<string, unknown>, RegExp][] = [
 ];
 
 for (const [what, ipam, msg] of FAILING_IPAM) {
-  withSandbox(
+  inSandbox(
     `a failed ADD (${what}) removes the bridge it created, but never one that was there before or has other ports`,
     async (sb) => {
       const c = sb.addContainer();
@@ -214,7 +213,7 @@ for (const [what, ipam, msg] of FAILING_IPAM) {
   );
 }
 
-withSandbox("a failure after IPAM (gateway address conflict) releases the address and removes the veth", (sb) => {
+inSandbox("a failure after IPAM (gateway address conflict) releases the address and removes the veth", (sb) => {
   const conf = bridgeConf(sb, { ipMasq: true });
   sb.inNode(["ip", "link", "add", "cni0", "type", "bridge"]);
   sb.inNode(["ip", "addr", "add", "10.99.0.1/24", "dev", "cni0"]);
@@ -241,7 +240,7 @@ withSandbox("a failure after IPAM (gateway address conflict) releases the addres
   );
 });
 
-withSandbox("ADDs racing to create the bridge all succeed, with distinct addresses on one bridge", async (sb) => {
+inSandbox("ADDs racing to create the bridge all succeed, with distinct addresses on one bridge", async (sb) => {
   const conf = bridgeConf(sb, { ipMasq: true });
   const ctrs = [0, 1, 2, 3].map(() => sb.addContainer());
   const results = await Promise.all(ctrs.map((c, i) => cniAsync(sb, "ADD", { id: `race-${i}`, netns: c.path }, conf)));
@@ -260,7 +259,7 @@ withSandbox("ADDs racing to create the bridge all succeed, with distinct address
   assert.ok(ping(sb, ctrs[0]!.name, results[3]!.json.ips[0].address.split("/")[0]));
 });
 
-withSandbox(
+inSandbox(
   "with /sys showing another namespace the bridge is looked up with ip: reused, and a non-bridge refused",
   (sb) => {
     const conf = bridgeConf(sb);
@@ -334,7 +333,7 @@ const badInputs: [string, (sb: Sandbox) => { conf: unknown; netns?: string }, Re
   ],
 ];
 for (const [what, make, msg] of badInputs) {
-  withSandbox(`bad input: ${what} is a CNI error and leaves nothing`, (sb) => {
+  inSandbox(`bad input: ${what} is a CNI error and leaves nothing`, (sb) => {
     const { conf, netns } = make(sb);
     const before = { links: linkNames(sb, sb.node), netfilter: netfilter(sb), reservations: reservations(sb) };
     const c = sb.addContainer();
@@ -348,7 +347,7 @@ for (const [what, make, msg] of badInputs) {
 }
 
 for (const backend of ["iptables", "nftables"]) {
-  withSandbox(`GC (${backend}) removes the masquerade and reservation of attachments not in the valid list`, (sb) => {
+  inSandbox(`GC (${backend}) removes the masquerade and reservation of attachments not in the valid list`, (sb) => {
     const conf = bridgeConf(sb, { ipMasq: true, ipMasqBackend: backend, cniVersion: "1.1.0" });
     const keep = sb.addContainer();
     const drop = sb.addContainer();
@@ -372,7 +371,7 @@ for (const backend of ["iptables", "nftables"]) {
   });
 }
 
-withSandbox("STATUS delegates to IPAM: fine with host-local, an error when the IPAM plugin is missing", (sb) => {
+inSandbox("STATUS delegates to IPAM: fine with host-local, an error when the IPAM plugin is missing", (sb) => {
   const ok = runPlugin(
     sb,
     BRIDGE,

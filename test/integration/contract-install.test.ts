@@ -2,24 +2,15 @@ import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { copyFileSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { BIN, Sandbox, cniEnv, sh } from "../helpers/sandbox.ts";
+import { BIN, cniEnv, sh, sandboxed } from "../helpers/sandbox.ts";
 import { runPlugin } from "../helpers/plugin-run.ts";
+
+const inSandbox = sandboxed(test, "inst");
 
 // scripts/install.sh: what lands in the plugin directory, and that each executable stands alone.
 
 const INSTALL = join(import.meta.dirname, "..", "..", "scripts", "install.sh");
 const CONF = join(import.meta.dirname, "..", "..", "conf");
-
-function inSandbox(name: string, fn: (sb: Sandbox) => void) {
-  test(name, () => {
-    const sb = new Sandbox("inst");
-    try {
-      fn(sb);
-    } finally {
-      sb.cleanup();
-    }
-  });
-}
 
 const pluginNames = () =>
   readdirSync(BIN)

@@ -2,7 +2,7 @@ import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { BIN, Sandbox, cniEnv, sh } from "../helpers/sandbox.ts";
+import { BIN, type Sandbox, cniEnv, sh, sandboxed } from "../helpers/sandbox.ts";
 import { runPlugin } from "../helpers/plugin-run.ts";
 
 // The CNI contract's error side, through the compiled `loopback` executable in a sandbox: each bad
@@ -12,16 +12,9 @@ import { runPlugin } from "../helpers/plugin-run.ts";
 const LOOPBACK = join(BIN, "loopback");
 const good = { cniVersion: "1.0.0", name: "lo-net", type: "loopback" };
 
-function withSandbox(name: string, fn: (sb: Sandbox, ctr: { name: string; path: string }) => void) {
-  test(name, () => {
-    const sb = new Sandbox("contr");
-    try {
-      fn(sb, sb.addContainer());
-    } finally {
-      sb.cleanup();
-    }
-  });
-}
+/** Every case here has one container beside the node. */
+const withContainer = (name: string, fn: (sb: Sandbox, ctr: { name: string; path: string }) => void) =>
+  sandboxed(test, "contr")(name, (sb) => fn(sb, sb.addContainer()));
 
 function listTree(dir: string): string[] {
   if (!existsSync(dir)) return [];
@@ -68,7 +61,7 @@ function expectError(sb: Sandbox, ctr: { name: string }, c: ErrorCase, code: num
 
 const add = (netns: string, extra: Record<string, string> = {}) => cniEnv("ADD", { CNI_NETNS: netns, ...extra });
 
-withSandbox("malformed JSON is code 6 for every verb", (sb, ctr) => {
+withContainer("malformed JSON is code 6 for every verb", (sb, ctr) => {
   for (const cmd of ["ADD", "DEL", "CHECK"]) {
     expectError(
       sb,
@@ -83,7 +76,7 @@ withSandbox("malformed JSON is code 6 for every verb", (sb, ctr) => {
   }
 });
 
-withSandbox("missing variables are code 4 and all listed", (sb, ctr) => {
+withContainer("missing variables are code 4 and all listed", (sb, ctr) => {
   const e = expectError(
     sb,
     ctr,
@@ -104,7 +97,7 @@ withSandbox("missing variables are code 4 and all listed", (sb, ctr) => {
   expectError(sb, ctr, { env: { CNI_COMMAND: "ADD" }, stdin: "not json" }, 4);
 });
 
-withSandbox("unknown CNI_COMMAND is code 4", (sb, ctr) => {
+withContainer("unknown CNI_COMMAND is code 4", (sb, ctr) => {
   expectError(
     sb,
     ctr,
@@ -114,7 +107,7 @@ withSandbox("unknown CNI_COMMAND is code 4", (sb, ctr) => {
   );
 });
 
-withSandbox("bad container IDs are code 4, details name the ID", (sb, ctr) => {
+withContainer("bad container IDs are code 4, details name the ID", (sb, ctr) => {
   for (const id of ["-leading-dash", "has/slash", "has space", "semi;colon", "../etc"]) {
     const e = expectError(
       sb,
@@ -127,7 +120,7 @@ withSandbox("bad container IDs are code 4, details name the ID", (sb, ctr) => {
   }
 });
 
-withSandbox("bad interface names are code 4", (sb, ctr) => {
+withContainer("bad interface names are code 4", (sb, ctr) => {
   for (const ifname of ["0123456789abcdef", "a/b", "a b", ".", "..", "eth:0"]) {
     expectError(sb, ctr, { env: add(ctr.path, { CNI_IFNAME: ifname }), stdin: JSON.stringify(good) }, 4, /CNI_IFNAME/);
     expectError(
@@ -140,7 +133,7 @@ withSandbox("bad interface names are code 4", (sb, ctr) => {
   }
 });
 
-withSandbox("bad or missing network names are code 7", (sb, ctr) => {
+withContainer("bad or missing network names are code 7", (sb, ctr) => {
   for (const name of ["a/b", "..", "../../etc/passwd", "a..b", "-net", "with space"]) {
     const e = expectError(
       sb,
@@ -158,7 +151,7 @@ withSandbox("bad or missing network names are code 7", (sb, ctr) => {
   expectError(sb, ctr, { env: add(ctr.path), stdin: JSON.stringify({ ...good, name: "a/b", cniVersion: "9.9.9" }) }, 7);
 });
 
-withSandbox(
+withContainer(
   "unknown cniVersion is code 1 with the supported list in details; a non-string version is code 6",
   (sb, ctr) => {
     for (const v of ["9.9.9", "0.4", "1.1", "v1.0.0"]) {
@@ -178,7 +171,7 @@ withSandbox(
   },
 );
 
-withSandbox("a config without cniVersion is 0.1.0: ADD works, CHECK is refused with code 1", (sb, ctr) => {
+withContainer("a config without cniVersion is 0.1.0: ADD works, CHECK is refused with code 1", (sb, ctr) => {
   const { cniVersion: _v, ...unversioned } = good;
   expectError(
     sb,
@@ -197,7 +190,7 @@ withSandbox("a config without cniVersion is 0.1.0: ADD works, CHECK is refused w
   assert.is(empty.json.cniVersion, "0.1.0");
 });
 
-withSandbox("the error object carries the request's cniVersion once it is known", (sb, ctr) => {
+withContainer("the error object carries the request's cniVersion once it is known", (sb, ctr) => {
   const e = expectError(
     sb,
     ctr,
@@ -207,7 +200,7 @@ withSandbox("the error object carries the request's cniVersion once it is known"
   assert.is(e.cniVersion, "0.3.1");
 });
 
-withSandbox(
+withContainer(
   "CNI_NETNS that is not a network namespace is refused for ADD and CHECK (regular file, directory, missing path); DEL succeeds without entering it",
   (sb, ctr) => {
     const file = join(sb.tmp, "not-a-netns");
@@ -250,7 +243,7 @@ withSandbox(
   },
 );
 
-withSandbox(
+withContainer(
   "CNI_NETNS naming the plugin's own (node) namespace is code 8, and the node's lo is not touched",
   (sb, ctr) => {
     // lo down in the node makes any change visible.
@@ -273,7 +266,7 @@ withSandbox(
   },
 );
 
-withSandbox("oversized stdin (64 MiB) is refused with a bounded, clear error", (sb, ctr) => {
+withContainer("oversized stdin (64 MiB) is refused with a bounded, clear error", (sb, ctr) => {
   const before = snapshot(sb, ctr.name);
   const big = JSON.stringify({ ...good, padding: "x".repeat(64 * 1024 * 1024) });
   // The plugin stops reading at its limit, so our write may hit EPIPE: that is expected.
@@ -287,7 +280,7 @@ withSandbox("oversized stdin (64 MiB) is refused with a bounded, clear error", (
   assert.equal(snapshot(sb, ctr.name), before, "nothing left behind");
 });
 
-withSandbox(
+withContainer(
   "logFile: errors are also appended to the file the config names; stdout keeps only the error object",
   (sb, ctr) => {
     const log = join(sb.tmp, "loopback.log");
@@ -306,7 +299,7 @@ withSandbox(
   },
 );
 
-withSandbox("CNI_ARGS is ignored by loopback, even unknown keys without IgnoreUnknown", (sb, ctr) => {
+withContainer("CNI_ARGS is ignored by loopback, even unknown keys without IgnoreUnknown", (sb, ctr) => {
   const r = runPlugin(sb, LOOPBACK, add(ctr.path, { CNI_ARGS: "K8S_POD_NAME=x;FOO=bar" }), good);
   assert.is(r.code, 0, r.stdout);
 });

@@ -2,11 +2,13 @@ import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { existsSync, readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { Sandbox } from "../helpers/sandbox.ts";
+import { type Sandbox, sandboxed } from "../helpers/sandbox.ts";
 import { LONG, runSeed } from "../helpers/reliability.ts";
 import { CRASH, fileTree, runNamedAsync } from "../helpers/hostile.ts";
 import { FUZZ_PLUGINS, describe, makeCase, type FuzzCase } from "../fuzz/harness.ts";
 import { fuzzNode, type FuzzNode } from "../fuzz/node.ts";
+
+const inSandbox = sandboxed(test, "reliab");
 
 /**
  * Fuzzing through the real executables, with real effects in a sandbox node: mutated configs and
@@ -128,15 +130,15 @@ async function runCase(
   return undefined;
 }
 
-test(`fuzz through the executables: ${PER_PLUGIN} mutated cases per plugin end cleanly and leave nothing of a container`, async () => {
-  const seed = runSeed();
-  const sb = new Sandbox("reliab");
-  const machine = () =>
-    ["/var/lib/cni/networks", "/run/cni/tuning"].map((d) =>
-      existsSync(d) ? `${d}: ${readdirSync(d).sort().join(",")}` : `${d}: absent`,
-    );
-  const machineBefore = machine();
-  try {
+inSandbox(
+  `fuzz through the executables: ${PER_PLUGIN} mutated cases per plugin end cleanly and leave nothing of a container`,
+  async (sb) => {
+    const seed = runSeed();
+    const machine = () =>
+      ["/var/lib/cni/networks", "/run/cni/tuning"].map((d) =>
+        existsSync(d) ? `${d}: ${readdirSync(d).sort().join(",")}` : `${d}: absent`,
+      );
+    const machineBefore = machine();
     const node = fuzzNode(sb);
     const base = {
       files: fileTree(sb.tmp, node.skipFiles),
@@ -163,9 +165,7 @@ test(`fuzz through the executables: ${PER_PLUGIN} mutated cases per plugin end c
           .map(([k, v]) => `${k} ×${v}`)
           .join(", ")}`,
       );
-  } finally {
-    sb.cleanup();
-  }
-});
+  },
+);
 
 test.run();

@@ -2,9 +2,11 @@ import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { mkdirSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { Sandbox, sh } from "../helpers/sandbox.ts";
+import { sh, sandboxed } from "../helpers/sandbox.ts";
 import { client, nodeState, reservationFiles, standardNet } from "../helpers/reliability.ts";
 import { CRASH, PLUGIN_NAMES, addEnv, baseConfig, pool, residue, runNamedAsync, tripwire } from "../helpers/hostile.ts";
+
+const inSandbox = sandboxed(test, "reliab");
 
 /**
  * CNI_NETNS that is not a container's network namespace: a regular file, a directory, a device, a
@@ -15,9 +17,9 @@ import { CRASH, PLUGIN_NAMES, addEnv, baseConfig, pool, residue, runNamedAsync, 
  * with a path that holds no namespace (a stale pin) releases the node side without entering it.
  */
 
-test("CNI_NETNS that is not a container network namespace: refused by every plugin for ADD and CHECK (the node itself for DEL too), before any effect", async () => {
-  const sb = new Sandbox("reliab");
-  try {
+inSandbox(
+  "CNI_NETNS that is not a container network namespace: refused by every plugin for ADD and CHECK (the node itself for DEL too), before any effect",
+  async (sb) => {
     const ctr = sb.addContainer();
     const file = join(sb.tmp, "not-a-netns");
     writeFileSync(file, "");
@@ -99,14 +101,12 @@ test("CNI_NETNS that is not a container network namespace: refused by every plug
     assert.equal(afterDel.links, before.links);
     assert.equal(afterDel.files, before.files);
     assert.fixture(afterDel.iptables, before.iptables);
-  } finally {
-    sb.cleanup();
-  }
-});
+  },
+);
 
-test("CNI_NETNS that does not exist: ADD and CHECK refuse it; DEL of a gone namespace cleans the node side", async () => {
-  const sb = new Sandbox("reliab");
-  try {
+inSandbox(
+  "CNI_NETNS that does not exist: ADD and CHECK refuse it; DEL of a gone namespace cleans the node side",
+  async (sb) => {
     const missing = "/var/run/netns/tc-reliab-no-such-ns";
     for (const plugin of PLUGIN_NAMES) {
       for (const command of ["ADD", "CHECK"]) {
@@ -134,14 +134,12 @@ test("CNI_NETNS that does not exist: ADD and CHECK refuse it; DEL of a gone name
       residue(sb).links.some((l) => l.includes(" veth")),
       "the node end went with the namespace",
     );
-  } finally {
-    sb.cleanup();
-  }
-});
+  },
+);
 
-test("DEL with a stale CNI_NETNS (the pin unmounted, an empty file left): the node side is released, ADD and CHECK still refuse it", async () => {
-  const sb = new Sandbox("reliab");
-  try {
+inSandbox(
+  "DEL with a stale CNI_NETNS (the pin unmounted, an empty file left): the node side is released, ADD and CHECK still refuse it",
+  async (sb) => {
     const net = standardNet(sb);
     const ctr = sb.addContainer();
     // A warm-up attachment, so the bridge and the shared chains (portmap's, firewall's) are in the baseline.
@@ -200,9 +198,7 @@ test("DEL with a stale CNI_NETNS (the pin unmounted, an empty file left): the no
     assert.fixture(after.iptables, baseline.iptables);
     assert.fixture(after.nft, baseline.nft);
     assert.equal(after.links, baseline.links, "no veth left");
-  } finally {
-    sb.cleanup();
-  }
-});
+  },
+);
 
 test.run();

@@ -1,9 +1,11 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { join } from "node:path";
-import { BIN, Sandbox, sh } from "../helpers/sandbox.ts";
+import { BIN, type Sandbox, sh, sandboxed } from "../helpers/sandbox.ts";
 import { startPlugin } from "../helpers/plugin-run.ts";
 import { CRASH, PLUGIN_NAMES, addEnv, baseConfig, residue, runNamedAsync, tripwire } from "../helpers/hostile.ts";
+
+const inSandbox = sandboxed(test, "reliab");
 
 /**
  * What arrives on stdin: 64 MiB (read up to a bound, then a clear error; the plugin stops reading,
@@ -38,29 +40,24 @@ function flood(
   return Promise.all([feed(), done]).then(([, { code, stdout }]) => ({ code, stdout, accepted }));
 }
 
-test("64 MiB on stdin: every plugin stops reading at its bound and answers with a clear error", async () => {
-  const sb = new Sandbox("reliab");
-  try {
-    const ctr = sb.addContainer();
-    for (const plugin of PLUGIN_NAMES) {
-      const r = await flood(sb, plugin, addEnv(ctr.path), 64 * MIB);
-      assert.is(r.code, 1, plugin);
-      const err = JSON.parse(r.stdout);
-      assert.is(err.code, 5, `${plugin}: ${r.stdout}`);
-      assert.match(err.msg, /exceeds \d+ bytes/, plugin);
-      assert.ok(
-        r.accepted < 16 * MIB,
-        `${plugin} read ${r.accepted} bytes: it must stop at its bound, not swallow everything`,
-      );
-    }
-  } finally {
-    sb.cleanup();
+inSandbox("64 MiB on stdin: every plugin stops reading at its bound and answers with a clear error", async (sb) => {
+  const ctr = sb.addContainer();
+  for (const plugin of PLUGIN_NAMES) {
+    const r = await flood(sb, plugin, addEnv(ctr.path), 64 * MIB);
+    assert.is(r.code, 1, plugin);
+    const err = JSON.parse(r.stdout);
+    assert.is(err.code, 5, `${plugin}: ${r.stdout}`);
+    assert.match(err.msg, /exceeds \d+ bytes/, plugin);
+    assert.ok(
+      r.accepted < 16 * MIB,
+      `${plugin} read ${r.accepted} bytes: it must stop at its bound, not swallow everything`,
+    );
   }
 });
 
-test("deep nesting, huge arrays and non-JSON bytes: a CNI error (or success), never a crash, hang or effect", async () => {
-  const sb = new Sandbox("reliab");
-  try {
+inSandbox(
+  "deep nesting, huge arrays and non-JSON bytes: a CNI error (or success), never a crash, hang or effect",
+  async (sb) => {
     const ctr = sb.addContainer();
     const trip = tripwire(sb);
     const before = residue(sb);
@@ -134,14 +131,12 @@ test("deep nesting, huge arrays and non-JSON bytes: a CNI error (or success), ne
       before.files,
       "no file created",
     );
-  } finally {
-    sb.cleanup();
-  }
-});
+  },
+);
 
-test("config paths that never end (a FIFO, /dev/zero) do not hang a plugin: resolvConf refused, logFile skipped", async () => {
-  const sb = new Sandbox("reliab");
-  try {
+inSandbox(
+  "config paths that never end (a FIFO, /dev/zero) do not hang a plugin: resolvConf refused, logFile skipped",
+  async (sb) => {
     const ctr = sb.addContainer();
     const fifo = join(sb.tmp, "fifo");
     sh(["mkfifo", fifo]);
@@ -158,34 +153,27 @@ test("config paths that never end (a FIFO, /dev/zero) do not hang a plugin: reso
     const r = await runNamedAsync(sb, "loopback", addEnv(ctr.path), logged, process.env.PATH, 10_000);
     assert.not.ok(r.timedOut, "logFile FIFO: answered");
     assert.is(r.json?.code, 7, r.stdout);
-  } finally {
-    sb.cleanup();
-  }
-});
+  },
+);
 
-test("answers larger than a pipe buffer reach the runtime whole: a big ADD result, a big error", async () => {
-  const sb = new Sandbox("reliab");
-  try {
-    const ctr = sb.addContainer();
-    const search = Array.from({ length: 30_000 }, (_, i) => `s${i}.example`);
-    const config = { ...baseConfig("bridge", sb.tmp, ctr.path), dns: { search } };
-    const add = await runNamedAsync(sb, "bridge", addEnv(ctr.path), config);
-    assert.is(add.code, 0, add.stdout.slice(-200));
-    assert.ok(add.json, `the result (${add.stdout.length} bytes) is one complete JSON document`);
-    assert.is(add.json.dns.search.length, search.length);
-    assert.is((await runNamedAsync(sb, "bridge", { ...addEnv(ctr.path), CNI_COMMAND: "DEL" }, config)).code, 0);
+inSandbox("answers larger than a pipe buffer reach the runtime whole: a big ADD result, a big error", async (sb) => {
+  const ctr = sb.addContainer();
+  const search = Array.from({ length: 30_000 }, (_, i) => `s${i}.example`);
+  const config = { ...baseConfig("bridge", sb.tmp, ctr.path), dns: { search } };
+  const add = await runNamedAsync(sb, "bridge", addEnv(ctr.path), config);
+  assert.is(add.code, 0, add.stdout.slice(-200));
+  assert.ok(add.json, `the result (${add.stdout.length} bytes) is one complete JSON document`);
+  assert.is(add.json.dns.search.length, search.length);
+  assert.is((await runNamedAsync(sb, "bridge", { ...addEnv(ctr.path), CNI_COMMAND: "DEL" }, config)).code, 0);
 
-    const sysctl = Object.fromEntries(Array.from({ length: 20_000 }, (_, i) => [`net.k${i}`, i]));
-    const bad = await runNamedAsync(sb, "tuning", addEnv(ctr.path), {
-      ...baseConfig("tuning", sb.tmp, ctr.path),
-      sysctl,
-    });
-    assert.is(bad.code, 1);
-    assert.ok(bad.json, `the error (${bad.stdout.length} bytes) is one complete JSON document`);
-    assert.is(bad.json.code, 7);
-  } finally {
-    sb.cleanup();
-  }
+  const sysctl = Object.fromEntries(Array.from({ length: 20_000 }, (_, i) => [`net.k${i}`, i]));
+  const bad = await runNamedAsync(sb, "tuning", addEnv(ctr.path), {
+    ...baseConfig("tuning", sb.tmp, ctr.path),
+    sysctl,
+  });
+  assert.is(bad.code, 1);
+  assert.ok(bad.json, `the error (${bad.stdout.length} bytes) is one complete JSON document`);
+  assert.is(bad.json.code, 7);
 });
 
 test.run();

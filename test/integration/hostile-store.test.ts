@@ -13,7 +13,7 @@ import {
   writeFileSync,
 } from "node:fs";
 import { join } from "node:path";
-import { BIN, Sandbox, sh } from "../helpers/sandbox.ts";
+import { BIN, type Sandbox, sh, withSandbox } from "../helpers/sandbox.ts";
 import { HNET, addEnv, baseConfig, runNamed } from "../helpers/hostile.ts";
 import { runPlugin } from "../helpers/plugin-run.ts";
 
@@ -58,17 +58,12 @@ function hostLocal(sb: Sandbox, command: string, id: string, dataDir: string, ne
   return runNamed(sb, "host-local", { ...addEnv(netns, { CNI_CONTAINERID: id }), CNI_COMMAND: command }, config);
 }
 
-function withSandbox(fn: (sb: Sandbox, netns: string) => void) {
-  const sb = new Sandbox("reliab");
-  try {
-    fn(sb, sb.addContainer().path);
-  } finally {
-    sb.cleanup();
-  }
-}
+/** A sandbox with one container, whose netns path the cases hand the plugins. */
+const withContainer = (fn: (sb: Sandbox, netns: string) => void) =>
+  withSandbox("reliab", (sb) => fn(sb, sb.addContainer().path));
 
 test("dataDir that is a symlink: refused, nothing created where it points", () =>
-  withSandbox((sb, netns) => {
+  withContainer((sb, netns) => {
     victim(sb, "keep", "x");
     const link = join(sb.tmp, "ipam-link");
     symlinkSync(join(sb.tmp, "elsewhere"), link);
@@ -82,7 +77,7 @@ test("dataDir that is a symlink: refused, nothing created where it points", () =
   }));
 
 test("the network's directory replaced by a symlink: ADD and DEL refuse it, nothing behind it is touched", () =>
-  withSandbox((sb, netns) => {
+  withContainer((sb, netns) => {
     const dataDir = join(sb.tmp, "ipam");
     assert.is(hostLocal(sb, "ADD", "c1", dataDir, netns).code, 0);
     const v = victim(sb, "10.62.0.3", "c2\r\neth0");
@@ -101,7 +96,7 @@ test("the network's directory replaced by a symlink: ADD and DEL refuse it, noth
   }));
 
 test("a reservation replaced by a symlink: not released through it, not reused, its target untouched", () =>
-  withSandbox((sb, netns) => {
+  withContainer((sb, netns) => {
     const dataDir = join(sb.tmp, "ipam");
     const add = hostLocal(sb, "ADD", "c1", dataDir, netns);
     assert.is(add.json.ips[0].address, "10.62.0.2/24");
@@ -124,7 +119,7 @@ test("a reservation replaced by a symlink: not released through it, not reused, 
   }));
 
 test("last_reserved_ip and the private index replaced by symlinks: ADD carries on without following them", () =>
-  withSandbox((sb, netns) => {
+  withContainer((sb, netns) => {
     const dataDir = join(sb.tmp, "ipam");
     assert.is(hostLocal(sb, "ADD", "c1", dataDir, netns).code, 0);
     const marker = victim(sb, "marker", "10.62.0.200");
@@ -142,7 +137,7 @@ test("last_reserved_ip and the private index replaced by symlinks: ADD carries o
   }));
 
 test("the store lock replaced by a symlink: ADD refuses clearly, the target is not created or truncated", () =>
-  withSandbox((sb, netns) => {
+  withContainer((sb, netns) => {
     const dataDir = join(sb.tmp, "ipam");
     assert.is(hostLocal(sb, "ADD", "c1", dataDir, netns).code, 0);
     const v = victim(sb, "shadow", "secret");
@@ -171,7 +166,7 @@ test("the store lock replaced by a symlink: ADD refuses clearly, the target is n
   }));
 
 test("tuning: saved originals and their temp file replaced by symlinks are not followed", () =>
-  withSandbox((sb, netns) => {
+  withContainer((sb, netns) => {
     const ctr = netns.split("/").pop()!;
     sb.inNs(ctr, ["ip", "link", "add", "eth0", "type", "veth", "peer", "name", "eth0p"]);
     const config = baseConfig("tuning", sb.tmp, netns);

@@ -1,8 +1,10 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { join } from "node:path";
-import { BIN, REF_BIN, Sandbox, cniEnv, sh } from "../helpers/sandbox.ts";
+import { BIN, REF_BIN, cniEnv, sh, sandboxed } from "../helpers/sandbox.ts";
 import { runPlugin } from "../helpers/plugin-run.ts";
+
+const inSandbox = sandboxed(test, "loop");
 
 // The loopback plugin, run as the compiled executable inside a sandbox node namespace, the way a
 // runtime would run it: ADD/CHECK/DEL per spec version, and against the reference plugin.
@@ -28,17 +30,6 @@ function lo(ns: string): LoState {
     addr_info: { local: string; prefixlen: number }[];
   }[];
   return { up: link!.flags.includes("UP"), addrs: link!.addr_info.map((a) => `${a.local}/${a.prefixlen}`).sort() };
-}
-
-function withSandbox(name: string, fn: (sb: Sandbox) => void) {
-  test(name, () => {
-    const sb = new Sandbox("loop");
-    try {
-      fn(sb);
-    } finally {
-      sb.cleanup();
-    }
-  });
 }
 
 /** The result shape the spec gives each version for lo's two addresses. */
@@ -78,7 +69,7 @@ test("without CNI_COMMAND: the about text on stderr, nothing on stdout, exit 0",
 });
 
 for (const version of VERSIONS) {
-  withSandbox(`ADD ${version}: lo comes up in a fresh netns; result in the ${version} shape`, (sb) => {
+  inSandbox(`ADD ${version}: lo comes up in a fresh netns; result in the ${version} shape`, (sb) => {
     const ctr = sb.addContainer();
     assert.equal(lo(ctr.name), { up: false, addrs: [] });
     const r = runPlugin(sb, LOOPBACK, cniEnv("ADD", { CNI_NETNS: ctr.path }), conf(version));
@@ -91,7 +82,7 @@ for (const version of VERSIONS) {
   });
 }
 
-withSandbox("ADD ignores CNI_IFNAME: it always works on lo", (sb) => {
+inSandbox("ADD ignores CNI_IFNAME: it always works on lo", (sb) => {
   const ctr = sb.addContainer();
   const r = runPlugin(sb, LOOPBACK, cniEnv("ADD", { CNI_NETNS: ctr.path, CNI_IFNAME: "net7" }), conf("1.0.0"));
   assert.is(r.code, 0, r.stdout);
@@ -99,7 +90,7 @@ withSandbox("ADD ignores CNI_IFNAME: it always works on lo", (sb) => {
   assert.ok(lo(ctr.name).up);
 });
 
-withSandbox("ADD with a prevResult passes it through, converted to the request version, and still sets lo up", (sb) => {
+inSandbox("ADD with a prevResult passes it through, converted to the request version, and still sets lo up", (sb) => {
   const ctr = sb.addContainer();
   const prev = {
     cniVersion: "1.0.0",
@@ -122,7 +113,7 @@ withSandbox("ADD with a prevResult passes it through, converted to the request v
   assert.equal(old.json.ips, [{ version: "4", interface: 0, address: "10.22.0.5/16", gateway: "10.22.0.1" }]);
 });
 
-withSandbox("ADD with a malformed prevResult is a decoding failure and leaves lo down", (sb) => {
+inSandbox("ADD with a malformed prevResult is a decoding failure and leaves lo down", (sb) => {
   const ctr = sb.addContainer();
   const r = runPlugin(
     sb,
@@ -137,7 +128,7 @@ withSandbox("ADD with a malformed prevResult is a decoding failure and leaves lo
 });
 
 for (const version of ["0.4.0", "1.0.0", "1.1.0"]) {
-  withSandbox(`CHECK ${version}: passes while lo is up, fails once it is set down`, (sb) => {
+  inSandbox(`CHECK ${version}: passes while lo is up, fails once it is set down`, (sb) => {
     const ctr = sb.addContainer();
     const add = runPlugin(sb, LOOPBACK, cniEnv("ADD", { CNI_NETNS: ctr.path }), conf(version));
     assert.is(add.code, 0, add.stdout);
@@ -164,7 +155,7 @@ for (const version of ["0.4.0", "1.0.0", "1.1.0"]) {
 }
 
 for (const version of ["0.1.0", "0.2.0", "0.3.0", "0.3.1"]) {
-  withSandbox(`CHECK is refused for ${version} with code 1, before touching anything`, (sb) => {
+  inSandbox(`CHECK is refused for ${version} with code 1, before touching anything`, (sb) => {
     const ctr = sb.addContainer();
     const r = runPlugin(sb, LOOPBACK, cniEnv("CHECK", { CNI_NETNS: ctr.path }), conf(version));
     assert.is(r.code, 1);
@@ -173,7 +164,7 @@ for (const version of ["0.1.0", "0.2.0", "0.3.0", "0.3.1"]) {
   });
 }
 
-withSandbox("DEL sets lo down, and succeeds again when repeated", (sb) => {
+inSandbox("DEL sets lo down, and succeeds again when repeated", (sb) => {
   const ctr = sb.addContainer();
   assert.is(runPlugin(sb, LOOPBACK, cniEnv("ADD", { CNI_NETNS: ctr.path }), conf("1.0.0")).code, 0);
   for (let i = 0; i < 2; i++) {
@@ -186,7 +177,7 @@ withSandbox("DEL sets lo down, and succeeds again when repeated", (sb) => {
   assert.equal(lo(ctr.name).addrs, ["127.0.0.1/8"]);
 });
 
-withSandbox("DEL succeeds when the netns is gone and when CNI_NETNS is empty", (sb) => {
+inSandbox("DEL succeeds when the netns is gone and when CNI_NETNS is empty", (sb) => {
   const ctr = sb.addContainer();
   assert.is(runPlugin(sb, LOOPBACK, cniEnv("ADD", { CNI_NETNS: ctr.path }), conf("0.4.0")).code, 0);
   sh(["ip", "netns", "del", ctr.name]);
@@ -203,7 +194,7 @@ withSandbox("DEL succeeds when the netns is gone and when CNI_NETNS is empty", (
   assert.is(unset.code, 0, unset.stdout);
 });
 
-withSandbox("GC and STATUS (1.1.0) succeed with no output; older configs are refused with code 1", (sb) => {
+inSandbox("GC and STATUS (1.1.0) succeed with no output; older configs are refused with code 1", (sb) => {
   const gc = runPlugin(
     sb,
     LOOPBACK,
@@ -221,7 +212,7 @@ withSandbox("GC and STATUS (1.1.0) succeed with no output; older configs are ref
   }
 });
 
-withSandbox("same lo state and addresses as the reference loopback plugin, in both directions", (sb) => {
+inSandbox("same lo state and addresses as the reference loopback plugin, in both directions", (sb) => {
   const ours = sb.addContainer();
   const ref = sb.addContainer();
   const a = runPlugin(sb, LOOPBACK, cniEnv("ADD", { CNI_NETNS: ours.path }), conf("1.0.0"));

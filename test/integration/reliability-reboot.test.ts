@@ -2,7 +2,7 @@ import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { BIN, Sandbox, cniEnv, sh } from "../helpers/sandbox.ts";
+import { BIN, cniEnv, sh, sandboxed } from "../helpers/sandbox.ts";
 import {
   BRIDGE_NAME,
   NET,
@@ -14,6 +14,8 @@ import {
 } from "../helpers/reliability.ts";
 import { masqChainName } from "../../lib/net/masquerade/iptables.ts";
 import { runPlugin } from "../helpers/plugin-run.ts";
+
+const inSandbox = sandboxed(test, "reliab");
 
 /**
  * Node reboot and vanished containers: reservations (and rules) of containers that no longer exist
@@ -42,9 +44,9 @@ function gc(net: Net, valid: { containerID: string; ifname: string }[]) {
 const ownerOf = (net: Net, ip: string) => readFileSync(join(net.dataDir, NET, ip), "utf8").split("\r\n")[0];
 const addressOf = (stdout: string) => (JSON.parse(stdout).ips[0].address as string).replace(/\/\d+$/, "");
 
-test("after a reboot, stale reservations stay out of the way of new ADDs and GC releases exactly them", async () => {
-  const sb = new Sandbox("reliab");
-  try {
+inSandbox(
+  "after a reboot, stale reservations stay out of the way of new ADDs and GC releases exactly them",
+  async (sb) => {
     const net = standardNet(sb, { cniVersion: "1.1.0" });
     const before: string[] = [];
     for (const id of ["old1", "old2", "old3"]) {
@@ -88,14 +90,12 @@ test("after a reboot, stale reservations stay out of the way of new ADDs and GC 
     const after = await client(net, "add", "new3", ctr.path);
     assert.is(after.code, 0, `ADD after GC: ${after.stderr}`);
     assert.is((await client(net, "check", "new3", ctr.path)).code, 0, "CHECK of an attachment made after GC");
-  } finally {
-    sb.cleanup();
-  }
-});
+  },
+);
 
-test("containers gone without DEL (no reboot): GC removes their reservations, masquerade and port mappings, keeps the rest", async () => {
-  const sb = new Sandbox("reliab");
-  try {
+inSandbox(
+  "containers gone without DEL (no reboot): GC removes their reservations, masquerade and port mappings, keeps the rest",
+  async (sb) => {
     const net = standardNet(sb, { cniVersion: "1.1.0" });
     const keep = sb.addContainer();
     assert.is((await client(net, "add", "keep", keep.path)).code, 0);
@@ -119,9 +119,7 @@ test("containers gone without DEL (no reboot): GC removes their reservations, ma
 
     const next = sb.addContainer();
     assert.is((await client(net, "add", "next", next.path)).code, 0, "ADD after GC");
-  } finally {
-    sb.cleanup();
-  }
-});
+  },
+);
 
 test.run();

@@ -2,8 +2,10 @@ import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { Sandbox } from "../helpers/sandbox.ts";
+import { sandboxed } from "../helpers/sandbox.ts";
 import { addEnv, runNamed } from "../helpers/hostile.ts";
+
+const inSandbox = sandboxed(test, "reliab");
 
 /**
  * An ADD fails after the plugin did its work when the result cannot be written in the config's
@@ -12,9 +14,9 @@ import { addEnv, runNamed } from "../helpers/hostile.ts";
  * interface and kept its saved originals.)
  */
 
-test("tuning ADD whose result the old config version cannot express: fails and leaves the interface and dataDir as they were", () => {
-  const sb = new Sandbox("reliab");
-  try {
+inSandbox(
+  "tuning ADD whose result the old config version cannot express: fails and leaves the interface and dataDir as they were",
+  (sb) => {
     const ctr = sb.addContainer();
     sb.inNs(ctr.name, ["ip", "link", "add", "eth0", "type", "veth", "peer", "name", "eth0p"]);
     const link = () =>
@@ -38,9 +40,7 @@ test("tuning ADD whose result the old config version cannot express: fails and l
       assert.is(link().mtu, before.mtu, `${cniVersion}: MTU restored`);
       assert.not.ok(existsSync(join(dataDir, "rb1_eth0.json")), `${cniVersion}: no saved originals left`);
     }
-  } finally {
-    sb.cleanup();
-  }
-});
+  },
+);
 
 test.run();
