@@ -9,7 +9,8 @@
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { withSandbox } from "../helpers/sandbox.ts";
-import { fileTree, runNamedAsync } from "../helpers/hostile.ts";
+import { runNamedAsync } from "../helpers/hostile.ts";
+import { fileTree } from "../helpers/node-state.ts";
 import { describe, makeCase, type FuzzPlugin } from "./harness.ts";
 import { fuzzNode } from "./node.ts";
 

@@ -3,6 +3,7 @@ import { existsSync, mkdirSync, readdirSync, symlinkSync } from "node:fs";
 import { join } from "node:path";
 import { BIN, REF_BIN, type Sandbox, cniEnv, sh } from "./sandbox.ts";
 import { runPlugin, runPluginAsync, type RunOptions } from "./plugin-run.ts";
+import { iptablesRules, nftRuleset } from "./node-state.ts";
 
 /**
  * Pieces for bridge integration tests: plugin directories (our bridge with our host-local, which
@@ -108,19 +109,12 @@ export const linkNames = (sb: Sandbox, ns: string) =>
     .map((l) => l.ifname)
     .sort();
 
-/** The node's nat rules for both families and its nft ruleset, without counters or comments lines. */
-export function netfilter(sb: Sandbox): { v4: string[]; v6: string[]; nft: string } {
-  const clean = (dump: string) =>
-    dump
-      .split("\n")
-      .filter((l) => l !== "" && !l.startsWith("#"))
-      .map((l) => l.replace(/\[\d+:\d+\]/, "[0:0]"));
-  return {
-    v4: clean(sb.inNode(["iptables-save", "-t", "nat"]).stdout),
-    v6: clean(sb.inNode(["ip6tables-save", "-t", "nat"]).stdout),
-    nft: sb.inNode(["nft", "list", "ruleset"]).stdout.replace(/packets \d+ bytes \d+/g, ""),
-  };
-}
+/** The node's nat rules for both families and its nft ruleset. */
+export const netfilter = (sb: Sandbox): { v4: string[]; v6: string[]; nft: string } => ({
+  v4: iptablesRules(sb, 4, { table: "nat" }),
+  v6: iptablesRules(sb, 6, { table: "nat" }),
+  nft: nftRuleset(sb),
+});
 
 /** Rules in the inet masquerade table's per-address chain (the reference's nftables layout). */
 export function nftMasqRules(sb: Sandbox): string[] {

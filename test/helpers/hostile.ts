@@ -1,8 +1,8 @@
-import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
-import { join, relative } from "node:path";
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { BIN, type Sandbox, cniEnv } from "./sandbox.ts";
 import { runPlugin, runPluginAsync, type PluginRun } from "./plugin-run.ts";
-import { netfilterState, nodeLinks } from "./reliability.ts";
+import { fileTree, nodeSnapshot, type NodeSnapshot } from "./node-state.ts";
 import { PLUGIN_NAMES } from "../../plugins/index.ts";
 
 /**
@@ -117,30 +117,13 @@ export function tripwire(sb: Sandbox): Tripwire {
   };
 }
 
-/** Every file and directory under `root` (relative paths), except those under `skip`. */
-export function fileTree(root: string, skip: readonly string[] = []): string[] {
-  const out: string[] = [];
-  const walk = (dir: string) => {
-    for (const d of readdirSync(dir, { withFileTypes: true })) {
-      const p = join(dir, d.name);
-      if (skip.includes(p)) continue;
-      out.push(relative(root, p) + (d.isDirectory() ? "/" : ""));
-      if (d.isDirectory()) walk(p);
-    }
-  };
-  walk(root);
-  return out.sort();
-}
-
-export interface Residue {
-  links: string[];
-  iptables: string;
-  nft: string;
+/** What a refused run must not change: the node's links and netfilter, and every file under the sandbox. */
+export interface Residue extends NodeSnapshot {
   files: string[];
 }
 
 export function residue(sb: Sandbox, skipFiles: readonly string[] = []): Residue {
-  return { links: nodeLinks(sb), ...netfilterState(sb), files: fileTree(sb.tmp, skipFiles) };
+  return { ...nodeSnapshot(sb), files: fileTree(sb.tmp, skipFiles) };
 }
 
 /**

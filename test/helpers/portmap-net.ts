@@ -3,6 +3,7 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { BIN, REF_BIN, type Sandbox, cniEnv, withSandbox } from "./sandbox.ts";
 import { runPlugin, runPluginAsync } from "./plugin-run.ts";
+import { iptablesRules, nftRuleset } from "./node-state.ts";
 
 /**
  * Pieces for portmap integration tests: a container attached to a bridge in the node namespace
@@ -210,20 +211,11 @@ export interface Snapshot {
 }
 
 /** The node's netfilter state in the forms the issue names: iptables-save and nft list ruleset. */
-export function snapshot(sb: Sandbox): Snapshot {
-  const save = (bin: string) =>
-    sb
-      .inNode([bin])
-      .stdout.split("\n")
-      .filter((l) => !l.startsWith("#"))
-      .map((l) => l.replace(/\[\d+:\d+\]/, "[0:0]"))
-      .join("\n");
-  return {
-    ipt4: save("iptables-save"),
-    ipt6: save("ip6tables-save"),
-    nft: sb.inNode(["nft", "list", "ruleset"]).stdout,
-  };
-}
+export const snapshot = (sb: Sandbox): Snapshot => ({
+  ipt4: iptablesRules(sb, 4).join("\n"),
+  ipt6: iptablesRules(sb, 6).join("\n"),
+  nft: nftRuleset(sb),
+});
 
 const SHARED_IPT = [
   /^:CNI-HOSTPORT-(DNAT|SETMARK|MASQ) /,

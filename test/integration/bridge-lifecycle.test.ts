@@ -23,16 +23,17 @@ import {
   type Ipam,
 } from "../helpers/bridge-net.ts";
 import { runPlugin } from "../helpers/plugin-run.ts";
+import { nodeLinks } from "../helpers/node-state.ts";
 
 const inSandbox = sandboxed(test, "brlife");
 
 // What the bridge plugin leaves behind: CHECK against the kernel, DEL in every state of the
 // container, interoperation with the reference plugin, rollback of a failed ADD, bad input, GC.
 
-/** Everything ADD may create in the node besides the bridge itself: ports, rules, reservations. */
-function nodeState(sb: Sandbox) {
+/** Everything ADD may create in the node besides the bridge itself (unless asked): ports, rules, reservations. */
+function nodeState(sb: Sandbox, opts: { withBridge?: boolean } = {}) {
   return {
-    links: linkNames(sb, sb.node).filter((n) => n !== "cni0"),
+    links: nodeLinks(sb).filter((l) => opts.withBridge || l.split(" ")[0] !== "cni0"),
     netfilter: netfilter(sb),
     reservations: reservations(sb),
   };
@@ -335,13 +336,13 @@ const badInputs: [string, (sb: Sandbox) => { conf: unknown; netns?: string }, Re
 for (const [what, make, msg] of badInputs) {
   inSandbox(`bad input: ${what} is a CNI error and leaves nothing`, (sb) => {
     const { conf, netns } = make(sb);
-    const before = { links: linkNames(sb, sb.node), netfilter: netfilter(sb), reservations: reservations(sb) };
+    const before = nodeState(sb, { withBridge: true });
     const c = sb.addContainer();
     const r = cni(sb, "ADD", { netns: netns ?? c.path }, conf);
     assert.is(r.code, 1);
     assert.type(r.json?.code, "number", r.stdout);
     assert.match(r.json.msg, msg);
-    assert.equal({ links: linkNames(sb, sb.node), netfilter: netfilter(sb), reservations: reservations(sb) }, before);
+    assert.equal(nodeState(sb, { withBridge: true }), before);
     assert.equal(linkNames(sb, c.name), ["lo"]);
   });
 }

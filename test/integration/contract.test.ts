@@ -1,9 +1,10 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { BIN, type Sandbox, cniEnv, sh, sandboxed } from "../helpers/sandbox.ts";
 import { runPlugin } from "../helpers/plugin-run.ts";
+import { fileTree } from "../helpers/node-state.ts";
 
 // The CNI contract's error side, through the compiled `loopback` executable in a sandbox: each bad
 // input gets the spec's error code as one error object on stdout, exit status 1, and leaves
@@ -16,16 +17,6 @@ const good = { cniVersion: "1.0.0", name: "lo-net", type: "loopback" };
 const withContainer = (name: string, fn: (sb: Sandbox, ctr: { name: string; path: string }) => void) =>
   sandboxed(test, "contr")(name, (sb) => fn(sb, sb.addContainer()));
 
-function listTree(dir: string): string[] {
-  if (!existsSync(dir)) return [];
-  const out: string[] = [];
-  for (const e of readdirSync(dir, { withFileTypes: true })) {
-    out.push(join(dir, e.name));
-    if (e.isDirectory()) out.push(...listTree(join(dir, e.name)));
-  }
-  return out.sort();
-}
-
 /** Everything a loopback call could change: lo in the container, links in the node, files. */
 function snapshot(sb: Sandbox, ctr: string) {
   const links = (ns: string) =>
@@ -36,7 +27,7 @@ function snapshot(sb: Sandbox, ctr: string) {
         addr_info: { local: string }[];
       }[]
     ).map((l) => `${l.ifname} ${l.flags.includes("UP") ? "up" : "down"} ${l.addr_info.map((a) => a.local).join(",")}`);
-  return { container: links(ctr), node: links(sb.node), files: listTree(sb.tmp), varLibCni: listTree("/var/lib/cni") };
+  return { container: links(ctr), node: links(sb.node), files: fileTree(sb.tmp), varLibCni: fileTree("/var/lib/cni") };
 }
 
 interface ErrorCase {

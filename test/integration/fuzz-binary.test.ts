@@ -4,7 +4,8 @@ import { existsSync, readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { type Sandbox, sandboxed } from "../helpers/sandbox.ts";
 import { LONG, runSeed } from "../helpers/reliability.ts";
-import { CRASH, fileTree, runNamedAsync } from "../helpers/hostile.ts";
+import { fileTree } from "../helpers/node-state.ts";
+import { CRASH, runNamedAsync } from "../helpers/hostile.ts";
 import { FUZZ_PLUGINS, describe, makeCase, type FuzzCase } from "../fuzz/harness.ts";
 import { fuzzNode, type FuzzNode } from "../fuzz/node.ts";
 

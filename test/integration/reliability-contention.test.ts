@@ -11,11 +11,11 @@ import {
   client,
   clientAsync,
   containerLinks,
-  nodeLinks,
   reservationFiles,
   standardNet,
   type Net,
 } from "../helpers/reliability.ts";
+import { iptablesRules, nodeLinks } from "../helpers/node-state.ts";
 import { masqChainName } from "../../lib/net/masquerade/iptables.ts";
 
 const inSandbox = sandboxed(test, "reliab");
@@ -83,13 +83,7 @@ async function holdLock(file: string, seconds?: number) {
   };
 }
 
-const legacyNat = (sb: Sandbox) =>
-  sb
-    .inNode(["iptables-legacy-save", "-t", "nat"])
-    .stdout.split("\n")
-    .filter((l) => l !== "" && !l.startsWith("#"))
-    .map((l) => l.replace(/\[\d+:\d+\]/, "[0:0]"))
-    .join("\n");
+const legacyNat = (sb: Sandbox) => iptablesRules(sb, 4, { program: "iptables-legacy-save", table: "nat" }).join("\n");
 
 const nftNat = (sb: Sandbox) => sb.inNode(["iptables-nft-save", "-t", "nat"]).stdout;
 

@@ -6,11 +6,11 @@ import {
   NET,
   client,
   containerLinks,
-  nodeLinks,
   nodeState,
   reservationFiles,
   standardNet,
 } from "../helpers/reliability.ts";
+import { nodeLinks } from "../helpers/node-state.ts";
 import { masqChainName } from "../../lib/net/masquerade/iptables.ts";
 
 const inSandbox = sandboxed(test, "reliab");

@@ -10,7 +10,6 @@ import {
   client,
   clientAsync,
   containerLinks,
-  netfilterState,
   nodeState,
   reservationFiles,
   runSeed,
@@ -21,6 +20,7 @@ import {
   type NodeState,
   type Outcome,
 } from "../helpers/reliability.ts";
+import { netfilterState } from "../helpers/node-state.ts";
 import { masqChainName } from "../../lib/net/masquerade/iptables.ts";
 import { tokenize } from "../../lib/netfilter/rules.ts";
 

@@ -3,15 +3,8 @@ import * as assert from "uvu/assert";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { BIN, cniEnv, sh, sandboxed } from "../helpers/sandbox.ts";
-import {
-  BRIDGE_NAME,
-  NET,
-  client,
-  netfilterState,
-  reservationFiles,
-  standardNet,
-  type Net,
-} from "../helpers/reliability.ts";
+import { BRIDGE_NAME, NET, client, reservationFiles, standardNet, type Net } from "../helpers/reliability.ts";
+import { netfilterState } from "../helpers/node-state.ts";
 import { masqChainName } from "../../lib/net/masquerade/iptables.ts";
 import { runPlugin } from "../helpers/plugin-run.ts";
 
