@@ -8,8 +8,9 @@
  */
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { Sandbox } from "../helpers/sandbox.ts";
-import { fileTree, runPluginAsync } from "../helpers/hostile.ts";
+import { withSandbox } from "../helpers/sandbox.ts";
+import { runNamedAsync } from "../helpers/hostile.ts";
+import { fileTree } from "../helpers/node-state.ts";
 import { describe, makeCase, type FuzzPlugin } from "./harness.ts";
 import { fuzzNode } from "./node.ts";
 
@@ -19,17 +20,16 @@ if (!seedText || !plugin || !indexText) {
   process.exit(2);
 }
 const seed = Number(seedText);
-const sb = new Sandbox("reliab");
-try {
+await withSandbox("reliab", async (sb) => {
   const { ctrA, ctrB, paths, cwd } = fuzzNode(sb);
   const c = makeCase(seed, plugin as FuzzPlugin, Number(indexText), paths(plugin));
   console.log(describe(c, seed));
-  const show = (what: string, r: Awaited<ReturnType<typeof runPluginAsync>>) =>
+  const show = (what: string, r: Awaited<ReturnType<typeof runNamedAsync>>) =>
     console.log(
       `\n${what}: exit ${r.code}${r.timedOut ? " (timed out)" : ""}\nstdout: ${r.stdout.trim()}\nstderr: ${r.stderr.trim()}`,
     );
   const run = (env: Record<string, string>) =>
-    runPluginAsync(sb, c.plugin, env, c.config, process.env.PATH ?? "", 20_000, cwd);
+    runNamedAsync(sb, c.plugin, env, c.config, process.env.PATH ?? "", 20_000, cwd);
   const first = await run(c.env);
   show(c.env.CNI_COMMAND ?? "(no command)", first);
   if (first.code === 0 && c.env.CNI_COMMAND === "ADD") show("DEL", await run({ ...c.env, CNI_COMMAND: "DEL" }));
@@ -37,6 +37,4 @@ try {
   console.log("container links:", sb.inNs(c.plugin === "tuning" ? ctrB.name : ctrA.name, ["ip", "-br", "link"]).stdout);
   for (const dir of ["ipam", "ipam2", "tuning"].map((d) => join(sb.tmp, d)))
     if (existsSync(dir)) console.log(`${dir}:`, fileTree(dir).join(" "));
-} finally {
-  sb.cleanup();
-}
+});

@@ -1,7 +1,9 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync, mkdirSync, readdirSync, symlinkSync } from "node:fs";
 import { join } from "node:path";
-import { BIN, REF_BIN, Sandbox, cniEnv, sh } from "./sandbox.ts";
+import { BIN, REF_BIN, type Sandbox, cniEnv, sh } from "./sandbox.ts";
+import { runPlugin, runPluginAsync, type RunOptions } from "./plugin-run.ts";
+import { iptablesRules, nftRuleset } from "./node-state.ts";
 
 /**
  * Pieces for bridge integration tests: plugin directories (our bridge with our host-local, which
@@ -12,19 +14,6 @@ export const BRIDGE = join(BIN, "bridge");
 export const REF_BRIDGE = join(REF_BIN, "bridge");
 
 export type Ipam = "ours" | "reference";
-
-/** Registers tests that each get a fresh Sandbox, cleaned up whatever happens. */
-export function sandboxed(test: (name: string, fn: () => Promise<void>) => void, label: string) {
-  return (name: string, fn: (sb: Sandbox) => void | Promise<void>) =>
-    test(name, async () => {
-      const sb = new Sandbox(label);
-      try {
-        await fn(sb);
-      } finally {
-        sb.cleanup();
-      }
-    });
-}
 
 /**
  * CNI_PATH for a run. "ours": the build directory itself, where host-local is a hard link to the
@@ -79,16 +68,8 @@ function callEnv(command: string, c: Call) {
   });
 }
 
-const parseJson = (s: string): any => {
-  try {
-    return JSON.parse(s);
-  } catch {
-    return undefined;
-  }
-};
-
-export function cni(sb: Sandbox, command: string, c: Call, conf: unknown) {
-  return sb.plugin(c.binary ?? BRIDGE, callEnv(command, c), conf);
+export function cni(sb: Sandbox, command: string, c: Call, conf: unknown, opts?: RunOptions) {
+  return runPlugin(sb, c.binary ?? BRIDGE, callEnv(command, c), conf, opts);
 }
 
 export function addOk(sb: Sandbox, c: Call, conf: unknown): any {
@@ -128,19 +109,12 @@ export const linkNames = (sb: Sandbox, ns: string) =>
     .map((l) => l.ifname)
     .sort();
 
-/** The node's nat rules for both families and its nft ruleset, without counters or comments lines. */
-export function netfilter(sb: Sandbox): { v4: string[]; v6: string[]; nft: string } {
-  const clean = (dump: string) =>
-    dump
-      .split("\n")
-      .filter((l) => l !== "" && !l.startsWith("#"))
-      .map((l) => l.replace(/\[\d+:\d+\]/, "[0:0]"));
-  return {
-    v4: clean(sb.inNode(["iptables-save", "-t", "nat"]).stdout),
-    v6: clean(sb.inNode(["ip6tables-save", "-t", "nat"]).stdout),
-    nft: sb.inNode(["nft", "list", "ruleset"]).stdout.replace(/packets \d+ bytes \d+/g, ""),
-  };
-}
+/** The node's nat rules for both families and its nft ruleset. */
+export const netfilter = (sb: Sandbox): { v4: string[]; v6: string[]; nft: string } => ({
+  v4: iptablesRules(sb, 4, { table: "nat" }),
+  v6: iptablesRules(sb, 6, { table: "nat" }),
+  nft: nftRuleset(sb),
+});
 
 /** Rules in the inet masquerade table's per-address chain (the reference's nftables layout). */
 export function nftMasqRules(sb: Sandbox): string[] {
@@ -183,10 +157,8 @@ export function tracedSpawns(
   binary = BRIDGE,
 ): { code: number; stdout: string; spawns: string[] } {
   const log = join(sb.tmp, `strace-${Math.random().toString(36).slice(2)}.log`);
-  const r = sb.inNode(["strace", "-f", "-e", "trace=execve", "-e", "signal=none", "-o", log, binary], {
-    input: JSON.stringify(conf),
-    env: { PATH: process.env.PATH, ...env },
-    allowFailure: true,
+  const r = runPlugin(sb, binary, env, conf, {
+    wrapper: ["strace", "-f", "-e", "trace=execve", "-e", "signal=none", "-o", log],
   });
   const byPid = new Map<string, string>();
   const pending = new Map<string, string>();
@@ -217,32 +189,12 @@ export function whoami(sb: Sandbox, ns: string, host: string, port: number): str
 }
 
 /** The same call as cni(), without waiting: several of them run at once. */
-export function cniAsync(
-  sb: Sandbox,
-  command: string,
-  c: Call,
-  conf: unknown,
-): Promise<{ code: number; stdout: string; json: any }> {
-  const env = { PATH: process.env.PATH, ...callEnv(command, c) };
-  const child = spawn("ip", ["netns", "exec", sb.node, c.binary ?? BRIDGE], { env, stdio: ["pipe", "pipe", "ignore"] });
-  child.stdin!.end(JSON.stringify(conf));
-  let stdout = "";
-  child.stdout!.on("data", (d: Buffer) => (stdout += d));
-  return new Promise((resolve) =>
-    child.on("close", (code) => resolve({ code: code ?? 1, stdout, json: parseJson(stdout) })),
-  );
-}
+export const cniAsync = (sb: Sandbox, command: string, c: Call, conf: unknown) =>
+  runPluginAsync(sb, c.binary ?? BRIDGE, callEnv(command, c), conf);
 
 /**
  * The same call as cni(), entering the node namespace with nsenter: unlike `ip netns exec` that
  * leaves /sys mounted for the machine's own namespace, as some runtimes leave it.
  */
-export function cniNsenter(sb: Sandbox, command: string, c: Call, conf: unknown) {
-  const env = { PATH: process.env.PATH, ...callEnv(command, c) };
-  const r = sh(["nsenter", `--net=/var/run/netns/${sb.node}`, c.binary ?? BRIDGE], {
-    input: JSON.stringify(conf),
-    env,
-    allowFailure: true,
-  });
-  return { ...r, json: parseJson(r.stdout) };
-}
+export const cniNsenter = (sb: Sandbox, command: string, c: Call, conf: unknown) =>
+  cni(sb, command, c, conf, { entry: "nsenter" });

@@ -1,18 +1,13 @@
-import { spawn } from "node:child_process";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { BIN, REF_BIN, cniEnv, type Sandbox } from "./sandbox.ts";
+import { runPlugin, startPlugin, type PluginRun } from "./plugin-run.ts";
 
 /** Ours and the reference Go plugin, run the same way inside the sandbox's node namespace. */
 export const OURS = join(BIN, "host-local");
 export const REF = join(REF_BIN, "host-local");
 
-export interface Outcome {
-  code: number;
-  stdout: string;
-  json: any;
-  signal?: string | null;
-}
+export type Outcome = PluginRun;
 
 /** One network of host-local in a sandbox: its config, its store directory and ways to call plugins on it. */
 export class IpamNet {
@@ -55,34 +50,12 @@ export class IpamNet {
     config: unknown = this.config(),
     more: Record<string, string> = {},
   ): Outcome {
-    const r = this.sb.plugin(bin, this.env(command, id, more), config);
-    return { code: r.code, stdout: r.stdout, json: r.json };
+    return runPlugin(this.sb, bin, this.env(command, id, more), config);
   }
 
   /** Starts a plugin without waiting; `kill` is there for the crash tests. */
   start(bin: string, command: string, id: string, config: unknown = this.config()) {
-    const child = spawn("ip", ["netns", "exec", this.sb.node, bin], {
-      env: { PATH: process.env.PATH, ...this.env(command, id) },
-      stdio: ["pipe", "pipe", "pipe"],
-    });
-    let stdout = "";
-    child.stdout.setEncoding("utf8").on("data", (d: string) => (stdout += d));
-    child.stderr.resume();
-    child.stdin.on("error", () => {}); // a killed child may close stdin before we finish writing
-    child.stdin.end(JSON.stringify(config));
-    const done = new Promise<Outcome>((resolve, reject) => {
-      child.on("error", reject);
-      child.on("close", (code, signal) => {
-        let json: any;
-        try {
-          json = stdout.trim() ? JSON.parse(stdout) : undefined;
-        } catch {
-          json = undefined;
-        }
-        resolve({ code: code ?? 128, stdout, json, signal });
-      });
-    });
-    return { child, done };
+    return startPlugin(this.sb, bin, this.env(command, id), config);
   }
 
   runAsync(bin: string, command: string, id: string, config: unknown = this.config()): Promise<Outcome> {

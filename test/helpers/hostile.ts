@@ -1,8 +1,8 @@
-import { spawn, spawnSync } from "node:child_process";
-import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
-import { join, relative } from "node:path";
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { BIN, type Sandbox, cniEnv } from "./sandbox.ts";
-import { netfilterState, nodeLinks } from "./reliability.ts";
+import { runPlugin, runPluginAsync, type PluginRun } from "./plugin-run.ts";
+import { fileTree, nodeSnapshot, type NodeSnapshot } from "./node-state.ts";
 import { PLUGIN_NAMES } from "../../plugins/index.ts";
 
 /**
@@ -117,63 +117,28 @@ export function tripwire(sb: Sandbox): Tripwire {
   };
 }
 
-/** Every file and directory under `root` (relative paths), except those under `skip`. */
-export function fileTree(root: string, skip: readonly string[] = []): string[] {
-  const out: string[] = [];
-  const walk = (dir: string) => {
-    for (const d of readdirSync(dir, { withFileTypes: true })) {
-      const p = join(dir, d.name);
-      if (skip.includes(p)) continue;
-      out.push(relative(root, p) + (d.isDirectory() ? "/" : ""));
-      if (d.isDirectory()) walk(p);
-    }
-  };
-  walk(root);
-  return out.sort();
-}
-
-export interface Residue {
-  links: string[];
-  iptables: string;
-  nft: string;
+/** What a refused run must not change: the node's links and netfilter, and every file under the sandbox. */
+export interface Residue extends NodeSnapshot {
   files: string[];
 }
 
 export function residue(sb: Sandbox, skipFiles: readonly string[] = []): Residue {
-  return { links: nodeLinks(sb), ...netfilterState(sb), files: fileTree(sb.tmp, skipFiles) };
+  return { ...nodeSnapshot(sb), files: fileTree(sb.tmp, skipFiles) };
 }
 
-export interface PluginRun {
-  code: number;
-  stdout: string;
-  stderr: string;
-  json: any;
-}
-
-/** `ip` by absolute path: the plugin's PATH may be the tripwire directory. */
-const IP = ["/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"].find((p) => existsSync(p)) ?? "ip";
-
-/** One plugin run in the node namespace with exactly these CNI variables (plus PATH). */
-export function runPlugin(
+/**
+ * A plugin of the build by its registry name, with exactly these CNI variables and PATH (the
+ * tripwire's, to prove a refusal comes before the first tool), bounded at 30 s; a run that hits
+ * the bound comes back with `timedOut` rather than failing here, since some cases assert on it.
+ */
+export function runNamed(
   sb: Sandbox,
   plugin: PluginName,
   vars: Record<string, string>,
   config: unknown,
   path = process.env.PATH ?? "",
 ): PluginRun {
-  const r = spawnSync(IP, ["netns", "exec", sb.node, join(BIN, plugin)], {
-    input: JSON.stringify(config),
-    env: { ...vars, PATH: path },
-    encoding: "utf8",
-    timeout: 30_000,
-  });
-  let json: any;
-  try {
-    json = JSON.parse(r.stdout);
-  } catch {
-    json = undefined;
-  }
-  return { code: r.status ?? 128, stdout: r.stdout ?? "", stderr: r.stderr ?? "", json };
+  return runPlugin(sb, join(BIN, plugin), { ...vars, PATH: path }, config, { timeoutMs: 30_000, returnErrors: true });
 }
 
 export const addEnv = (netns: string, extra: Record<string, string> = {}) =>
@@ -183,8 +148,8 @@ export const addEnv = (netns: string, extra: Record<string, string> = {}) =>
 export const CRASH =
   /TypeError|ReferenceError|RangeError|is not a function|is not iterable|Cannot read prop|\b(undefined|null) is not an object|Maximum call stack|\n\s+at .+:\d+:\d+/;
 
-/** runPlugin without waiting, so independent cases can run a few at a time. */
-export function runPluginAsync(
+/** runNamed without waiting, so independent cases can run a few at a time. */
+export function runNamedAsync(
   sb: Sandbox,
   plugin: PluginName,
   vars: Record<string, string>,
@@ -192,37 +157,8 @@ export function runPluginAsync(
   path = process.env.PATH ?? "",
   timeoutMs = 30_000,
   cwd?: string,
-): Promise<PluginRun & { timedOut: boolean }> {
-  const input = typeof config === "string" || Buffer.isBuffer(config) ? config : JSON.stringify(config);
-  const child = spawn(IP, ["netns", "exec", sb.node, join(BIN, plugin)], {
-    env: { ...vars, PATH: path },
-    stdio: ["pipe", "pipe", "pipe"],
-    cwd,
-  });
-  let stdout = "";
-  let stderr = "";
-  let timedOut = false;
-  child.stdout!.on("data", (d: Buffer) => (stdout += d));
-  child.stderr!.on("data", (d: Buffer) => (stderr += d));
-  // A plugin that stops reading early (a bounded stdin) closes the pipe: not our failure.
-  child.stdin!.on("error", () => {});
-  child.stdin!.end(input);
-  const timer = setTimeout(() => {
-    timedOut = true;
-    child.kill("SIGKILL");
-  }, timeoutMs);
-  return new Promise((resolve) =>
-    child.on("close", (code) => {
-      clearTimeout(timer);
-      let json: any;
-      try {
-        json = JSON.parse(stdout);
-      } catch {
-        json = undefined;
-      }
-      resolve({ code: code ?? 128, stdout, stderr, json, timedOut });
-    }),
-  );
+): Promise<PluginRun> {
+  return runPluginAsync(sb, join(BIN, plugin), { ...vars, PATH: path }, config, { timeoutMs, cwd, returnErrors: true });
 }
 
 /** Runs `jobs` with at most `width` at a time; results in order. */

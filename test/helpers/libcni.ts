@@ -1,7 +1,8 @@
 import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { BIN, sh, type Exec, type Sandbox } from "./sandbox.ts";
+import { BIN, sh, type Sandbox } from "./sandbox.ts";
+import { runPlugin, type PluginRun } from "./plugin-run.ts";
 
 /**
  * CNI clients for integration tests: the Go client built on Debian's libcni (what containerd and
@@ -47,17 +48,14 @@ export interface ClientEnv {
   capArgs?: unknown;
 }
 
-export interface ClientRun extends Exec {
-  /** stdout parsed as JSON when it is JSON (the ADD result, the version answer). */
-  json: any;
+export interface ClientRun extends PluginRun {
   /** The CNI error code a plugin answered with, from "(CNI error code N)" on stderr. */
   cniCode?: number;
 }
 
-/** Runs a client (`libcniClient()` or `ourCnitool()`) in the node namespace. */
-export function runClient(sandbox: Sandbox, client: string, argv: string[], env: ClientEnv): ClientRun {
+/** The variables a client reads, from the test's description of the call. */
+export function clientVars(env: ClientEnv): Record<string, string> {
   const vars: Record<string, string> = {
-    PATH: process.env.PATH ?? "/usr/sbin:/usr/bin:/sbin:/bin",
     CNI_PATH: env.cniPath ?? BIN,
     NETCONFPATH: env.netconfPath,
     CNI_CACHE_DIR: env.cacheDir,
@@ -66,15 +64,14 @@ export function runClient(sandbox: Sandbox, client: string, argv: string[], env:
   if (env.containerId !== undefined) vars.CNI_CONTAINERID = env.containerId;
   if (env.cniArgs !== undefined) vars.CNI_ARGS = env.cniArgs;
   if (env.capArgs !== undefined) vars.CAP_ARGS = JSON.stringify(env.capArgs);
-  const res = sandbox.inNode([client, ...argv], { env: vars, allowFailure: true });
-  let json: any;
-  try {
-    json = res.stdout.trim() ? JSON.parse(res.stdout) : undefined;
-  } catch {
-    json = undefined;
-  }
+  return vars;
+}
+
+/** Runs a client (`libcniClient()` or `ourCnitool()`) in the node namespace. */
+export function runClient(sandbox: Sandbox, client: string, argv: string[], env: ClientEnv): ClientRun {
+  const res = runPlugin(sandbox, client, clientVars(env), undefined, { args: argv });
   const m = /CNI error code (\d+)/.exec(res.stderr);
-  return { ...res, json, cniCode: m ? Number(m[1]) : undefined };
+  return { ...res, cniCode: m ? Number(m[1]) : undefined };
 }
 
 /** Writes network configuration files into a fresh directory under the sandbox; returns it. */

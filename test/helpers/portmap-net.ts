@@ -1,7 +1,9 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { BIN, REF_BIN, Sandbox, cniEnv } from "./sandbox.ts";
+import { BIN, REF_BIN, type Sandbox, cniEnv, withSandbox } from "./sandbox.ts";
+import { runPlugin, runPluginAsync } from "./plugin-run.ts";
+import { iptablesRules, nftRuleset } from "./node-state.ts";
 
 /**
  * Pieces for portmap integration tests: a container attached to a bridge in the node namespace
@@ -140,7 +142,8 @@ export function bridgeConfig(sb: Sandbox) {
 /** A container namespace attached to the bridge; its result is what portmap gets as prevResult. */
 export function attach(sb: Sandbox, id: string): Attached {
   const c = sb.addContainer();
-  const r = sb.plugin(
+  const r = runPlugin(
+    sb,
     join(IFACE_BIN, "bridge"),
     cniEnv("ADD", { CNI_CONTAINERID: id, CNI_NETNS: c.path, CNI_PATH: IFACE_BIN }),
     bridgeConfig(sb),
@@ -177,23 +180,12 @@ export function runPortmap(
   config: unknown,
   binary = PORTMAP,
 ) {
-  return sb.plugin(binary, cniEnv(command, { CNI_CONTAINERID: a.id, CNI_NETNS: a.path }), config);
+  return runPlugin(sb, binary, cniEnv(command, { CNI_CONTAINERID: a.id, CNI_NETNS: a.path }), config);
 }
 
 /** The same, without waiting: for calls that must overlap. */
-export function runPortmapAsync(
-  sb: Sandbox,
-  command: string,
-  a: Pick<Attached, "id" | "path">,
-  config: unknown,
-): Promise<{ code: number; stdout: string }> {
-  const env = { PATH: process.env.PATH, ...cniEnv(command, { CNI_CONTAINERID: a.id, CNI_NETNS: a.path }) };
-  const child = spawn("ip", ["netns", "exec", sb.node, PORTMAP], { env, stdio: ["pipe", "pipe", "ignore"] });
-  child.stdin!.end(JSON.stringify(config));
-  let stdout = "";
-  child.stdout!.on("data", (d) => (stdout += d));
-  return new Promise((resolve) => child.on("close", (code) => resolve({ code: code ?? 1, stdout })));
-}
+export const runPortmapAsync = (sb: Sandbox, command: string, a: Pick<Attached, "id" | "path">, config: unknown) =>
+  runPluginAsync(sb, PORTMAP, cniEnv(command, { CNI_CONTAINERID: a.id, CNI_NETNS: a.path }), config);
 
 /**
  * Runs `body` in a fresh sandbox wired to an external host, then stops the servers it started and
@@ -202,14 +194,14 @@ export function runPortmapAsync(
 export async function inTopology(
   body: (sb: Sandbox, t: Topology & { servers: ChildProcess[] }) => void | Promise<void>,
 ) {
-  const sb = new Sandbox("portmap");
-  const servers: ChildProcess[] = [];
-  try {
-    await body(sb, { ...buildTopology(sb), servers });
-  } finally {
-    for (const s of servers) s.kill();
-    sb.cleanup();
-  }
+  await withSandbox("portmap", async (sb) => {
+    const servers: ChildProcess[] = [];
+    try {
+      await body(sb, { ...buildTopology(sb), servers });
+    } finally {
+      for (const s of servers) s.kill();
+    }
+  });
 }
 
 export interface Snapshot {
@@ -219,20 +211,11 @@ export interface Snapshot {
 }
 
 /** The node's netfilter state in the forms the issue names: iptables-save and nft list ruleset. */
-export function snapshot(sb: Sandbox): Snapshot {
-  const save = (bin: string) =>
-    sb
-      .inNode([bin])
-      .stdout.split("\n")
-      .filter((l) => !l.startsWith("#"))
-      .map((l) => l.replace(/\[\d+:\d+\]/, "[0:0]"))
-      .join("\n");
-  return {
-    ipt4: save("iptables-save"),
-    ipt6: save("ip6tables-save"),
-    nft: sb.inNode(["nft", "list", "ruleset"]).stdout,
-  };
-}
+export const snapshot = (sb: Sandbox): Snapshot => ({
+  ipt4: iptablesRules(sb, 4).join("\n"),
+  ipt6: iptablesRules(sb, 6).join("\n"),
+  nft: nftRuleset(sb),
+});
 
 const SHARED_IPT = [
   /^:CNI-HOSTPORT-(DNAT|SETMARK|MASQ) /,

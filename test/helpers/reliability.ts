@@ -1,8 +1,9 @@
-import { spawn } from "node:child_process";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { libcniClient, ourCnitool, writeNetconf, type ClientEnv } from "./libcni.ts";
-import { BIN, type Sandbox, sh } from "./sandbox.ts";
+import { clientVars, libcniClient, ourCnitool, writeNetconf, type ClientEnv } from "./libcni.ts";
+import { type Sandbox, sh } from "./sandbox.ts";
+import { startPlugin, type PluginRun } from "./plugin-run.ts";
+import { nodeLinks, nodeSnapshot, type NodeSnapshot } from "./node-state.ts";
 
 /**
  * Pieces for the reliability tests: the standard conflist (loopback, bridge with gateway,
@@ -61,12 +62,7 @@ export function standardNet(
   };
 }
 
-export interface Outcome {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-}
+export type Outcome = Pick<PluginRun, "code" | "signal" | "stdout" | "stderr">;
 
 /**
  * Runs the client in the node namespace without waiting. `killPlugins()` SIGKILLs every process
@@ -80,28 +76,11 @@ export function clientAsync(
   netnsPath: string,
   extraEnv: Record<string, string> = {},
 ) {
-  const env: Record<string, string> = {
-    PATH: process.env.PATH ?? "/usr/sbin:/usr/bin:/sbin:/bin",
-    CNI_PATH: net.client.cniPath ?? BIN,
-    NETCONFPATH: net.client.netconfPath,
-    CNI_CACHE_DIR: net.client.cacheDir,
-    CNI_CONTAINERID: containerId,
-    CNI_IFNAME: "eth0",
-    CAP_ARGS: JSON.stringify(net.client.capArgs ?? {}),
-    ...extraEnv,
-  };
-  const child = spawn("ip", ["netns", "exec", net.sb.node, net.tool, verb, NET, netnsPath], {
-    env,
+  const vars = clientVars({ ...net.client, containerId, ifname: "eth0", capArgs: net.client.capArgs ?? {} });
+  const { child, done } = startPlugin(net.sb, net.tool, { ...vars, ...extraEnv }, undefined, {
+    args: [verb, NET, netnsPath],
     detached: true,
-    stdio: ["ignore", "pipe", "pipe"],
   });
-  let stdout = "";
-  let stderr = "";
-  child.stdout!.on("data", (d: Buffer) => (stdout += d));
-  child.stderr!.on("data", (d: Buffer) => (stderr += d));
-  const done = new Promise<Outcome>((resolve) =>
-    child.on("close", (code, signal) => resolve({ code, signal, stdout, stderr })),
-  );
   return {
     done,
     kill() {
@@ -179,39 +158,8 @@ export const client = (
 ) => clientAsync(net, verb, containerId, netnsPath, extraEnv).done;
 
 /** Everything an attachment can leave in the node, normalised so two snapshots compare equal. */
-export interface NodeState {
-  links: string[];
-  iptables: string;
-  nft: string;
+export interface NodeState extends NodeSnapshot {
   reservations: string[];
-}
-
-const dropCounters = (dump: string) =>
-  dump
-    .split("\n")
-    .filter((l) => l !== "" && !l.startsWith("#"))
-    .map((l) => l.replace(/\[\d+:\d+\]/, "[0:0]"))
-    .join("\n");
-
-export function netfilterState(sb: Sandbox): { iptables: string; nft: string } {
-  const iptables = ["iptables-save", "ip6tables-save"]
-    .map((bin) => dropCounters(sb.inNode([bin]).stdout))
-    .join("\n--\n");
-  const nft = sb
-    .inNode(["nft", "list", "ruleset"])
-    .stdout.replace(/ counter packets \d+ bytes \d+/g, "")
-    .replace(/# handle \d+/g, "");
-  return { iptables, nft };
-}
-
-/** Node links as "name kind [master]", without ifindexes or addresses (they change with every pair). */
-export function nodeLinks(sb: Sandbox, ns = sb.node): string[] {
-  const links = JSON.parse(sb.inNs(ns, ["ip", "-d", "-j", "link", "show"]).stdout) as {
-    ifname: string;
-    master?: string;
-    linkinfo?: { info_kind?: string };
-  }[];
-  return links.map((l) => [l.ifname, l.linkinfo?.info_kind ?? "-", l.master ?? ""].join(" ").trim()).sort();
 }
 
 /** Reservation files (address names) of `network` under `dataDir`. */
@@ -224,7 +172,7 @@ export function reservationFiles(dataDir: string, network = NET): string[] {
 }
 
 export function nodeState(net: Net): NodeState {
-  return { links: nodeLinks(net.sb), ...netfilterState(net.sb), reservations: reservationFiles(net.dataDir) };
+  return { ...nodeSnapshot(net.sb), reservations: reservationFiles(net.dataDir) };
 }
 
 /** Names of the container namespace's links (just "lo ..." once nothing is attached). */

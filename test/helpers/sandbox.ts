@@ -87,24 +87,27 @@ export class Sandbox {
     return sh(["ip", "netns", "exec", ns, ...argv], opts);
   }
 
-  /** Runs a plugin executable inside the node namespace with the CNI environment and stdin config. */
-  plugin(binary: string, env: Record<string, string>, config: unknown): Exec & { json: any } {
-    const input = typeof config === "string" ? config : JSON.stringify(config);
-    const res = this.inNode([binary], { input, env: { PATH: process.env.PATH, ...env }, allowFailure: true });
-    let json: any;
-    try {
-      json = res.stdout.trim() ? JSON.parse(res.stdout) : undefined;
-    } catch {
-      json = undefined;
-    }
-    return { ...res, json };
-  }
-
   cleanup() {
     for (const ns of this.namespaces.reverse()) sh(["ip", "netns", "del", ns], { allowFailure: true });
     rmSync(this.tmp, { recursive: true, force: true });
   }
 }
+
+/** Runs `fn` in a fresh sandbox and removes the sandbox whatever happens. */
+export async function withSandbox<T>(label: string, fn: (sb: Sandbox) => T | Promise<T>): Promise<T> {
+  const sb = new Sandbox(label);
+  try {
+    return await fn(sb);
+  } finally {
+    sb.cleanup();
+  }
+}
+
+/** Registers tests (uvu's `test`, or a `test.skip` chosen at load) that each get a fresh sandbox. */
+export const sandboxed =
+  (test: (name: string, fn: () => Promise<void>) => void, label: string) =>
+  (name: string, fn: (sb: Sandbox) => void | Promise<void>) =>
+    test(name, () => withSandbox(label, fn));
 
 /** Builds a CNI environment for one call. */
 export function cniEnv(

@@ -2,7 +2,7 @@ import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { REF_BIN, sh, type Sandbox } from "../helpers/sandbox.ts";
+import { REF_BIN, sh, type Sandbox, sandboxed } from "../helpers/sandbox.ts";
 import {
   BRIDGE,
   REF_BRIDGE,
@@ -20,19 +20,20 @@ import {
   ping,
   reservations,
   withPrev,
-  sandboxed,
   type Ipam,
 } from "../helpers/bridge-net.ts";
+import { runPlugin } from "../helpers/plugin-run.ts";
+import { nodeLinks } from "../helpers/node-state.ts";
+
+const inSandbox = sandboxed(test, "brlife");
 
 // What the bridge plugin leaves behind: CHECK against the kernel, DEL in every state of the
 // container, interoperation with the reference plugin, rollback of a failed ADD, bad input, GC.
 
-const withSandbox = sandboxed(test, "brlife");
-
-/** Everything ADD may create in the node besides the bridge itself: ports, rules, reservations. */
-function nodeState(sb: Sandbox) {
+/** Everything ADD may create in the node besides the bridge itself (unless asked): ports, rules, reservations. */
+function nodeState(sb: Sandbox, opts: { withBridge?: boolean } = {}) {
   return {
-    links: linkNames(sb, sb.node).filter((n) => n !== "cni0"),
+    links: nodeLinks(sb).filter((l) => opts.withBridge || l.split(" ")[0] !== "cni0"),
     netfilter: netfilter(sb),
     reservations: reservations(sb),
   };
@@ -41,7 +42,7 @@ function nodeState(sb: Sandbox) {
 // GC does not touch links (a deleted namespace takes its veth pair along, asynchronously).
 const rulesAndReservations = (sb: Sandbox) => ({ netfilter: netfilter(sb), reservations: reservations(sb) });
 
-withSandbox("CHECK passes on a fresh attachment, then fails once an address is removed by hand", (sb) => {
+inSandbox("CHECK passes on a fresh attachment, then fails once an address is removed by hand", (sb) => {
   const conf = bridgeConf(sb);
   const c = sb.addContainer();
   const r = addOk(sb, { netns: c.path }, conf);
@@ -53,7 +54,7 @@ withSandbox("CHECK passes on a fresh attachment, then fails once an address is r
   assert.is(bad.json.msg, "Failed to match addr 10.22.0.2/24 on interface eth0");
 });
 
-withSandbox(
+inSandbox(
   "CHECK fails when the host veth is detached from the bridge, or a route is gone, or prevResult is missing",
   (sb) => {
     const conf = bridgeConf(sb);
@@ -77,7 +78,7 @@ withSandbox(
   },
 );
 
-withSandbox("DEL leaves no link, reservation or rule; a second DEL succeeds", (sb) => {
+inSandbox("DEL leaves no link, reservation or rule; a second DEL succeeds", (sb) => {
   const conf = bridgeConf(sb, { ipMasq: true });
   const first = sb.addContainer();
   addOk(sb, { id: "warm-up", netns: first.path }, conf); // the bridge exists before the snapshot
@@ -94,7 +95,7 @@ withSandbox("DEL leaves no link, reservation or rule; a second DEL succeeds", (s
   }
 });
 
-withSandbox(
+inSandbox(
   "DEL after the namespace is gone (prevResult known), and with CNI_NETNS empty (nothing known): rules and reservation go",
   (sb) => {
     const conf = bridgeConf(sb, { ipMasq: true });
@@ -118,7 +119,7 @@ withSandbox(
 );
 
 for (const ipam of ["reference", "ours"] as Ipam[]) {
-  withSandbox(`reference ADD + our DEL, and our ADD + reference DEL, leave nothing (${ipam} host-local)`, (sb) => {
+  inSandbox(`reference ADD + our DEL, and our ADD + reference DEL, leave nothing (${ipam} host-local)`, (sb) => {
     const path = cniPath(sb, ipam);
     const refPath = ipam === "ours" ? `${REF_BIN}:${path}` : REF_BIN;
     const conf = bridgeConf(sb, { ipMasq: true });
@@ -151,7 +152,7 @@ for (const ipam of ["reference", "ours"] as Ipam[]) {
   });
 }
 
-withSandbox("a failed ADD (exhausted range) leaves no veth, reservation or rule", (sb) => {
+inSandbox("a failed ADD (exhausted range) leaves no veth, reservation or rule", (sb) => {
   const conf = bridgeConf(sb, { ipMasq: true }, { rangeStart: "10.22.0.2", rangeEnd: "10.22.0.2" });
   const first = sb.addContainer();
   addOk(sb, { id: "first", netns: first.path }, conf);
@@ -171,7 +172,7 @@ const FAILING_IPAM: [string, Record<string, unknown>, RegExp][] = [
 ];
 
 for (const [what, ipam, msg] of FAILING_IPAM) {
-  withSandbox(
+  inSandbox(
     `a failed ADD (${what}) removes the bridge it created, but never one that was there before or has other ports`,
     async (sb) => {
       const c = sb.addContainer();
@@ -213,7 +214,7 @@ for (const [what, ipam, msg] of FAILING_IPAM) {
   );
 }
 
-withSandbox("a failure after IPAM (gateway address conflict) releases the address and removes the veth", (sb) => {
+inSandbox("a failure after IPAM (gateway address conflict) releases the address and removes the veth", (sb) => {
   const conf = bridgeConf(sb, { ipMasq: true });
   sb.inNode(["ip", "link", "add", "cni0", "type", "bridge"]);
   sb.inNode(["ip", "addr", "add", "10.99.0.1/24", "dev", "cni0"]);
@@ -240,7 +241,7 @@ withSandbox("a failure after IPAM (gateway address conflict) releases the addres
   );
 });
 
-withSandbox("ADDs racing to create the bridge all succeed, with distinct addresses on one bridge", async (sb) => {
+inSandbox("ADDs racing to create the bridge all succeed, with distinct addresses on one bridge", async (sb) => {
   const conf = bridgeConf(sb, { ipMasq: true });
   const ctrs = [0, 1, 2, 3].map(() => sb.addContainer());
   const results = await Promise.all(ctrs.map((c, i) => cniAsync(sb, "ADD", { id: `race-${i}`, netns: c.path }, conf)));
@@ -259,7 +260,7 @@ withSandbox("ADDs racing to create the bridge all succeed, with distinct address
   assert.ok(ping(sb, ctrs[0]!.name, results[3]!.json.ips[0].address.split("/")[0]));
 });
 
-withSandbox(
+inSandbox(
   "with /sys showing another namespace the bridge is looked up with ip: reused, and a non-bridge refused",
   (sb) => {
     const conf = bridgeConf(sb);
@@ -333,21 +334,21 @@ const badInputs: [string, (sb: Sandbox) => { conf: unknown; netns?: string }, Re
   ],
 ];
 for (const [what, make, msg] of badInputs) {
-  withSandbox(`bad input: ${what} is a CNI error and leaves nothing`, (sb) => {
+  inSandbox(`bad input: ${what} is a CNI error and leaves nothing`, (sb) => {
     const { conf, netns } = make(sb);
-    const before = { links: linkNames(sb, sb.node), netfilter: netfilter(sb), reservations: reservations(sb) };
+    const before = nodeState(sb, { withBridge: true });
     const c = sb.addContainer();
     const r = cni(sb, "ADD", { netns: netns ?? c.path }, conf);
     assert.is(r.code, 1);
     assert.type(r.json?.code, "number", r.stdout);
     assert.match(r.json.msg, msg);
-    assert.equal({ links: linkNames(sb, sb.node), netfilter: netfilter(sb), reservations: reservations(sb) }, before);
+    assert.equal(nodeState(sb, { withBridge: true }), before);
     assert.equal(linkNames(sb, c.name), ["lo"]);
   });
 }
 
 for (const backend of ["iptables", "nftables"]) {
-  withSandbox(`GC (${backend}) removes the masquerade and reservation of attachments not in the valid list`, (sb) => {
+  inSandbox(`GC (${backend}) removes the masquerade and reservation of attachments not in the valid list`, (sb) => {
     const conf = bridgeConf(sb, { ipMasq: true, ipMasqBackend: backend, cniVersion: "1.1.0" });
     const keep = sb.addContainer();
     const drop = sb.addContainer();
@@ -356,10 +357,11 @@ for (const backend of ["iptables", "nftables"]) {
     addOk(sb, { id: "drop", netns: drop.path }, conf);
     sh(["ip", "netns", "del", drop.name]); // a leak: the runtime never called DEL
     const leaked = rulesAndReservations(sb);
-    const blind = sb.plugin(BRIDGE, { CNI_COMMAND: "GC", CNI_PATH: cniPath(sb) }, conf);
+    const blind = runPlugin(sb, BRIDGE, { CNI_COMMAND: "GC", CNI_PATH: cniPath(sb) }, conf);
     assert.is(blind.code, 0, blind.stdout);
     assert.equal(rulesAndReservations(sb), leaked, "without a list of valid attachments nothing is removed");
-    const gc = sb.plugin(
+    const gc = runPlugin(
+      sb,
       BRIDGE,
       { CNI_COMMAND: "GC", CNI_PATH: cniPath(sb) },
       { ...conf, "cni.dev/valid-attachments": [{ containerID: "keep", ifname: "eth0" }] },
@@ -370,14 +372,16 @@ for (const backend of ["iptables", "nftables"]) {
   });
 }
 
-withSandbox("STATUS delegates to IPAM: fine with host-local, an error when the IPAM plugin is missing", (sb) => {
-  const ok = sb.plugin(
+inSandbox("STATUS delegates to IPAM: fine with host-local, an error when the IPAM plugin is missing", (sb) => {
+  const ok = runPlugin(
+    sb,
     BRIDGE,
     { CNI_COMMAND: "STATUS", CNI_PATH: cniPath(sb) },
     bridgeConf(sb, { cniVersion: "1.1.0" }),
   );
   assert.is(ok.code, 0, ok.stdout);
-  const missing = sb.plugin(
+  const missing = runPlugin(
+    sb,
     BRIDGE,
     { CNI_COMMAND: "STATUS", CNI_PATH: cniPath(sb) },
     bridgeConf(sb, { cniVersion: "1.1.0" }, { type: "no-such-ipam" }),

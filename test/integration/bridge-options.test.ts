@@ -1,6 +1,6 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { sh } from "../helpers/sandbox.ts";
+import { sh, sandboxed } from "../helpers/sandbox.ts";
 import {
   REF_BRIDGE,
   addOk,
@@ -13,17 +13,16 @@ import {
   netfilter,
   ping,
   reservations,
-  sandboxed,
   withPrev,
 } from "../helpers/bridge-net.ts";
+
+const inSandbox = sandboxed(test, "bropt");
 
 // The bridge plugin's options, each checked in the kernel (and by traffic where it changes
 // traffic): flannel's delegate config, hairpin, promiscuous mode, port isolation, MAC spoof check,
 // container MAC sources, MTU, layer 2 only, disableContainerInterface, VLANs, DAD, result versions.
 
-const withSandbox = sandboxed(test, "bropt");
-
-withSandbox("flannel's delegate config: hairpin, MTU, default route and the cluster route via the gateway", (sb) => {
+inSandbox("flannel's delegate config: hairpin, MTU, default route and the cluster route via the gateway", (sb) => {
   // What flannel hands to bridge for a node whose subnet is 10.244.1.0/24 in cluster 10.244.0.0/16.
   const conf = {
     cniVersion: "0.3.1",
@@ -68,7 +67,7 @@ withSandbox("flannel's delegate config: hairpin, MTU, default route and the clus
   assert.equal(reservations(sb, "cbr0"), []);
 });
 
-withSandbox("promiscMode turns the bridge promiscuous (and CHECK compares it); hairpin stays off", (sb) => {
+inSandbox("promiscMode turns the bridge promiscuous (and CHECK compares it); hairpin stays off", (sb) => {
   const conf = bridgeConf(sb, { promiscMode: true });
   const c = sb.addContainer();
   const r = addOk(sb, { netns: c.path }, conf);
@@ -82,7 +81,7 @@ withSandbox("promiscMode turns the bridge promiscuous (and CHECK compares it); h
   );
 });
 
-withSandbox("portIsolation: isolated ports cannot reach each other but still reach the gateway", (sb) => {
+inSandbox("portIsolation: isolated ports cannot reach each other but still reach the gateway", (sb) => {
   const conf = bridgeConf(sb, { portIsolation: true });
   const a = sb.addContainer();
   const b = sb.addContainer();
@@ -93,7 +92,7 @@ withSandbox("portIsolation: isolated ports cannot reach each other but still rea
   assert.not.ok(ping(sb, a.name, "10.22.0.3", 1), "the other isolated port is not");
 });
 
-withSandbox(
+inSandbox(
   "macspoofchk: frames with another source MAC are dropped; our DEL and the reference's remove the rules",
   (sb) => {
     const conf = bridgeConf(sb, { macspoofchk: true });
@@ -130,7 +129,7 @@ withSandbox(
   },
 );
 
-withSandbox("the container MAC: CNI_ARGS MAC, then args.cni.mac, then runtimeConfig.mac (last wins)", (sb) => {
+inSandbox("the container MAC: CNI_ARGS MAC, then args.cni.mac, then runtimeConfig.mac (last wins)", (sb) => {
   const c1 = sb.addContainer();
   const r1 = addOk(
     sb,
@@ -161,7 +160,7 @@ withSandbox("the container MAC: CNI_ARGS MAC, then args.cni.mac, then runtimeCon
   assert.equal(linkNames(sb, c4.name), ["lo"]);
 });
 
-withSandbox("layer 2 only (no ipam): the container interface is up with no address; CHECK passes", (sb) => {
+inSandbox("layer 2 only (no ipam): the container interface is up with no address; CHECK passes", (sb) => {
   const conf = { cniVersion: "1.0.0", name: "l2", type: "bridge", bridge: "br-l2" };
   const c = sb.addContainer();
   const r = addOk(sb, { netns: c.path }, conf);
@@ -188,7 +187,7 @@ withSandbox("layer 2 only (no ipam): the container interface is up with no addre
   assert.equal(linkNames(sb, old.name), ["lo"]);
 });
 
-withSandbox("disableContainerInterface leaves the container end down; with ipam it is refused", (sb) => {
+inSandbox("disableContainerInterface leaves the container end down; with ipam it is refused", (sb) => {
   const conf = { cniVersion: "1.0.0", name: "l2", type: "bridge", bridge: "br-l2", disableContainerInterface: true };
   const c = sb.addContainer();
   const r = addOk(sb, { netns: c.path }, conf);
@@ -203,7 +202,7 @@ withSandbox("disableContainerInterface leaves the container end down; with ipam 
   assert.is(withIpam.json.msg, "cannot use IPAM when DisableContainerInterface flag is set");
 });
 
-withSandbox("results in every version shape: 0.2.0 ip4, 0.4.0 with ips[].version, 1.1.0", (sb) => {
+inSandbox("results in every version shape: 0.2.0 ip4, 0.4.0 with ips[].version, 1.1.0", (sb) => {
   const c1 = sb.addContainer();
   const r020 = addOk(sb, { id: "v020", netns: c1.path }, bridgeConf(sb, { cniVersion: "0.2.0" }));
   assert.equal(r020, {
@@ -229,30 +228,27 @@ withSandbox("results in every version shape: 0.2.0 ip4, 0.4.0 with ips[].version
   );
 });
 
-withSandbox(
-  "enabledad keeps DAD on in the container and ADD returns with the IPv6 address no longer tentative",
-  (sb) => {
-    const conf = {
-      ...bridgeConf(sb, { enabledad: true }),
-      ipam: { type: "host-local", dataDir: `${sb.tmp}/ipam`, ranges: [[{ subnet: "fd00:33::/64" }]] },
-    };
-    const c = sb.addContainer();
-    addOk(sb, { netns: c.path }, conf);
-    assert.is(sb.inNs(c.name, ["cat", "/proc/sys/net/ipv6/conf/eth0/accept_dad"]).stdout.trim(), "1");
-    assert.is(sb.inNs(c.name, ["cat", "/proc/sys/net/ipv6/conf/eth0/enhanced_dad"]).stdout.trim(), "1");
-    const addr = link(sb, c.name, "eth0")!.addr_info!.find((a) => a.local === "fd00:33::2") as
-      | { tentative?: boolean }
-      | undefined;
-    assert.ok(addr, "address present");
-    assert.not.ok(addr!.tentative, "DAD finished before ADD returned");
+inSandbox("enabledad keeps DAD on in the container and ADD returns with the IPv6 address no longer tentative", (sb) => {
+  const conf = {
+    ...bridgeConf(sb, { enabledad: true }),
+    ipam: { type: "host-local", dataDir: `${sb.tmp}/ipam`, ranges: [[{ subnet: "fd00:33::/64" }]] },
+  };
+  const c = sb.addContainer();
+  addOk(sb, { netns: c.path }, conf);
+  assert.is(sb.inNs(c.name, ["cat", "/proc/sys/net/ipv6/conf/eth0/accept_dad"]).stdout.trim(), "1");
+  assert.is(sb.inNs(c.name, ["cat", "/proc/sys/net/ipv6/conf/eth0/enhanced_dad"]).stdout.trim(), "1");
+  const addr = link(sb, c.name, "eth0")!.addr_info!.find((a) => a.local === "fd00:33::2") as
+    | { tentative?: boolean }
+    | undefined;
+  assert.ok(addr, "address present");
+  assert.not.ok(addr!.tentative, "DAD finished before ADD returned");
 
-    const plain = sb.addContainer();
-    addOk(sb, { id: "plain", netns: plain.path }, { ...conf, enabledad: false });
-    assert.is(sb.inNs(plain.name, ["cat", "/proc/sys/net/ipv6/conf/eth0/accept_dad"]).stdout.trim(), "0");
-  },
-);
+  const plain = sb.addContainer();
+  addOk(sb, { id: "plain", netns: plain.path }, { ...conf, enabledad: false });
+  assert.is(sb.inNs(plain.name, ["cat", "/proc/sys/net/ipv6/conf/eth0/accept_dad"]).stdout.trim(), "0");
+});
 
-withSandbox(
+inSandbox(
   "vlan: an access port when the kernel filters VLANs, otherwise a clean error with the veth rolled back",
   (sb) => {
     const conf = bridgeConf(sb, { vlan: 100, isGateway: false });

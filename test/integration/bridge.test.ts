@@ -2,7 +2,7 @@ import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { spawn, type ChildProcess } from "node:child_process";
 import { createHash } from "node:crypto";
-import { cniEnv } from "../helpers/sandbox.ts";
+import { cniEnv, sandboxed } from "../helpers/sandbox.ts";
 import {
   addOk,
   addrsOf,
@@ -19,19 +19,18 @@ import {
   tracedSpawns,
   whoami,
   withPrev,
-  sandboxed,
   type Ipam,
 } from "../helpers/bridge-net.ts";
+
+const inSandbox = sandboxed(test, "bridge");
 
 // The bridge plugin end to end: connectivity between containers, to the gateway and through
 // masquerade to an external host, the result it reports, and what it leaves in the node.
 
 const sha512 = (s: string) => createHash("sha512").update(s).digest("hex");
 
-const withSandbox = sandboxed(test, "bridge");
-
 for (const ipam of ["ours", "reference"] as Ipam[]) {
-  withSandbox(`two containers on one bridge reach each other and the gateway (${ipam} host-local)`, (sb) => {
+  inSandbox(`two containers on one bridge reach each other and the gateway (${ipam} host-local)`, (sb) => {
     const path = cniPath(sb, ipam);
     const conf = bridgeConf(sb);
     const a = sb.addContainer();
@@ -77,97 +76,91 @@ for (const ipam of ["ours", "reference"] as Ipam[]) {
 }
 
 for (const backend of ["iptables", "nftables"]) {
-  withSandbox(
-    `masquerade (${backend}): an external host sees the node's address; DEL removes every rule`,
-    async (sb) => {
-      const ext = sb.addExternalHost("192.0.2.1/24", "192.0.2.2/24");
-      const before = netfilter(sb);
-      const server: ChildProcess = await startWhoami(sb, ext, 8080);
-      try {
-        const conf = bridgeConf(sb, { ipMasq: true, ipMasqBackend: backend });
-        const c = sb.addContainer();
-        const r = addOk(sb, { id: "masq-1", netns: c.path }, conf);
-        assert.is(whoami(sb, c.name, "192.0.2.2", 8080), "192.0.2.1", "the external host sees the node, not 10.22.0.2");
+  inSandbox(`masquerade (${backend}): an external host sees the node's address; DEL removes every rule`, async (sb) => {
+    const ext = sb.addExternalHost("192.0.2.1/24", "192.0.2.2/24");
+    const before = netfilter(sb);
+    const server: ChildProcess = await startWhoami(sb, ext, 8080);
+    try {
+      const conf = bridgeConf(sb, { ipMasq: true, ipMasqBackend: backend });
+      const c = sb.addContainer();
+      const r = addOk(sb, { id: "masq-1", netns: c.path }, conf);
+      assert.is(whoami(sb, c.name, "192.0.2.2", 8080), "192.0.2.1", "the external host sees the node, not 10.22.0.2");
 
-        if (backend === "iptables") {
-          // The reference's names: CNI- + 24 hex of sha512(network + container ID); %q comment.
-          const name = `CNI-${sha512("brnet" + "masq-1").slice(0, 24)}`;
-          const comment = '"name: \\"brnet\\" id: \\"masq-1\\""';
-          assert.equal(
-            netfilter(sb).v4.filter((l) => l.includes(name)),
-            [
-              `:${name} - [0:0]`,
-              `-A POSTROUTING -s 10.22.0.2/32 -m comment --comment ${comment} -j ${name}`,
-              `-A ${name} -d 10.22.0.0/24 -m comment --comment ${comment} -j ACCEPT`,
-              `-A ${name} ! -d 224.0.0.0/4 -m comment --comment ${comment} -j MASQUERADE`,
-            ],
-          );
-        } else {
-          const tag = `${sha512("brnet").slice(0, 16)}-${sha512("eth0:masq-1").slice(0, 16)}`;
-          assert.equal(nftMasqRules(sb), [
-            `ip saddr 10.22.0.2 ip daddr != 10.22.0.0/24 masquerade comment "${tag}, net: brnet, if: eth0, id: masq-1"`,
-          ]);
-          assert.equal(netfilter(sb).v4, before.v4, "nothing in iptables");
-        }
-
-        const d = cni(sb, "DEL", { id: "masq-1", netns: c.path }, withPrev(conf, r));
-        assert.is(d.code, 0, d.stdout);
-        const after = netfilter(sb);
-        assert.equal(after.v4, before.v4);
-        assert.equal(after.v6, before.v6);
-        assert.equal(nftMasqRules(sb), []);
-        assert.equal(reservations(sb), []);
-        assert.equal(linkNames(sb, c.name), ["lo"]);
+      if (backend === "iptables") {
+        // The reference's names: CNI- + 24 hex of sha512(network + container ID); %q comment.
+        const name = `CNI-${sha512("brnet" + "masq-1").slice(0, 24)}`;
+        const comment = '"name: \\"brnet\\" id: \\"masq-1\\""';
         assert.equal(
-          linkNames(sb, sb.node).filter((n) => n.startsWith("veth")),
-          [],
+          netfilter(sb).v4.filter((l) => l.includes(name)),
+          [
+            `:${name} - [0:0]`,
+            `-A POSTROUTING -s 10.22.0.2/32 -m comment --comment ${comment} -j ${name}`,
+            `-A ${name} -d 10.22.0.0/24 -m comment --comment ${comment} -j ACCEPT`,
+            `-A ${name} ! -d 224.0.0.0/4 -m comment --comment ${comment} -j MASQUERADE`,
+          ],
         );
-      } finally {
-        server.kill();
+      } else {
+        const tag = `${sha512("brnet").slice(0, 16)}-${sha512("eth0:masq-1").slice(0, 16)}`;
+        assert.equal(nftMasqRules(sb), [
+          `ip saddr 10.22.0.2 ip daddr != 10.22.0.0/24 masquerade comment "${tag}, net: brnet, if: eth0, id: masq-1"`,
+        ]);
+        assert.equal(netfilter(sb).v4, before.v4, "nothing in iptables");
       }
-    },
-  );
+
+      const d = cni(sb, "DEL", { id: "masq-1", netns: c.path }, withPrev(conf, r));
+      assert.is(d.code, 0, d.stdout);
+      const after = netfilter(sb);
+      assert.equal(after.v4, before.v4);
+      assert.equal(after.v6, before.v6);
+      assert.equal(nftMasqRules(sb), []);
+      assert.equal(reservations(sb), []);
+      assert.equal(linkNames(sb, c.name), ["lo"]);
+      assert.equal(
+        linkNames(sb, sb.node).filter((n) => n.startsWith("veth")),
+        [],
+      );
+    } finally {
+      server.kill();
+    }
+  });
 }
 
-withSandbox(
-  "dual stack: IPv6 address, default route and masquerade in ip6tables; the gateway answers at once",
-  (sb) => {
-    const conf = {
-      ...bridgeConf(sb, { ipMasq: true, isDefaultGateway: true }),
-      ipam: {
-        type: "host-local",
-        dataDir: `${sb.tmp}/ipam`,
-        ranges: [[{ subnet: "10.22.0.0/24" }], [{ subnet: "fd00:22::/64" }]],
-      },
-    };
-    const c = sb.addContainer();
-    const r = addOk(sb, { id: "dual", netns: c.path }, conf);
-    assert.equal(r.ips, [
-      { interface: 2, address: "10.22.0.2/24", gateway: "10.22.0.1" },
-      { interface: 2, address: "fd00:22::2/64", gateway: "fd00:22::1" },
-    ]);
-    assert.equal(r.routes, [
-      { dst: "0.0.0.0/0", gw: "10.22.0.1" },
-      { dst: "::/0", gw: "fd00:22::1" },
-    ]);
-    const eth0 = link(sb, c.name, "eth0");
-    assert.equal(addrsOf(eth0, "inet6"), ["fd00:22::2/64"]);
-    assert.match(sb.inNs(c.name, ["ip", "-6", "route", "show", "default"]).stdout, /default via fd00:22::1 dev eth0/);
-    assert.equal(addrsOf(link(sb, sb.node, "cni0"), "inet6"), ["fd00:22::1/64"]);
-    assert.is(sb.inNode(["cat", "/proc/sys/net/ipv6/conf/all/forwarding"]).stdout.trim(), "1");
-    assert.is(sb.inNs(c.name, ["cat", "/proc/sys/net/ipv6/conf/eth0/keep_addr_on_down"]).stdout.trim(), "1");
-    assert.ok(ping(sb, c.name, "fd00:22::1"), "IPv6 gateway reachable");
-    assert.ok(netfilter(sb).v6.some((l) => /^-A POSTROUTING -s fd00:22::2\/128 .* -j CNI-[0-9a-f]{24}$/.test(l)));
-    assert.ok(netfilter(sb).v6.some((l) => /^-A CNI-[0-9a-f]{24} ! -d ff00::\/8 .* -j MASQUERADE$/.test(l)));
+inSandbox("dual stack: IPv6 address, default route and masquerade in ip6tables; the gateway answers at once", (sb) => {
+  const conf = {
+    ...bridgeConf(sb, { ipMasq: true, isDefaultGateway: true }),
+    ipam: {
+      type: "host-local",
+      dataDir: `${sb.tmp}/ipam`,
+      ranges: [[{ subnet: "10.22.0.0/24" }], [{ subnet: "fd00:22::/64" }]],
+    },
+  };
+  const c = sb.addContainer();
+  const r = addOk(sb, { id: "dual", netns: c.path }, conf);
+  assert.equal(r.ips, [
+    { interface: 2, address: "10.22.0.2/24", gateway: "10.22.0.1" },
+    { interface: 2, address: "fd00:22::2/64", gateway: "fd00:22::1" },
+  ]);
+  assert.equal(r.routes, [
+    { dst: "0.0.0.0/0", gw: "10.22.0.1" },
+    { dst: "::/0", gw: "fd00:22::1" },
+  ]);
+  const eth0 = link(sb, c.name, "eth0");
+  assert.equal(addrsOf(eth0, "inet6"), ["fd00:22::2/64"]);
+  assert.match(sb.inNs(c.name, ["ip", "-6", "route", "show", "default"]).stdout, /default via fd00:22::1 dev eth0/);
+  assert.equal(addrsOf(link(sb, sb.node, "cni0"), "inet6"), ["fd00:22::1/64"]);
+  assert.is(sb.inNode(["cat", "/proc/sys/net/ipv6/conf/all/forwarding"]).stdout.trim(), "1");
+  assert.is(sb.inNs(c.name, ["cat", "/proc/sys/net/ipv6/conf/eth0/keep_addr_on_down"]).stdout.trim(), "1");
+  assert.ok(ping(sb, c.name, "fd00:22::1"), "IPv6 gateway reachable");
+  assert.ok(netfilter(sb).v6.some((l) => /^-A POSTROUTING -s fd00:22::2\/128 .* -j CNI-[0-9a-f]{24}$/.test(l)));
+  assert.ok(netfilter(sb).v6.some((l) => /^-A CNI-[0-9a-f]{24} ! -d ff00::\/8 .* -j MASQUERADE$/.test(l)));
 
-    const d = cni(sb, "DEL", { id: "dual", netns: c.path }, withPrev(conf, r));
-    assert.is(d.code, 0, d.stdout);
-    assert.ok(!netfilter(sb).v6.some((l) => l.includes("CNI-")), "ip6tables rules gone");
-    assert.ok(!netfilter(sb).v4.some((l) => l.includes("CNI-")), "iptables rules gone");
-  },
-);
+  const d = cni(sb, "DEL", { id: "dual", netns: c.path }, withPrev(conf, r));
+  assert.is(d.code, 0, d.stdout);
+  assert.ok(!netfilter(sb).v6.some((l) => l.includes("CNI-")), "ip6tables rules gone");
+  assert.ok(!netfilter(sb).v4.some((l) => l.includes("CNI-")), "iptables rules gone");
+});
 
-withSandbox("two bridge networks on one node: each pod gets its own bridge and subnet", (sb) => {
+inSandbox("two bridge networks on one node: each pod gets its own bridge and subnet", (sb) => {
   const one = bridgeConf(sb, { name: "net-one", bridge: "br-one" }, { subnet: "10.31.0.0/24" });
   const two = bridgeConf(sb, { name: "net-two", bridge: "br-two" }, { subnet: "10.32.0.0/24" });
   const a = sb.addContainer();
@@ -186,7 +179,7 @@ withSandbox("two bridge networks on one node: each pod gets its own bridge and s
   assert.equal(reservations(sb, "net-two"), ["10.32.0.2"]);
 });
 
-withSandbox("a second ADD into the same netns (net1 on another bridge) leaves eth0 untouched", (sb) => {
+inSandbox("a second ADD into the same netns (net1 on another bridge) leaves eth0 untouched", (sb) => {
   const main = bridgeConf(sb, { name: "main" }, { subnet: "10.41.0.0/24" });
   const second = bridgeConf(
     sb,
@@ -217,7 +210,7 @@ withSandbox("a second ADD into the same netns (net1 on another bridge) leaves et
   assert.ok(ping(sb, pod.name, "10.41.0.1"));
 });
 
-withSandbox(
+inSandbox(
   "CNI_NETNS as /proc/PID/ns/net (a pod's shared namespace): ADD, CHECK and DEL work through it",
   async (sb) => {
     const pod = sb.addContainer();
@@ -239,7 +232,7 @@ withSandbox(
   },
 );
 
-withSandbox(
+inSandbox(
   "the IPAM plugin runs in-process when it is this executable, and is executed otherwise; spawns per ADD/DEL",
   (sb) => {
     const conf = bridgeConf(sb, { ipMasq: true });

@@ -2,8 +2,10 @@ import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { BIN, Sandbox, sh } from "../helpers/sandbox.ts";
+import { BIN, type Sandbox, sh, sandboxed } from "../helpers/sandbox.ts";
 import { ourCnitool, writeNetconf } from "../helpers/libcni.ts";
+
+const inSandbox = sandboxed(test, "cnitool");
 
 // Our cnitool driving real chains inside a sandbox node namespace: the loopback plugin of the build
 // under test, plus a recording fixture plugin that logs every request it gets (verb, CNI_* variables
@@ -115,17 +117,6 @@ const recorder = (sb: Sandbox, tag: string, extra: Record<string, unknown> = {})
 function loUp(ns: string): boolean {
   const [link] = JSON.parse(sh(["ip", "-n", ns, "-j", "link", "show", "dev", "lo"]).stdout) as { flags: string[] }[];
   return link!.flags.includes("UP");
-}
-
-function inSandbox(name: string, fn: (sb: Sandbox) => void) {
-  test(name, () => {
-    const sb = new Sandbox("cnitool");
-    try {
-      fn(sb);
-    } finally {
-      sb.cleanup();
-    }
-  });
 }
 
 inSandbox(

@@ -3,7 +3,10 @@ import * as assert from "uvu/assert";
 import { spawn, type ChildProcess } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { BIN, cniEnv, REF_BIN, Sandbox, sh } from "../helpers/sandbox.ts";
+import { BIN, cniEnv, REF_BIN, type Sandbox, sh, sandboxed, withSandbox } from "../helpers/sandbox.ts";
+import { runPlugin, runPluginAsync } from "../helpers/plugin-run.ts";
+
+const inSandbox = sandboxed(test, "fwtune");
 
 // The firewall plugin in a sandbox "node" namespace whose FORWARD policy is DROP, with containers
 // wired by hand (a veth into a container namespace, optionally enslaved to a test bridge) and a
@@ -74,7 +77,12 @@ function conf(prev: unknown, extra: Record<string, unknown> = {}) {
 }
 
 function call(sb: Sandbox, bin: string, cmd: string, ctr: Ctr, config: unknown, env: Record<string, string> = {}) {
-  return sb.plugin(bin, { ...cniEnv(cmd, { CNI_NETNS: ctr.path, CNI_CONTAINERID: `id-${ctr.name}` }), ...env }, config);
+  return runPlugin(
+    sb,
+    bin,
+    { ...cniEnv(cmd, { CNI_NETNS: ctr.path, CNI_CONTAINERID: `id-${ctr.name}` }), ...env },
+    config,
+  );
 }
 
 function ok(r: { code: number; stdout: string; stderr: string }, what: string) {
@@ -119,75 +127,70 @@ const ADMIN_JUMP = '-A CNI-FORWARD -m comment --comment "CNI firewall plugin adm
 const inbound = (cidr: string) => `-A CNI-FORWARD -d ${cidr} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT`;
 const outbound = (cidr: string) => `-A CNI-FORWARD -s ${cidr} -j ACCEPT`;
 
-test("ADD lets the container's traffic out and its replies in, not new inbound; DEL takes that back", async () => {
-  const sb = new Sandbox("fwtune");
-  const servers: ChildProcess[] = [];
-  try {
-    const ctr = addContainer(sb, "vctr", "10.99.0.2", "10.99.0.1");
-    const ext = sb.addExternalHost("192.0.2.1/24", "192.0.2.2/24");
-    sb.inNs(ext, ["ip", "route", "add", "10.99.0.0/24", "via", "192.0.2.1"]);
-    lockDown(sb);
-    servers.push(await listen(ext, "192.0.2.2"), await listen(ctr.name, "10.99.0.2"));
-    const config = conf(prevResult(ctr, "vctr"));
+inSandbox(
+  "ADD lets the container's traffic out and its replies in, not new inbound; DEL takes that back",
+  async (sb) => {
+    const servers: ChildProcess[] = [];
+    try {
+      const ctr = addContainer(sb, "vctr", "10.99.0.2", "10.99.0.1");
+      const ext = sb.addExternalHost("192.0.2.1/24", "192.0.2.2/24");
+      sb.inNs(ext, ["ip", "route", "add", "10.99.0.0/24", "via", "192.0.2.1"]);
+      lockDown(sb);
+      servers.push(await listen(ext, "192.0.2.2"), await listen(ctr.name, "10.99.0.2"));
+      const config = conf(prevResult(ctr, "vctr"));
 
-    assert.is(connect(sb, ctr.name, "192.0.2.2", "dropped"), "dropped", "the node must forward nothing before ADD");
+      assert.is(connect(sb, ctr.name, "192.0.2.2", "dropped"), "dropped", "the node must forward nothing before ADD");
 
-    const add = call(sb, OURS, "ADD", ctr, config);
-    ok(add, "ADD");
-    assert.equal(add.json, config.prevResult, "ADD passes prevResult on");
-    assert.equal(filterRules(sb), [
-      ":CNI-ADMIN - [0:0]",
-      ":CNI-FORWARD - [0:0]",
-      FORWARD_JUMP,
-      ADMIN_JUMP,
-      inbound("10.99.0.2/32"),
-      outbound("10.99.0.2/32"),
-    ]);
+      const add = call(sb, OURS, "ADD", ctr, config);
+      ok(add, "ADD");
+      assert.equal(add.json, config.prevResult, "ADD passes prevResult on");
+      assert.equal(filterRules(sb), [
+        ":CNI-ADMIN - [0:0]",
+        ":CNI-FORWARD - [0:0]",
+        FORWARD_JUMP,
+        ADMIN_JUMP,
+        inbound("10.99.0.2/32"),
+        outbound("10.99.0.2/32"),
+      ]);
 
-    assert.is(connect(sb, ctr.name, "192.0.2.2", "ok"), "ok", "container -> external host");
-    assert.is(connect(sb, ext, "10.99.0.2", "dropped"), "dropped", "new connections from outside stay blocked");
-    ok(call(sb, OURS, "CHECK", ctr, config), "CHECK");
+      assert.is(connect(sb, ctr.name, "192.0.2.2", "ok"), "ok", "container -> external host");
+      assert.is(connect(sb, ext, "10.99.0.2", "dropped"), "dropped", "new connections from outside stay blocked");
+      ok(call(sb, OURS, "CHECK", ctr, config), "CHECK");
 
-    ok(call(sb, OURS, "DEL", ctr, config), "DEL");
-    assert.equal(
-      filterRules(sb),
-      [":CNI-ADMIN - [0:0]", ":CNI-FORWARD - [0:0]", FORWARD_JUMP, ADMIN_JUMP],
-      "DEL removes the container's rules, the chains stay",
-    );
-    assert.is(connect(sb, ctr.name, "192.0.2.2", "dropped"), "dropped", "after DEL the container is cut off again");
-    ok(call(sb, OURS, "DEL", ctr, config), "second DEL");
-    const check = call(sb, OURS, "CHECK", ctr, config);
-    assert.is(check.code, 1);
-    assert.match(check.json.msg, /CNI-FORWARD -d 10\.99\.0\.2\/32 .* not found/);
-  } finally {
-    for (const s of servers) s.kill();
-    sb.cleanup();
-  }
+      ok(call(sb, OURS, "DEL", ctr, config), "DEL");
+      assert.equal(
+        filterRules(sb),
+        [":CNI-ADMIN - [0:0]", ":CNI-FORWARD - [0:0]", FORWARD_JUMP, ADMIN_JUMP],
+        "DEL removes the container's rules, the chains stay",
+      );
+      assert.is(connect(sb, ctr.name, "192.0.2.2", "dropped"), "dropped", "after DEL the container is cut off again");
+      ok(call(sb, OURS, "DEL", ctr, config), "second DEL");
+      const check = call(sb, OURS, "CHECK", ctr, config);
+      assert.is(check.code, 1);
+      assert.match(check.json.msg, /CNI-FORWARD -d 10\.99\.0\.2\/32 .* not found/);
+    } finally {
+      for (const s of servers) s.kill();
+    }
+  },
+);
+
+inSandbox("dual stack: one transaction per family, IPv6 host routes in canonical form", (sb) => {
+  const ctr = addContainer(sb, "vctr", "10.99.0.2", "10.99.0.1", { v6: "fd00:99::2" });
+  const config = conf(prevResult(ctr, "vctr", ["fd00:99:0:0::2/64"]));
+  ok(call(sb, OURS, "ADD", ctr, config), "ADD");
+  assert.ok(filterRules(sb, 6).includes(inbound("fd00:99::2/128")));
+  assert.ok(filterRules(sb, 6).includes(outbound("fd00:99::2/128")));
+  assert.not.ok(
+    filterRules(sb, 6).some((l) => l.includes("10.99.0.2")),
+    "IPv4 rules stay out of ip6tables",
+  );
+  ok(call(sb, OURS, "CHECK", ctr, config), "CHECK");
+  ok(call(sb, OURS, "DEL", ctr, config), "DEL");
+  assert.not.ok(filterRules(sb, 6).some((l) => l.includes("fd00:99::2")));
+  assert.not.ok(filterRules(sb, 4).some((l) => l.includes("10.99.0.2")));
 });
 
-test("dual stack: one transaction per family, IPv6 host routes in canonical form", () => {
-  const sb = new Sandbox("fwtune");
-  try {
-    const ctr = addContainer(sb, "vctr", "10.99.0.2", "10.99.0.1", { v6: "fd00:99::2" });
-    const config = conf(prevResult(ctr, "vctr", ["fd00:99:0:0::2/64"]));
-    ok(call(sb, OURS, "ADD", ctr, config), "ADD");
-    assert.ok(filterRules(sb, 6).includes(inbound("fd00:99::2/128")));
-    assert.ok(filterRules(sb, 6).includes(outbound("fd00:99::2/128")));
-    assert.not.ok(
-      filterRules(sb, 6).some((l) => l.includes("10.99.0.2")),
-      "IPv4 rules stay out of ip6tables",
-    );
-    ok(call(sb, OURS, "CHECK", ctr, config), "CHECK");
-    ok(call(sb, OURS, "DEL", ctr, config), "DEL");
-    assert.not.ok(filterRules(sb, 6).some((l) => l.includes("fd00:99::2")));
-    assert.not.ok(filterRules(sb, 4).some((l) => l.includes("10.99.0.2")));
-  } finally {
-    sb.cleanup();
-  }
-});
-
-test("ingressPolicy same-bridge cuts traffic between bridges but not within one; open does not", async () => {
-  const sb = new Sandbox("fwtune");
+inSandbox("ingressPolicy same-bridge cuts traffic between bridges but not within one; open does not", async (sb) => {
   const servers: ChildProcess[] = [];
   try {
     addBridge(sb, "br1", "10.98.1.1/24");
@@ -247,66 +250,55 @@ test("ingressPolicy same-bridge cuts traffic between bridges but not within one;
     );
   } finally {
     for (const s of servers) s.kill();
-    sb.cleanup();
   }
 });
 
-test("cross-implementation: same rules as the reference, and each DEL/CHECK accepts the other's ADD", () => {
-  const ours = new Sandbox("fwtune");
-  const ref = new Sandbox("fwtune");
-  try {
-    const make = (sb: Sandbox) => addContainer(sb, "vctr", "10.99.0.2", "10.99.0.1", { v6: "fd00:99::2" });
-    const co = make(ours);
-    const cr = make(ref);
-    const config = (c: Ctr) => conf(prevResult(c, "vctr", ["fd00:99::2/64"]), { ingressPolicy: "same-bridge" });
-    ok(call(ours, OURS, "ADD", co, config(co)), "our ADD");
-    ok(call(ref, REF, "ADD", cr, config(cr)), "reference ADD");
-    for (const f of [4, 6] as const)
-      assert.equal(filterRules(ours, f), filterRules(ref, f), `IPv${f} rules identical to the reference's`);
+test("cross-implementation: same rules as the reference, and each DEL/CHECK accepts the other's ADD", () =>
+  withSandbox("fwtune", (ours) =>
+    withSandbox("fwtune", (ref) => {
+      const make = (sb: Sandbox) => addContainer(sb, "vctr", "10.99.0.2", "10.99.0.1", { v6: "fd00:99::2" });
+      const co = make(ours);
+      const cr = make(ref);
+      const config = (c: Ctr) => conf(prevResult(c, "vctr", ["fd00:99::2/64"]), { ingressPolicy: "same-bridge" });
+      ok(call(ours, OURS, "ADD", co, config(co)), "our ADD");
+      ok(call(ref, REF, "ADD", cr, config(cr)), "reference ADD");
+      for (const f of [4, 6] as const)
+        assert.equal(filterRules(ours, f), filterRules(ref, f), `IPv${f} rules identical to the reference's`);
 
-    // Reference ADD, our CHECK and DEL.
-    ok(call(ref, OURS, "CHECK", cr, config(cr)), "our CHECK of the reference's ADD");
-    ok(call(ref, OURS, "DEL", cr, config(cr)), "our DEL of the reference's ADD");
-    for (const f of [4, 6] as const)
-      assert.not.ok(
-        filterRules(ref, f).some((l) => /10\.99\.0\.2|fd00:99::2/.test(l)),
-        `IPv${f}: our DEL cleaned the reference's rules`,
-      );
+      // Reference ADD, our CHECK and DEL.
+      ok(call(ref, OURS, "CHECK", cr, config(cr)), "our CHECK of the reference's ADD");
+      ok(call(ref, OURS, "DEL", cr, config(cr)), "our DEL of the reference's ADD");
+      for (const f of [4, 6] as const)
+        assert.not.ok(
+          filterRules(ref, f).some((l) => /10\.99\.0\.2|fd00:99::2/.test(l)),
+          `IPv${f}: our DEL cleaned the reference's rules`,
+        );
 
-    // Our ADD, reference CHECK and DEL.
-    ok(call(ours, REF, "CHECK", co, config(co)), "reference CHECK of our ADD");
-    ok(call(ours, REF, "DEL", co, config(co)), "reference DEL of our ADD");
-    for (const f of [4, 6] as const)
-      assert.not.ok(
-        filterRules(ours, f).some((l) => /10\.99\.0\.2|fd00:99::2/.test(l)),
-        `IPv${f}: the reference's DEL cleaned our rules`,
-      );
-  } finally {
-    ours.cleanup();
-    ref.cleanup();
-  }
-});
+      // Our ADD, reference CHECK and DEL.
+      ok(call(ours, REF, "CHECK", co, config(co)), "reference CHECK of our ADD");
+      ok(call(ours, REF, "DEL", co, config(co)), "reference DEL of our ADD");
+      for (const f of [4, 6] as const)
+        assert.not.ok(
+          filterRules(ours, f).some((l) => /10\.99\.0\.2|fd00:99::2/.test(l)),
+          `IPv${f}: the reference's DEL cleaned our rules`,
+        );
+    }),
+  ));
 
-test("parallel ADDs on a fresh node race for the shared chains: all succeed, nothing is duplicated", async () => {
-  const sb = new Sandbox("fwtune");
-  try {
+inSandbox(
+  "parallel ADDs on a fresh node race for the shared chains: all succeed, nothing is duplicated",
+  async (sb) => {
     const n = 6;
     const ctrs = Array.from({ length: n }, (_, i) => addContainer(sb, `vc${i}`, `10.97.${i}.2`, `10.97.${i}.1`));
-    const runs = ctrs.map(
-      (c) =>
-        new Promise<{ code: number | null; out: string }>((resolve) => {
-          const p = spawn("ip", ["netns", "exec", sb.node, OURS], {
-            env: { PATH: process.env.PATH, ...cniEnv("ADD", { CNI_NETNS: c.path, CNI_CONTAINERID: `id-${c.name}` }) },
-            stdio: ["pipe", "pipe", "pipe"],
-          });
-          let out = "";
-          p.stdout.on("data", (d) => (out += d));
-          p.stderr.on("data", (d) => (out += d));
-          p.on("exit", (code) => resolve({ code, out }));
-          p.stdin.end(JSON.stringify(conf(prevResult(c, `vc${c.addr}`))));
-        }),
+    const runs = ctrs.map((c) =>
+      runPluginAsync(
+        sb,
+        OURS,
+        cniEnv("ADD", { CNI_NETNS: c.path, CNI_CONTAINERID: `id-${c.name}` }),
+        conf(prevResult(c, `vc${c.addr}`)),
+      ),
     );
-    for (const r of await Promise.all(runs)) assert.is(r.code, 0, r.out);
+    for (const r of await Promise.all(runs)) assert.is(r.code, 0, r.stdout + r.stderr);
     const rules = filterRules(sb);
     assert.is(rules.filter((l) => l === FORWARD_JUMP).length, 1);
     assert.is(rules.filter((l) => l === ADMIN_JUMP).length, 1);
@@ -315,137 +307,121 @@ test("parallel ADDs on a fresh node race for the shared chains: all succeed, not
       assert.is(rules.filter((l) => l === outbound(`${c.addr}/32`)).length, 1, c.addr);
     }
     assert.is(rules.filter((l) => l.startsWith("-A CNI-FORWARD")).length, 1 + 2 * n);
-  } finally {
-    sb.cleanup();
-  }
+  },
+);
+
+inSandbox("custom admin chain: jumped first from CNI-FORWARD, left empty for the operator", (sb) => {
+  const ctr = addContainer(sb, "vctr", "10.99.0.2", "10.99.0.1");
+  const config = conf(prevResult(ctr, "vctr"), { iptablesAdminChainName: "MY-ADMIN" });
+  ok(call(sb, OURS, "ADD", ctr, config), "ADD");
+  const rules = filterRules(sb);
+  assert.ok(rules.includes(":MY-ADMIN - [0:0]"));
+  assert.is(
+    rules.filter((l) => l.startsWith("-A CNI-FORWARD"))[0],
+    '-A CNI-FORWARD -m comment --comment "CNI firewall plugin admin overrides" -j MY-ADMIN',
+  );
+  assert.not.ok(rules.some((l) => l.startsWith("-A MY-ADMIN")));
 });
 
-test("custom admin chain: jumped first from CNI-FORWARD, left empty for the operator", () => {
-  const sb = new Sandbox("fwtune");
-  try {
-    const ctr = addContainer(sb, "vctr", "10.99.0.2", "10.99.0.1");
-    const config = conf(prevResult(ctr, "vctr"), { iptablesAdminChainName: "MY-ADMIN" });
-    ok(call(sb, OURS, "ADD", ctr, config), "ADD");
-    const rules = filterRules(sb);
-    assert.ok(rules.includes(":MY-ADMIN - [0:0]"));
-    assert.is(
-      rules.filter((l) => l.startsWith("-A CNI-FORWARD"))[0],
-      '-A CNI-FORWARD -m comment --comment "CNI firewall plugin admin overrides" -j MY-ADMIN',
-    );
-    assert.not.ok(rules.some((l) => l.startsWith("-A MY-ADMIN")));
-  } finally {
-    sb.cleanup();
+inSandbox("bad input: a CNI error naming the problem, and no rule anywhere", (sb) => {
+  const ctr = addContainer(sb, "vctr", "10.99.0.2", "10.99.0.1");
+  const prev = prevResult(ctr, "vctr");
+  const cases: [unknown, RegExp, number][] = [
+    [conf(undefined), /missing prevResult from earlier plugin/, 7],
+    [conf(prev, { ingressPolicy: "closed" }), /^invalid network config: ingressPolicy:/, 7],
+    [conf(prev, { backend: "nftables" }), /^invalid network config: backend:/, 7],
+    [conf(prev, { iptablesAdminChainName: "bad name" }), /^invalid network config: iptablesAdminChainName:/, 7],
+    [conf({ ...prev, ips: [{ address: "10.99.0/24" }] }), /invalid IP address/, 6],
+    [
+      conf({ ...prev, interfaces: [] }, { ingressPolicy: "same-bridge" }),
+      /interface needs to be set for ingress policy "same-bridge"/,
+      7,
+    ],
+    [{ ...conf(prev), cniVersion: "0.3.1" }, /incompatible CNI versions/, 1],
+  ];
+  for (const [config, msg, code] of cases) {
+    const r = call(sb, OURS, "ADD", ctr, config);
+    assert.is(r.code, 1, `should fail: ${JSON.stringify(config)}`);
+    assert.is(r.json.code, code, r.stdout);
+    assert.match(r.json.msg, msg);
   }
+  assert.equal(filterRules(sb), [], "no chain or rule was created");
+  assert.equal(filterRules(sb, 6), []);
 });
 
-test("bad input: a CNI error naming the problem, and no rule anywhere", () => {
-  const sb = new Sandbox("fwtune");
-  try {
-    const ctr = addContainer(sb, "vctr", "10.99.0.2", "10.99.0.1");
-    const prev = prevResult(ctr, "vctr");
-    const cases: [unknown, RegExp, number][] = [
-      [conf(undefined), /missing prevResult from earlier plugin/, 7],
-      [conf(prev, { ingressPolicy: "closed" }), /^invalid network config: ingressPolicy:/, 7],
-      [conf(prev, { backend: "nftables" }), /^invalid network config: backend:/, 7],
-      [conf(prev, { iptablesAdminChainName: "bad name" }), /^invalid network config: iptablesAdminChainName:/, 7],
-      [conf({ ...prev, ips: [{ address: "10.99.0/24" }] }), /invalid IP address/, 6],
-      [
-        conf({ ...prev, interfaces: [] }, { ingressPolicy: "same-bridge" }),
-        /interface needs to be set for ingress policy "same-bridge"/,
-        7,
-      ],
-      [{ ...conf(prev), cniVersion: "0.3.1" }, /incompatible CNI versions/, 1],
-    ];
-    for (const [config, msg, code] of cases) {
-      const r = call(sb, OURS, "ADD", ctr, config);
-      assert.is(r.code, 1, `should fail: ${JSON.stringify(config)}`);
-      assert.is(r.json.code, code, r.stdout);
-      assert.match(r.json.msg, msg);
-    }
-    assert.equal(filterRules(sb), [], "no chain or rule was created");
-    assert.equal(filterRules(sb, 6), []);
-  } finally {
-    sb.cleanup();
-  }
+inSandbox("DEL is idempotent: without prevResult, with the netns gone, and with nothing to remove", (sb) => {
+  const ctr = addContainer(sb, "vctr", "10.99.0.2", "10.99.0.1");
+  const config = conf(prevResult(ctr, "vctr"));
+  ok(call(sb, OURS, "DEL", ctr, conf(undefined)), "DEL without prevResult");
+  ok(call(sb, OURS, "DEL", ctr, config), "DEL before any ADD");
+  const noBridge = conf({ ...prevResult(ctr, "vctr"), interfaces: [] }, { ingressPolicy: "same-bridge" });
+  ok(call(sb, OURS, "DEL", ctr, noBridge), "DEL does not need the bridge of an ingress policy");
+  ok(call(sb, OURS, "ADD", ctr, config), "ADD");
+  // After an ADD, a DEL without prevResult still succeeds, but the rules are keyed by the
+  // container's addresses only (as the reference's), so it has nothing to match them by.
+  ok(call(sb, OURS, "DEL", ctr, conf(undefined)), "DEL without prevResult after ADD");
+  assert.ok(
+    filterRules(sb).some((l) => l.includes("10.99.0.2")),
+    "a DEL without prevResult cannot find the rules",
+  );
+  sh(["ip", "netns", "del", ctr.name]);
+  ok(call(sb, OURS, "DEL", ctr, config), "DEL with the netns gone");
+  assert.not.ok(
+    filterRules(sb).some((l) => l.includes("10.99.0.2")),
+    "rules removed although the netns is gone",
+  );
 });
 
-test("DEL is idempotent: without prevResult, with the netns gone, and with nothing to remove", () => {
-  const sb = new Sandbox("fwtune");
-  try {
-    const ctr = addContainer(sb, "vctr", "10.99.0.2", "10.99.0.1");
-    const config = conf(prevResult(ctr, "vctr"));
-    ok(call(sb, OURS, "DEL", ctr, conf(undefined)), "DEL without prevResult");
-    ok(call(sb, OURS, "DEL", ctr, config), "DEL before any ADD");
-    const noBridge = conf({ ...prevResult(ctr, "vctr"), interfaces: [] }, { ingressPolicy: "same-bridge" });
-    ok(call(sb, OURS, "DEL", ctr, noBridge), "DEL does not need the bridge of an ingress policy");
-    ok(call(sb, OURS, "ADD", ctr, config), "ADD");
-    // After an ADD, a DEL without prevResult still succeeds, but the rules are keyed by the
-    // container's addresses only (as the reference's), so it has nothing to match them by.
-    ok(call(sb, OURS, "DEL", ctr, conf(undefined)), "DEL without prevResult after ADD");
-    assert.ok(
-      filterRules(sb).some((l) => l.includes("10.99.0.2")),
-      "a DEL without prevResult cannot find the rules",
-    );
-    sh(["ip", "netns", "del", ctr.name]);
-    ok(call(sb, OURS, "DEL", ctr, config), "DEL with the netns gone");
-    assert.not.ok(
-      filterRules(sb).some((l) => l.includes("10.99.0.2")),
-      "rules removed although the netns is gone",
-    );
-  } finally {
-    sb.cleanup();
-  }
-});
+inSandbox(
+  "firewalld backend: a clear error when it is not running, never a silent fallback to iptables",
+  async (sb) => {
+    let bus: ChildProcess | undefined;
+    try {
+      const ctr = addContainer(sb, "vctr", "10.99.0.2", "10.99.0.1");
+      const prev = prevResult(ctr, "vctr");
+      // No bus at all (the address names a socket that does not exist).
+      const noBus = { DBUS_SYSTEM_BUS_ADDRESS: `unix:path=${sb.tmp}/no-bus` };
+      const r = call(sb, OURS, "ADD", ctr, conf(prev, { backend: "firewalld" }), noBus);
+      assert.is(r.code, 1);
+      assert.match(
+        r.json.msg,
+        /backend "firewalld" selected but firewalld is not running \(no system D-Bus socket found\)/,
+      );
+      ok(call(sb, OURS, "DEL", ctr, conf(prev, { backend: "firewalld" }), noBus), "DEL with firewalld gone");
 
-test("firewalld backend: a clear error when it is not running, never a silent fallback to iptables", async () => {
-  const sb = new Sandbox("fwtune");
-  let bus: ChildProcess | undefined;
-  try {
-    const ctr = addContainer(sb, "vctr", "10.99.0.2", "10.99.0.1");
-    const prev = prevResult(ctr, "vctr");
-    // No bus at all (the address names a socket that does not exist).
-    const noBus = { DBUS_SYSTEM_BUS_ADDRESS: `unix:path=${sb.tmp}/no-bus` };
-    const r = call(sb, OURS, "ADD", ctr, conf(prev, { backend: "firewalld" }), noBus);
-    assert.is(r.code, 1);
-    assert.match(
-      r.json.msg,
-      /backend "firewalld" selected but firewalld is not running \(no system D-Bus socket found\)/,
-    );
-    ok(call(sb, OURS, "DEL", ctr, conf(prev, { backend: "firewalld" }), noBus), "DEL with firewalld gone");
-
-    // A bus without firewalld on it (a private dbus-daemon).
-    const busConf = join(sb.tmp, "bus.conf");
-    const socket = join(sb.tmp, "bus");
-    writeFileSync(
-      busConf,
-      `<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN" "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+      // A bus without firewalld on it (a private dbus-daemon).
+      const busConf = join(sb.tmp, "bus.conf");
+      const socket = join(sb.tmp, "bus");
+      writeFileSync(
+        busConf,
+        `<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN" "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
 <busconfig><type>system</type><listen>unix:path=${socket}</listen><auth>EXTERNAL</auth>
 <policy context="default"><allow send_type="*"/><allow receive_type="*"/><allow own="*"/></policy></busconfig>`,
-    );
-    bus = spawn("dbus-daemon", [`--config-file=${busConf}`, "--nofork", "--print-address"], {
-      stdio: ["ignore", "pipe", "ignore"],
-    });
-    await new Promise<void>((resolve, reject) => {
-      bus!.stdout!.on("data", (d) => String(d).includes(socket) && resolve());
-      bus!.on("exit", (code) => reject(new Error(`dbus-daemon exited with ${code}`)));
-    });
-    const privateBus = { DBUS_SYSTEM_BUS_ADDRESS: `unix:path=${socket}` };
-    const r2 = call(sb, OURS, "ADD", ctr, conf(prev, { backend: "firewalld" }), privateBus);
-    assert.is(r2.code, 1);
-    assert.match(
-      r2.json.msg,
-      /firewalld is not running \(org\.fedoraproject\.FirewallD1 does not answer on the system D-Bus\)/,
-    );
-    assert.equal(filterRules(sb), [], "no iptables fallback");
+      );
+      bus = spawn("dbus-daemon", [`--config-file=${busConf}`, "--nofork", "--print-address"], {
+        stdio: ["ignore", "pipe", "ignore"],
+      });
+      await new Promise<void>((resolve, reject) => {
+        bus!.stdout!.on("data", (d) => String(d).includes(socket) && resolve());
+        bus!.on("exit", (code) => reject(new Error(`dbus-daemon exited with ${code}`)));
+      });
+      const privateBus = { DBUS_SYSTEM_BUS_ADDRESS: `unix:path=${socket}` };
+      const r2 = call(sb, OURS, "ADD", ctr, conf(prev, { backend: "firewalld" }), privateBus);
+      assert.is(r2.code, 1);
+      assert.match(
+        r2.json.msg,
+        /firewalld is not running \(org\.fedoraproject\.FirewallD1 does not answer on the system D-Bus\)/,
+      );
+      assert.equal(filterRules(sb), [], "no iptables fallback");
 
-    // Without a backend key the reference's default applies: iptables when firewalld does not answer.
-    const { backend: _, ...noBackend } = conf(prev);
-    ok(call(sb, OURS, "ADD", ctr, noBackend, privateBus), "ADD with the default backend");
-    assert.ok(filterRules(sb).includes(outbound("10.99.0.2/32")));
-  } finally {
-    bus?.kill();
-    sb.cleanup();
-  }
-});
+      // Without a backend key the reference's default applies: iptables when firewalld does not answer.
+      const { backend: _, ...noBackend } = conf(prev);
+      ok(call(sb, OURS, "ADD", ctr, noBackend, privateBus), "ADD with the default backend");
+      assert.ok(filterRules(sb).includes(outbound("10.99.0.2/32")));
+    } finally {
+      bus?.kill();
+    }
+  },
+);
 
 test.run();

@@ -2,11 +2,14 @@ import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { existsSync, readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { Sandbox } from "../helpers/sandbox.ts";
+import { type Sandbox, sandboxed } from "../helpers/sandbox.ts";
 import { LONG, runSeed } from "../helpers/reliability.ts";
-import { CRASH, fileTree, runPluginAsync } from "../helpers/hostile.ts";
+import { fileTree } from "../helpers/node-state.ts";
+import { CRASH, runNamedAsync } from "../helpers/hostile.ts";
 import { FUZZ_PLUGINS, describe, makeCase, type FuzzCase } from "../fuzz/harness.ts";
 import { fuzzNode, type FuzzNode } from "../fuzz/node.ts";
+
+const inSandbox = sandboxed(test, "reliab");
 
 /**
  * Fuzzing through the real executables, with real effects in a sandbox node: mutated configs and
@@ -89,7 +92,7 @@ async function runCase(
 ): Promise<string | undefined> {
   const { sb } = node;
   const run = (env: Record<string, string>) =>
-    runPluginAsync(sb, c.plugin, env, c.config, process.env.PATH ?? "", RUN_TIMEOUT_MS, node.cwd);
+    runNamedAsync(sb, c.plugin, env, c.config, process.env.PATH ?? "", RUN_TIMEOUT_MS, node.cwd);
   const r = await run(c.env);
   count(c.plugin, r.code === 0 ? `ok ${c.env.CNI_COMMAND}` : `code ${r.json?.code}`);
   if (r.timedOut) return `no answer within ${RUN_TIMEOUT_MS} ms`;
@@ -128,15 +131,15 @@ async function runCase(
   return undefined;
 }
 
-test(`fuzz through the executables: ${PER_PLUGIN} mutated cases per plugin end cleanly and leave nothing of a container`, async () => {
-  const seed = runSeed();
-  const sb = new Sandbox("reliab");
-  const machine = () =>
-    ["/var/lib/cni/networks", "/run/cni/tuning"].map((d) =>
-      existsSync(d) ? `${d}: ${readdirSync(d).sort().join(",")}` : `${d}: absent`,
-    );
-  const machineBefore = machine();
-  try {
+inSandbox(
+  `fuzz through the executables: ${PER_PLUGIN} mutated cases per plugin end cleanly and leave nothing of a container`,
+  async (sb) => {
+    const seed = runSeed();
+    const machine = () =>
+      ["/var/lib/cni/networks", "/run/cni/tuning"].map((d) =>
+        existsSync(d) ? `${d}: ${readdirSync(d).sort().join(",")}` : `${d}: absent`,
+      );
+    const machineBefore = machine();
     const node = fuzzNode(sb);
     const base = {
       files: fileTree(sb.tmp, node.skipFiles),
@@ -163,9 +166,7 @@ test(`fuzz through the executables: ${PER_PLUGIN} mutated cases per plugin end c
           .map(([k, v]) => `${k} ×${v}`)
           .join(", ")}`,
       );
-  } finally {
-    sb.cleanup();
-  }
-});
+  },
+);
 
 test.run();

@@ -2,12 +2,14 @@ import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { existsSync, mkdirSync, readdirSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { BIN, Sandbox } from "../helpers/sandbox.ts";
+import { BIN, type Sandbox, sandboxed } from "../helpers/sandbox.ts";
 import { LONG, runSeed } from "../helpers/reliability.ts";
 import { FUZZ_PLUGINS, describe, makeCase, type FuzzCase, type FuzzPaths } from "../fuzz/harness.ts";
 import type { CniError } from "../../lib/cni/errors.ts";
 import { prepare, type Seen } from "../../lib/cni/skel.ts";
 import { findPlugin } from "../../plugins/index.ts";
+
+const inSandbox = sandboxed(test, "reliab");
 
 /**
  * In-process fuzzing of everything a plugin does before it acts (environment, stdin JSON, name,
@@ -115,10 +117,10 @@ async function runCase(c: FuzzCase): Promise<string | undefined> {
   }
 }
 
-test(`in-process fuzz: ${PER_PLUGIN} mutated configs and environments per plugin end in a request or a CniError`, async () => {
-  const seed = runSeed();
-  const sb = new Sandbox("reliab");
-  try {
+inSandbox(
+  `in-process fuzz: ${PER_PLUGIN} mutated configs and environments per plugin end in a request or a CniError`,
+  async (sb) => {
+    const seed = runSeed();
     const ctr = sb.addContainer();
     const paths = setUp(sb, ctr.path);
     mkdirSync(paths.dataDir, { recursive: true });
@@ -143,9 +145,7 @@ test(`in-process fuzz: ${PER_PLUGIN} mutated configs and environments per plugin
     assert.equal(failures, [], `seed ${seed} (replay with TSCNI_SEED=${seed})`);
     assert.is(accepted, FUZZ_PLUGINS.length * PER_PLUGIN);
     console.log(`  in-process fuzz: seed ${seed}, ${accepted} cases`);
-  } finally {
-    sb.cleanup();
-  }
-});
+  },
+);
 
 test.run();

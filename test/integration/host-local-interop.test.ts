@@ -2,21 +2,15 @@ import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { Sandbox } from "../helpers/sandbox.ts";
+import { withSandbox } from "../helpers/sandbox.ts";
 import { IpamNet, OURS, REF, addresses, type Outcome } from "../helpers/host-local.ts";
 
 // The reference (Debian's containernetworking-plugins) answers GC and STATUS with an error, so
 // these tests use it for ADD, CHECK and DEL only; the config version stays one it accepts.
 const V = "1.0.0";
 
-async function withNet(fn: (net: IpamNet) => Promise<void> | void, ipam?: Record<string, unknown>) {
-  const sb = new Sandbox("hostlocal");
-  try {
-    await fn(new IpamNet(sb, "interop", ipam));
-  } finally {
-    sb.cleanup();
-  }
-}
+const withNet = (fn: (net: IpamNet) => Promise<void> | void, ipam?: Record<string, unknown>) =>
+  withSandbox("hostlocal", (sb) => fn(new IpamNet(sb, "interop", ipam)));
 
 test("a reservation made by either implementation is seen and released by the other", () =>
   withNet((net) => {

@@ -2,20 +2,13 @@ import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { Sandbox } from "../helpers/sandbox.ts";
+import { type Sandbox, withSandbox } from "../helpers/sandbox.ts";
 import { IpamNet, OURS, addresses } from "../helpers/host-local.ts";
 
-async function withNet(
+const withNet = (
   fn: (net: IpamNet, sb: Sandbox) => void | Promise<void>,
   ...args: ConstructorParameters<typeof IpamNet> extends [Sandbox, ...infer R] ? R : never
-) {
-  const sb = new Sandbox("hostlocal");
-  try {
-    await fn(new IpamNet(sb, ...args), sb);
-  } finally {
-    sb.cleanup();
-  }
-}
+) => withSandbox("hostlocal", (sb) => fn(new IpamNet(sb, ...args), sb));
 
 test("dual stack ADD: one address per range set with gateways, routes and dns; CHECK; DEL; CHECK fails; DEL again", () =>
   withNet((net, sb) => {

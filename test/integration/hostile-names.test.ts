@@ -1,6 +1,6 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { Sandbox } from "../helpers/sandbox.ts";
+import { sandboxed } from "../helpers/sandbox.ts";
 import {
   CRASH,
   PLUGIN_NAMES,
@@ -9,11 +9,13 @@ import {
   pool,
   prevResult,
   residue,
-  runPlugin,
-  runPluginAsync,
+  runNamed,
+  runNamedAsync,
   tripwire,
   type PluginName,
 } from "../helpers/hostile.ts";
+
+const inSandbox = sandboxed(test, "reliab");
 
 /**
  * Names that could escape a directory or inject into a command or a rule script: container IDs,
@@ -131,54 +133,48 @@ function cases(netns: string): Case[] {
   return out;
 }
 
-test("hostile names are refused with a CNI error before any effect, by every plugin", async () => {
-  const sb = new Sandbox("reliab");
-  try {
-    const ctr = sb.addContainer();
-    sb.inNs(ctr.name, ["ip", "link", "add", "eth0", "type", "veth", "peer", "name", "eth0p"]);
-    const trip = tripwire(sb);
-    const before = residue(sb);
+inSandbox("hostile names are refused with a CNI error before any effect, by every plugin", async (sb) => {
+  const ctr = sb.addContainer();
+  sb.inNs(ctr.name, ["ip", "link", "add", "eth0", "type", "veth", "peer", "name", "eth0p"]);
+  const trip = tripwire(sb);
+  const before = residue(sb);
 
-    // The base configurations are valid: each one, unchanged, gets as far as running a tool.
-    for (const plugin of ["bridge", "portmap", "firewall", "tuning"] as const) {
-      const r = runPlugin(
-        sb,
-        plugin,
-        addEnv(ctr.path, { TRIPWIRE_LOG: `${trip.log}.base` }),
-        baseConfig(plugin, sb.tmp, ctr.path),
-        trip.path,
-      );
-      assert.is(r.code, 1, `${plugin}: the tripwire stops it`);
-    }
-    const all = cases(ctr.path);
-    const runs = await pool(
-      all.map((c) => () => {
-        const config = baseConfig(c.plugin, sb.tmp, ctr.path);
-        return runPluginAsync(sb, c.plugin, addEnv(ctr.path, c.env), c.config ? c.config(config) : config, trip.path);
-      }),
-      4,
+  // The base configurations are valid: each one, unchanged, gets as far as running a tool.
+  for (const plugin of ["bridge", "portmap", "firewall", "tuning"] as const) {
+    const r = runNamed(
+      sb,
+      plugin,
+      addEnv(ctr.path, { TRIPWIRE_LOG: `${trip.log}.base` }),
+      baseConfig(plugin, sb.tmp, ctr.path),
+      trip.path,
     );
-    const problems: string[] = [];
-    runs.forEach((r, i) => {
-      const c = all[i]!;
-      const tag = `${c.plugin}, ${c.what}`;
-      if (r.code !== 1 || r.json === undefined)
-        problems.push(`${tag}: exit ${r.code}, stdout ${JSON.stringify(r.stdout.slice(0, 200))}`);
-      else if (![4, 7].includes(r.json.code)) problems.push(`${tag}: code ${r.json.code} (${r.json.msg})`);
-      else if (CRASH.test(r.json.msg) || CRASH.test(r.stderr))
-        problems.push(`${tag}: crash: ${r.json.msg} ${r.stderr}`);
-    });
-    const calls = trip.calls();
-    assert.equal(problems, [], `${problems.length} of ${all.length} cases not refused properly`);
-    assert.equal(calls, [], "no tool ran");
-    const after = residue(sb);
-    assert.equal(after.files, [...before.files, "tripwire.log.base"].sort(), "no file created");
-    assert.equal(after.links, before.links, "no link created");
-    assert.fixture(after.iptables, before.iptables);
-    assert.fixture(after.nft, before.nft);
-  } finally {
-    sb.cleanup();
+    assert.is(r.code, 1, `${plugin}: the tripwire stops it`);
   }
+  const all = cases(ctr.path);
+  const runs = await pool(
+    all.map((c) => () => {
+      const config = baseConfig(c.plugin, sb.tmp, ctr.path);
+      return runNamedAsync(sb, c.plugin, addEnv(ctr.path, c.env), c.config ? c.config(config) : config, trip.path);
+    }),
+    4,
+  );
+  const problems: string[] = [];
+  runs.forEach((r, i) => {
+    const c = all[i]!;
+    const tag = `${c.plugin}, ${c.what}`;
+    if (r.code !== 1 || r.json === undefined)
+      problems.push(`${tag}: exit ${r.code}, stdout ${JSON.stringify(r.stdout.slice(0, 200))}`);
+    else if (![4, 7].includes(r.json.code)) problems.push(`${tag}: code ${r.json.code} (${r.json.msg})`);
+    else if (CRASH.test(r.json.msg) || CRASH.test(r.stderr)) problems.push(`${tag}: crash: ${r.json.msg} ${r.stderr}`);
+  });
+  const calls = trip.calls();
+  assert.equal(problems, [], `${problems.length} of ${all.length} cases not refused properly`);
+  assert.equal(calls, [], "no tool ran");
+  const after = residue(sb);
+  assert.equal(after.files, [...before.files, "tripwire.log.base"].sort(), "no file created");
+  assert.equal(after.links, before.links, "no link created");
+  assert.fixture(after.iptables, before.iptables);
+  assert.fixture(after.nft, before.nft);
 });
 
 test.run();

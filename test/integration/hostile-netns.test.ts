@@ -2,18 +2,11 @@ import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { mkdirSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { Sandbox, sh } from "../helpers/sandbox.ts";
+import { sh, sandboxed } from "../helpers/sandbox.ts";
 import { client, nodeState, reservationFiles, standardNet } from "../helpers/reliability.ts";
-import {
-  CRASH,
-  PLUGIN_NAMES,
-  addEnv,
-  baseConfig,
-  pool,
-  residue,
-  runPluginAsync,
-  tripwire,
-} from "../helpers/hostile.ts";
+import { CRASH, PLUGIN_NAMES, addEnv, baseConfig, pool, residue, runNamedAsync, tripwire } from "../helpers/hostile.ts";
+
+const inSandbox = sandboxed(test, "reliab");
 
 /**
  * CNI_NETNS that is not a container's network namespace: a regular file, a directory, a device, a
@@ -24,9 +17,9 @@ import {
  * with a path that holds no namespace (a stale pin) releases the node side without entering it.
  */
 
-test("CNI_NETNS that is not a container network namespace: refused by every plugin for ADD and CHECK (the node itself for DEL too), before any effect", async () => {
-  const sb = new Sandbox("reliab");
-  try {
+inSandbox(
+  "CNI_NETNS that is not a container network namespace: refused by every plugin for ADD and CHECK (the node itself for DEL too), before any effect",
+  async (sb) => {
     const ctr = sb.addContainer();
     const file = join(sb.tmp, "not-a-netns");
     writeFileSync(file, "");
@@ -50,7 +43,7 @@ test("CNI_NETNS that is not a container network namespace: refused by every plug
     const trip = tripwire(sb);
     const before = residue(sb);
 
-    const runs: { tag: string; why: RegExp; run: () => ReturnType<typeof runPluginAsync> }[] = [];
+    const runs: { tag: string; why: RegExp; run: () => ReturnType<typeof runNamedAsync> }[] = [];
     for (const plugin of PLUGIN_NAMES) {
       for (const command of ["ADD", "CHECK", "DEL"]) {
         for (const [what, path, why, kind] of paths) {
@@ -59,7 +52,7 @@ test("CNI_NETNS that is not a container network namespace: refused by every plug
           runs.push({
             tag: `${plugin} ${command} with ${what}`,
             why,
-            run: () => runPluginAsync(sb, plugin, { ...addEnv(path), CNI_COMMAND: command }, config, trip.path),
+            run: () => runNamedAsync(sb, plugin, { ...addEnv(path), CNI_COMMAND: command }, config, trip.path),
           });
         }
       }
@@ -91,7 +84,7 @@ test("CNI_NETNS that is not a container network namespace: refused by every plug
         stale.map(
           ([, path]) =>
             () =>
-              runPluginAsync(sb, plugin, { ...addEnv(path), CNI_COMMAND: "DEL" }, baseConfig(plugin, sb.tmp, ctr.path)),
+              runNamedAsync(sb, plugin, { ...addEnv(path), CNI_COMMAND: "DEL" }, baseConfig(plugin, sb.tmp, ctr.path)),
         ),
       ),
       4,
@@ -108,18 +101,16 @@ test("CNI_NETNS that is not a container network namespace: refused by every plug
     assert.equal(afterDel.links, before.links);
     assert.equal(afterDel.files, before.files);
     assert.fixture(afterDel.iptables, before.iptables);
-  } finally {
-    sb.cleanup();
-  }
-});
+  },
+);
 
-test("CNI_NETNS that does not exist: ADD and CHECK refuse it; DEL of a gone namespace cleans the node side", async () => {
-  const sb = new Sandbox("reliab");
-  try {
+inSandbox(
+  "CNI_NETNS that does not exist: ADD and CHECK refuse it; DEL of a gone namespace cleans the node side",
+  async (sb) => {
     const missing = "/var/run/netns/tc-reliab-no-such-ns";
     for (const plugin of PLUGIN_NAMES) {
       for (const command of ["ADD", "CHECK"]) {
-        const r = await runPluginAsync(
+        const r = await runNamedAsync(
           sb,
           plugin,
           { ...addEnv(missing), CNI_COMMAND: command },
@@ -133,24 +124,22 @@ test("CNI_NETNS that does not exist: ADD and CHECK refuse it; DEL of a gone name
     // A real attachment whose namespace then vanishes: DEL still releases what the node holds.
     const ctr = sb.addContainer();
     const config = baseConfig("bridge", sb.tmp, ctr.path);
-    const add = await runPluginAsync(sb, "bridge", addEnv(ctr.path), config);
+    const add = await runNamedAsync(sb, "bridge", addEnv(ctr.path), config);
     assert.is(add.code, 0, add.stdout);
     sh(["ip", "netns", "del", ctr.name]);
-    const del = await runPluginAsync(sb, "bridge", { ...addEnv(ctr.path), CNI_COMMAND: "DEL" }, config);
+    const del = await runNamedAsync(sb, "bridge", { ...addEnv(ctr.path), CNI_COMMAND: "DEL" }, config);
     assert.is(del.code, 0, del.stdout);
     assert.not.match(residue(sb).iptables, /CNI-[0-9a-f]{24}/, "masquerade removed");
     assert.not.ok(
       residue(sb).links.some((l) => l.includes(" veth")),
       "the node end went with the namespace",
     );
-  } finally {
-    sb.cleanup();
-  }
-});
+  },
+);
 
-test("DEL with a stale CNI_NETNS (the pin unmounted, an empty file left): the node side is released, ADD and CHECK still refuse it", async () => {
-  const sb = new Sandbox("reliab");
-  try {
+inSandbox(
+  "DEL with a stale CNI_NETNS (the pin unmounted, an empty file left): the node side is released, ADD and CHECK still refuse it",
+  async (sb) => {
     const net = standardNet(sb);
     const ctr = sb.addContainer();
     // A warm-up attachment, so the bridge and the shared chains (portmap's, firewall's) are in the baseline.
@@ -160,7 +149,7 @@ test("DEL with a stale CNI_NETNS (the pin unmounted, an empty file left): the no
     for (const command of ["ADD", "DEL"])
       assert.is(
         (
-          await runPluginAsync(
+          await runNamedAsync(
             sb,
             "firewall",
             { ...addEnv(ctr.path, { CNI_CONTAINERID: "warm" }), CNI_COMMAND: command },
@@ -176,7 +165,7 @@ test("DEL with a stale CNI_NETNS (the pin unmounted, an empty file left): the no
     assert.is(add.code, 0, add.stderr);
     const result = JSON.parse(add.stdout);
     const fwConfig = { ...baseConfig("firewall", sb.tmp, ctr.path), prevResult: result };
-    const fw = await runPluginAsync(sb, "firewall", addEnv(ctr.path, { CNI_CONTAINERID: "stale" }), fwConfig);
+    const fw = await runNamedAsync(sb, "firewall", addEnv(ctr.path, { CNI_CONTAINERID: "stale" }), fwConfig);
     assert.is(fw.code, 0, fw.stdout);
     assert.equal(reservationFiles(net.dataDir).length, 1);
     assert.match(nodeState(net).iptables, /CNI-DN-/, "port mapping programmed");
@@ -185,7 +174,7 @@ test("DEL with a stale CNI_NETNS (the pin unmounted, an empty file left): the no
     // The namespace goes away under the pin: the path is an empty regular file now.
     sh(["umount", ctr.path]);
     for (const command of ["ADD", "CHECK"]) {
-      const r = await runPluginAsync(
+      const r = await runNamedAsync(
         sb,
         "bridge",
         { ...addEnv(ctr.path, { CNI_CONTAINERID: "stale" }), CNI_COMMAND: command },
@@ -194,7 +183,7 @@ test("DEL with a stale CNI_NETNS (the pin unmounted, an empty file left): the no
       assert.is(r.json?.code, 4, `${command}: ${r.stdout}`);
       assert.match(r.json.msg, /is not a network namespace/);
     }
-    const fwDel = await runPluginAsync(
+    const fwDel = await runNamedAsync(
       sb,
       "firewall",
       { ...addEnv(ctr.path, { CNI_CONTAINERID: "stale" }), CNI_COMMAND: "DEL" },
@@ -209,9 +198,7 @@ test("DEL with a stale CNI_NETNS (the pin unmounted, an empty file left): the no
     assert.fixture(after.iptables, baseline.iptables);
     assert.fixture(after.nft, baseline.nft);
     assert.equal(after.links, baseline.links, "no veth left");
-  } finally {
-    sb.cleanup();
-  }
-});
+  },
+);
 
 test.run();

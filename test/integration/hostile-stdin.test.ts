@@ -1,9 +1,11 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { spawn } from "node:child_process";
 import { join } from "node:path";
-import { BIN, Sandbox, sh } from "../helpers/sandbox.ts";
-import { CRASH, PLUGIN_NAMES, addEnv, baseConfig, residue, runPluginAsync, tripwire } from "../helpers/hostile.ts";
+import { BIN, type Sandbox, sh, sandboxed } from "../helpers/sandbox.ts";
+import { startPlugin } from "../helpers/plugin-run.ts";
+import { CRASH, PLUGIN_NAMES, addEnv, baseConfig, residue, runNamedAsync, tripwire } from "../helpers/hostile.ts";
+
+const inSandbox = sandboxed(test, "reliab");
 
 /**
  * What arrives on stdin: 64 MiB (read up to a bound, then a clear error; the plugin stops reading,
@@ -19,13 +21,8 @@ function flood(
   plugin: string,
   env: Record<string, string>,
   total: number,
-): Promise<{ code: number | null; stdout: string; accepted: number }> {
-  const child = spawn("ip", ["netns", "exec", sb.node, join(BIN, plugin)], {
-    env: { PATH: process.env.PATH, ...env },
-    stdio: ["pipe", "pipe", "ignore"],
-  });
-  let stdout = "";
-  child.stdout!.on("data", (d: Buffer) => (stdout += d));
+): Promise<{ code: number; stdout: string; accepted: number }> {
+  const { child, done } = startPlugin(sb, join(BIN, plugin), env, undefined, { openStdin: true });
   let accepted = 0;
   let stopped = false;
   child.stdin!.on("error", () => (stopped = true));
@@ -40,34 +37,27 @@ function flood(
     }
     child.stdin!.end();
   };
-  return Promise.all([feed(), new Promise<number | null>((resolve) => child.on("close", resolve))]).then(
-    ([, code]) => ({ code, stdout, accepted }),
-  );
+  return Promise.all([feed(), done]).then(([, { code, stdout }]) => ({ code, stdout, accepted }));
 }
 
-test("64 MiB on stdin: every plugin stops reading at its bound and answers with a clear error", async () => {
-  const sb = new Sandbox("reliab");
-  try {
-    const ctr = sb.addContainer();
-    for (const plugin of PLUGIN_NAMES) {
-      const r = await flood(sb, plugin, addEnv(ctr.path), 64 * MIB);
-      assert.is(r.code, 1, plugin);
-      const err = JSON.parse(r.stdout);
-      assert.is(err.code, 5, `${plugin}: ${r.stdout}`);
-      assert.match(err.msg, /exceeds \d+ bytes/, plugin);
-      assert.ok(
-        r.accepted < 16 * MIB,
-        `${plugin} read ${r.accepted} bytes: it must stop at its bound, not swallow everything`,
-      );
-    }
-  } finally {
-    sb.cleanup();
+inSandbox("64 MiB on stdin: every plugin stops reading at its bound and answers with a clear error", async (sb) => {
+  const ctr = sb.addContainer();
+  for (const plugin of PLUGIN_NAMES) {
+    const r = await flood(sb, plugin, addEnv(ctr.path), 64 * MIB);
+    assert.is(r.code, 1, plugin);
+    const err = JSON.parse(r.stdout);
+    assert.is(err.code, 5, `${plugin}: ${r.stdout}`);
+    assert.match(err.msg, /exceeds \d+ bytes/, plugin);
+    assert.ok(
+      r.accepted < 16 * MIB,
+      `${plugin} read ${r.accepted} bytes: it must stop at its bound, not swallow everything`,
+    );
   }
 });
 
-test("deep nesting, huge arrays and non-JSON bytes: a CNI error (or success), never a crash, hang or effect", async () => {
-  const sb = new Sandbox("reliab");
-  try {
+inSandbox(
+  "deep nesting, huge arrays and non-JSON bytes: a CNI error (or success), never a crash, hang or effect",
+  async (sb) => {
     const ctr = sb.addContainer();
     const trip = tripwire(sb);
     const before = residue(sb);
@@ -120,7 +110,7 @@ test("deep nesting, huge arrays and non-JSON bytes: a CNI error (or success), ne
     const problems: string[] = [];
     for (const plugin of PLUGIN_NAMES) {
       for (const [what, body] of bodies) {
-        const r = await runPluginAsync(sb, plugin, addEnv(ctr.path), body(plugin), trip.path);
+        const r = await runNamedAsync(sb, plugin, addEnv(ctr.path), body(plugin), trip.path);
         const tag = `${plugin} with ${what}`;
         if (r.timedOut) problems.push(`${tag}: hung`);
         else if (r.code === 0 && typeof r.json?.cniVersion === "string" && r.json.code === undefined)
@@ -141,58 +131,49 @@ test("deep nesting, huge arrays and non-JSON bytes: a CNI error (or success), ne
       before.files,
       "no file created",
     );
-  } finally {
-    sb.cleanup();
-  }
-});
+  },
+);
 
-test("config paths that never end (a FIFO, /dev/zero) do not hang a plugin: resolvConf refused, logFile skipped", async () => {
-  const sb = new Sandbox("reliab");
-  try {
+inSandbox(
+  "config paths that never end (a FIFO, /dev/zero) do not hang a plugin: resolvConf refused, logFile skipped",
+  async (sb) => {
     const ctr = sb.addContainer();
     const fifo = join(sb.tmp, "fifo");
     sh(["mkfifo", fifo]);
     for (const resolvConf of [fifo, "/dev/zero"]) {
       const config = baseConfig("host-local", sb.tmp, ctr.path);
       config.ipam.resolvConf = resolvConf;
-      const r = await runPluginAsync(sb, "host-local", addEnv(ctr.path), config, process.env.PATH, 10_000);
+      const r = await runNamedAsync(sb, "host-local", addEnv(ctr.path), config, process.env.PATH, 10_000);
       assert.not.ok(r.timedOut, `resolvConf ${resolvConf}: answered`);
       assert.is(r.json?.code, 5, r.stdout);
       assert.match(r.json.msg, /resolvConf .*not a regular file/);
     }
     // The log is best effort: a FIFO nobody reads must not keep the answer from the runtime.
     const logged = { ...baseConfig("loopback", sb.tmp, ctr.path), name: "../bad", logFile: fifo };
-    const r = await runPluginAsync(sb, "loopback", addEnv(ctr.path), logged, process.env.PATH, 10_000);
+    const r = await runNamedAsync(sb, "loopback", addEnv(ctr.path), logged, process.env.PATH, 10_000);
     assert.not.ok(r.timedOut, "logFile FIFO: answered");
     assert.is(r.json?.code, 7, r.stdout);
-  } finally {
-    sb.cleanup();
-  }
-});
+  },
+);
 
-test("answers larger than a pipe buffer reach the runtime whole: a big ADD result, a big error", async () => {
-  const sb = new Sandbox("reliab");
-  try {
-    const ctr = sb.addContainer();
-    const search = Array.from({ length: 30_000 }, (_, i) => `s${i}.example`);
-    const config = { ...baseConfig("bridge", sb.tmp, ctr.path), dns: { search } };
-    const add = await runPluginAsync(sb, "bridge", addEnv(ctr.path), config);
-    assert.is(add.code, 0, add.stdout.slice(-200));
-    assert.ok(add.json, `the result (${add.stdout.length} bytes) is one complete JSON document`);
-    assert.is(add.json.dns.search.length, search.length);
-    assert.is((await runPluginAsync(sb, "bridge", { ...addEnv(ctr.path), CNI_COMMAND: "DEL" }, config)).code, 0);
+inSandbox("answers larger than a pipe buffer reach the runtime whole: a big ADD result, a big error", async (sb) => {
+  const ctr = sb.addContainer();
+  const search = Array.from({ length: 30_000 }, (_, i) => `s${i}.example`);
+  const config = { ...baseConfig("bridge", sb.tmp, ctr.path), dns: { search } };
+  const add = await runNamedAsync(sb, "bridge", addEnv(ctr.path), config);
+  assert.is(add.code, 0, add.stdout.slice(-200));
+  assert.ok(add.json, `the result (${add.stdout.length} bytes) is one complete JSON document`);
+  assert.is(add.json.dns.search.length, search.length);
+  assert.is((await runNamedAsync(sb, "bridge", { ...addEnv(ctr.path), CNI_COMMAND: "DEL" }, config)).code, 0);
 
-    const sysctl = Object.fromEntries(Array.from({ length: 20_000 }, (_, i) => [`net.k${i}`, i]));
-    const bad = await runPluginAsync(sb, "tuning", addEnv(ctr.path), {
-      ...baseConfig("tuning", sb.tmp, ctr.path),
-      sysctl,
-    });
-    assert.is(bad.code, 1);
-    assert.ok(bad.json, `the error (${bad.stdout.length} bytes) is one complete JSON document`);
-    assert.is(bad.json.code, 7);
-  } finally {
-    sb.cleanup();
-  }
+  const sysctl = Object.fromEntries(Array.from({ length: 20_000 }, (_, i) => [`net.k${i}`, i]));
+  const bad = await runNamedAsync(sb, "tuning", addEnv(ctr.path), {
+    ...baseConfig("tuning", sb.tmp, ctr.path),
+    sysctl,
+  });
+  assert.is(bad.code, 1);
+  assert.ok(bad.json, `the error (${bad.stdout.length} bytes) is one complete JSON document`);
+  assert.is(bad.json.code, 7);
 });
 
 test.run();

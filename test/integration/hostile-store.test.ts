@@ -13,9 +13,9 @@ import {
   writeFileSync,
 } from "node:fs";
 import { join } from "node:path";
-import { BIN, Sandbox, sh } from "../helpers/sandbox.ts";
-import { spawnSync } from "node:child_process";
-import { HNET, addEnv, baseConfig, runPlugin } from "../helpers/hostile.ts";
+import { BIN, type Sandbox, sh, withSandbox } from "../helpers/sandbox.ts";
+import { HNET, addEnv, baseConfig, runNamed } from "../helpers/hostile.ts";
+import { runPlugin } from "../helpers/plugin-run.ts";
 
 /**
  * Symlinks planted in plugin state: dataDir itself, the network's directory, a reservation, the
@@ -55,20 +55,15 @@ const elsewhereEntries = (sb: Sandbox) => readdirSync(join(sb.tmp, "elsewhere"))
 function hostLocal(sb: Sandbox, command: string, id: string, dataDir: string, netns: string, cniVersion = "1.0.0") {
   const config: Record<string, any> = { ...baseConfig("host-local", sb.tmp, netns), cniVersion };
   config.ipam.dataDir = dataDir;
-  return runPlugin(sb, "host-local", { ...addEnv(netns, { CNI_CONTAINERID: id }), CNI_COMMAND: command }, config);
+  return runNamed(sb, "host-local", { ...addEnv(netns, { CNI_CONTAINERID: id }), CNI_COMMAND: command }, config);
 }
 
-function withSandbox(fn: (sb: Sandbox, netns: string) => void) {
-  const sb = new Sandbox("reliab");
-  try {
-    fn(sb, sb.addContainer().path);
-  } finally {
-    sb.cleanup();
-  }
-}
+/** A sandbox with one container, whose netns path the cases hand the plugins. */
+const withContainer = (fn: (sb: Sandbox, netns: string) => void) =>
+  withSandbox("reliab", (sb) => fn(sb, sb.addContainer().path));
 
 test("dataDir that is a symlink: refused, nothing created where it points", () =>
-  withSandbox((sb, netns) => {
+  withContainer((sb, netns) => {
     victim(sb, "keep", "x");
     const link = join(sb.tmp, "ipam-link");
     symlinkSync(join(sb.tmp, "elsewhere"), link);
@@ -82,7 +77,7 @@ test("dataDir that is a symlink: refused, nothing created where it points", () =
   }));
 
 test("the network's directory replaced by a symlink: ADD and DEL refuse it, nothing behind it is touched", () =>
-  withSandbox((sb, netns) => {
+  withContainer((sb, netns) => {
     const dataDir = join(sb.tmp, "ipam");
     assert.is(hostLocal(sb, "ADD", "c1", dataDir, netns).code, 0);
     const v = victim(sb, "10.62.0.3", "c2\r\neth0");
@@ -101,7 +96,7 @@ test("the network's directory replaced by a symlink: ADD and DEL refuse it, noth
   }));
 
 test("a reservation replaced by a symlink: not released through it, not reused, its target untouched", () =>
-  withSandbox((sb, netns) => {
+  withContainer((sb, netns) => {
     const dataDir = join(sb.tmp, "ipam");
     const add = hostLocal(sb, "ADD", "c1", dataDir, netns);
     assert.is(add.json.ips[0].address, "10.62.0.2/24");
@@ -124,7 +119,7 @@ test("a reservation replaced by a symlink: not released through it, not reused, 
   }));
 
 test("last_reserved_ip and the private index replaced by symlinks: ADD carries on without following them", () =>
-  withSandbox((sb, netns) => {
+  withContainer((sb, netns) => {
     const dataDir = join(sb.tmp, "ipam");
     assert.is(hostLocal(sb, "ADD", "c1", dataDir, netns).code, 0);
     const marker = victim(sb, "marker", "10.62.0.200");
@@ -142,7 +137,7 @@ test("last_reserved_ip and the private index replaced by symlinks: ADD carries o
   }));
 
 test("the store lock replaced by a symlink: ADD refuses clearly, the target is not created or truncated", () =>
-  withSandbox((sb, netns) => {
+  withContainer((sb, netns) => {
     const dataDir = join(sb.tmp, "ipam");
     assert.is(hostLocal(sb, "ADD", "c1", dataDir, netns).code, 0);
     const v = victim(sb, "shadow", "secret");
@@ -159,18 +154,19 @@ test("the store lock replaced by a symlink: ADD refuses clearly, the target is n
     // A FIFO in its place must not stall the plugin on open.
     rmSync(join(dataDir, HNET, "lock"));
     sh(["mkfifo", join(dataDir, HNET, "lock")]);
-    const fifo = spawnSync("ip", ["netns", "exec", sb.node, join(BIN, "host-local")], {
-      input: JSON.stringify(baseConfig("host-local", sb.tmp, netns)),
-      env: { PATH: process.env.PATH, ...addEnv(netns, { CNI_CONTAINERID: "c3" }) },
-      encoding: "utf8",
-      timeout: 10_000,
-    });
+    const fifo = runPlugin(
+      sb,
+      join(BIN, "host-local"),
+      addEnv(netns, { CNI_CONTAINERID: "c3" }),
+      baseConfig("host-local", sb.tmp, netns),
+      { timeoutMs: 10_000, returnErrors: true },
+    );
     assert.is(fifo.error, undefined, "host-local answered instead of waiting on the FIFO");
     assert.is(JSON.parse(fifo.stdout).code, 5, fifo.stdout);
   }));
 
 test("tuning: saved originals and their temp file replaced by symlinks are not followed", () =>
-  withSandbox((sb, netns) => {
+  withContainer((sb, netns) => {
     const ctr = netns.split("/").pop()!;
     sb.inNs(ctr, ["ip", "link", "add", "eth0", "type", "veth", "peer", "name", "eth0p"]);
     const config = baseConfig("tuning", sb.tmp, netns);
@@ -179,7 +175,7 @@ test("tuning: saved originals and their temp file replaced by symlinks are not f
     const temp = victim(sb, "temp-target", "do not overwrite");
     mkdirSync(dataDir, { recursive: true });
     symlinkSync(temp.path, join(dataDir, "t1_eth0.json.tmp"));
-    const add = runPlugin(sb, "tuning", env, config);
+    const add = runNamed(sb, "tuning", env, config);
     untouched(temp, "temp file target");
     if (add.code !== 0) assert.is(add.json.code, 5, add.stdout);
     else assert.ok(lstatSync(join(dataDir, "t1_eth0.json")).isFile(), "the saved originals are a regular file");
@@ -194,7 +190,7 @@ test("tuning: saved originals and their temp file replaced by symlinks are not f
     if (existsSync(join(dataDir, "t1_eth0.json")))
       renameSync(join(dataDir, "t1_eth0.json"), join(sb.tmp, "saved.json"));
     symlinkSync(forged.path, join(dataDir, "t1_eth0.json"));
-    const del = runPlugin(sb, "tuning", { ...env, CNI_COMMAND: "DEL" }, config);
+    const del = runNamed(sb, "tuning", { ...env, CNI_COMMAND: "DEL" }, config);
     assert.ok(del.code === 0 || [5].includes(del.json?.code), del.stdout);
     untouched(forged, "forged saved originals");
     const mtu = JSON.parse(sb.inNs(ctr, ["ip", "-j", "link", "show", "eth0"]).stdout)[0].mtu;
@@ -203,14 +199,9 @@ test("tuning: saved originals and their temp file replaced by symlinks are not f
     // A FIFO planted as the saved originals must not block the plugin on open.
     rmSync(join(dataDir, "t1_eth0.json"), { force: true });
     sh(["mkfifo", join(dataDir, "t1_eth0.json")]);
-    const blocked = spawnSync("ip", ["netns", "exec", sb.node, join(BIN, "tuning")], {
-      input: JSON.stringify(config),
-      env: { PATH: process.env.PATH, ...env },
-      encoding: "utf8",
-      timeout: 10_000,
-    });
+    const blocked = runPlugin(sb, join(BIN, "tuning"), env, config, { timeoutMs: 10_000, returnErrors: true });
     assert.is(blocked.error, undefined, "tuning answered instead of waiting on the FIFO");
-    assert.ok(blocked.status === 0 || JSON.parse(blocked.stdout).code === 5, blocked.stdout);
+    assert.ok(blocked.code === 0 || JSON.parse(blocked.stdout).code === 5, blocked.stdout);
   }));
 
 test.run();

@@ -2,7 +2,9 @@ import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { join } from "node:path";
 import type { LinkOp, LinkOutcome } from "../../lib/kernel/link.ts";
-import { Sandbox, sh } from "../helpers/sandbox.ts";
+import { type Sandbox, sandboxed, sh } from "../helpers/sandbox.ts";
+
+const inSandbox = sandboxed(test, "klink");
 
 // The typed link layer's executor on the real kernel: ops for ip and for bridge in one list run as
 // consecutive tool processes, reports come back typed and in op order, and a failure anywhere names
@@ -19,9 +21,9 @@ function apply(sb: Sandbox, ops: LinkOp[], async: boolean): LinkOutcome {
 for (const async of [false, true]) {
   const form = async ? "async" : "sync";
 
-  test(`${form}: a bridge, a veth into a container, a VXLAN device with an FDB entry and reports, in one list`, () => {
-    const sb = new Sandbox("klink");
-    try {
+  inSandbox(
+    `${form}: a bridge, a veth into a container, a VXLAN device with an FDB entry and reports, in one list`,
+    (sb) => {
       const ctr = sb.addContainer();
       const ops: LinkOp[] = [
         { op: "link-add", dev: "kbr0", mac: "02:00:00:00:aa:01", kind: { type: "bridge" } },
@@ -72,40 +74,33 @@ for (const async of [false, true]) {
       );
       const peer = JSON.parse(sh(["ip", "-n", ctr.name, "-j", "link", "show", "dev", "eth0"]).stdout)[0];
       assert.is(peer.mtu, 1400, "the peer was created in the container namespace");
-    } finally {
-      sb.cleanup();
-    }
-  });
+    },
+  );
 
-  test(`${form}: a failure in the bridge run names its op in the whole list and stops the ops after it`, () => {
-    const sb = new Sandbox("klink");
-    try {
-      const ops: LinkOp[] = [
-        { op: "link-add", dev: "kd0", kind: { type: "bridge" } },
-        { op: "fdb", verb: "append", dev: "kabsent", mac: "00:00:00:00:00:00", dst: "10.77.0.2" },
-        { op: "link-add", dev: "kd1", kind: { type: "bridge" } },
-      ];
-      const r = apply(sb, ops, async);
-      assert.not.ok(r.ok);
-      assert.is(r.failedOp, 1);
-      assert.ok(r.stderr.length > 0);
-      const names = (JSON.parse(sb.inNode(["ip", "-j", "link", "show"]).stdout) as { ifname: string }[]).map(
-        (l) => l.ifname,
-      );
-      assert.ok(names.includes("kd0"), "the op before ran");
-      assert.not.ok(names.includes("kd1"), "the op after did not");
-      const late = apply(
-        sb,
-        [
-          { op: "link-set", dev: "kd0", up: true },
-          { op: "show", dev: "knone" },
-        ],
-        async,
-      );
-      assert.is(late.failedOp, 1, "a failing report op in an ip run");
-    } finally {
-      sb.cleanup();
-    }
+  inSandbox(`${form}: a failure in the bridge run names its op in the whole list and stops the ops after it`, (sb) => {
+    const ops: LinkOp[] = [
+      { op: "link-add", dev: "kd0", kind: { type: "bridge" } },
+      { op: "fdb", verb: "append", dev: "kabsent", mac: "00:00:00:00:00:00", dst: "10.77.0.2" },
+      { op: "link-add", dev: "kd1", kind: { type: "bridge" } },
+    ];
+    const r = apply(sb, ops, async);
+    assert.not.ok(r.ok);
+    assert.is(r.failedOp, 1);
+    assert.ok(r.stderr.length > 0);
+    const names = (JSON.parse(sb.inNode(["ip", "-j", "link", "show"]).stdout) as { ifname: string }[]).map(
+      (l) => l.ifname,
+    );
+    assert.ok(names.includes("kd0"), "the op before ran");
+    assert.not.ok(names.includes("kd1"), "the op after did not");
+    const late = apply(
+      sb,
+      [
+        { op: "link-set", dev: "kd0", up: true },
+        { op: "show", dev: "knone" },
+      ],
+      async,
+    );
+    assert.is(late.failedOp, 1, "a failing report op in an ip run");
   });
 }
 

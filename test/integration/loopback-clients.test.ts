@@ -3,8 +3,10 @@ import * as assert from "uvu/assert";
 import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { Sandbox, sh } from "../helpers/sandbox.ts";
+import { type Sandbox, sh, sandboxed } from "../helpers/sandbox.ts";
 import { libcniClient, ourCnitool, runClient, writeNetconf, type ClientEnv } from "../helpers/libcni.ts";
+
+const inSandbox = sandboxed(test, "lcli");
 
 // A loopback-only network driven by real CNI clients, as a runtime drives /opt/cni/bin: the Go
 // client built on Debian's libcni, and our own cnitool. Both must bring lo up in a fresh netns,
@@ -36,17 +38,6 @@ function setup(sb: Sandbox, files: Record<string, unknown>): ClientEnv {
 function cacheFiles(env: ClientEnv): string[] {
   const dir = join(env.cacheDir, "results");
   return existsSync(dir) ? readdirSync(dir).sort() : [];
-}
-
-function inSandbox(name: string, fn: (sb: Sandbox) => void) {
-  test(name, () => {
-    const sb = new Sandbox("lcli");
-    try {
-      fn(sb);
-    } finally {
-      sb.cleanup();
-    }
-  });
 }
 
 for (const client of CLIENTS) {

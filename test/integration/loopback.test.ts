@@ -1,7 +1,10 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { join } from "node:path";
-import { BIN, REF_BIN, Sandbox, cniEnv, sh } from "../helpers/sandbox.ts";
+import { BIN, REF_BIN, cniEnv, sh, sandboxed } from "../helpers/sandbox.ts";
+import { runPlugin } from "../helpers/plugin-run.ts";
+
+const inSandbox = sandboxed(test, "loop");
 
 // The loopback plugin, run as the compiled executable inside a sandbox node namespace, the way a
 // runtime would run it: ADD/CHECK/DEL per spec version, and against the reference plugin.
@@ -27,17 +30,6 @@ function lo(ns: string): LoState {
     addr_info: { local: string; prefixlen: number }[];
   }[];
   return { up: link!.flags.includes("UP"), addrs: link!.addr_info.map((a) => `${a.local}/${a.prefixlen}`).sort() };
-}
-
-function withSandbox(name: string, fn: (sb: Sandbox) => void) {
-  test(name, () => {
-    const sb = new Sandbox("loop");
-    try {
-      fn(sb);
-    } finally {
-      sb.cleanup();
-    }
-  });
 }
 
 /** The result shape the spec gives each version for lo's two addresses. */
@@ -77,10 +69,10 @@ test("without CNI_COMMAND: the about text on stderr, nothing on stdout, exit 0",
 });
 
 for (const version of VERSIONS) {
-  withSandbox(`ADD ${version}: lo comes up in a fresh netns; result in the ${version} shape`, (sb) => {
+  inSandbox(`ADD ${version}: lo comes up in a fresh netns; result in the ${version} shape`, (sb) => {
     const ctr = sb.addContainer();
     assert.equal(lo(ctr.name), { up: false, addrs: [] });
-    const r = sb.plugin(LOOPBACK, cniEnv("ADD", { CNI_NETNS: ctr.path }), conf(version));
+    const r = runPlugin(sb, LOOPBACK, cniEnv("ADD", { CNI_NETNS: ctr.path }), conf(version));
     assert.is(r.code, 0, r.stdout + r.stderr);
     assert.equal(r.json, expectedResult(version, ctr.path));
     assert.is(r.stdout.trim().split("\n").length, 1, "one JSON document on stdout");
@@ -90,15 +82,15 @@ for (const version of VERSIONS) {
   });
 }
 
-withSandbox("ADD ignores CNI_IFNAME: it always works on lo", (sb) => {
+inSandbox("ADD ignores CNI_IFNAME: it always works on lo", (sb) => {
   const ctr = sb.addContainer();
-  const r = sb.plugin(LOOPBACK, cniEnv("ADD", { CNI_NETNS: ctr.path, CNI_IFNAME: "net7" }), conf("1.0.0"));
+  const r = runPlugin(sb, LOOPBACK, cniEnv("ADD", { CNI_NETNS: ctr.path, CNI_IFNAME: "net7" }), conf("1.0.0"));
   assert.is(r.code, 0, r.stdout);
   assert.is(r.json.interfaces[0].name, "lo");
   assert.ok(lo(ctr.name).up);
 });
 
-withSandbox("ADD with a prevResult passes it through, converted to the request version, and still sets lo up", (sb) => {
+inSandbox("ADD with a prevResult passes it through, converted to the request version, and still sets lo up", (sb) => {
   const ctr = sb.addContainer();
   const prev = {
     cniVersion: "1.0.0",
@@ -106,12 +98,13 @@ withSandbox("ADD with a prevResult passes it through, converted to the request v
     ips: [{ interface: 0, address: "10.22.0.5/16", gateway: "10.22.0.1" }],
     routes: [{ dst: "0.0.0.0/0", gw: "10.22.0.1" }],
   };
-  const same = sb.plugin(LOOPBACK, cniEnv("ADD", { CNI_NETNS: ctr.path }), conf("1.0.0", { prevResult: prev }));
+  const same = runPlugin(sb, LOOPBACK, cniEnv("ADD", { CNI_NETNS: ctr.path }), conf("1.0.0", { prevResult: prev }));
   assert.is(same.code, 0, same.stdout);
   assert.equal(same.json, prev);
   assert.ok(lo(ctr.name).up);
 
-  const old = sb.plugin(
+  const old = runPlugin(
+    sb,
     LOOPBACK,
     cniEnv("ADD", { CNI_NETNS: ctr.path }),
     conf("0.4.0", { prevResult: { ...prev, cniVersion: "0.4.0", ips: [{ version: "4", ...prev.ips[0] }] } }),
@@ -120,9 +113,10 @@ withSandbox("ADD with a prevResult passes it through, converted to the request v
   assert.equal(old.json.ips, [{ version: "4", interface: 0, address: "10.22.0.5/16", gateway: "10.22.0.1" }]);
 });
 
-withSandbox("ADD with a malformed prevResult is a decoding failure and leaves lo down", (sb) => {
+inSandbox("ADD with a malformed prevResult is a decoding failure and leaves lo down", (sb) => {
   const ctr = sb.addContainer();
-  const r = sb.plugin(
+  const r = runPlugin(
+    sb,
     LOOPBACK,
     cniEnv("ADD", { CNI_NETNS: ctr.path }),
     conf("1.0.0", { prevResult: { ips: "10.0.0.1" } }),
@@ -134,15 +128,25 @@ withSandbox("ADD with a malformed prevResult is a decoding failure and leaves lo
 });
 
 for (const version of ["0.4.0", "1.0.0", "1.1.0"]) {
-  withSandbox(`CHECK ${version}: passes while lo is up, fails once it is set down`, (sb) => {
+  inSandbox(`CHECK ${version}: passes while lo is up, fails once it is set down`, (sb) => {
     const ctr = sb.addContainer();
-    const add = sb.plugin(LOOPBACK, cniEnv("ADD", { CNI_NETNS: ctr.path }), conf(version));
+    const add = runPlugin(sb, LOOPBACK, cniEnv("ADD", { CNI_NETNS: ctr.path }), conf(version));
     assert.is(add.code, 0, add.stdout);
-    const ok = sb.plugin(LOOPBACK, cniEnv("CHECK", { CNI_NETNS: ctr.path }), conf(version, { prevResult: add.json }));
+    const ok = runPlugin(
+      sb,
+      LOOPBACK,
+      cniEnv("CHECK", { CNI_NETNS: ctr.path }),
+      conf(version, { prevResult: add.json }),
+    );
     assert.is(ok.code, 0, ok.stdout);
     assert.is(ok.stdout, "", "CHECK prints nothing on success");
     sh(["ip", "-n", ctr.name, "link", "set", "lo", "down"]);
-    const bad = sb.plugin(LOOPBACK, cniEnv("CHECK", { CNI_NETNS: ctr.path }), conf(version, { prevResult: add.json }));
+    const bad = runPlugin(
+      sb,
+      LOOPBACK,
+      cniEnv("CHECK", { CNI_NETNS: ctr.path }),
+      conf(version, { prevResult: add.json }),
+    );
     assert.is(bad.code, 1);
     assert.is(bad.json.msg, "loopback interface is down");
     assert.is(bad.json.cniVersion, version);
@@ -151,20 +155,20 @@ for (const version of ["0.4.0", "1.0.0", "1.1.0"]) {
 }
 
 for (const version of ["0.1.0", "0.2.0", "0.3.0", "0.3.1"]) {
-  withSandbox(`CHECK is refused for ${version} with code 1, before touching anything`, (sb) => {
+  inSandbox(`CHECK is refused for ${version} with code 1, before touching anything`, (sb) => {
     const ctr = sb.addContainer();
-    const r = sb.plugin(LOOPBACK, cniEnv("CHECK", { CNI_NETNS: ctr.path }), conf(version));
+    const r = runPlugin(sb, LOOPBACK, cniEnv("CHECK", { CNI_NETNS: ctr.path }), conf(version));
     assert.is(r.code, 1);
     assert.is(r.json.code, 1);
     assert.match(r.json.msg, /does not allow CHECK/);
   });
 }
 
-withSandbox("DEL sets lo down, and succeeds again when repeated", (sb) => {
+inSandbox("DEL sets lo down, and succeeds again when repeated", (sb) => {
   const ctr = sb.addContainer();
-  assert.is(sb.plugin(LOOPBACK, cniEnv("ADD", { CNI_NETNS: ctr.path }), conf("1.0.0")).code, 0);
+  assert.is(runPlugin(sb, LOOPBACK, cniEnv("ADD", { CNI_NETNS: ctr.path }), conf("1.0.0")).code, 0);
   for (let i = 0; i < 2; i++) {
-    const r = sb.plugin(LOOPBACK, cniEnv("DEL", { CNI_NETNS: ctr.path }), conf("1.0.0"));
+    const r = runPlugin(sb, LOOPBACK, cniEnv("DEL", { CNI_NETNS: ctr.path }), conf("1.0.0"));
     assert.is(r.code, 0, r.stdout);
     assert.is(r.stdout, "", "DEL prints nothing on success");
     assert.not.ok(lo(ctr.name).up);
@@ -173,40 +177,46 @@ withSandbox("DEL sets lo down, and succeeds again when repeated", (sb) => {
   assert.equal(lo(ctr.name).addrs, ["127.0.0.1/8"]);
 });
 
-withSandbox("DEL succeeds when the netns is gone and when CNI_NETNS is empty", (sb) => {
+inSandbox("DEL succeeds when the netns is gone and when CNI_NETNS is empty", (sb) => {
   const ctr = sb.addContainer();
-  assert.is(sb.plugin(LOOPBACK, cniEnv("ADD", { CNI_NETNS: ctr.path }), conf("0.4.0")).code, 0);
+  assert.is(runPlugin(sb, LOOPBACK, cniEnv("ADD", { CNI_NETNS: ctr.path }), conf("0.4.0")).code, 0);
   sh(["ip", "netns", "del", ctr.name]);
-  const gone = sb.plugin(LOOPBACK, cniEnv("DEL", { CNI_NETNS: ctr.path }), conf("0.4.0"));
+  const gone = runPlugin(sb, LOOPBACK, cniEnv("DEL", { CNI_NETNS: ctr.path }), conf("0.4.0"));
   assert.is(gone.code, 0, gone.stdout);
-  const empty = sb.plugin(LOOPBACK, cniEnv("DEL", { CNI_NETNS: "" }), conf("0.4.0"));
+  const empty = runPlugin(sb, LOOPBACK, cniEnv("DEL", { CNI_NETNS: "" }), conf("0.4.0"));
   assert.is(empty.code, 0, empty.stdout);
-  const unset = sb.plugin(LOOPBACK, { CNI_COMMAND: "DEL", CNI_CONTAINERID: "ctr1", CNI_IFNAME: "eth0" }, conf("0.4.0"));
+  const unset = runPlugin(
+    sb,
+    LOOPBACK,
+    { CNI_COMMAND: "DEL", CNI_CONTAINERID: "ctr1", CNI_IFNAME: "eth0" },
+    conf("0.4.0"),
+  );
   assert.is(unset.code, 0, unset.stdout);
 });
 
-withSandbox("GC and STATUS (1.1.0) succeed with no output; older configs are refused with code 1", (sb) => {
-  const gc = sb.plugin(
+inSandbox("GC and STATUS (1.1.0) succeed with no output; older configs are refused with code 1", (sb) => {
+  const gc = runPlugin(
+    sb,
     LOOPBACK,
     { CNI_COMMAND: "GC", CNI_PATH: BIN },
     conf("1.1.0", { "cni.dev/valid-attachments": [] }),
   );
   assert.is(gc.code, 0, gc.stdout);
   assert.is(gc.stdout, "");
-  const status = sb.plugin(LOOPBACK, { CNI_COMMAND: "STATUS", CNI_PATH: BIN }, conf("1.1.0"));
+  const status = runPlugin(sb, LOOPBACK, { CNI_COMMAND: "STATUS", CNI_PATH: BIN }, conf("1.1.0"));
   assert.is(status.code, 0, status.stdout);
   assert.is(status.stdout, "");
   for (const cmd of ["GC", "STATUS"]) {
-    const old = sb.plugin(LOOPBACK, { CNI_COMMAND: cmd, CNI_PATH: BIN }, conf("1.0.0"));
+    const old = runPlugin(sb, LOOPBACK, { CNI_COMMAND: cmd, CNI_PATH: BIN }, conf("1.0.0"));
     assert.is(old.json?.code, 1, `${cmd}: ${old.stdout}`);
   }
 });
 
-withSandbox("same lo state and addresses as the reference loopback plugin, in both directions", (sb) => {
+inSandbox("same lo state and addresses as the reference loopback plugin, in both directions", (sb) => {
   const ours = sb.addContainer();
   const ref = sb.addContainer();
-  const a = sb.plugin(LOOPBACK, cniEnv("ADD", { CNI_NETNS: ours.path }), conf("1.0.0"));
-  const b = sb.plugin(join(REF_BIN, "loopback"), cniEnv("ADD", { CNI_NETNS: ref.path }), conf("1.0.0"));
+  const a = runPlugin(sb, LOOPBACK, cniEnv("ADD", { CNI_NETNS: ours.path }), conf("1.0.0"));
+  const b = runPlugin(sb, join(REF_BIN, "loopback"), cniEnv("ADD", { CNI_NETNS: ref.path }), conf("1.0.0"));
   assert.is(a.code, 0, a.stdout);
   assert.is(b.code, 0, b.stdout);
   assert.equal(lo(ours.name), lo(ref.name));
@@ -214,8 +224,8 @@ withSandbox("same lo state and addresses as the reference loopback plugin, in bo
   const { dns: _dns, ...refResult } = b.json;
   assert.equal(a.json, { ...refResult, interfaces: [{ ...refResult.interfaces[0], sandbox: ours.path }] });
   // A DEL by either implementation undoes an ADD by the other.
-  assert.is(sb.plugin(join(REF_BIN, "loopback"), cniEnv("DEL", { CNI_NETNS: ours.path }), conf("1.0.0")).code, 0);
-  assert.is(sb.plugin(LOOPBACK, cniEnv("DEL", { CNI_NETNS: ref.path }), conf("1.0.0")).code, 0);
+  assert.is(runPlugin(sb, join(REF_BIN, "loopback"), cniEnv("DEL", { CNI_NETNS: ours.path }), conf("1.0.0")).code, 0);
+  assert.is(runPlugin(sb, LOOPBACK, cniEnv("DEL", { CNI_NETNS: ref.path }), conf("1.0.0")).code, 0);
   assert.not.ok(lo(ours.name).up);
   assert.not.ok(lo(ref.name).up);
 });

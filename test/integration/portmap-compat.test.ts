@@ -16,6 +16,7 @@ import {
   startServer,
   withoutSharedChains,
 } from "../helpers/portmap-net.ts";
+import { runPlugin } from "../helpers/plugin-run.ts";
 
 // The reference plugin on this machine (1.1.1) has only the iptables backend; it gets no
 // "backend" key, ours gets "iptables" explicitly.
@@ -96,7 +97,7 @@ test("GC (iptables) removes this network's chains of containers not in the valid
       type: "portmap",
       "cni.dev/valid-attachments": [{ containerID: "ctr-a", ifname: "eth0" }],
     };
-    const r = sb.plugin(PORTMAP, { CNI_COMMAND: "GC", CNI_PATH: "/nonexistent" }, gc);
+    const r = runPlugin(sb, PORTMAP, { CNI_COMMAND: "GC", CNI_PATH: "/nonexistent" }, gc);
     assert.is(r.code, 0, r.stdout);
     const dump = snapshot(sb).ipt4;
     assert.match(dump, /id: \\"ctr-a\\"/);

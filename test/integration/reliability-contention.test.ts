@@ -3,19 +3,22 @@ import * as assert from "uvu/assert";
 import { spawn } from "node:child_process";
 import { mkdirSync, symlinkSync } from "node:fs";
 import { join } from "node:path";
-import { BIN, Sandbox } from "../helpers/sandbox.ts";
+import { BIN, Sandbox, sandboxed } from "../helpers/sandbox.ts";
+import { runPluginAsync, type PluginRun } from "../helpers/plugin-run.ts";
 import {
   BRIDGE_NAME,
   NET,
   client,
   clientAsync,
   containerLinks,
-  nodeLinks,
   reservationFiles,
   standardNet,
   type Net,
 } from "../helpers/reliability.ts";
+import { iptablesRules, nodeLinks } from "../helpers/node-state.ts";
 import { masqChainName } from "../../lib/net/masquerade/iptables.ts";
+
+const inSandbox = sandboxed(test, "reliab");
 
 /**
  * Contention for the xtables lock. Debian 12's `iptables` is iptables-nft, which takes no
@@ -42,6 +45,7 @@ function legacyUsable(): boolean {
   }
 }
 const legacyTest = legacyUsable() ? test : test.skip;
+const legacyInSandbox = sandboxed(legacyTest, "reliab");
 
 function legacyEnv(sb: Sandbox): Record<string, string> {
   const dir = join(sb.tmp, "legacy-bin");
@@ -79,13 +83,7 @@ async function holdLock(file: string, seconds?: number) {
   };
 }
 
-const legacyNat = (sb: Sandbox) =>
-  sb
-    .inNode(["iptables-legacy-save", "-t", "nat"])
-    .stdout.split("\n")
-    .filter((l) => l !== "" && !l.startsWith("#"))
-    .map((l) => l.replace(/\[\d+:\d+\]/, "[0:0]"))
-    .join("\n");
+const legacyNat = (sb: Sandbox) => iptablesRules(sb, 4, { program: "iptables-legacy-save", table: "nat" }).join("\n");
 
 const nftNat = (sb: Sandbox) => sb.inNode(["iptables-nft-save", "-t", "nat"]).stdout;
 
@@ -101,9 +99,9 @@ async function legacyNode(sb: Sandbox) {
   return { env, net, nat: legacyNat(sb), links: nodeLinks(sb) };
 }
 
-legacyTest("legacy iptables, lock held for a few seconds: the conflist ADD waits for it and succeeds", async () => {
-  const sb = new Sandbox("reliab");
-  try {
+legacyInSandbox(
+  "legacy iptables, lock held for a few seconds: the conflist ADD waits for it and succeeds",
+  async (sb) => {
     const { env, net } = await legacyNode(sb);
     const ctr = sb.addContainer();
     const lock = await holdLock(env.XTABLES_LOCKFILE!, 3);
@@ -115,76 +113,64 @@ legacyTest("legacy iptables, lock held for a few seconds: the conflist ADD waits
     assert.match(nat, /^:CNI-DN-/m, "port mapping chain programmed");
     assert.not.match(nftNat(sb), /CNI-/, "nothing went to the nf_tables backend");
     assert.is((await client(net, "del", "c1", ctr.path, env)).code, 0);
-  } finally {
-    sb.cleanup();
-  }
-});
+  },
+);
 
-legacyTest(
+legacyInSandbox(
   "legacy iptables, lock held past the bound: bridge and portmap fail with code 11 and leave nothing",
-  async () => {
-    const sb = new Sandbox("reliab");
+  async (sb) => {
+    const node = await legacyNode(sb);
+    const { env, net } = node;
+    const a = sb.addContainer();
+    const b = sb.addContainer();
+    const lock = await holdLock(env.XTABLES_LOCKFILE!);
     try {
-      const node = await legacyNode(sb);
-      const { env, net } = node;
-      const a = sb.addContainer();
-      const b = sb.addContainer();
-      const lock = await holdLock(env.XTABLES_LOCKFILE!);
-      try {
-        // Both wait out the bound at the same time: the whole conflist for a, portmap alone for b.
-        const chain = clientAsync(net, "add", "ca", a.path, env).done;
-        const portmap = runPortmap(sb, net, b.path, env);
-        const [ca, pm] = await Promise.all([chain, portmap]);
-        assert.is(ca.code, 1, ca.stdout);
-        assert.match(ca.stderr, /\(CNI error code 11\)/, ca.stderr);
-        assert.match(ca.stderr, /try again later/, ca.stderr);
-        assert.is(pm.code, 1, pm.stdout);
-        const err = JSON.parse(pm.stdout);
-        assert.is(err.code, 11, pm.stdout);
-        assert.match(err.msg, /xtables lock .* try again later/);
-        assert.ok(lock.holding, "the lock was held throughout");
+      // Both wait out the bound at the same time: the whole conflist for a, portmap alone for b.
+      const chain = clientAsync(net, "add", "ca", a.path, env).done;
+      const portmap = runPortmap(sb, net, b.path, env);
+      const [ca, pm] = await Promise.all([chain, portmap]);
+      assert.is(ca.code, 1, ca.stdout);
+      assert.match(ca.stderr, /\(CNI error code 11\)/, ca.stderr);
+      assert.match(ca.stderr, /try again later/, ca.stderr);
+      assert.is(pm.code, 1, pm.stdout);
+      const err = JSON.parse(pm.stdout);
+      assert.is(err.code, 11, pm.stdout);
+      assert.match(err.msg, /xtables lock .* try again later/);
+      assert.ok(lock.holding, "the lock was held throughout");
 
-        assert.fixture(legacyNat(sb), node.nat, "no rule half-programmed");
-        assert.equal(nodeLinks(sb), node.links, "no veth left");
-        assert.equal(reservationFiles(net.dataDir), [], "no reservation left");
-        assert.equal(containerLinks(sb, a.name), ["lo -"], "nothing left in the container");
-      } finally {
-        await lock.release();
-      }
-      const again = await client(net, "add", "ca", a.path, env);
-      assert.is(again.code, 0, `once the lock is free, the same ADD succeeds: ${again.stderr}`);
-      assert.is((await client(net, "del", "ca", a.path, env)).code, 0);
+      assert.fixture(legacyNat(sb), node.nat, "no rule half-programmed");
+      assert.equal(nodeLinks(sb), node.links, "no veth left");
+      assert.equal(reservationFiles(net.dataDir), [], "no reservation left");
+      assert.equal(containerLinks(sb, a.name), ["lo -"], "nothing left in the container");
     } finally {
-      sb.cleanup();
+      await lock.release();
     }
+    const again = await client(net, "add", "ca", a.path, env);
+    assert.is(again.code, 0, `once the lock is free, the same ADD succeeds: ${again.stderr}`);
+    assert.is((await client(net, "del", "ca", a.path, env)).code, 0);
   },
 );
 
-legacyTest(
+legacyInSandbox(
   "legacy iptables, lock file that cannot be opened: a hard error, not 'try again later', and nothing left",
-  async () => {
-    const sb = new Sandbox("reliab");
-    try {
-      const node = await legacyNode(sb);
-      const env = { ...node.env, XTABLES_LOCKFILE: join(sb.tmp, "no-such-dir", "xtables.lock") };
-      const ctr = sb.addContainer();
-      const add = await client(node.net, "add", "c1", ctr.path, env);
-      assert.is(add.code, 1);
-      assert.match(add.stderr, /can't open lock file/, add.stderr);
-      assert.not.match(add.stderr, /\(CNI error code 11\)/, "retrying would not help");
-      assert.fixture(legacyNat(sb), node.nat);
-      assert.equal(nodeLinks(sb), node.links);
-      assert.equal(reservationFiles(node.net.dataDir), []);
-      assert.equal(containerLinks(sb, ctr.name), ["lo -"]);
-    } finally {
-      sb.cleanup();
-    }
+  async (sb) => {
+    const node = await legacyNode(sb);
+    const env = { ...node.env, XTABLES_LOCKFILE: join(sb.tmp, "no-such-dir", "xtables.lock") };
+    const ctr = sb.addContainer();
+    const add = await client(node.net, "add", "c1", ctr.path, env);
+    assert.is(add.code, 1);
+    assert.match(add.stderr, /can't open lock file/, add.stderr);
+    assert.not.match(add.stderr, /\(CNI error code 11\)/, "retrying would not help");
+    assert.fixture(legacyNat(sb), node.nat);
+    assert.equal(nodeLinks(sb), node.links);
+    assert.equal(reservationFiles(node.net.dataDir), []);
+    assert.equal(containerLinks(sb, ctr.name), ["lo -"]);
   },
 );
 
-test("iptables-nft (the default here): a held xtables lock does not apply, ADD does not wait for it", async () => {
-  const sb = new Sandbox("reliab");
-  try {
+inSandbox(
+  "iptables-nft (the default here): a held xtables lock does not apply, ADD does not wait for it",
+  async (sb) => {
     const net = standardNet(sb);
     const ctr = sb.addContainer();
     const lockFile = join(sb.tmp, "xtables.lock");
@@ -198,18 +184,11 @@ test("iptables-nft (the default here): a held xtables lock does not apply, ADD d
       await lock.release();
     }
     assert.is((await client(net, "del", "c1", ctr.path)).code, 0);
-  } finally {
-    sb.cleanup();
-  }
-});
+  },
+);
 
 /** portmap alone, as the last plugin of a chain would be called, for a container at 10.61.0.99. */
-function runPortmap(
-  sb: Sandbox,
-  net: Net,
-  netns: string,
-  env: Record<string, string>,
-): Promise<{ code: number | null; stdout: string }> {
+function runPortmap(sb: Sandbox, net: Net, netns: string, env: Record<string, string>): Promise<PluginRun> {
   const conf = {
     cniVersion: "1.0.0",
     name: NET,
@@ -224,14 +203,12 @@ function runPortmap(
       ips: [{ address: "10.61.0.99/16", gateway: "10.61.0.1", interface: 2 }],
     },
   };
-  const child = spawn("ip", ["netns", "exec", sb.node, join(BIN, "portmap")], {
-    env: { ...env, CNI_COMMAND: "ADD", CNI_CONTAINERID: "cb", CNI_IFNAME: "eth0", CNI_NETNS: netns, CNI_PATH: BIN },
-    stdio: ["pipe", "pipe", "ignore"],
-  });
-  child.stdin!.end(JSON.stringify(conf));
-  let stdout = "";
-  child.stdout!.on("data", (d: Buffer) => (stdout += d));
-  return new Promise((resolve) => child.on("close", (code) => resolve({ code, stdout })));
+  return runPluginAsync(
+    sb,
+    join(BIN, "portmap"),
+    { ...env, CNI_COMMAND: "ADD", CNI_CONTAINERID: "cb", CNI_IFNAME: "eth0", CNI_NETNS: netns, CNI_PATH: BIN },
+    conf,
+  );
 }
 
 test.run();

@@ -1,17 +1,19 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { Sandbox, sh } from "../helpers/sandbox.ts";
+import { type Sandbox, sh, sandboxed } from "../helpers/sandbox.ts";
 import {
   BRIDGE_NAME,
   NET,
   client,
   containerLinks,
-  nodeLinks,
   nodeState,
   reservationFiles,
   standardNet,
 } from "../helpers/reliability.ts";
+import { nodeLinks } from "../helpers/node-state.ts";
 import { masqChainName } from "../../lib/net/masquerade/iptables.ts";
+
+const inSandbox = sandboxed(test, "reliab");
 
 /**
  * Hand-made damage on a running node: the bridge deleted under running pods, a container's veth
@@ -23,9 +25,9 @@ const ping = (sb: Sandbox, ns: string, addr: string) =>
   sb.inNs(ns, ["busybox", "ping", "-c", "1", "-W", "2", addr], { allowFailure: true }).code === 0;
 const addrOf = (stdout: string) => (JSON.parse(stdout).ips[0].address as string).replace(/\/\d+$/, "");
 
-test("bridge deleted under running pods: CHECK reports it, a new ADD rebuilds the bridge and works, DELs clean everything", async () => {
-  const sb = new Sandbox("reliab");
-  try {
+inSandbox(
+  "bridge deleted under running pods: CHECK reports it, a new ADD rebuilds the bridge and works, DELs clean everything",
+  async (sb) => {
     const net = standardNet(sb);
     const pods = [sb.addContainer(), sb.addContainer()];
     for (const [i, p] of pods.entries()) assert.is((await client(net, "add", `p${i}`, p.path)).code, 0);
@@ -56,15 +58,13 @@ test("bridge deleted under running pods: CHECK reports it, a new ADD rebuilds th
     assert.equal(after.links, baselineLinks, "no veth left");
     assert.equal(after.reservations, []);
     assert.not.match(after.iptables, /CNI-DN-|CNI-[0-9a-f]{24}/);
-  } finally {
-    sb.cleanup();
-  }
-});
+  },
+);
 
 for (const end of ["container", "node"] as const) {
-  test(`veth deleted from the ${end} end: CHECK fails, DEL releases address and rules, the same container can be added again`, async () => {
-    const sb = new Sandbox("reliab");
-    try {
+  inSandbox(
+    `veth deleted from the ${end} end: CHECK fails, DEL releases address and rules, the same container can be added again`,
+    async (sb) => {
       const net = standardNet(sb);
       const warm = sb.addContainer();
       assert.is((await client(net, "add", "warm", warm.path)).code, 0);
@@ -100,10 +100,8 @@ for (const end of ["container", "node"] as const) {
       const again = await client(net, "add", "c1", ctr.path);
       assert.is(again.code, 0, again.stderr);
       assert.ok(ping(sb, ctr.name, "10.61.0.1"), "re-added container reaches the gateway");
-    } finally {
-      sb.cleanup();
-    }
-  });
+    },
+  );
 }
 
 test.run();

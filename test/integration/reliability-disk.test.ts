@@ -2,8 +2,10 @@ import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { closeSync, mkdirSync, openSync, rmSync, writeFileSync, writeSync } from "node:fs";
 import { join } from "node:path";
-import { Sandbox, sh } from "../helpers/sandbox.ts";
+import { type Sandbox, sh, sandboxed } from "../helpers/sandbox.ts";
 import { client, containerLinks, nodeState, standardNet, type Net } from "../helpers/reliability.ts";
+
+const inSandbox = sandboxed(test, "reliab");
 
 /**
  * host-local's dataDir on a full or read-only file system (a small tmpfs mounted under the
@@ -50,9 +52,8 @@ async function succeedsAgain(net: Net, ctr: { path: string }) {
   assert.is((await client(net, "del", "c1", ctr.path)).code, 0);
 }
 
-test("disk full (no free blocks): ADD fails clearly and leaves nothing; with room again it succeeds", () => {
-  const sb = new Sandbox("reliab");
-  return nodeOnTmpfs(sb, "size=256k,mode=0755", async (net, mount) => {
+inSandbox("disk full (no free blocks): ADD fails clearly and leaves nothing; with room again it succeeds", (sb) =>
+  nodeOnTmpfs(sb, "size=256k,mode=0755", async (net, mount) => {
     const filler = join(mount, "filler");
     const fd = openSync(filler, "w");
     try {
@@ -66,12 +67,11 @@ test("disk full (no free blocks): ADD fails clearly and leaves nothing; with roo
     const ctr = await failsCleanly(net, /no space left on device/i);
     rmSync(filler);
     await succeedsAgain(net, ctr);
-  }).finally(() => sb.cleanup());
-});
+  }),
+);
 
-test("no inodes left: ADD fails clearly and leaves nothing; with inodes again it succeeds", () => {
-  const sb = new Sandbox("reliab");
-  return nodeOnTmpfs(sb, "size=1m,nr_inodes=48,mode=0755", async (net, mount) => {
+inSandbox("no inodes left: ADD fails clearly and leaves nothing; with inodes again it succeeds", (sb) =>
+  nodeOnTmpfs(sb, "size=1m,nr_inodes=48,mode=0755", async (net, mount) => {
     const fill = join(mount, "fill");
     mkdirSync(fill);
     try {
@@ -82,17 +82,16 @@ test("no inodes left: ADD fails clearly and leaves nothing; with inodes again it
     const ctr = await failsCleanly(net, /no space left on device/i);
     rmSync(fill, { recursive: true });
     await succeedsAgain(net, ctr);
-  }).finally(() => sb.cleanup());
-});
+  }),
+);
 
-test("read-only dataDir: ADD fails clearly and leaves nothing; read-write again it succeeds", () => {
-  const sb = new Sandbox("reliab");
-  return nodeOnTmpfs(sb, "size=1m,mode=0755", async (net, mount) => {
+inSandbox("read-only dataDir: ADD fails clearly and leaves nothing; read-write again it succeeds", (sb) =>
+  nodeOnTmpfs(sb, "size=1m,mode=0755", async (net, mount) => {
     sh(["mount", "-o", "remount,ro", mount]);
     const ctr = await failsCleanly(net, /read-only file system/i);
     sh(["mount", "-o", "remount,rw", mount]);
     await succeedsAgain(net, ctr);
-  }).finally(() => sb.cleanup());
-});
+  }),
+);
 
 test.run();

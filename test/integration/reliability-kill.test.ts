@@ -1,6 +1,6 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { Sandbox } from "../helpers/sandbox.ts";
+import { sandboxed } from "../helpers/sandbox.ts";
 import {
   LONG,
   NET,
@@ -14,6 +14,8 @@ import {
   standardNet,
   type Net,
 } from "../helpers/reliability.ts";
+
+const inSandbox = sandboxed(test, "reliab");
 
 /**
  * Kill at any point: ADD of the standard conflist (loopback, bridge with gateway, masquerade and
@@ -38,65 +40,65 @@ function assertClean(net: Net, baseline: ReturnType<typeof nodeState>, ctrNs: st
   assert.equal(containerLinks(net.sb, ctrNs), ["lo -"], `${what}: container namespace`);
 }
 
-test(`SIGKILL at random points of a conflist ADD (${KILLS} runs): DEL leaves the node clean, the next ADD succeeds`, async () => {
-  const seed = runSeed();
-  const random = seededRandom(seed);
-  const sb = new Sandbox("reliab");
-  const landed = { beforeAnything: 0, midway: 0, completed: 0 };
-  let step = "warm-up";
-  try {
-    const net = standardNet(sb);
-    const ctr = sb.addContainer();
-    // Warm-up: the bridge and the shared chains exist from here on, as on any node that ran a pod.
-    const durations: number[] = [];
-    for (let i = 0; i < 2; i++) {
-      const start = Date.now();
-      const add = await client(net, "add", `warm${i}`, ctr.path);
-      durations.push(Date.now() - start);
-      assert.is(add.code, 0, add.stderr);
-      assert.is((await client(net, "del", `warm${i}`, ctr.path)).code, 0);
-    }
-    const baseline = nodeState(net);
-    const span = Math.min(...durations) * 1.1;
+inSandbox(
+  `SIGKILL at random points of a conflist ADD (${KILLS} runs): DEL leaves the node clean, the next ADD succeeds`,
+  async (sb) => {
+    const seed = runSeed();
+    const random = seededRandom(seed);
+    const landed = { beforeAnything: 0, midway: 0, completed: 0 };
+    let step = "warm-up";
+    try {
+      const net = standardNet(sb);
+      const ctr = sb.addContainer();
+      // Warm-up: the bridge and the shared chains exist from here on, as on any node that ran a pod.
+      const durations: number[] = [];
+      for (let i = 0; i < 2; i++) {
+        const start = Date.now();
+        const add = await client(net, "add", `warm${i}`, ctr.path);
+        durations.push(Date.now() - start);
+        assert.is(add.code, 0, add.stderr);
+        assert.is((await client(net, "del", `warm${i}`, ctr.path)).code, 0);
+      }
+      const baseline = nodeState(net);
+      const span = Math.min(...durations) * 1.1;
 
-    for (let i = 0; i < KILLS; i++) {
-      const id = `kill${i}`;
-      const delay = Math.floor(random() * span);
-      step = `run ${i}: SIGKILL after ${delay} ms (ADD takes about ${Math.round(span / 1.1)} ms)`;
-      const add = clientAsync(net, "add", id, ctr.path);
-      await sleep(delay);
-      add.killPlugins();
-      const outcome = await add.done;
-      const before = nodeState(net);
-      if (outcome.code === 0) landed.completed++;
-      else if (JSON.stringify(before) === JSON.stringify(baseline) && containerLinks(sb, ctr.name).length === 1)
-        landed.beforeAnything++;
-      else landed.midway++;
+      for (let i = 0; i < KILLS; i++) {
+        const id = `kill${i}`;
+        const delay = Math.floor(random() * span);
+        step = `run ${i}: SIGKILL after ${delay} ms (ADD takes about ${Math.round(span / 1.1)} ms)`;
+        const add = clientAsync(net, "add", id, ctr.path);
+        await sleep(delay);
+        add.killPlugins();
+        const outcome = await add.done;
+        const before = nodeState(net);
+        if (outcome.code === 0) landed.completed++;
+        else if (JSON.stringify(before) === JSON.stringify(baseline) && containerLinks(sb, ctr.name).length === 1)
+          landed.beforeAnything++;
+        else landed.midway++;
 
-      const del = await client(net, "del", id, ctr.path);
-      assert.is(del.code, 0, `${step}: DEL failed: ${del.stderr}`);
-      assertClean(net, baseline, ctr.name, `${step}, after DEL`);
+        const del = await client(net, "del", id, ctr.path);
+        assert.is(del.code, 0, `${step}: DEL failed: ${del.stderr}`);
+        assertClean(net, baseline, ctr.name, `${step}, after DEL`);
 
-      const again = await client(net, "add", id, ctr.path);
-      assert.is(again.code, 0, `${step}: the next ADD failed: ${again.stderr}`);
-      assert.match(
-        JSON.parse(again.stdout).ips?.[0]?.address ?? "",
-        /^10\.61\./,
-        `${step}: the next ADD has an address`,
+        const again = await client(net, "add", id, ctr.path);
+        assert.is(again.code, 0, `${step}: the next ADD failed: ${again.stderr}`);
+        assert.match(
+          JSON.parse(again.stdout).ips?.[0]?.address ?? "",
+          /^10\.61\./,
+          `${step}: the next ADD has an address`,
+        );
+        assert.is((await client(net, "del", id, ctr.path)).code, 0, `${step}: DEL after the next ADD`);
+        assertClean(net, baseline, ctr.name, `${step}, after ADD and DEL`);
+      }
+      console.log(
+        `  kill loop: seed ${seed}; ${landed.beforeAnything} kills before any change, ${landed.midway} midway, ${landed.completed} after completion`,
       );
-      assert.is((await client(net, "del", id, ctr.path)).code, 0, `${step}: DEL after the next ADD`);
-      assertClean(net, baseline, ctr.name, `${step}, after ADD and DEL`);
+    } catch (e) {
+      (e as Error).message =
+        `[seed ${seed} (replay with TSCNI_SEED=${seed}); network ${NET}; ${step}] ${(e as Error).message}`;
+      throw e;
     }
-    console.log(
-      `  kill loop: seed ${seed}; ${landed.beforeAnything} kills before any change, ${landed.midway} midway, ${landed.completed} after completion`,
-    );
-  } catch (e) {
-    (e as Error).message =
-      `[seed ${seed} (replay with TSCNI_SEED=${seed}); network ${NET}; ${step}] ${(e as Error).message}`;
-    throw e;
-  } finally {
-    sb.cleanup();
-  }
-});
+  },
+);
 
 test.run();

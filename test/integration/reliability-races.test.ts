@@ -2,7 +2,7 @@ import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { mkdirSync, symlinkSync } from "node:fs";
 import { join } from "node:path";
-import { BIN, REF_BIN, Sandbox } from "../helpers/sandbox.ts";
+import { BIN, REF_BIN, type Sandbox, sandboxed } from "../helpers/sandbox.ts";
 import {
   BRIDGE_NAME,
   HOST_PORT,
@@ -10,7 +10,6 @@ import {
   client,
   clientAsync,
   containerLinks,
-  netfilterState,
   nodeState,
   reservationFiles,
   runSeed,
@@ -21,8 +20,11 @@ import {
   type NodeState,
   type Outcome,
 } from "../helpers/reliability.ts";
+import { netfilterState } from "../helpers/node-state.ts";
 import { masqChainName } from "../../lib/net/masquerade/iptables.ts";
 import { tokenize } from "../../lib/netfilter/rules.ts";
+
+const inSandbox = sandboxed(test, "reliab");
 
 /**
  * Races between runtimes' calls: ADD and DEL of the same container at once, and many ADDs on a
@@ -38,11 +40,11 @@ function assertCleanEnd(o: Outcome, what: string) {
   assert.not.match(o.stderr, /\n\s+at .+:\d+:\d+/, `${what}: no stack trace`);
 }
 
-test("ADD and DEL of the same container at the same time: both end cleanly, a final DEL cleans up, the next ADD works", async () => {
-  const seed = runSeed();
-  const random = seededRandom(seed);
-  const sb = new Sandbox("reliab");
-  try {
+inSandbox(
+  "ADD and DEL of the same container at the same time: both end cleanly, a final DEL cleans up, the next ADD works",
+  async (sb) => {
+    const seed = runSeed();
+    const random = seededRandom(seed);
     const net = standardNet(sb);
     const ctr = sb.addContainer();
     const start = Date.now();
@@ -74,10 +76,8 @@ test("ADD and DEL of the same container at the same time: both end cleanly, a fi
       assert.is(next.code, 0, `${what}: the next ADD: ${next.stderr}`);
       assert.is((await client(net, "del", id, ctr.path)).code, 0);
     }
-  } finally {
-    sb.cleanup();
-  }
-});
+  },
+);
 
 /** A CNI_PATH whose bridge and host-local are the reference's, with our portmap and loopback. */
 function referenceBridgePath(sb: Sandbox): string {
@@ -193,11 +193,11 @@ function notOurs(o: Outcome, bridge: "ours" | "reference"): string | undefined {
 }
 
 for (const bridge of ["ours", "reference"] as const) {
-  test(`ADD racing DEL of one container (${bridge} bridge, our portmap), DEL starting before or after ADD at many offsets: the container ends whole or absent`, async () => {
-    const seed = runSeed();
-    const random = seededRandom(seed);
-    const sb = new Sandbox("reliab");
-    try {
+  inSandbox(
+    `ADD racing DEL of one container (${bridge} bridge, our portmap), DEL starting before or after ADD at many offsets: the container ends whole or absent`,
+    async (sb) => {
+      const seed = runSeed();
+      const random = seededRandom(seed);
       // With the reference bridge, loopback is its own network (as containerd and CRI-O run it):
       // in one list, a DEL run whole between ADD's loopback and bridge steps leaves lo down, which
       // only our bridge repairs.
@@ -276,10 +276,8 @@ for (const bridge of ["ours", "reference"] as const) {
       console.log(
         `  ${bridge} bridge, seed ${seed}: ${JSON.stringify(outcomes)}, DELs retried ${JSON.stringify(retried)}, the reference bridge's own ${JSON.stringify(own)}`,
       );
-    } finally {
-      sb.cleanup();
-    }
-  });
+    },
+  );
 }
 
 const count = (dump: string, re: RegExp) => dump.split("\n").filter((l) => re.test(l)).length;
@@ -290,9 +288,9 @@ async function concurrentAdds(net: Net, n: number) {
   return { ctrs, outcomes };
 }
 
-test("50 concurrent ADDs on a fresh node: none fails, one bridge, the shared chains and jumps exist exactly once", async () => {
-  const sb = new Sandbox("reliab");
-  try {
+inSandbox(
+  "50 concurrent ADDs on a fresh node: none fails, one bridge, the shared chains and jumps exist exactly once",
+  async (sb) => {
     const net = standardNet(sb);
     const n = 50;
     assert.not.ok(
@@ -364,9 +362,7 @@ test("50 concurrent ADDs on a fresh node: none fails, one bridge, the shared cha
     );
     assert.not.match(after.iptables, /CNI-DN-|CNI-[0-9a-f]{24}/, "no per-container chain left");
     for (const c of ctrs) assert.equal(containerLinks(sb, c.name), ["lo -"]);
-  } finally {
-    sb.cleanup();
-  }
-});
+  },
+);
 
 test.run();

@@ -2,17 +2,13 @@ import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { BIN, Sandbox, cniEnv, sh } from "../helpers/sandbox.ts";
-import {
-  BRIDGE_NAME,
-  NET,
-  client,
-  netfilterState,
-  reservationFiles,
-  standardNet,
-  type Net,
-} from "../helpers/reliability.ts";
+import { BIN, cniEnv, sh, sandboxed } from "../helpers/sandbox.ts";
+import { BRIDGE_NAME, NET, client, reservationFiles, standardNet, type Net } from "../helpers/reliability.ts";
+import { netfilterState } from "../helpers/node-state.ts";
 import { masqChainName } from "../../lib/net/masquerade/iptables.ts";
+import { runPlugin } from "../helpers/plugin-run.ts";
+
+const inSandbox = sandboxed(test, "reliab");
 
 /**
  * Node reboot and vanished containers: reservations (and rules) of containers that no longer exist
@@ -28,7 +24,8 @@ function gc(net: Net, valid: { containerID: string; ifname: string }[]) {
   };
   for (const plugin of list.plugins) {
     const conf = { ...plugin, name: NET, cniVersion: list.cniVersion, "cni.dev/valid-attachments": valid };
-    const r = net.sb.plugin(
+    const r = runPlugin(
+      net.sb,
       join(BIN, plugin.type as string),
       { ...cniEnv("GC"), CNI_CONTAINERID: "", CNI_IFNAME: "" },
       conf,
@@ -40,9 +37,9 @@ function gc(net: Net, valid: { containerID: string; ifname: string }[]) {
 const ownerOf = (net: Net, ip: string) => readFileSync(join(net.dataDir, NET, ip), "utf8").split("\r\n")[0];
 const addressOf = (stdout: string) => (JSON.parse(stdout).ips[0].address as string).replace(/\/\d+$/, "");
 
-test("after a reboot, stale reservations stay out of the way of new ADDs and GC releases exactly them", async () => {
-  const sb = new Sandbox("reliab");
-  try {
+inSandbox(
+  "after a reboot, stale reservations stay out of the way of new ADDs and GC releases exactly them",
+  async (sb) => {
     const net = standardNet(sb, { cniVersion: "1.1.0" });
     const before: string[] = [];
     for (const id of ["old1", "old2", "old3"]) {
@@ -86,14 +83,12 @@ test("after a reboot, stale reservations stay out of the way of new ADDs and GC 
     const after = await client(net, "add", "new3", ctr.path);
     assert.is(after.code, 0, `ADD after GC: ${after.stderr}`);
     assert.is((await client(net, "check", "new3", ctr.path)).code, 0, "CHECK of an attachment made after GC");
-  } finally {
-    sb.cleanup();
-  }
-});
+  },
+);
 
-test("containers gone without DEL (no reboot): GC removes their reservations, masquerade and port mappings, keeps the rest", async () => {
-  const sb = new Sandbox("reliab");
-  try {
+inSandbox(
+  "containers gone without DEL (no reboot): GC removes their reservations, masquerade and port mappings, keeps the rest",
+  async (sb) => {
     const net = standardNet(sb, { cniVersion: "1.1.0" });
     const keep = sb.addContainer();
     assert.is((await client(net, "add", "keep", keep.path)).code, 0);
@@ -117,9 +112,7 @@ test("containers gone without DEL (no reboot): GC removes their reservations, ma
 
     const next = sb.addContainer();
     assert.is((await client(net, "add", "next", next.path)).code, 0, "ADD after GC");
-  } finally {
-    sb.cleanup();
-  }
-});
+  },
+);
 
 test.run();

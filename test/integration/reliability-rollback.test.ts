@@ -2,8 +2,10 @@ import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { existsSync, readdirSync } from "node:fs";
 import { join } from "node:path";
-import { Sandbox } from "../helpers/sandbox.ts";
-import { addEnv, runPlugin } from "../helpers/hostile.ts";
+import { sandboxed } from "../helpers/sandbox.ts";
+import { addEnv, runNamed } from "../helpers/hostile.ts";
+
+const inSandbox = sandboxed(test, "reliab");
 
 /**
  * An ADD fails after the plugin did its work when the result cannot be written in the config's
@@ -12,9 +14,9 @@ import { addEnv, runPlugin } from "../helpers/hostile.ts";
  * interface and kept its saved originals.)
  */
 
-test("tuning ADD whose result the old config version cannot express: fails and leaves the interface and dataDir as they were", () => {
-  const sb = new Sandbox("reliab");
-  try {
+inSandbox(
+  "tuning ADD whose result the old config version cannot express: fails and leaves the interface and dataDir as they were",
+  (sb) => {
     const ctr = sb.addContainer();
     sb.inNs(ctr.name, ["ip", "link", "add", "eth0", "type", "veth", "peer", "name", "eth0p"]);
     const link = () =>
@@ -31,24 +33,23 @@ test("tuning ADD whose result the old config version cannot express: fails and l
         mac: "0a:58:0a:3f:00:29",
         prevResult: { cniVersion: "1.0.0", interfaces: [{ name: "eth0", sandbox: ctr.path }] },
       };
-      const r = runPlugin(sb, "tuning", addEnv(ctr.path, { CNI_CONTAINERID: "rb1" }), config);
+      const r = runNamed(sb, "tuning", addEnv(ctr.path, { CNI_CONTAINERID: "rb1" }), config);
       assert.is(r.code, 1, r.stdout);
       assert.match(r.json.msg, /no valid IP addresses/);
       assert.equal(link().address, before.address, `${cniVersion}: MAC restored`);
       assert.is(link().mtu, before.mtu, `${cniVersion}: MTU restored`);
       assert.not.ok(existsSync(join(dataDir, "rb1_eth0.json")), `${cniVersion}: no saved originals left`);
     }
-  } finally {
-    sb.cleanup();
-  }
-});
+  },
+);
 
 /** The attachment lock files and DEL notices the bridge keeps (test/private-run.sh gives a private /run). */
-const attachmentFiles = () => (existsSync("/run/tscni/attachments") ? readdirSync("/run/tscni/attachments").sort() : []);
+const attachmentFiles = () =>
+  existsSync("/run/tscni/attachments") ? readdirSync("/run/tscni/attachments").sort() : [];
 
-test("bridge ADD that fails after taking its attachment lock: the lock file goes with the rolled-back attachment", () => {
-  const sb = new Sandbox("reliab");
-  try {
+inSandbox(
+  "bridge ADD that fails after taking its attachment lock: the lock file goes with the rolled-back attachment",
+  (sb) => {
     const ctr = sb.addContainer();
     const before = attachmentFiles();
     const config = {
@@ -58,12 +59,10 @@ test("bridge ADD that fails after taking its attachment lock: the lock file goes
       bridge: "rbbr0",
       ipam: { type: "host-local", subnet: "10.63.0.0/24", dataDir: join(sb.tmp, "ipam"), ranges: "not a list" },
     };
-    const r = runPlugin(sb, "bridge", addEnv(ctr.path, { CNI_CONTAINERID: "rb2" }), config);
+    const r = runNamed(sb, "bridge", addEnv(ctr.path, { CNI_CONTAINERID: "rb2" }), config);
     assert.is(r.code, 1, r.stdout);
     assert.equal(attachmentFiles(), before);
-  } finally {
-    sb.cleanup();
-  }
-});
+  },
+);
 
 test.run();

@@ -2,23 +2,15 @@ import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { copyFileSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { BIN, Sandbox, cniEnv, sh } from "../helpers/sandbox.ts";
+import { BIN, cniEnv, sh, sandboxed } from "../helpers/sandbox.ts";
+import { runPlugin } from "../helpers/plugin-run.ts";
+
+const inSandbox = sandboxed(test, "inst");
 
 // scripts/install.sh: what lands in the plugin directory, and that each executable stands alone.
 
 const INSTALL = join(import.meta.dirname, "..", "..", "scripts", "install.sh");
 const CONF = join(import.meta.dirname, "..", "..", "conf");
-
-function inSandbox(name: string, fn: (sb: Sandbox) => void) {
-  test(name, () => {
-    const sb = new Sandbox("inst");
-    try {
-      fn(sb);
-    } finally {
-      sb.cleanup();
-    }
-  });
-}
 
 const pluginNames = () =>
   readdirSync(BIN)
@@ -71,7 +63,7 @@ inSandbox("one executable copied alone, under a plugin's name, is a working plug
   copyFileSync(join(BIN, "loopback"), join(alone, "loopback"));
   sh(["chmod", "0755", join(alone, "loopback")]);
   const ctr = sb.addContainer();
-  const r = sb.plugin(join(alone, "loopback"), cniEnv("ADD", { CNI_NETNS: ctr.path, CNI_PATH: alone }), {
+  const r = runPlugin(sb, join(alone, "loopback"), cniEnv("ADD", { CNI_NETNS: ctr.path, CNI_PATH: alone }), {
     cniVersion: "1.0.0",
     name: "n",
     type: "loopback",

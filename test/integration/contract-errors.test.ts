@@ -1,9 +1,10 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { BIN, Sandbox, cniEnv, sh } from "../helpers/sandbox.ts";
+import { BIN, type Sandbox, cniEnv, sh, sandboxed } from "../helpers/sandbox.ts";
+import { runPlugin } from "../helpers/plugin-run.ts";
+import { fileTree } from "../helpers/node-state.ts";
 
 // The CNI contract's error side, through the compiled `loopback` executable in a sandbox: each bad
 // input gets the spec's error code as one error object on stdout, exit status 1, and leaves
@@ -12,26 +13,9 @@ import { BIN, Sandbox, cniEnv, sh } from "../helpers/sandbox.ts";
 const LOOPBACK = join(BIN, "loopback");
 const good = { cniVersion: "1.0.0", name: "lo-net", type: "loopback" };
 
-function withSandbox(name: string, fn: (sb: Sandbox, ctr: { name: string; path: string }) => void) {
-  test(name, () => {
-    const sb = new Sandbox("contr");
-    try {
-      fn(sb, sb.addContainer());
-    } finally {
-      sb.cleanup();
-    }
-  });
-}
-
-function listTree(dir: string): string[] {
-  if (!existsSync(dir)) return [];
-  const out: string[] = [];
-  for (const e of readdirSync(dir, { withFileTypes: true })) {
-    out.push(join(dir, e.name));
-    if (e.isDirectory()) out.push(...listTree(join(dir, e.name)));
-  }
-  return out.sort();
-}
+/** Every case here has one container beside the node. */
+const withContainer = (name: string, fn: (sb: Sandbox, ctr: { name: string; path: string }) => void) =>
+  sandboxed(test, "contr")(name, (sb) => fn(sb, sb.addContainer()));
 
 /** Everything a loopback call could change: lo in the container, links in the node, files. */
 function snapshot(sb: Sandbox, ctr: string) {
@@ -43,7 +27,7 @@ function snapshot(sb: Sandbox, ctr: string) {
         addr_info: { local: string }[];
       }[]
     ).map((l) => `${l.ifname} ${l.flags.includes("UP") ? "up" : "down"} ${l.addr_info.map((a) => a.local).join(",")}`);
-  return { container: links(ctr), node: links(sb.node), files: listTree(sb.tmp), varLibCni: listTree("/var/lib/cni") };
+  return { container: links(ctr), node: links(sb.node), files: fileTree(sb.tmp), varLibCni: fileTree("/var/lib/cni") };
 }
 
 interface ErrorCase {
@@ -54,7 +38,7 @@ interface ErrorCase {
 /** Runs a failing call and checks the error object, the exit status and that nothing changed. */
 function expectError(sb: Sandbox, ctr: { name: string }, c: ErrorCase, code: number | "any", msg?: RegExp) {
   const before = snapshot(sb, ctr.name);
-  const r = sb.plugin(LOOPBACK, c.env, c.stdin);
+  const r = runPlugin(sb, LOOPBACK, c.env, c.stdin);
   assert.is(r.code, 1, `exit status for ${r.stdout}`);
   assert.ok(r.json, `an error object on stdout, got ${JSON.stringify(r.stdout)}`);
   assert.is(r.stdout.trim().split("\n").length, 1, "nothing else on stdout");
@@ -68,7 +52,7 @@ function expectError(sb: Sandbox, ctr: { name: string }, c: ErrorCase, code: num
 
 const add = (netns: string, extra: Record<string, string> = {}) => cniEnv("ADD", { CNI_NETNS: netns, ...extra });
 
-withSandbox("malformed JSON is code 6 for every verb", (sb, ctr) => {
+withContainer("malformed JSON is code 6 for every verb", (sb, ctr) => {
   for (const cmd of ["ADD", "DEL", "CHECK"]) {
     expectError(
       sb,
@@ -83,7 +67,7 @@ withSandbox("malformed JSON is code 6 for every verb", (sb, ctr) => {
   }
 });
 
-withSandbox("missing variables are code 4 and all listed", (sb, ctr) => {
+withContainer("missing variables are code 4 and all listed", (sb, ctr) => {
   const e = expectError(
     sb,
     ctr,
@@ -104,7 +88,7 @@ withSandbox("missing variables are code 4 and all listed", (sb, ctr) => {
   expectError(sb, ctr, { env: { CNI_COMMAND: "ADD" }, stdin: "not json" }, 4);
 });
 
-withSandbox("unknown CNI_COMMAND is code 4", (sb, ctr) => {
+withContainer("unknown CNI_COMMAND is code 4", (sb, ctr) => {
   expectError(
     sb,
     ctr,
@@ -114,7 +98,7 @@ withSandbox("unknown CNI_COMMAND is code 4", (sb, ctr) => {
   );
 });
 
-withSandbox("bad container IDs are code 4, details name the ID", (sb, ctr) => {
+withContainer("bad container IDs are code 4, details name the ID", (sb, ctr) => {
   for (const id of ["-leading-dash", "has/slash", "has space", "semi;colon", "../etc"]) {
     const e = expectError(
       sb,
@@ -127,7 +111,7 @@ withSandbox("bad container IDs are code 4, details name the ID", (sb, ctr) => {
   }
 });
 
-withSandbox("bad interface names are code 4", (sb, ctr) => {
+withContainer("bad interface names are code 4", (sb, ctr) => {
   for (const ifname of ["0123456789abcdef", "a/b", "a b", ".", "..", "eth:0"]) {
     expectError(sb, ctr, { env: add(ctr.path, { CNI_IFNAME: ifname }), stdin: JSON.stringify(good) }, 4, /CNI_IFNAME/);
     expectError(
@@ -140,7 +124,7 @@ withSandbox("bad interface names are code 4", (sb, ctr) => {
   }
 });
 
-withSandbox("bad or missing network names are code 7", (sb, ctr) => {
+withContainer("bad or missing network names are code 7", (sb, ctr) => {
   for (const name of ["a/b", "..", "../../etc/passwd", "a..b", "-net", "with space"]) {
     const e = expectError(
       sb,
@@ -158,7 +142,7 @@ withSandbox("bad or missing network names are code 7", (sb, ctr) => {
   expectError(sb, ctr, { env: add(ctr.path), stdin: JSON.stringify({ ...good, name: "a/b", cniVersion: "9.9.9" }) }, 7);
 });
 
-withSandbox(
+withContainer(
   "unknown cniVersion is code 1 with the supported list in details; a non-string version is code 6",
   (sb, ctr) => {
     for (const v of ["9.9.9", "0.4", "1.1", "v1.0.0"]) {
@@ -178,7 +162,7 @@ withSandbox(
   },
 );
 
-withSandbox("a config without cniVersion is 0.1.0: ADD works, CHECK is refused with code 1", (sb, ctr) => {
+withContainer("a config without cniVersion is 0.1.0: ADD works, CHECK is refused with code 1", (sb, ctr) => {
   const { cniVersion: _v, ...unversioned } = good;
   expectError(
     sb,
@@ -187,17 +171,17 @@ withSandbox("a config without cniVersion is 0.1.0: ADD works, CHECK is refused w
     1,
     /does not allow CHECK/,
   );
-  const r = sb.plugin(LOOPBACK, add(ctr.path), unversioned);
+  const r = runPlugin(sb, LOOPBACK, add(ctr.path), unversioned);
   assert.is(r.code, 0, r.stdout);
   assert.is(r.json.cniVersion, "0.1.0");
   assert.equal(r.json.ip4, { ip: "127.0.0.1/8" });
   // libcni passes a conflist's missing version as "": the reference reads that as 0.1.0 too.
-  const empty = sb.plugin(LOOPBACK, add(ctr.path), { ...unversioned, cniVersion: "" });
+  const empty = runPlugin(sb, LOOPBACK, add(ctr.path), { ...unversioned, cniVersion: "" });
   assert.is(empty.code, 0, empty.stdout);
   assert.is(empty.json.cniVersion, "0.1.0");
 });
 
-withSandbox("the error object carries the request's cniVersion once it is known", (sb, ctr) => {
+withContainer("the error object carries the request's cniVersion once it is known", (sb, ctr) => {
   const e = expectError(
     sb,
     ctr,
@@ -207,7 +191,7 @@ withSandbox("the error object carries the request's cniVersion once it is known"
   assert.is(e.cniVersion, "0.3.1");
 });
 
-withSandbox(
+withContainer(
   "CNI_NETNS that is not a network namespace is refused for ADD and CHECK (regular file, directory, missing path); DEL succeeds without entering it",
   (sb, ctr) => {
     const file = join(sb.tmp, "not-a-netns");
@@ -242,7 +226,7 @@ withSandbox(
     }
     // DEL of a container whose pin went stale: nothing in it to undo, the node side is released.
     for (const netns of stale) {
-      const r = sb.plugin(LOOPBACK, cniEnv("DEL", { CNI_NETNS: netns }), JSON.stringify(good));
+      const r = runPlugin(sb, LOOPBACK, cniEnv("DEL", { CNI_NETNS: netns }), JSON.stringify(good));
       assert.is(r.code, 0, `DEL with ${netns}: ${r.stdout}`);
       assert.is(r.stdout, "");
     }
@@ -250,7 +234,7 @@ withSandbox(
   },
 );
 
-withSandbox(
+withContainer(
   "CNI_NETNS naming the plugin's own (node) namespace is code 8, and the node's lo is not touched",
   (sb, ctr) => {
     // lo down in the node makes any change visible.
@@ -273,18 +257,13 @@ withSandbox(
   },
 );
 
-withSandbox("oversized stdin (64 MiB) is refused with a bounded, clear error", (sb, ctr) => {
+withContainer("oversized stdin (64 MiB) is refused with a bounded, clear error", (sb, ctr) => {
   const before = snapshot(sb, ctr.name);
   const big = JSON.stringify({ ...good, padding: "x".repeat(64 * 1024 * 1024) });
   // The plugin stops reading at its limit, so our write may hit EPIPE: that is expected.
-  const r = spawnSync("ip", ["netns", "exec", sb.node, LOOPBACK], {
-    input: big,
-    encoding: "utf8",
-    env: { PATH: process.env.PATH, ...add(ctr.path) },
-    maxBuffer: 1024 * 1024,
-  });
-  assert.ok(!r.error || (r.error as NodeJS.ErrnoException).code === "EPIPE", String(r.error));
-  assert.is(r.status, 1);
+  const r = runPlugin(sb, LOOPBACK, add(ctr.path), big, { maxBuffer: 1024 * 1024, returnErrors: true });
+  assert.ok(!r.error || r.error.code === "EPIPE", String(r.error));
+  assert.is(r.code, 1);
   const e = JSON.parse(r.stdout);
   assert.is(e.code, 5);
   assert.match(e.msg, /exceeds \d+ bytes/);
@@ -292,12 +271,12 @@ withSandbox("oversized stdin (64 MiB) is refused with a bounded, clear error", (
   assert.equal(snapshot(sb, ctr.name), before, "nothing left behind");
 });
 
-withSandbox(
+withContainer(
   "logFile: errors are also appended to the file the config names; stdout keeps only the error object",
   (sb, ctr) => {
     const log = join(sb.tmp, "loopback.log");
     const env = cniEnv("ADD", { CNI_NETNS: ctr.path });
-    const r = sb.plugin(LOOPBACK, env, { ...good, cniVersion: "9.9.9", logFile: log });
+    const r = runPlugin(sb, LOOPBACK, env, { ...good, cniVersion: "9.9.9", logFile: log });
     assert.is(r.code, 1);
     assert.is(r.json.code, 1);
     assert.ok(existsSync(log), "log file written");
@@ -306,13 +285,13 @@ withSandbox(
     assert.match(lines[0]!, /incompatible CNI versions/);
     assert.match(r.stderr, /incompatible CNI versions/);
     // An unwritable logFile never turns a result into a failure.
-    const ok = sb.plugin(LOOPBACK, env, { ...good, logFile: "/proc/no/such/dir/log" });
+    const ok = runPlugin(sb, LOOPBACK, env, { ...good, logFile: "/proc/no/such/dir/log" });
     assert.is(ok.code, 0, ok.stdout);
   },
 );
 
-withSandbox("CNI_ARGS is ignored by loopback, even unknown keys without IgnoreUnknown", (sb, ctr) => {
-  const r = sb.plugin(LOOPBACK, add(ctr.path, { CNI_ARGS: "K8S_POD_NAME=x;FOO=bar" }), good);
+withContainer("CNI_ARGS is ignored by loopback, even unknown keys without IgnoreUnknown", (sb, ctr) => {
+  const r = runPlugin(sb, LOOPBACK, add(ctr.path, { CNI_ARGS: "K8S_POD_NAME=x;FOO=bar" }), good);
   assert.is(r.code, 0, r.stdout);
 });
 
