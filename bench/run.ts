@@ -23,6 +23,7 @@ import { concurrentPods, lockWaits } from "./scenarios/concurrency.ts";
 import { dataPath } from "./scenarios/datapath.ts";
 import { crowdedBridge, delWithoutPorts, singlePod, warmUp } from "./scenarios/latency.ts";
 import { spawnsPerPlugin } from "./scenarios/spawns.ts";
+import { otherNetworks } from "./scenarios/other-networks.ts";
 import { addMemory, versionStartup } from "./scenarios/startup.ts";
 
 const HERE = import.meta.dirname;
@@ -131,6 +132,9 @@ async function main() {
       paths = await dataPath(sides, baseline, cfg.iperfRuns, cfg.iperfSeconds);
       await settle();
     }
+    log(`8 · macvlan and ptp pods ×${cfg.iterations}`);
+    const others = await otherNetworks(sides, cfg.iterations);
+    await settle();
     log(`2 · ${cfg.crowd - 1} pods on the bridge, then ADD/DEL ×${cfg.crowdIterations}`);
     const crowded = await crowdedBridge(sides, cfg.crowd, cfg.crowdIterations);
     const ipamAlloc = ipamAllocation(tools.ours);
@@ -159,6 +163,7 @@ async function main() {
       burst,
       locks,
       crowded,
+      others,
       dataPath: paths,
       ipamAlloc,
     };

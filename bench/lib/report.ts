@@ -5,6 +5,7 @@ import type { DataPath } from "../scenarios/datapath.ts";
 import type { Crowded, Samples, SinglePod } from "../scenarios/latency.ts";
 import type { Activity, Operation } from "../scenarios/spawns.ts";
 import type { Memory } from "../scenarios/startup.ts";
+import type { OtherNetworks } from "../scenarios/other-networks.ts";
 import { countPrograms } from "./strace.ts";
 
 /** Everything one run measured; rendered by `renderReport`. */
@@ -30,6 +31,7 @@ export interface Results {
   burst: Pair<Burst>;
   locks: Pair<LockWaits>;
   crowded: Pair<Crowded>;
+  others: OtherNetworks;
   dataPath?: DataPath;
   /** Markdown from bench/ipam-alloc.mjs (issue 3), when that script exists. */
   ipamAlloc?: string;
@@ -150,7 +152,34 @@ function summaryRows(r: Results): Row[] {
       (x) => x === 0,
     ),
     timingRow("6 · VERSION of bridge (no client)", r.version.ours, r.version.reference),
+    // The bridge pod's targets hold for the other pod networks too.
+    ...r.others.measured.flatMap((kind) => {
+      const o = r.others.pods.ours[kind]!;
+      const f = r.others.pods.reference[kind]!;
+      return [
+        timingRow(`8 · ADD, ${kind} pod`, o.add, f.add, 1.0),
+        timingRow(`8 · DEL, ${kind} pod`, o.del, f.del, 0.8),
+      ];
+    }),
   ];
+}
+
+function otherNetworksTable(r: Results): string {
+  const o = r.others;
+  const rows = o.measured.map((kind) => {
+    const ours = o.pods.ours[kind]!;
+    const ref = o.pods.reference[kind]!;
+    return [kind, `${ours.spawnsAdd} / ${ref.spawnsAdd}`, `${ours.spawnsDel} / ${ref.spawnsDel}`];
+  });
+  return [
+    "### 8 · macvlan and ptp pods",
+    "",
+    "A pod on a macvlan network (bridge mode, on a node-side master) and on a ptp network (ipMasq), each after the loopback network " +
+      "with host-local IPAM; timings are in the summary. Processes all plugins spawned in one traced ADD and DEL, ours / reference:",
+    "",
+    rows.length ? table(["network", "ADD", "DEL"], rows) : "_Not measured._",
+    ...(o.skipped.length ? ["", `Left out: ${o.skipped.join("; ")}.`] : []),
+  ].join("\n");
 }
 
 function table(head: string[], rows: string[][]): string {
@@ -327,6 +356,8 @@ export function renderReport(r: Results): string {
     "",
     memoryTable(r),
     "",
+    otherNetworksTable(r),
+    "",
     ...(r.dataPath ? [dataPathTable(r.dataPath), ""] : []),
     ...(r.ipamAlloc
       ? ["### host-local allocation cost (issue 3, bench/ipam-alloc.mjs)", "", asMarkdown(r.ipamAlloc), ""]
@@ -353,6 +384,8 @@ export function renderReport(r: Results): string {
       "wrapper mode (our host-local stays in-process).",
     "- **Scenario 7**: iperf3 between two pods of each side's bridge, and from an external-host namespace linked to the node by a " +
       "veth pair to the node's address on the published host port, each as a ratio to a plain veth pair.",
+    "- **Scenario 8**: the same pod operations with a macvlan or a ptp network in place of the bridge one, alternating sides; a " +
+      "kind is measured only when both plugin directories have its plugin.",
     "",
   ].join("\n");
 }

@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { mkdirSync, readdirSync, symlinkSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { Sandbox } from "../../test/helpers/sandbox.ts";
 import { Worker, type Run } from "./worker.ts";
@@ -13,7 +13,13 @@ import { Worker, type Run } from "./worker.ts";
 
 export const BRIDGE = "benchbr0";
 export const SUBNET = "10.99.0.0/16";
-export const PLUGIN_NAMES = ["loopback", "bridge", "host-local", "portmap"] as const;
+export const PLUGIN_NAMES = ["loopback", "bridge", "host-local", "portmap", "macvlan", "ptp"] as const;
+
+/** Pod networks beside the bridge one (scenario 8), each run after the loopback network as a pod. */
+export const OTHER_NETWORKS = ["macvlan", "ptp"] as const;
+export type OtherNetwork = (typeof OTHER_NETWORKS)[number];
+/** The node-side interface macvlan pods hang off (a veth whose peer stays in the node). */
+export const MACVLAN_MASTER = "bmaster0";
 
 /**
  * The standard configuration, as containerd sets a pod up: the loopback plugin as a network of its
@@ -37,6 +43,21 @@ function podNetwork(ipamDir: string) {
     ],
   };
 }
+/** macvlan in bridge mode on the node's master, and ptp with masquerade, each with its own subnet. */
+function otherNetwork(kind: OtherNetwork, ipamDir: string) {
+  const ipam = (subnet: string) => ({
+    type: "host-local",
+    ranges: [[{ subnet }]],
+    routes: [{ dst: "0.0.0.0/0" }],
+    dataDir: ipamDir,
+  });
+  const plugin =
+    kind === "macvlan"
+      ? { type: "macvlan", master: MACVLAN_MASTER, mode: "bridge", ipam: ipam("10.98.0.0/16") }
+      : { type: "ptp", ipMasq: true, ipam: ipam("10.97.0.0/16") };
+  return { cniVersion: "1.0.0", name: `bench-${kind}`, plugins: [plugin] };
+}
+
 const LOOPBACK_NETWORK = { cniVersion: "1.0.0", name: "cni-loopback", plugins: [{ type: "loopback" }] };
 
 export interface Pod {
@@ -83,6 +104,7 @@ export class Side {
   readonly ipamDir: string;
   readonly podConf: string;
   readonly loopbackConf: string;
+  readonly otherConfs: Record<OtherNetwork, string>;
   private podCount = 0;
 
   constructor(
@@ -100,6 +122,12 @@ export class Side {
     this.loopbackConf = join(netd, "99-loopback.conflist");
     writeFileSync(this.podConf, JSON.stringify(podNetwork(this.ipamDir), null, 2));
     writeFileSync(this.loopbackConf, JSON.stringify(LOOPBACK_NETWORK, null, 2));
+    this.otherConfs = { macvlan: join(netd, "20-macvlan.conflist"), ptp: join(netd, "30-ptp.conflist") };
+    for (const kind of OTHER_NETWORKS)
+      writeFileSync(this.otherConfs[kind], JSON.stringify(otherNetwork(kind, this.ipamDir), null, 2));
+    this.sandbox.inNode(["ip", "link", "add", MACVLAN_MASTER, "type", "veth", "peer", "name", `${MACVLAN_MASTER}p`]);
+    this.sandbox.inNode(["ip", "link", "set", MACVLAN_MASTER, "up"]);
+    this.sandbox.inNode(["ip", "link", "set", `${MACVLAN_MASTER}p`, "up"]);
     this.worker = new Worker(this.sandbox.node, workerPath);
   }
 
@@ -140,11 +168,16 @@ export class Side {
     return this.worker.run([...(opts.prefix ?? []), this.client, verb, conf, pod.netnsPath], this.clientEnv(pod, opts));
   }
 
-  /** ADD as containerd does it: the loopback network, then the pod network. */
-  async addPod(pod: Pod, opts: ClientOptions = {}): Promise<PodRun> {
+  /** Whether this side's plugin directory has the plugin. */
+  has(plugin: string): boolean {
+    return existsSync(join(this.bin, plugin));
+  }
+
+  /** ADD as containerd does it: the loopback network, then the pod network (the bridge one unless given). */
+  async addPod(pod: Pod, opts: ClientOptions = {}, network = this.podConf): Promise<PodRun> {
     const lo = await this.runClient("add", this.loopbackConf, pod, opts);
     if (lo.code !== 0) return failed(lo, "loopback ADD");
-    const net = await this.runClient("add", this.podConf, pod, opts);
+    const net = await this.runClient("add", network, pod, opts);
     if (net.code !== 0) return failed(net, "pod network ADD", lo);
     const ip = podAddress(net.stdout);
     pod.ip = ip;
@@ -152,8 +185,8 @@ export class Side {
   }
 
   /** DEL in the reverse order. */
-  async delPod(pod: Pod, opts: ClientOptions = {}): Promise<PodRun> {
-    const net = await this.runClient("del", this.podConf, pod, opts);
+  async delPod(pod: Pod, opts: ClientOptions = {}, network = this.podConf): Promise<PodRun> {
+    const net = await this.runClient("del", network, pod, opts);
     if (net.code !== 0) return failed(net, "pod network DEL");
     const lo = await this.runClient("del", this.loopbackConf, pod, opts);
     if (lo.code !== 0) return failed(lo, "loopback DEL", net);

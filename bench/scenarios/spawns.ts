@@ -42,8 +42,8 @@ export async function spawnsPerPlugin(sides: Sides, runs: number): Promise<Pair<
 }
 
 /** One pod operation (both networks, in the order Side.addPod/delPod use) under strace. */
-async function traced(side: Side, verb: "add" | "del", pod: Pod): Promise<PluginProc[]> {
-  const confs = verb === "add" ? [side.loopbackConf, side.podConf] : [side.podConf, side.loopbackConf];
+export async function traced(side: Side, verb: "add" | "del", pod: Pod, network = side.podConf): Promise<PluginProc[]> {
+  const confs = verb === "add" ? [side.loopbackConf, network] : [network, side.loopbackConf];
   const procs: PluginProc[] = [];
   for (const conf of confs) {
     const file = join(side.sandbox.tmp, `strace-${pod.index}-${verb}.log`);
