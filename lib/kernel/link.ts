@@ -35,7 +35,21 @@ export interface IpLink {
   operstate?: string;
   promiscuity?: number;
   txqlen?: number;
-  linkinfo?: { info_kind?: string; info_slave_kind?: string; info_data?: { vlan_default_pvid?: number } };
+  /** The parent's ifindex (macvlan, ipvlan, vlan; in the namespace link_netnsid names). */
+  link?: string;
+  link_netnsid?: number;
+  linkinfo?: {
+    info_kind?: string;
+    info_slave_kind?: string;
+    info_data?: {
+      vlan_default_pvid?: number;
+      /** macvlan and ipvlan mode ("bridge", "l2", ...). */
+      mode?: string;
+      /** A vlan's id. */
+      id?: number;
+      bcqueuelen?: number;
+    };
+  };
   addr_info?: IpAddr[];
 }
 
@@ -56,7 +70,13 @@ export const isBridge = (l: IpLink) => l.linkinfo?.info_kind === "bridge";
 export type LinkKind =
   | { type: "veth"; peer: { name: string; mtu?: number; mac?: string; netns?: string } }
   | { type: "bridge"; vlanFiltering?: boolean }
-  | { type: "macvlan"; parent: string; mode: "bridge" | "private" | "vepa" | "passthru" | "source" }
+  | {
+      type: "macvlan";
+      parent: string;
+      mode: "bridge" | "private" | "vepa" | "passthru" | "source";
+      /** Requested length of the broadcast/multicast queue (shared by the parent's macvlans). */
+      bcqueuelen?: number;
+    }
   | { type: "ipvlan"; parent: string; mode: "l2" | "l3" | "l3s"; flag?: "bridge" | "private" | "vepa" }
   | { type: "vlan"; parent: string; id: number }
   | { type: "vxlan"; id: number; local?: string; parent?: string; port?: number; learning?: boolean; gbp?: boolean }
@@ -150,7 +170,7 @@ function kindWords(k: LinkKind): string[] {
     case "bridge":
       return opt(k.vlanFiltering, "vlan_filtering", "1");
     case "macvlan":
-      return ["mode", k.mode];
+      return ["mode", k.mode, ...num("bcqueuelen", k.bcqueuelen)];
     case "ipvlan":
       return ["mode", k.mode, ...opt(k.flag, k.flag!)];
     case "vlan":

@@ -22,6 +22,9 @@ export function fuzzNode(sb: Sandbox): FuzzNode {
   const ctrA = sb.addContainer();
   const ctrB = sb.addContainer();
   sb.inNs(ctrB.name, ["ip", "link", "add", "eth0", "type", "veth", "peer", "name", "eth0p"]);
+  // A master for the sublink plugins (macvlan, ipvlan, vlan): a bridge, so no veth is left to explain.
+  sb.inNode(["ip", "link", "add", "fzm0", "type", "bridge"]);
+  sb.inNode(["ip", "link", "set", "fzm0", "up"]);
   const resolv = join(sb.tmp, "resolv.conf");
   writeFileSync(resolv, "nameserver 10.63.0.53\nsearch fz.example\n");
   const notADir = join(sb.tmp, "not-a-dir");

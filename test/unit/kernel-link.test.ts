@@ -84,6 +84,10 @@ test("link-add renders each kind with its own words, common attributes before th
     "link add x0 link eth0 netns /run/netns/c type macvlan mode bridge",
   );
   assert.is(
+    add({ type: "macvlan", parent: "eth0", mode: "private", bcqueuelen: 2000 }),
+    "link add x0 link eth0 type macvlan mode private bcqueuelen 2000",
+  );
+  assert.is(
     add({ type: "ipvlan", parent: "eth0", mode: "l2", flag: "private" }),
     "link add x0 link eth0 type ipvlan mode l2 private",
   );

@@ -1,0 +1,258 @@
+import { validateIfname } from "../cni/env.ts";
+import { CniError, Code } from "../cni/errors.ts";
+import type { DNS, Interface, IPConfig, Result, Route } from "../cni/result.ts";
+import { parseResult } from "../cni/result-schema.ts";
+import type { Request } from "../cni/skel.ts";
+import { resultFamily } from "../cni/versions.ts";
+import { z } from "../cni/zod.ts";
+import { applyLinkOps, showLink, type IpLink, type IpRoute, type LinkKind, type LinkOp } from "../kernel/link.ts";
+import { writeSysctls } from "../kernel/procfs.ts";
+import { configureContainer, layer2Container, removeContainerIface } from "./container.ts";
+import { checkAddressesAndRoutes, readContainer } from "./container-check.ts";
+import { addIpam, delegateIpam, hasIpam, requireIpamPlugin, Undo } from "./interface-plugin.ts";
+import { randomVethName } from "./veth.ts";
+
+/**
+ * What macvlan, ipvlan and vlan share: a child link of a `master` interface, created directly in
+ * the container namespace (or, with linkInContainer, next to a master that lives there) under a
+ * temporary name, renamed to CNI_IFNAME and configured; the default master (the interface of the
+ * first default route); DEL and the common part of CHECK. The plugins add their kind, mode and keys.
+ */
+
+export type SublinkType = "macvlan" | "ipvlan" | "vlan";
+
+/** The keys the three plugins share, with the reference's defaults. */
+export const SublinkKeys = {
+  master: z.string().default(""),
+  mtu: z.number().int().default(0),
+  linkInContainer: z.boolean().default(false),
+};
+
+interface SublinkConfig {
+  master: string;
+  mtu: number;
+  linkInContainer: boolean;
+  ipam?: { type?: string };
+  dns?: DNS;
+  prevResult?: unknown;
+}
+
+const internal = (msg: string) => new CniError(Code.Internal, msg);
+
+/** A master named in the config is an interface name like any other: refused before it reaches ip. */
+export function validateMaster(master: string) {
+  if (master !== "") validateIfname(master, "master", Code.InvalidConfig);
+}
+
+const where = (netns: string, inContainer: boolean) => (inContainer ? { netns } : {});
+
+/**
+ * The interface of the first default route of the main table, IPv4 before IPv6, as the reference
+ * finds it (netlink's route list of both families); in the container namespace with linkInContainer.
+ */
+export function defaultRouteInterface(netns: string, inContainer: boolean): string {
+  const r = applyLinkOps(
+    [
+      { op: "routes", family: 4 },
+      { op: "routes", family: 6 },
+    ],
+    where(netns, inContainer),
+  );
+  if (!r.ok) throw internal(`failed to list routes: ${r.stderr}`);
+  const routes = r.groups.flat() as IpRoute[];
+  const main = routes.find((rt) => rt.dst === "default" && (rt.table ?? "main") === "main" && rt.dev);
+  if (!main) throw internal("no default route interface found");
+  return main.dev!;
+}
+
+/** The master link (the configured one, or the default-route interface), looked up where it lives. */
+export function findMaster(configured: string, netns: string, inContainer: boolean): IpLink {
+  const name = configured || defaultRouteInterface(netns, inContainer);
+  const link = showLink(name, where(netns, inContainer));
+  if (!link) throw internal(`failed to lookup master "${name}": Link not found`);
+  return link;
+}
+
+/** mtu 0 means the kernel's choice; more than the master's cannot be carried. */
+export function checkMtu(mtu: number, master: IpLink) {
+  if (mtu < 0 || mtu > master.mtu)
+    throw new CniError(Code.InvalidConfig, `invalid MTU ${mtu}, must be [0, master MTU(${master.mtu})]`);
+}
+
+export interface SublinkSpec {
+  type: SublinkType;
+  /** The kind with its parent (the master's name). */
+  kind: LinkKind;
+  ifname: string;
+  netns: string;
+  mtu: number;
+  mac?: string;
+  linkInContainer: boolean;
+}
+
+/**
+ * Creates the link under a temporary name and renames it to `ifname` inside the container: created
+ * straight under its final name, it could collide with a node interface of that name on the way
+ * (the reference's workaround for the same kernel behaviour). Returns the link as the container sees
+ * it; a failure leaves nothing behind.
+ */
+export function createSublink(s: SublinkSpec): IpLink {
+  const tmp = randomVethName();
+  const add: LinkOp = {
+    op: "link-add",
+    dev: tmp,
+    kind: s.kind,
+    mtu: s.mtu > 0 ? s.mtu : undefined,
+    mac: s.mac,
+    netns: s.linkInContainer ? undefined : s.netns,
+  };
+  const rename: LinkOp[] = [
+    { op: "link-set", dev: tmp, name: s.ifname },
+    { op: "show", dev: s.ifname },
+  ];
+  // With the master in the container, creation and rename are one run there.
+  let renameAt = 0;
+  if (s.linkInContainer) {
+    rename.unshift(add);
+    renameAt = 1;
+  } else {
+    const created = applyLinkOps([add]);
+    if (!created.ok) throw internal(`failed to create ${s.type}: ${created.stderr}`);
+  }
+  const r = applyLinkOps(rename, { netns: s.netns });
+  const link = r.shown.find((l) => l.ifname === s.ifname);
+  if (r.ok && link) return link;
+  const failed = r.failedOp ?? renameAt;
+  if (failed < renameAt) throw internal(`failed to create ${s.type}: ${r.stderr}`);
+  applyLinkOps([{ op: "link-del", dev: failed === renameAt ? tmp : s.ifname }], { netns: s.netns });
+  throw internal(`failed to rename ${s.type} to "${s.ifname}": ${r.stderr || "not found after the rename"}`);
+}
+
+/** Where the container's addresses come from: IPAM, a previous plugin's result, or none (layer 2). */
+export type Addresses = { from: "ipam" } | { from: "prev"; ips: IPConfig[]; routes?: Route[] } | { from: "none" };
+
+export interface SublinkAdd extends Omit<SublinkSpec, "ifname" | "netns"> {
+  addresses: Addresses;
+  /** arp_notify and ndisc_notify on the new link, so neighbours learn its MAC at once. */
+  notify: boolean;
+  /** Put before IPAM's own message (vlan's "failed to execute IPAM delegate: "). */
+  ipamErrorPrefix?: string;
+}
+
+/**
+ * ADD of a sublink plugin: the link, the addresses (IPAM's, whose DEL is registered for rollback, or
+ * prevResult's), the container side configured, the result with the one container interface and
+ * the config's DNS. A failure removes the link and releases the addresses.
+ */
+export async function addSublink(req: Request<SublinkConfig>, a: SublinkAdd): Promise<Result> {
+  if (a.addresses.from === "none" && resultFamily(req.version) === "legacy") {
+    // Caught before anything exists: the reference creates the link and then fails to print.
+    throw new CniError(
+      Code.InvalidConfig,
+      "cannot convert: no valid IP addresses",
+      `a layer-2 attachment (no ipam) has no ${req.version} result`,
+    );
+  }
+  if (a.addresses.from === "ipam") requireIpamPlugin(req);
+  const link = createSublink({ ...a, ifname: req.ifname, netns: req.netns });
+  const undo = new Undo();
+  undo.push(() => removeContainerIface(req.netns, req.ifname));
+  return undo.guard(async () => {
+    const iface: Interface = { name: req.ifname, mac: link.address, sandbox: req.netns };
+    const result: Result = { cniVersion: req.version, interfaces: [iface] };
+    if (a.addresses.from === "none") {
+      layer2Container(req.netns, req.ifname, true);
+    } else {
+      const got = a.addresses.from === "prev" ? a.addresses : await ipamAddresses(req, undo, a.ipamErrorPrefix);
+      // Every address is the new link's (index 0 of this result).
+      result.ips = got.ips.map((ip) => ({ ...ip, interface: 0 }));
+      if (got.routes?.length) result.routes = got.routes;
+      if (a.notify)
+        writeSysctls(
+          [
+            [`net/ipv4/conf/${req.ifname}/arp_notify`, "1"],
+            [`net/ipv6/conf/${req.ifname}/ndisc_notify`, "1"],
+          ],
+          { netns: req.netns, bestEffort: true },
+        );
+      // DAD as the kernel defaults it, and waited for with an IPv6 gateway, as ConfigureIface does.
+      configureContainer(req.netns, req.ifname, result, true, 0);
+    }
+    // The reference reports the config's dns, never IPAM's.
+    if (req.config.dns && Object.keys(req.config.dns).length > 0) result.dns = req.config.dns;
+    return result;
+  });
+}
+
+async function ipamAddresses(req: Request<SublinkConfig>, undo: Undo, prefix = "") {
+  try {
+    return await addIpam(req, undo);
+  } catch (e) {
+    if (prefix && e instanceof CniError) throw new CniError(e.code, `${prefix}${e.message}`, e.details);
+    throw e;
+  }
+}
+
+/**
+ * DEL: IPAM's DEL, then the link if the namespace is still there; a missing link or namespace is
+ * fine. Both are attempted whatever the other did; the first failure is reported.
+ */
+export async function delSublink(req: Request<SublinkConfig>) {
+  const errors: unknown[] = [];
+  try {
+    await delegateIpam("DEL", req);
+  } catch (e) {
+    errors.push(e);
+  }
+  if (req.netnsState === "ok") {
+    try {
+      removeContainerIface(req.netns, req.ifname);
+    } catch (e) {
+      errors.push(e);
+    }
+  }
+  if (errors.length > 0) throw errors[0];
+}
+
+/** The prevResult of a chained call or a CHECK, in the current shape. */
+export function prevResultOf(req: Request<SublinkConfig>, what = "could not parse prevResult"): Result {
+  try {
+    return parseResult(req.config.prevResult, req.version);
+  } catch (e) {
+    throw internal(`${what}: ${(e as Error).message}`);
+  }
+}
+
+export interface SublinkCheck {
+  type: SublinkType;
+  /** The kind-specific part (mode, VLAN id, MTU): throws with the reference's message. */
+  validate?: (link: IpLink, name: string) => void;
+  /** Skip the IPAM CHECK (vlan always asks IPAM; the others only when configured). */
+  ipamAlways?: boolean;
+  missingPrevResult?: string;
+}
+
+/**
+ * CHECK with the reference's walk: IPAM's CHECK, prevResult, the container entry in it for this
+ * netns, the master, then inside the container the link (present, of the kind, the kind's own
+ * attributes, the recorded MAC), its addresses and the routes.
+ */
+export async function checkSublink(req: Request<SublinkConfig>, c: SublinkCheck) {
+  const conf = req.config;
+  if (c.ipamAlways || hasIpam(conf)) await delegateIpam("CHECK", req);
+  if (conf.prevResult === undefined) throw internal(c.missingPrevResult ?? "Required prevResult missing");
+  const prev = prevResultOf(req, "could not parse prevResult");
+  const entry = (prev.interfaces ?? []).find((i) => i.name === req.ifname && i.sandbox === req.netns);
+  if (!entry) throw internal(`Sandbox in prevResult  doesn't match configured netns: ${req.netns}`);
+  findMaster(conf.master, req.netns, conf.linkInContainer);
+
+  const view = readContainer(req.netns, entry.name);
+  if (!view) throw internal(`Container Interface name in prevResult: ${entry.name} not found`);
+  const { link } = view;
+  if (link.linkinfo?.info_kind !== c.type)
+    throw internal(`Error: Container interface ${link.ifname} not of type ${c.type}`);
+  c.validate?.(link, entry.name);
+  if (entry.mac && entry.mac !== link.address)
+    throw internal(`Interface ${entry.name} Mac ${entry.mac} doesn't match container Mac: ${link.address}`);
+  checkAddressesAndRoutes(req.ifname, link, view.routes, prev);
+}
