@@ -1,6 +1,6 @@
 import { CniError, Code } from "../../lib/cni/errors.ts";
-import { isV6, type Result } from "../../lib/cni/result.ts";
-import { formatIP, parseCIDR, parseIP } from "../../lib/ip/address.ts";
+import type { Result } from "../../lib/cni/result.ts";
+import { checkAddressesAndRoutes } from "../../lib/net/check.ts";
 import { applyLinkOps, isBridge, type IpLink, type IpRoute } from "../../lib/kernel/link.ts";
 
 /**
@@ -88,38 +88,4 @@ function isPeerPort(link: IpLink, cont: IpLink, br: IpLink): boolean {
     cont.link_index === link.ifindex &&
     link.master === br.ifname
   );
-}
-
-function checkAddressesAndRoutes(ifname: string, link: IpLink, routes: Record<4 | 6, IpRoute[]>, prev: Result) {
-  const have = new Set((link.addr_info ?? []).map((a) => canonicalCidr(`${a.local}/${a.prefixlen}`)));
-  for (const ip of prev.ips ?? []) {
-    if (!have.has(canonicalCidr(ip.address))) throw fail(`Failed to match addr ${ip.address} on interface ${ifname}`);
-  }
-  for (const r of prev.routes ?? []) {
-    const dst = canonicalCidr(r.dst);
-    const gw = r.gw === undefined ? undefined : canonicalIp(r.gw);
-    const v6 = isV6(r.dst);
-    const found = routes[v6 ? 6 : 4].some(
-      (k) =>
-        kernelDst(k.dst, v6) === dst &&
-        (gw === undefined || (k.gateway !== undefined && canonicalIp(k.gateway) === gw)),
-    );
-    if (!found) throw fail(`Expected Route ${JSON.stringify({ dst: r.dst, gw: r.gw })} not found in routing table`);
-  }
-}
-
-/** ip prints "default" and host routes without a prefix length. */
-function kernelDst(dst: string, v6: boolean): string {
-  if (dst === "default") return v6 ? "::/0" : "0.0.0.0/0";
-  return canonicalCidr(dst.includes("/") ? dst : `${dst}/${v6 ? 128 : 32}`);
-}
-
-function canonicalCidr(text: string): string {
-  const c = parseCIDR(text);
-  return c ? `${formatIP(c.ip)}/${c.prefix}` : text;
-}
-
-function canonicalIp(text: string): string {
-  const ip = parseIP(text);
-  return ip ? formatIP(ip) : text;
 }

@@ -65,6 +65,8 @@ export function baseConfig(plugin: PluginName, dir: string, netns: string): Reco
         mtu: 1400,
         prevResult: prevResult(netns),
       };
+    case "ptp":
+      return { ...base, ipMasq: true, mtu: 1400, ipam };
     default:
       throw new Error(
         `no hostile-input base configuration for plugin "${plugin}": add one here so the hostile tests cover it`,

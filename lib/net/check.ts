@@ -1,0 +1,63 @@
+import { CniError, Code } from "../cni/errors.ts";
+import { isV6, type Result } from "../cni/result.ts";
+import { formatIP, parseCIDR, parseIP } from "../ip/address.ts";
+import { applyLinkOps, type IpLink, type IpRoute } from "../kernel/link.ts";
+
+/**
+ * The part of an interface plugin's CHECK that compares the container with prevResult, in the
+ * reference's words (ip.ValidateExpectedInterfaceIPs and ip.ValidateExpectedRoute): every address
+ * on the interface, every route in the table of its family.
+ */
+const fail = (msg: string) => new CniError(Code.Internal, msg);
+
+export function checkAddressesAndRoutes(ifname: string, link: IpLink, routes: Record<4 | 6, IpRoute[]>, prev: Result) {
+  const have = new Set((link.addr_info ?? []).map((a) => canonicalCidr(`${a.local}/${a.prefixlen}`)));
+  for (const ip of prev.ips ?? []) {
+    if (!have.has(canonicalCidr(ip.address))) throw fail(`Failed to match addr ${ip.address} on interface ${ifname}`);
+  }
+  for (const r of prev.routes ?? []) {
+    const dst = canonicalCidr(r.dst);
+    const gw = r.gw === undefined ? undefined : canonicalIp(r.gw);
+    const v6 = isV6(r.dst);
+    const found = routes[v6 ? 6 : 4].some(
+      (k) =>
+        kernelDst(k.dst, v6) === dst &&
+        (gw === undefined || (k.gateway !== undefined && canonicalIp(k.gateway) === gw)),
+    );
+    if (!found) throw fail(`Expected Route ${JSON.stringify({ dst: r.dst, gw: r.gw })} not found in routing table`);
+  }
+}
+
+/** ip prints "default" and host routes without a prefix length. */
+function kernelDst(dst: string, v6: boolean): string {
+  if (dst === "default") return v6 ? "::/0" : "0.0.0.0/0";
+  return canonicalCidr(dst.includes("/") ? dst : `${dst}/${v6 ? 128 : 32}`);
+}
+
+function canonicalCidr(text: string): string {
+  const c = parseCIDR(text);
+  return c ? `${formatIP(c.ip)}/${c.prefix}` : text;
+}
+
+function canonicalIp(text: string): string {
+  const ip = parseIP(text);
+  return ip ? formatIP(ip) : text;
+}
+
+/** The container interface and the routes of both families, in one process; the reference's texts when missing. */
+export function containerState(netns: string, ifname: string): { link: IpLink; routes: Record<4 | 6, IpRoute[]> } {
+  const r = applyLinkOps(
+    [
+      { op: "show", dev: ifname },
+      { op: "routes", family: 4 },
+      { op: "routes", family: 6 },
+    ],
+    { netns },
+  );
+  if (!r.ok && r.failedOp === 0) throw fail(`Interface name ${ifname} not found`);
+  if (!r.ok) throw fail(`failed to read routes in ${netns}: ${r.stderr}`);
+  return {
+    link: r.groups[0]?.[0] as IpLink,
+    routes: { 4: (r.groups[1] ?? []) as IpRoute[], 6: (r.groups[2] ?? []) as IpRoute[] },
+  };
+}
