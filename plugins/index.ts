@@ -34,6 +34,7 @@ export const REGISTRY: readonly RegistryEntry[] = [
   plugin("firewall", async () => (await import("./firewall/index.ts")).default, ["0.4.0", "1.0.0", "1.1.0"]),
   plugin("tuning", async () => (await import("./tuning/index.ts")).default),
   plugin("macvlan", async () => (await import("./macvlan/index.ts")).default),
+  plugin("ptp", async () => (await import("./ptp/index.ts")).default),
   { kind: "command", name: "cnitool", run: async (args) => (await import("./cnitool/index.ts")).cnitool(args) },
 ];
 

@@ -131,6 +131,8 @@ export type LinkOp =
       table?: number;
       scope?: number;
       onlink?: boolean;
+      /** Preferred source address. */
+      src?: string;
     }
   | { op: "neigh"; verb: "replace" | "del"; dev: string; ip: string; lladdr?: string; permanent?: boolean }
   /** A VLAN of a bridge port (`bridge vlan ... master`). */
@@ -241,6 +243,7 @@ export function lineOf(o: LinkOp): string[] {
         ...num("table", o.table),
         ...num("scope", o.scope),
         ...opt(o.onlink, "onlink"),
+        ...opt(o.src, "src", o.src!),
       ];
     case "neigh":
       return [

@@ -109,3 +109,33 @@ function removeQuietly(path: string) {
     // already gone
   }
 }
+
+/**
+ * An interface plugin's ADD under its attachment's lock; a failed ADD rolled its attachment back,
+ * so its lock file goes too, as after a DEL.
+ */
+export async function lockedAdd<T>(key: Attachment, add: () => Promise<T>): Promise<T> {
+  const lock = await lockAttachment(key);
+  let attached = false;
+  try {
+    const result = await add();
+    attached = true;
+    return result;
+  } finally {
+    lock.release(!attached);
+  }
+}
+
+/**
+ * An interface plugin's DEL, the last step of a chain's DEL, under the same lock: an ADD of this
+ * container waiting in portmap may go on once it ends, and the lock file goes with the attachment.
+ */
+export async function lockedDel(key: Attachment, del: () => Promise<void>): Promise<void> {
+  const lock = await lockAttachment(key);
+  try {
+    await del();
+  } finally {
+    clearDeleteNotice(key);
+    lock.release(true);
+  }
+}

@@ -8,7 +8,7 @@ import { z } from "../cni/zod.ts";
 import { applyLinkOps, showLink, type IpLink, type IpRoute, type LinkKind, type LinkOp } from "../kernel/link.ts";
 import { writeSysctls } from "../kernel/procfs.ts";
 import { configureContainer, layer2Container, removeContainerIface } from "./container.ts";
-import { checkAddressesAndRoutes, readContainer } from "./container-check.ts";
+import { checkAddressesAndRoutes, readContainer } from "./check.ts";
 import { addIpam, delegateIpam, hasIpam, requireIpamPlugin, Undo } from "./interface-plugin.ts";
 import { randomVethName } from "./veth.ts";
 

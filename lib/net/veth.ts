@@ -1,6 +1,6 @@
 import { randomHex } from "../hash.ts";
 import { CniError, Code } from "../cni/errors.ts";
-import { showLink, type LinkOp } from "../kernel/link.ts";
+import { applyLinkOps, showLink, type IpLink, type LinkOp } from "../kernel/link.ts";
 import { sysfsOperstate } from "../kernel/procfs.ts";
 import { sleepMs } from "../sleep.ts";
 
@@ -91,4 +91,32 @@ export function waitPortUp(dev: string) {
     if (state === "up") return;
   }
   throw new CniError(Code.Internal, `bridge port in error state: ${state}`);
+}
+
+const MAX_NAME_TRIES = 10;
+
+/**
+ * A veth pair on its own (no bridge): host end `vethXXXXXXXX` brought up, container end
+ * CNI_IFNAME created in `netnsPath`. A taken random host name is retried; a taken
+ * container name is the reference's error. Returns the host end as the kernel reports it.
+ */
+export function createVethPair(ifname: string, netnsPath: string, o: Pick<PortOptions, "mtu" | "mac">): IpLink {
+  for (let attempt = 0; attempt < MAX_NAME_TRIES; attempt++) {
+    const host = randomVethName();
+    const r = applyLinkOps([
+      vethPairOp(host, ifname, netnsPath, o),
+      { op: "link-set", dev: host, up: true },
+      { op: "show", dev: host },
+    ]);
+    const link = r.shown.find((l) => l.ifname === host);
+    if (r.ok && link) return link;
+    // Anything past the creation (or an unknown failing op) may have left the pair: remove it.
+    if (r.failedOp !== 0) applyLinkOps([{ op: "link-del", dev: host }]);
+    if (r.failedOp === 0 && /File exists/.test(r.stderr)) {
+      if (showLink(host)) continue;
+      throw new CniError(Code.Internal, `container veth name ("${ifname}") peer provided ("${host}") already exists`);
+    }
+    throw new CniError(Code.Internal, `failed to create veth pair for "${ifname}": ${r.stderr}`);
+  }
+  throw new CniError(Code.Internal, `failed to find a free host veth name after ${MAX_NAME_TRIES} tries`);
 }

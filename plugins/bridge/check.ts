@@ -1,6 +1,6 @@
 import { CniError, Code } from "../../lib/cni/errors.ts";
 import type { Result } from "../../lib/cni/result.ts";
-import { checkAddressesAndRoutes } from "../../lib/net/container-check.ts";
+import { checkAddressesAndRoutes } from "../../lib/net/check.ts";
 import { applyLinkOps, isBridge, type IpLink, type IpRoute } from "../../lib/kernel/link.ts";
 
 /**

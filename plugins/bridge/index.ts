@@ -1,7 +1,6 @@
 import { CniError, Code } from "../../lib/cni/errors.ts";
 import type { Result } from "../../lib/cni/result.ts";
 import { parseResult } from "../../lib/cni/result-schema.ts";
-import { validAttachmentsOf } from "../../lib/cni/config.ts";
 import { resultFamily } from "../../lib/cni/versions.ts";
 import type { PluginImpl, Request } from "../../lib/cni/skel.ts";
 import { writeSysctls } from "../../lib/kernel/procfs.ts";
@@ -16,7 +15,8 @@ import {
 import type { IpLink } from "../../lib/kernel/link.ts";
 import { configureContainer, layer2Container, removeContainerIface } from "../../lib/net/container.ts";
 import { calcGateways } from "../../lib/net/gateways.ts";
-import { gcMasquerade, parseAddrs, setupMasquerade, teardownMasquerade } from "../../lib/net/masquerade/index.ts";
+import { parseAddrs, setupMasquerade, teardownMasquerade } from "../../lib/net/masquerade/index.ts";
+import { gcMasqueradeAndIpam } from "../../lib/net/masquerade-gc.ts";
 import { defaultBackend, type NetfilterBackend } from "../../lib/netfilter/backend.ts";
 import { setupSpoofCheck, spoofRefId, teardownSpoofCheck } from "./spoofcheck.ts";
 import { waitPortUp } from "../../lib/net/veth.ts";
@@ -206,21 +206,7 @@ async function status(req: Request<Config>) {
   await delegateIpam("STATUS", req);
 }
 
-/** Masquerade of attachments not in the valid list, then IPAM's own GC. */
-async function gc(req: Request<Config>) {
-  const c = req.config;
-  const list = validAttachmentsOf(c);
-  // Without the runtime's list a leak cannot be told from a live pod: remove nothing.
-  const failures = list
-    ? gcMasquerade(
-        c.name,
-        list.map((a) => ({ containerId: a.containerID, ifname: a.ifname })),
-      )
-    : [];
-  await delegateIpam("GC", req);
-  if (failures.length > 0)
-    throw new CniError(Code.Internal, `failed to remove stale masquerade rules: ${failures.join("; ")}`);
-}
+const gc = gcMasqueradeAndIpam;
 
 const plugin: PluginImpl<Config> = { parseConfig, add, del, check, status, gc };
 export default plugin;

@@ -3,6 +3,7 @@ import { BaseConfig, GcAttachmentKeys, parseWith, validAttachmentsOf } from "../
 import { CniError, Code } from "../../lib/cni/errors.ts";
 import { parseCniArgs } from "../../lib/cni/args.ts";
 import type { Route } from "../../lib/cni/result.ts";
+import { canonicalRoute } from "../../lib/cni/route-config.ts";
 import { RouteSchema } from "../../lib/cni/result-schema.ts";
 import { compareVersions } from "../../lib/cni/versions.ts";
 import { formatIP, parseCIDR, parseIP, type IP } from "../../lib/ip/address.ts";
@@ -120,17 +121,4 @@ function requestedIP(text: string): IP | undefined {
   const cidr = parseCIDR(text);
   if (cidr) return parseIP(formatIP(cidr.ip));
   return parseIP(text);
-}
-
-/** Routes are copied into the result, re-rendered in canonical text as the reference's JSON round trip does. */
-function canonicalRoute(r: Route, i: number): Route {
-  const dst = parseCIDR(r.dst);
-  if (!dst) throw invalid(`ipam.routes.${i}.dst: invalid CIDR address: ${r.dst}`);
-  const out: Route = { ...r, dst: `${formatIP(dst.ip)}/${dst.prefix}` };
-  if (r.gw !== undefined) {
-    const gw = parseIP(r.gw);
-    if (!gw) throw invalid(`ipam.routes.${i}.gw: invalid IP address: ${r.gw}`);
-    out.gw = formatIP(gw);
-  }
-  return out;
 }

@@ -67,6 +67,8 @@ export function baseConfig(plugin: PluginName, dir: string, netns: string): Reco
       };
     case "macvlan":
       return { ...base, master: "eth0", linkInContainer: true, mode: "bridge", mtu: 1400, ipam };
+    case "ptp":
+      return { ...base, ipMasq: true, mtu: 1400, ipam };
     default:
       throw new Error(
         `no hostile-input base configuration for plugin "${plugin}": add one here so the hostile tests cover it`,

@@ -48,6 +48,11 @@ test("link ops render to ip batch lines", () => {
     "metric",
     "5",
   ]);
+  // ptp's point-to-point routes: a link-scope host route to the gateway and the subnet via it, from the container's address.
+  assert.is(
+    lineOf({ op: "route", verb: "replace", dst: "10.1.0.1/32", dev: "eth0", scope: 253, src: "10.1.0.2" }).join(" "),
+    "route replace 10.1.0.1/32 dev eth0 scope 253 src 10.1.0.2",
+  );
   assert.equal(
     lineOf({
       op: "neigh",

@@ -4,9 +4,9 @@ import { formatIP, parseCIDR, parseIP } from "../ip/address.ts";
 import { applyLinkOps, type IpLink, type IpRoute } from "../kernel/link.ts";
 
 /**
- * The part of CHECK every interface plugin shares (the reference's ValidateExpectedInterfaceIPs and
- * ValidateExpectedRoute): prevResult's addresses on the container interface and its routes in the
- * container's tables, with the reference's messages.
+ * The part of an interface plugin's CHECK that compares the container with prevResult, in the
+ * reference's words (ip.ValidateExpectedInterfaceIPs and ip.ValidateExpectedRoute): every address
+ * on the interface, every route in the table of its family.
  */
 const fail = (msg: string) => new CniError(Code.Internal, msg);
 
@@ -65,4 +65,11 @@ export function readContainer(netns: string, ifname: string): ContainerView | un
     link: r.groups[0]?.[0] as IpLink,
     routes: { 4: (r.groups[1] ?? []) as IpRoute[], 6: (r.groups[2] ?? []) as IpRoute[] },
   };
+}
+
+/** The same, with the reference's text when the interface is missing. */
+export function containerState(netns: string, ifname: string): ContainerView {
+  const view = readContainer(netns, ifname);
+  if (!view) throw fail(`Interface name ${ifname} not found`);
+  return view;
 }
