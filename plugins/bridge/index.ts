@@ -23,7 +23,7 @@ import { waitPortUp } from "../../lib/net/veth.ts";
 import { checkAttachment } from "./check.ts";
 import { parseConfig, type Config } from "./config.ts";
 import { attachmentOf } from "../../lib/net/attachment.ts";
-import { clearDeleteNotice, lockAttachment } from "../../lib/net/delete-notice.ts";
+import { lockedAdd, lockedDel } from "../../lib/net/delete-notice.ts";
 import {
   addIpam,
   applyDnsOverride,
@@ -45,18 +45,7 @@ const CONTAINER_INDEX = 2;
 const layer3 = hasIpam;
 
 /** ADD and DEL of one attachment never interleave inside this plugin (see lib/net/delete-notice.ts). */
-async function add(req: Request<Config>): Promise<Result> {
-  const lock = await lockAttachment(attachmentOf(req));
-  let attached = false;
-  try {
-    const result = await addLocked(req);
-    attached = true;
-    return result;
-  } finally {
-    // A failed ADD rolled its attachment back: its lock file goes too, as after a DEL.
-    lock.release(!attached);
-  }
-}
+const add = (req: Request<Config>) => lockedAdd(attachmentOf(req), () => addLocked(req));
 
 async function addLocked(req: Request<Config>): Promise<Result> {
   const c = req.config;
@@ -148,17 +137,7 @@ function setUpGateways(c: Config, bridge: IpLink, gateways: { 4: string[]; 6: st
  * the IPAM reservation always, and the masquerade rules even when the namespace is gone (their
  * addresses then come from prevResult, or the whole chain of this container goes).
  */
-async function del(req: Request<Config>) {
-  const lock = await lockAttachment(attachmentOf(req));
-  try {
-    await delLocked(req);
-  } finally {
-    // The last step of a DEL: an ADD of this container waiting in portmap may go on, and the
-    // attachment's lock file goes with the attachment.
-    clearDeleteNotice(attachmentOf(req));
-    lock.release(true);
-  }
-}
+const del = (req: Request<Config>) => lockedDel(attachmentOf(req), () => delLocked(req));
 
 async function delLocked(req: Request<Config>) {
   const c = req.config;
