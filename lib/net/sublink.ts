@@ -9,7 +9,7 @@ import { applyLinkOps, showLink, type IpLink, type IpRoute, type LinkKind, type 
 import { writeSysctls } from "../kernel/procfs.ts";
 import { configureContainer, layer2Container, removeContainerIface } from "./container.ts";
 import { checkAddressesAndRoutes, readContainer } from "./check.ts";
-import { addIpam, delegateIpam, hasIpam, requireIpamPlugin, Undo } from "./interface-plugin.ts";
+import { addIpam, applyDnsOverride, delegateIpam, hasIpam, requireIpamPlugin, Undo } from "./interface-plugin.ts";
 import { randomVethName } from "./veth.ts";
 
 /**
@@ -179,7 +179,7 @@ export async function addSublink(req: Request<SublinkConfig>, a: SublinkAdd): Pr
       configureContainer(req.netns, req.ifname, result, true, 0);
     }
     // The reference reports the config's dns, never IPAM's.
-    if (req.config.dns && Object.keys(req.config.dns).length > 0) result.dns = req.config.dns;
+    applyDnsOverride(result, req.config);
     return result;
   });
 }
