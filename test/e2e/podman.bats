@@ -1,13 +1,14 @@
 #!/usr/bin/env bats
 # Podman 4.3 (Debian) with network_backend "cni" driving the plugins: `podman network create`
 # writes a 0.4.0 conflist chaining bridge, portmap, firewall and tuning; `podman run -p` publishes
-# a port reached from an external host.
+# a port reached from an external host; `-d macvlan` networks put containers on the parent's L2.
 
 load lib
 load podman
 
 NET=e2enet
 PORT=8084
+MACVLAN_NET=e2emacvlan
 
 setup_file() {
     e2e_sandbox_up podman
@@ -18,7 +19,7 @@ setup_file() {
 teardown_file() {
     if [ -n "${PODMAN_DIR:-}" ]; then
         podman_ rm -a -f -t 0 >/dev/null 2>&1
-        podman_ network rm -f "$NET" >/dev/null 2>&1
+        podman_ network rm -f "$NET" "$MACVLAN_NET" >/dev/null 2>&1
     fi
     e2e_sandbox_down
 }
@@ -58,4 +59,48 @@ teardown_file() {
 @test "podman network rm removes the network's config" {
     podman_ network rm "$NET" >/dev/null
     [ ! -e "$PODMAN_DIR/net.d/$NET.conflist" ]
+}
+
+# A macvlan network on the node's link to the external host: containers sit on that L2 segment with
+# their own MAC and address, reach the external host directly, and it sees their own address (no
+# NAT). The range leaves out the node's and the external host's addresses.
+@test "podman network create -d macvlan: containers on the parent's segment, seen by their own address" {
+    podman_ network create -d macvlan -o parent="$E2E_EXT_IF" --subnet 192.0.2.0/24 --ip-range 192.0.2.128/25 \
+        --gateway "$NODE_ADDR" "$MACVLAN_NET" >/dev/null
+    local conf=$PODMAN_DIR/net.d/$MACVLAN_NET.conflist
+    [ "$(node -e 'const c=JSON.parse(require("fs").readFileSync(process.argv[1]));console.log(c.plugins[0].type, c.plugins[0].master)' "$conf")" = "macvlan $E2E_EXT_IF" ]
+    podman_ network ls --format '{{.Name}}' | grep -qx "$MACVLAN_NET" || die "podman does not list $MACVLAN_NET"
+
+    local www
+    www=$(e2e_www)
+    in_ext_mnt_bg busybox httpd -f -p "$EXT_ADDR:80" -h "$www" &
+
+    podman_ run -d --name mv1 --network "$MACVLAN_NET" "$E2E_IMAGE_NAME" >/dev/null
+    podman_ run -d --name mv2 --network "$MACVLAN_NET" "$E2E_IMAGE_NAME" >/dev/null
+    local id1 pid1 pid2 ip1 ip2 body
+    id1=$(podman_ inspect --format '{{.Id}}' mv1)
+    pid1=$(podman_ inspect --format '{{.State.Pid}}' mv1)
+    pid2=$(podman_ inspect --format '{{.State.Pid}}' mv2)
+    ip1=$(netns_ipv4 "/proc/$pid1/ns/net" eth0)
+    ip2=$(netns_ipv4 "/proc/$pid2/ns/net" eth0)
+    [[ $ip1 == 192.0.2.* ]] && [ "${ip1##*.}" -ge 128 ] || die "mv1 address '$ip1' not from the ip range"
+    [ "$ip1" != "$ip2" ] || die "both containers got $ip1"
+    in_node_mnt nsenter --net="/proc/$pid1/ns/net" ip -d -o link show dev eth0 | grep -q 'macvlan mode bridge' ||
+        die "mv1's eth0 is not a macvlan link in bridge mode"
+
+    # The external host sees the container's own address, and so does a sibling (the image serves
+    # /cgi-bin/peer on port 80): no NAT on either path.
+    in_container() { in_node_mnt nsenter --net="/proc/$1/ns/net" curl -sS --fail --max-time 2 "$2"; }
+    wait_for in_container "$pid1" "http://$EXT_ADDR/cgi-bin/peer"
+    body=$(in_container "$pid1" "http://$EXT_ADDR/cgi-bin/peer")
+    [ "$body" = "$ip1" ] || die "the external host saw mv1 as '$body', expected $ip1"
+    wait_for in_container "$pid2" "http://$ip1/cgi-bin/peer"
+    body=$(in_container "$pid2" "http://$ip1/cgi-bin/peer")
+    [ "$body" = "$ip2" ] || die "mv1 saw mv2 as '$body', expected $ip2"
+
+    podman_ rm -f -t 0 mv1 mv2 >/dev/null
+    [ -z "$(find "$E2E_TMP/cnicache/networks/$MACVLAN_NET" -type f -name '192.0.2.*' 2>/dev/null)" ] ||
+        die "host-local reservations left after podman rm"
+    [ -z "$(grep -rlF "$id1" "$E2E_TMP/cnicache/results" 2>/dev/null)" ] || die "libcni cache entry left for mv1"
+    podman_ network rm "$MACVLAN_NET" >/dev/null
 }
