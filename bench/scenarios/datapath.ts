@@ -1,6 +1,5 @@
-import { spawn } from "node:child_process";
-import { setTimeout as sleep } from "node:timers/promises";
 import { sh, type Sandbox } from "../../test/helpers/sandbox.ts";
+import { tcpThroughput } from "../../test/helpers/throughput.ts";
 import { alternate, pairOf, type Pair, type Sides } from "../lib/ab.ts";
 import type { Pod } from "../lib/side.ts";
 import { must } from "./latency.ts";
@@ -67,37 +66,5 @@ export async function dataPath(sides: Sides, baseline: Sandbox, runs: number, se
   return out;
 }
 
-/** One iperf3 test: server in `serverNs` on `serverPort`, client in `clientNs` to target:port. */
-async function iperf(
-  serverNs: string,
-  clientNs: string,
-  target: string,
-  port: number,
-  serverPort: number,
-  seconds: number,
-): Promise<number> {
-  const server = spawn("ip", ["netns", "exec", serverNs, "iperf3", "-s", "-1", "-p", String(serverPort)], {
-    stdio: "ignore",
-  });
-  try {
-    for (let attempt = 0; ; attempt++) {
-      const r = sh(
-        ["ip", "netns", "exec", clientNs, "iperf3", "-c", target, "-p", String(port), "-t", String(seconds), "-J"],
-        {
-          allowFailure: true,
-          timeoutMs: (seconds + 20) * 1000,
-        },
-      );
-      if (r.code === 0) {
-        const bps = JSON.parse(r.stdout)?.end?.sum_received?.bits_per_second;
-        if (typeof bps === "number") return bps / 1e9;
-      }
-      // The server may not be listening yet.
-      if (attempt >= 20)
-        throw new Error(`iperf3 ${clientNs} -> ${target}:${port} failed: ${r.stderr}${r.stdout.slice(0, 500)}`);
-      await sleep(100);
-    }
-  } finally {
-    server.kill();
-  }
-}
+/** One iperf3 test in Gbit/s. */
+const iperf = async (...args: Parameters<typeof tcpThroughput>) => (await tcpThroughput(...args)) / 1e9;

@@ -83,10 +83,10 @@ export function runAsync(argv: readonly string[], opts: RunOptions = {}): Promis
 }
 
 /**
- * iproute2's batch parser splits lines on whitespace, treats quotes, '#' and '\\' specially and
+ * iproute2's batch parser (ip, bridge, tc) splits lines on whitespace, treats quotes, '#' and '\\' specially and
  * stops at NUL: a word with any of them could change or cut the command, so it is refused.
  */
-export function checkBatchWord(w: string, tool: "ip" | "bridge") {
+export function checkBatchWord(w: string, tool: "ip" | "bridge" | "tc") {
   if (w === "" || /[\s"'#\\\0]/.test(w))
     throw new KernelError("refused", `refusing unsafe ${tool} argument ${JSON.stringify(w)}`);
 }

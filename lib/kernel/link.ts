@@ -80,7 +80,8 @@ export type LinkKind =
   | { type: "ipvlan"; parent: string; mode: "l2" | "l3" | "l3s"; flag?: "bridge" | "private" | "vepa" }
   | { type: "vlan"; parent: string; id: number }
   | { type: "vxlan"; id: number; local?: string; parent?: string; port?: number; learning?: boolean; gbp?: boolean }
-  | { type: "dummy" };
+  | { type: "dummy" }
+  | { type: "ifb" };
 
 export type LinkOp =
   | {
@@ -188,6 +189,7 @@ function kindWords(k: LinkKind): string[] {
         ...opt(k.gbp, "gbp"),
       ];
     case "dummy":
+    case "ifb":
       return [];
   }
 }

@@ -69,6 +69,15 @@ export function baseConfig(plugin: PluginName, dir: string, netns: string): Reco
       return { ...base, master: "eth0", linkInContainer: true, mode: "bridge", mtu: 1400, ipam };
     case "ptp":
       return { ...base, ipMasq: true, mtu: 1400, ipam };
+    case "bandwidth":
+      return {
+        ...base,
+        ingressRate: 8_000_000,
+        ingressBurst: 80_000,
+        egressRate: 8_000_000,
+        egressBurst: 80_000,
+        prevResult: prevResult(netns),
+      };
     default:
       throw new Error(
         `no hostile-input base configuration for plugin "${plugin}": add one here so the hostile tests cover it`,
@@ -89,6 +98,7 @@ const TOOLS = [
   "ip6tables-restore",
   "ip6tables-save",
   "nft",
+  "tc",
   "conntrack",
   "flock",
   "firewall-cmd",
