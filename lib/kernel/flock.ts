@@ -27,20 +27,30 @@ let backend: LockFn | undefined;
  * Opens (creating it if needed) and exclusively locks `path`; blocks until the lock is ours.
  * `removable`: the file may be deleted by a holder when it releases (a lock per attachment must not
  * outlive it), so a waiter that then gets the lock on the deleted file opens the path again.
+ * `existing`: lock a file that is there already, following a symlink, whatever it is (a network
+ * namespace file, which the reference plugins lock to serialise their work inside it).
  */
-export async function lockExclusive(path: string, mode = 0o750, opts: { removable?: boolean } = {}): Promise<HeldLock> {
+export async function lockExclusive(
+  path: string,
+  mode = 0o750,
+  opts: { removable?: boolean; existing?: boolean } = {},
+): Promise<HeldLock> {
   backend ??= await chooseBackend();
   const lock = backend;
   for (;;) {
     let fd: number;
     try {
       // O_NONBLOCK only for the open (flock blocks on its own): a FIFO planted there must not hang us.
-      fd = openSync(path, constants.O_RDONLY | constants.O_CREAT | constants.O_NOFOLLOW | constants.O_NONBLOCK, mode);
+      const flags = opts.existing
+        ? constants.O_RDONLY | constants.O_NONBLOCK
+        : constants.O_RDONLY | constants.O_CREAT | constants.O_NOFOLLOW | constants.O_NONBLOCK;
+      fd = openSync(path, flags, mode);
     } catch (e) {
       throw new KernelError("io", `cannot open lock file ${path}: ${(e as Error).message}`);
     }
     try {
-      if (!fstatSync(fd).isFile()) throw new KernelError("io", `cannot use lock file ${path}: not a regular file`);
+      if (!opts.existing && !fstatSync(fd).isFile())
+        throw new KernelError("io", `cannot use lock file ${path}: not a regular file`);
       lock(fd, path);
     } catch (e) {
       closeSync(fd);

@@ -60,6 +60,19 @@ export interface IpRoute {
   dev?: string;
   table?: string;
   metric?: number;
+  /** "unicast", "local", "broadcast", ... */
+  type?: string;
+  scope?: string;
+  prefsrc?: string;
+}
+
+/** A policy routing rule as `ip -j rule show` reports it (the table by name or number). */
+export interface IpRule {
+  priority: number;
+  /** An address or "all"; srclen is absent for a full-length source. */
+  src: string;
+  srclen?: number;
+  table: string;
 }
 
 export const isBridge = (l: IpLink) => l.linkinfo?.info_kind === "bridge";
@@ -138,6 +151,8 @@ export type LinkOp =
   | { op: "neigh"; verb: "replace" | "del"; dev: string; ip: string; lladdr?: string; permanent?: boolean }
   /** A VLAN of a bridge port (`bridge vlan ... master`). */
   | { op: "port-vlan"; verb: "add" | "del"; dev: string; vid: number; pvid?: boolean; untagged?: boolean }
+  /** A policy routing rule: traffic from `src` (a CIDR) looks up `table`. */
+  | { op: "rule"; verb: "add" | "del"; src: string; table: number; priority?: number }
   /** A permanent forwarding entry of a VXLAN device (`bridge fdb ... self permanent`). */
   | { op: "fdb"; verb: "append" | "replace" | "del"; dev: string; mac: string; dst?: string }
   // Reports, in op order in the outcome's groups:
@@ -148,11 +163,13 @@ export type LinkOp =
   /** Every link of the namespace (IpLink[]). */
   | { op: "links" }
   /** Every route of one family in every table (IpRoute[]). */
-  | { op: "routes"; family: 4 | 6 };
+  | { op: "routes"; family: 4 | 6 }
+  /** Every policy routing rule of one family (IpRule[]). */
+  | { op: "rules"; family: 4 | 6 };
 
 export type LinkSet = Extract<LinkOp, { op: "link-set" }>;
 
-const REPORTS = new Set<LinkOp["op"]>(["show", "ports", "links", "routes"]);
+const REPORTS = new Set<LinkOp["op"]>(["show", "ports", "links", "routes", "rules"]);
 const BRIDGE_TOOL = new Set<LinkOp["op"]>(["port-vlan", "fdb"]);
 
 const onOff = (b: boolean) => (b ? "on" : "off");
@@ -269,6 +286,8 @@ export function lineOf(o: LinkOp): string[] {
         ...opt(o.untagged, "untagged"),
         "master",
       ];
+    case "rule":
+      return ["rule", o.verb, ...num("priority", o.priority), "from", o.src, "lookup", String(o.table)];
     case "fdb":
       return ["fdb", o.verb, o.mac, "dev", o.dev, ...opt(o.dst, "dst", o.dst!), "self", "permanent"];
     case "show":
@@ -279,6 +298,8 @@ export function lineOf(o: LinkOp): string[] {
       return ["link", "show"];
     case "routes":
       return ["route", "show", "table", "all", "root", o.family === 4 ? "0.0.0.0/0" : "::/0"];
+    case "rules":
+      return ["rule", "show"];
   }
 }
 
@@ -305,23 +326,32 @@ interface Batch {
   reports: boolean;
 }
 
+/**
+ * Which process runs an op: `bridge`, or `ip`, or `ip -6` for the IPv6 rule dump (a batch line
+ * cannot choose its family, and `rule show` lists IPv4 only).
+ */
+type Tool = "bridge" | "ip" | "ip -6";
+const toolOf = (o: LinkOp): Tool =>
+  BRIDGE_TOOL.has(o.op) ? "bridge" : o.op === "rules" && o.family === 6 ? "ip -6" : "ip";
+
 function batchesOf(ops: readonly LinkOp[]): Batch[] {
   const out: Batch[] = [];
   let i = 0;
   while (i < ops.length) {
-    const tool = BRIDGE_TOOL.has(ops[i]!.op) ? "bridge" : "ip";
+    const tool = toolOf(ops[i]!);
+    const [bin, ...family] = tool.split(" ") as ["ip" | "bridge", ...string[]];
     const first = i;
     const lines: string[][] = [];
     let reports = false;
-    for (; i < ops.length && (BRIDGE_TOOL.has(ops[i]!.op) ? "bridge" : "ip") === tool; i++) {
+    for (; i < ops.length && toolOf(ops[i]!) === tool; i++) {
       const line = lineOf(ops[i]!);
-      for (const w of line) checkBatchWord(w, tool);
+      for (const w of line) checkBatchWord(w, bin);
       lines.push(line);
       reports ||= REPORTS.has(ops[i]!.op);
     }
     const flags = reports ? ["-j", "-d"] : [];
     out.push({
-      argv: [tool, ...flags, "-batch", "-"],
+      argv: [bin, ...family, ...flags, "-batch", "-"],
       input: `${lines.map((l) => l.join(" ")).join("\n")}\n`,
       first,
       reports,
