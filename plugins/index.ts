@@ -29,6 +29,7 @@ const plugin = (name: string, load: PluginSpec["load"], versions?: readonly stri
 export const REGISTRY: readonly RegistryEntry[] = [
   plugin("loopback", async () => (await import("./loopback/index.ts")).default),
   plugin("host-local", async () => (await import("./host-local/index.ts")).default),
+  plugin("static", async () => (await import("./static/index.ts")).default),
   plugin("bridge", async () => (await import("./bridge/index.ts")).default),
   plugin("portmap", async () => (await import("./portmap/index.ts")).default),
   plugin("firewall", async () => (await import("./firewall/index.ts")).default, ["0.4.0", "1.0.0", "1.1.0"]),

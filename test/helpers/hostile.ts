@@ -48,6 +48,16 @@ export function baseConfig(plugin: PluginName, dir: string, netns: string): Reco
       return { ...base, bridge: HBRIDGE, isGateway: true, ipMasq: true, hairpinMode: true, ipam };
     case "host-local":
       return { ...base, ipam };
+    case "static":
+      return {
+        ...base,
+        ipam: {
+          type: "static",
+          addresses: [{ address: "10.62.0.5/24", gateway: "10.62.0.1" }],
+          routes: [{ dst: "0.0.0.0/0" }],
+          dns: { nameservers: ["10.62.0.1"] },
+        },
+      };
     case "portmap":
       return {
         ...base,
