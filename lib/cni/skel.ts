@@ -154,12 +154,28 @@ export async function prepare(
   seen.version = v;
   checkVerbAllowed(cniEnv.command, v);
 
+  await installNetlinkCarrier();
   const netnsState = cniEnv.command === "GC" || cniEnv.command === "STATUS" ? "none" : await checkNetns(cniEnv);
   const impl = await plugin.load();
   return {
     impl,
     req: { ...cniEnv, stdin, version: v, netnsState, resolvePlugin, config: impl.parseConfig(conf, cniEnv) },
   };
+}
+
+/**
+ * Under Bun, links, addresses and routes go over rtnetlink from inside the process (no `ip` spawned
+ * for the ops it takes); under plain Node, or without libc, everything stays with iproute2.
+ */
+async function installNetlinkCarrier() {
+  if (!process.versions.bun) return;
+  const libc = await (await import("../kernel/libc.ts")).loadLibc();
+  if (!libc) return;
+  const [{ setLinkCarrier }, { netlinkCarrier }] = await Promise.all([
+    import("../kernel/link.ts"),
+    import("../kernel/netlink/carrier.ts"),
+  ]);
+  setLinkCarrier(netlinkCarrier(libc));
 }
 
 /**

@@ -4,8 +4,9 @@ import { checkBatchWord, run, runAsync, type RunOptions, type RunResult } from "
 /**
  * Links, addresses, routes, neighbours and bridge ports as typed operations and typed reports: what
  * a plugin asks of the kernel, whatever carries it out. Today the carrier is iproute2 (`ip -batch`,
- * and `bridge -batch` for port VLANs and FDB entries), one process per run of same-tool ops; the
- * plugins see only these types, so the carrier can become netlink without touching them. An outcome
+ * and `bridge -batch` for port VLANs and FDB entries), one process per run of same-tool ops, or an
+ * installed in-process carrier (rtnetlink, lib/kernel/netlink) for the ops it takes; the plugins
+ * see only these types and cannot tell which carried them. An outcome
  * names the index of the failing op, which is how callers tell "created, must roll back" from "name
  * taken".
  */
@@ -318,36 +319,77 @@ export interface LinkOutcome {
 
 type NsOpts = Pick<RunOptions, "netns">;
 
-/** One tool process: a run of consecutive ops for the same tool. */
+// --- the carrier seam -----------------------------------------------------------------------------
+
+/** What a carrier other than iproute2 gives back for a run of ops it took. */
+export interface CarrierRun {
+  /** One array per report op, in op order. */
+  groups: unknown[][];
+  /** The op that failed (its index in the run) and what ip would have printed for it. */
+  failed?: { index: number; stderr: string };
+}
+
+/**
+ * Another way to carry ops out: lib/kernel/netlink (rtnetlink from inside the process), installed
+ * by the skel under Bun. It takes every op it `carries`, in runs of consecutive ones; the rest, and
+ * everything under plain Node, go to iproute2 as before. A carrier must do and report exactly what
+ * ip would for the ops it takes, failures included.
+ */
+export interface LinkCarrier {
+  carries(o: LinkOp): boolean;
+  /** Runs the ops in order, stopping at the first failure; throws only when it cannot run at all. */
+  apply(ops: readonly LinkOp[], opts: NsOpts): CarrierRun;
+}
+
+let carrier: LinkCarrier | undefined;
+
+/** Installs (or with undefined removes) the in-process carrier. */
+export function setLinkCarrier(c: LinkCarrier | undefined) {
+  carrier = c;
+}
+
+/** One tool process (argv, input), or one run of the installed carrier (ops): consecutive ops. */
 interface Batch {
   argv: string[];
   input: string;
   first: number;
   reports: boolean;
+  ops?: readonly LinkOp[];
 }
 
 /**
- * Which process runs an op: `bridge`, or `ip`, or `ip -6` for the IPv6 rule dump (a batch line
- * cannot choose its family, and `rule show` lists IPv4 only).
+ * What runs an op: the in-process carrier when it takes it, else `bridge`, or `ip`, or `ip -6` for
+ * the IPv6 rule dump (a batch line cannot choose its family, and `rule show` lists IPv4 only).
  */
-type Tool = "bridge" | "ip" | "ip -6";
+type Tool = "carrier" | "bridge" | "ip" | "ip -6";
 const toolOf = (o: LinkOp): Tool =>
-  BRIDGE_TOOL.has(o.op) ? "bridge" : o.op === "rules" && o.family === 6 ? "ip -6" : "ip";
+  carrier?.carries(o)
+    ? "carrier"
+    : BRIDGE_TOOL.has(o.op)
+      ? "bridge"
+      : o.op === "rules" && o.family === 6
+        ? "ip -6"
+        : "ip";
 
 function batchesOf(ops: readonly LinkOp[]): Batch[] {
   const out: Batch[] = [];
   let i = 0;
   while (i < ops.length) {
     const tool = toolOf(ops[i]!);
-    const [bin, ...family] = tool.split(" ") as ["ip" | "bridge", ...string[]];
+    const [bin, ...family] = (tool === "carrier" ? "ip" : tool).split(" ") as ["ip" | "bridge", ...string[]];
     const first = i;
     const lines: string[][] = [];
     let reports = false;
     for (; i < ops.length && toolOf(ops[i]!) === tool; i++) {
+      // Checked whatever the carrier: the same op is refused the same way everywhere.
       const line = lineOf(ops[i]!);
       for (const w of line) checkBatchWord(w, bin);
       lines.push(line);
       reports ||= REPORTS.has(ops[i]!.op);
+    }
+    if (tool === "carrier") {
+      out.push({ argv: [], input: "", first, reports, ops: ops.slice(first, i) });
+      continue;
     }
     const flags = reports ? ["-j", "-d"] : [];
     out.push({
@@ -360,19 +402,31 @@ function batchesOf(ops: readonly LinkOp[]): Batch[] {
   return out;
 }
 
+function absorbGroups(outcome: LinkOutcome, groups: unknown[][]) {
+  outcome.groups.push(...groups);
+  for (const g of groups)
+    for (const item of g) if ((item as IpLink).ifname !== undefined) outcome.shown.push(item as IpLink);
+}
+
 /** Folds one batch's result into the outcome; false when the batch failed (later ones must not run). */
 function absorb(outcome: LinkOutcome, b: Batch, r: RunResult): boolean {
-  if (b.reports) {
-    const groups = splitJsonArrays(r.stdout);
-    outcome.groups.push(...groups);
-    for (const g of groups)
-      for (const item of g) if ((item as IpLink).ifname !== undefined) outcome.shown.push(item as IpLink);
-  }
+  if (b.reports) absorbGroups(outcome, splitJsonArrays(r.stdout));
   if (r.status === 0) return true;
   const m = /Command failed -:(\d+)/.exec(r.stderr);
   outcome.ok = false;
   outcome.failedOp = m ? b.first + Number(m[1]) - 1 : undefined;
   outcome.stderr = r.stderr.replace(/\n?Command failed -:\d+\s*$/, "").trim() || `${b.argv[0]} exited ${r.status}`;
+  return false;
+}
+
+/** The same for a carrier's run. */
+function absorbCarrier(outcome: LinkOutcome, b: Batch, opts: NsOpts): boolean {
+  const r = carrier!.apply(b.ops!, opts);
+  absorbGroups(outcome, r.groups);
+  if (!r.failed) return true;
+  outcome.ok = false;
+  outcome.failedOp = b.first + r.failed.index;
+  outcome.stderr = r.failed.stderr;
   return false;
 }
 
@@ -382,16 +436,22 @@ const emptyOutcome = (): LinkOutcome => ({ ok: true, groups: [], shown: [], stde
 export function applyLinkOps(ops: readonly LinkOp[], opts: NsOpts = {}): LinkOutcome {
   const outcome = emptyOutcome();
   for (const b of batchesOf(ops)) {
-    if (!absorb(outcome, b, run(b.argv, { ...opts, input: b.input, allowFailure: true }))) break;
+    const ok = b.ops
+      ? absorbCarrier(outcome, b, opts)
+      : absorb(outcome, b, run(b.argv, { ...opts, input: b.input, allowFailure: true }));
+    if (!ok) break;
   }
   return outcome;
 }
 
-/** The same without blocking the caller's event loop (for the node agent). */
+/** The same without blocking the caller's event loop (for the node agent); a carrier's run is synchronous. */
 export async function applyLinkOpsAsync(ops: readonly LinkOp[], opts: NsOpts = {}): Promise<LinkOutcome> {
   const outcome = emptyOutcome();
   for (const b of batchesOf(ops)) {
-    if (!absorb(outcome, b, await runAsync(b.argv, { ...opts, input: b.input, allowFailure: true }))) break;
+    const ok = b.ops
+      ? absorbCarrier(outcome, b, opts)
+      : absorb(outcome, b, await runAsync(b.argv, { ...opts, input: b.input, allowFailure: true }));
+    if (!ok) break;
   }
   return outcome;
 }

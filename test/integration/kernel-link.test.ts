@@ -13,13 +13,20 @@ const inSandbox = sandboxed(test, "klink");
 const FIXTURE = join(import.meta.dirname, "..", "fixtures", "apply-link-ops.ts");
 const BUN = join(import.meta.dirname, "..", "..", "node_modules", ".bin", "bun");
 
-function apply(sb: Sandbox, ops: LinkOp[], async: boolean): LinkOutcome {
-  const r = sb.inNode([BUN, FIXTURE], { input: JSON.stringify({ ops, async }) });
+function apply(sb: Sandbox, ops: LinkOp[], async: boolean, netlink: boolean): LinkOutcome {
+  const r = sb.inNode([BUN, FIXTURE], { input: JSON.stringify({ ops, async, netlink }) });
   return JSON.parse(r.stdout) as LinkOutcome;
 }
 
-for (const async of [false, true]) {
-  const form = async ? "async" : "sync";
+// With the netlink carrier installed the same lists run split: its runs in-process, the VXLAN
+// device and FDB entries through ip and bridge, indexes still counted in the whole list.
+for (const [async, netlink] of [
+  [false, false],
+  [true, false],
+  [false, true],
+  [true, true],
+] as const) {
+  const form = `${async ? "async" : "sync"}${netlink ? ", netlink carrier" : ""}`;
 
   inSandbox(
     `${form}: a bridge, a veth into a container, a VXLAN device with an FDB entry and reports, in one list`,
@@ -47,7 +54,7 @@ for (const async of [false, true]) {
         { op: "ports", master: "kbr0" },
         { op: "routes", family: 4 },
       ];
-      const r = apply(sb, ops, async);
+      const r = apply(sb, ops, async, netlink);
       assert.ok(r.ok, `op ${r.failedOp}: ${r.stderr}`);
       assert.is(r.groups.length, 3, "one group per report op");
       const veth = r.shown.find((l) => l.ifname === "kveth0");
@@ -83,7 +90,7 @@ for (const async of [false, true]) {
       { op: "fdb", verb: "append", dev: "kabsent", mac: "00:00:00:00:00:00", dst: "10.77.0.2" },
       { op: "link-add", dev: "kd1", kind: { type: "bridge" } },
     ];
-    const r = apply(sb, ops, async);
+    const r = apply(sb, ops, async, netlink);
     assert.not.ok(r.ok);
     assert.is(r.failedOp, 1);
     assert.ok(r.stderr.length > 0);
@@ -99,6 +106,7 @@ for (const async of [false, true]) {
         { op: "show", dev: "knone" },
       ],
       async,
+      netlink,
     );
     assert.is(late.failedOp, 1, "a failing report op in an ip run");
   });
