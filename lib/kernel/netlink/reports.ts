@@ -208,6 +208,20 @@ export function addrReport(m: IfAddr): IpAddr | undefined {
   return out;
 }
 
+/** rtm_type as ip names it. */
+const ROUTE_TYPES: Record<number, string> = {
+  1: "unicast",
+  2: "local",
+  3: "broadcast",
+  4: "anycast",
+  5: "multicast",
+  6: "blackhole",
+  7: "unreachable",
+  8: "prohibit",
+  9: "throw",
+  10: "nat",
+};
+
 const TABLES: Record<number, string> = {
   [RT_TABLE.UNSPEC]: "unspec",
   [RT_TABLE.DEFAULT]: "default",
@@ -238,5 +252,9 @@ export function routeReport(r: RtMsg & { attrs: Attrs }, nameOf: NameOf): IpRout
   if (table) route.table = TABLES[table] ?? String(table);
   const metric = getU32(a.get(RTA.PRIORITY));
   if (metric !== undefined) route.metric = metric;
+  route.type = ROUTE_TYPES[r.type] ?? String(r.type);
+  route.scope = SCOPES[r.scope] ?? String(r.scope);
+  const prefsrc = a.get(RTA.PREFSRC);
+  if (prefsrc) route.prefsrc = ipText(prefsrc);
   return route;
 }
