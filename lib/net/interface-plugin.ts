@@ -2,6 +2,7 @@ import { delegate, findInPath } from "../cni/delegate.ts";
 import { CniError, Code } from "../cni/errors.ts";
 import type { DNS, IPConfig, Result, Route } from "../cni/result.ts";
 import { parseResult } from "../cni/result-schema.ts";
+import { parseCIDR } from "../ip/address.ts";
 import type { Request } from "../cni/skel.ts";
 
 /**
@@ -88,8 +89,8 @@ export function applyDnsOverride(result: Result, c: WithIpam) {
 
 /**
  * The container addresses prevResult records for `ifname` (or without an interface index): what a
- * DEL knows when the namespace is gone. A prevResult it cannot read yields none: DEL must not fail
- * on a cache.
+ * DEL knows when the namespace is gone. A prevResult it cannot read yields none, and an address
+ * that is not a CIDR is skipped: DEL must not fail on a cache.
  */
 export function prevResultAddresses(req: Request<{ prevResult?: unknown }>, ifname = req.ifname): string[] {
   if (req.config.prevResult === undefined) return [];
@@ -101,5 +102,6 @@ export function prevResultAddresses(req: Request<{ prevResult?: unknown }>, ifna
   }
   return (prev.ips ?? [])
     .filter((ip) => ip.interface === undefined || prev.interfaces?.[ip.interface]?.name === ifname)
-    .map((ip) => ip.address);
+    .map((ip) => ip.address)
+    .filter((address) => parseCIDR(address) !== undefined);
 }
