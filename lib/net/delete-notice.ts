@@ -111,6 +111,21 @@ function removeQuietly(path: string) {
 }
 
 /**
+ * One step of a chained plugin (portmap) under the attachment's lock, which the interface plugin's
+ * ADD and DEL take too: the step cannot interleave with a DEL's notice and rule removal for the
+ * same attachment, while steps of other attachments run beside it. `endsAttachment` (a DEL's
+ * step) removes the lock file, which an interface plugin of another implementation would leave.
+ */
+export async function attachmentStep<T>(key: Attachment, step: () => T, endsAttachment = false): Promise<Awaited<T>> {
+  const lock = await lockAttachment(key);
+  try {
+    return await step();
+  } finally {
+    lock.release(endsAttachment);
+  }
+}
+
+/**
  * An interface plugin's ADD under its attachment's lock; a failed ADD rolled its attachment back,
  * so its lock file goes too, as after a DEL.
  */

@@ -14,7 +14,7 @@ import {
 import { defaultBackend } from "../../lib/netfilter/backend.ts";
 import { netfilterLocked } from "../../lib/netfilter/lock.ts";
 import { nodeLinkNames } from "../../lib/kernel/procfs.ts";
-import { announceDelete, readDeleteNotice, type DeleteNotice } from "../../lib/net/delete-notice.ts";
+import { announceDelete, attachmentStep, readDeleteNotice, type DeleteNotice } from "../../lib/net/delete-notice.ts";
 import { attachmentOf, type Attachment } from "../../lib/net/attachment.ts";
 import { sleepMs } from "../../lib/sleep.ts";
 
@@ -56,7 +56,7 @@ const portmap: PluginImpl<PortmapConfig> = {
       }
     } catch (e) {
       try {
-        await netfilterLocked(() => backend.unforward(req));
+        await attachmentStep(attachmentOf(req), () => backend.unforward(req));
       } catch {
         // The original failure is the one to report.
       }
@@ -70,11 +70,17 @@ const portmap: PluginImpl<PortmapConfig> = {
     const backend = await loadBackend(req.config);
     const knewResult = knownResult(req) !== undefined;
     // Announced in the same locked step that removes the rules: a racing ADD either programmed
-    // its rules before (and they go now) or reads the notice before it programs any.
-    await netfilterLocked(() => {
-      announceDelete(attachmentOf(req), knewResult);
-      backend.unforward(req, programmedFamilies(req));
-    });
+    // its rules before (and they go now) or reads the notice before it programs any. Only the
+    // container's own rules go, so DELs of other pods run beside it.
+    const key = attachmentOf(req);
+    await attachmentStep(
+      key,
+      () => {
+        announceDelete(key, knewResult);
+        backend.unforward(req, programmedFamilies(req));
+      },
+      true,
+    );
   },
 
   async check(req) {
@@ -107,10 +113,10 @@ async function forwardUnlessDeleted(
   const key = attachmentOf(req);
   let waitedOn: string | undefined;
   for (;;) {
-    const pending = await netfilterLocked(() => {
+    const pending = await attachmentStep(key, async () => {
       const notice = readDeleteNotice(key);
       if (notice && notice.nonce !== waitedOn && racing(notice)) return notice;
-      backend.forward(req, families);
+      await forwardCreatingShared(req, backend, families);
       if (!hostSidePresent(prev)) throw deletedMeanwhile(req);
       return undefined;
     });
@@ -118,6 +124,16 @@ async function forwardUnlessDeleted(
     await awaitDeleteEnd(req, key, pending, prev);
     waitedOn = pending.nonce;
   }
+}
+
+/**
+ * A container's own rules need no lock beyond the attachment's; the first ADD on a node, which
+ * creates the shared chains and jumps, takes the node-wide one (see lib/netfilter/lock.ts), as
+ * then two ADDs must not both add the same jump.
+ */
+async function forwardCreatingShared(req: Request<PortmapConfig>, backend: PortmapBackend, families: CIDR[]) {
+  if (backend.forward(req, families, false)) return;
+  await netfilterLocked(() => backend.forward(req, families, true));
 }
 
 /**
@@ -166,7 +182,8 @@ function previousResult(req: Request<PortmapConfig>, missing: string): Result {
 }
 
 interface PortmapBackend {
-  forward(req: Request<PortmapConfig>, addrs: CIDR[]): void;
+  /** Programs the rules; false when shared chains or jumps are missing and `createShared` is not set. */
+  forward(req: Request<PortmapConfig>, addrs: CIDR[], createShared: boolean): boolean;
   unforward(req: Request<PortmapConfig>, families?: Family[]): void;
   check(req: Request<PortmapConfig>, addrs: CIDR[]): void;
   gc(req: Request<PortmapConfig>, valid: Set<string>): void;
@@ -220,7 +237,11 @@ async function loadBackend(c: PortmapConfig): Promise<PortmapBackend> {
       externalSetMarkChain: c.externalSetMarkChain ?? undefined,
     });
     return {
-      forward: (req, addrs) => ipt.iptablesAdd(addrs.map((a) => ipt.iptablesSpec(opts(req), a))),
+      forward: (req, addrs, createShared) =>
+        ipt.iptablesAdd(
+          addrs.map((a) => ipt.iptablesSpec(opts(req), a)),
+          createShared,
+        ),
       unforward: (req, families) => ipt.iptablesDel(c.name, req.containerId, families),
       check: (req, addrs) => ipt.iptablesCheck(addrs.map((a) => ipt.iptablesSpec(opts(req), a))),
       gc: (_req, valid) => ipt.iptablesGc(c.name, valid),
@@ -228,7 +249,11 @@ async function loadBackend(c: PortmapConfig): Promise<PortmapBackend> {
   }
   const nft = await import("./nftables.ts");
   return {
-    forward: (req, addrs) => nft.nftAdd({ ...common, containerId: req.containerId }, addrs),
+    // One nft transaction flushes and rewrites the shared chains' entry rules: it needs no lock.
+    forward: (req, addrs) => {
+      nft.nftAdd({ ...common, containerId: req.containerId }, addrs);
+      return true;
+    },
     unforward: (req) => nft.nftDel(req.containerId),
     check: (req, addrs) => nft.nftCheck({ ...common, containerId: req.containerId }, addrs),
     // nftables rules carry only the container ID, not the network, so GC cannot tell this

@@ -168,13 +168,16 @@ function sharedRules(markDef: string | undefined): RuleSet[] {
  * ADD: creates the shared chains and jumps that are missing (with -N, so a concurrent creator
  * makes the transaction fail instead of being flushed), rewrites the container chain from scratch
  * (declaring it flushes it), and replaces its entry rules at the top of CNI-HOSTPORT-DNAT, so the
- * most recent container to claim a host port receives it.
+ * most recent container to claim a host port receives it. Without `createShared` (the caller does
+ * not hold the node-wide lock) a table that lacks a shared chain or jump gets no plan: undefined.
  */
-export function planAdd(dump: string, spec: IptablesSpec): string {
+export function planAdd(dump: string, spec: IptablesSpec, createShared = true): string | undefined {
   const t = natTable(dump);
+  const shared = sharedRules(spec.markDef).flatMap((set) => ensure(t, set));
+  if (shared.length > 0 && !createShared) return undefined;
   return tableScript("nat", [
     `:${spec.chain} - [0:0]`,
-    ...sharedRules(spec.markDef).flatMap((set) => ensure(t, set)),
+    ...shared,
     ...jumpsTo(t, [spec.chain]).map(deleteLine),
     ...[...spec.entryRules]
       .reverse()
@@ -244,8 +247,22 @@ export function verify(dump: string, spec: IptablesSpec): string | undefined {
 
 // ---- applying ----
 
-export function iptablesAdd(specs: readonly IptablesSpec[]) {
-  for (const spec of specs) iptablesTransact(spec.family, "nat", (dump) => planAdd(dump, spec));
+/**
+ * Programs the container's rules. Without `createShared` it stops at the first family whose table
+ * lacks the shared chains or jumps and returns false: the caller takes the node-wide lock and
+ * calls again (the families done so far are rewritten the same way).
+ */
+export function iptablesAdd(specs: readonly IptablesSpec[], createShared: boolean): boolean {
+  for (const spec of specs) {
+    let needsShared = false;
+    iptablesTransact(spec.family, "nat", (dump) => {
+      const script = planAdd(dump, spec, createShared);
+      needsShared = script === undefined;
+      return script ?? "";
+    });
+    if (needsShared) return false;
+  }
+  return true;
 }
 
 /** Removes the container's chains from `families` (both by default); missing chains are not an error. */

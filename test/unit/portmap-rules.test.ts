@@ -100,7 +100,7 @@ test("iptables: our rule set is the reference's, rule for rule (IPv4 and IPv6)",
 });
 
 test("iptables ADD on an empty table: one script creating everything, entry rules first in CNI-HOSTPORT-DNAT", () => {
-  assert.equal(planAdd(EMPTY, iptablesSpec(opts, v4)).split("\n"), [
+  assert.equal(planAdd(EMPTY, iptablesSpec(opts, v4))!.split("\n"), [
     "*nat",
     ":CNI-DN-70a29d9dc18bc4d652ea5 - [0:0]",
     "-N CNI-HOSTPORT-SETMARK",
@@ -125,7 +125,7 @@ test("iptables ADD on an empty table: one script creating everything, entry rule
 });
 
 test("iptables ADD over an existing layout: keeps shared chains, replaces this container's entry rules", () => {
-  const script = planAdd(REF_V4, iptablesSpec(opts, v4)).split("\n");
+  const script = planAdd(REF_V4, iptablesSpec(opts, v4))!.split("\n");
   assert.not.ok(
     script.some(
       (l) =>
@@ -144,9 +144,15 @@ test("iptables ADD over an existing layout: keeps shared chains, replaces this c
   );
   assert.ok(script.includes(":CNI-DN-70a29d9dc18bc4d652ea5 - [0:0]"));
   // Another mark bit needs its own rules in the shared chains.
-  const bit0 = planAdd(REF_V4, iptablesSpec({ ...opts, markMasqBit: 0 }, v4));
+  const bit0 = planAdd(REF_V4, iptablesSpec({ ...opts, markMasqBit: 0 }, v4))!;
   assert.match(bit0, /-A CNI-HOSTPORT-SETMARK .* --set-xmark 0x1\/0x1/);
   assert.match(bit0, /-A CNI-HOSTPORT-MASQ -m mark --mark 0x1\/0x1 -j MASQUERADE/);
+});
+
+test("iptables ADD outside the node-wide lock: planned only where the shared chains and jumps exist", () => {
+  assert.is(planAdd(EMPTY, iptablesSpec(opts, v4), false), undefined);
+  assert.is(planAdd(REF_V4, iptablesSpec({ ...opts, markMasqBit: 0 }, v4), false), undefined);
+  assert.is(planAdd(REF_V4, iptablesSpec(opts, v4), false), planAdd(REF_V4, iptablesSpec(opts, v4), true));
 });
 
 test("iptables options: no snat, masqAll, external mark chain, conditions, multiport groups of 15", () => {
