@@ -8,7 +8,7 @@
  * in them (or in a temp directory) and is removed at the end.
  */
 import { spawnSync } from "node:child_process";
-import { existsSync, writeFileSync } from "node:fs";
+import { existsSync, statSync, writeFileSync } from "node:fs";
 import { loadavg, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
@@ -17,7 +17,8 @@ import { REF_BIN, Sandbox } from "../test/helpers/sandbox.ts";
 import type { Sides } from "./lib/ab.ts";
 import { describeMachine } from "./lib/machine.ts";
 import { renderReport, type Results } from "./lib/report.ts";
-import { setUp } from "./lib/setup.ts";
+import { setUp, type Tools } from "./lib/setup.ts";
+import { withOneCoreBusy } from "./lib/burner.ts";
 import { Side } from "./lib/side.ts";
 import { concurrentPods, lockWaits } from "./scenarios/concurrency.ts";
 import { dataPath } from "./scenarios/datapath.ts";
@@ -82,6 +83,12 @@ function ipamAllocation(ours: string): string | undefined {
   return r.status === 0 ? r.stdout : `_bench/ipam-alloc.mjs failed (exit ${r.status ?? r.signal})._`;
 }
 
+/** Sizes of the executable each side runs as bridge (ours: the one multicall executable). */
+const executableBytes = (t: Tools) => ({
+  ours: statSync(join(t.ours, "bridge")).size,
+  reference: statSync(join(t.reference, "bridge")).size,
+});
+
 /** A pause after a heavy scenario, so its after-effects (kernel work, page cache) do not land on the next one. */
 const settle = () => sleep(1000);
 
@@ -111,6 +118,9 @@ async function main() {
     await warmUp(sides);
     log(`1 · single pod ADD/DEL ×${cfg.iterations}`);
     const single = await singlePod(sides, cfg.iterations);
+    log(`1 · single pod ADD/DEL with the other core busy ×${cfg.iterations}`);
+    const singleBusy = await withOneCoreBusy(() => singlePod(sides, cfg.iterations));
+    await settle();
     log(`4 · DEL without port mappings ×${cfg.iterations}`);
     const noPorts = await delWithoutPorts(sides, cfg.iterations);
     log(`4/5 · processes per plugin (strace) ×${cfg.traceRuns}`);
@@ -156,6 +166,8 @@ async function main() {
         traceRuns: cfg.traceRuns,
       },
       single,
+      singleBusy,
+      executableBytes: executableBytes(tools),
       noPorts,
       activity,
       version,
