@@ -1,5 +1,7 @@
 import { KernelError } from "../kernel/errors.ts";
 import { run, type RunResult } from "../kernel/exec.ts";
+import { libcIfLoaded } from "../kernel/libc.ts";
+import { nftTableExists } from "../kernel/netlink/nftables.ts";
 
 /**
  * nftables access: a change is one `nft -f -` script, applied as a single transaction; rules are
@@ -16,6 +18,20 @@ export interface NftRule {
   handle: number;
   comment?: string;
   expr: NftObject[];
+}
+
+/**
+ * True only when the table is known to be absent (asked over netlink, where libc is loaded): then
+ * there is nothing to list or remove and no `nft` process is needed. Unsure means false.
+ */
+export function nftTableAbsent(family: "inet" | "ip" | "ip6", table: string): boolean {
+  const libc = libcIfLoaded();
+  if (!libc) return false;
+  try {
+    return !nftTableExists(libc, family, table);
+  } catch {
+    return false;
+  }
 }
 
 /** Applies one nft script as a single transaction. */

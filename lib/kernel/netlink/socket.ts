@@ -13,6 +13,7 @@ const AF_NETLINK = 16;
 const SOCK_RAW = 3;
 const SOCK_CLOEXEC = 0o2000000;
 const NETLINK_ROUTE = 0;
+export const NETLINK_NETFILTER = 12;
 const SOL_NETLINK = 270;
 const NETLINK_CAP_ACK = 10;
 const NETLINK_EXT_ACK = 11;
@@ -26,7 +27,7 @@ export interface Reply {
 }
 
 /**
- * A NETLINK_ROUTE socket through libc. It belongs to the network namespace of the thread that
+ * A NETLINK_ROUTE socket (or another netlink protocol's) through libc. It belongs to the network namespace of the thread that
  * opened it for its whole life: open it inside withNetns, switch back, and use it from anywhere.
  * Requests are synchronous, one at a time (send, then read until the ACK or the dump's end).
  */
@@ -39,8 +40,8 @@ export class RtnlSocket {
     private readonly fd: number,
   ) {}
 
-  static open(libc: Libc): RtnlSocket {
-    const fd = libc.socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
+  static open(libc: Libc, protocol = NETLINK_ROUTE): RtnlSocket {
+    const fd = libc.socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, protocol);
     if (fd < 0) throw new Error("cannot open a netlink socket");
     const s = new RtnlSocket(libc, fd);
     const one = new Uint8Array(new Int32Array([1]).buffer);

@@ -2,7 +2,15 @@ import { hexDigest } from "../../hash.ts";
 import type { Attachment } from "../attachment.ts";
 import { CniError, Code } from "../../cni/errors.ts";
 import { formatIP, formatNetwork, type CIDR } from "../../ip/address.ts";
-import { nftApply, nftDeleteLines, nftList, nftRules, nftScript, type NftRule } from "../../netfilter/nftables.ts";
+import {
+  nftApply,
+  nftDeleteLines,
+  nftList,
+  nftRules,
+  nftScript,
+  nftTableAbsent,
+  type NftRule,
+} from "../../netfilter/nftables.ts";
 
 /**
  * nftables masquerade, with the reference's names: table `inet cni_plugins_masquerade`, one rule
@@ -65,12 +73,15 @@ export function nftSetup(addrs: readonly CIDR[], a: Attachment) {
 }
 
 export function nftTeardown(a: Attachment) {
+  // The usual case on an iptables node: no nft masquerade table, no nft process.
+  if (nftTableAbsent("inet", NFT_TABLE)) return;
   const mine = masqRules().filter((r) => r.comment?.startsWith(nftInstanceHash(a)));
   nftApply(nftScript(nftDeleteLines(NFT_TABLE, mine)));
 }
 
 export function nftGc(network: string, valid: readonly { containerId: string; ifname: string }[]) {
   const keep = new Set(valid.map((v) => nftComment({ network, containerId: v.containerId, ifname: v.ifname })));
+  if (nftTableAbsent("inet", NFT_TABLE)) return;
   const prefix = `${nftNetworkHash(network)}-`;
   const stale = masqRules().filter((r) => r.comment?.startsWith(prefix) && !keep.has(r.comment));
   nftApply(nftScript(nftDeleteLines(NFT_TABLE, stale)));
