@@ -12,7 +12,7 @@ const FIXTURE = join(import.meta.dirname, "..", "fixtures", "nft-table-absent.ts
 const BUN = join(import.meta.dirname, "..", "..", "node_modules", ".bin", "bun");
 
 const absent = (sb: Sandbox, ...pairs: [string, string][]): boolean[] =>
-  JSON.parse(sb.inNode([BUN, FIXTURE, ...pairs.flat()]).stdout) as boolean[];
+  JSON.parse(sb.inNode([BUN, FIXTURE, ...pairs.flatMap((p) => ["table", ...p])]).stdout) as boolean[];
 
 inSandbox("a table is absent until nft creates it, in its own family only", (sb) => {
   const probes: [string, string][] = [
@@ -31,8 +31,32 @@ inSandbox("a table is absent until nft creates it, in its own family only", (sb)
 inSandbox("a table in another namespace is not seen", (sb) => {
   sb.inNode(["nft", "add", "table", "inet", "cni_plugins_masquerade"]);
   const other = sb.addContainer();
-  const r = sb.inNs(other.name, [BUN, FIXTURE, "inet", "cni_plugins_masquerade"]);
+  const r = sb.inNs(other.name, [BUN, FIXTURE, "table", "inet", "cni_plugins_masquerade"]);
   assert.equal(JSON.parse(r.stdout), [true]);
+});
+
+inSandbox("an iptables chain is absent until iptables-nft creates it, per family and table", (sb) => {
+  const probes = [
+    "chain",
+    "4",
+    "nat",
+    "CNI-probe",
+    "chain",
+    "6",
+    "nat",
+    "CNI-probe",
+    "chain",
+    "4",
+    "filter",
+    "CNI-probe",
+  ];
+  const chainAbsent = () => JSON.parse(sb.inNode([BUN, FIXTURE, ...probes]).stdout) as boolean[];
+  assert.equal(chainAbsent(), [true, true, true], "no table at all");
+  sb.inNode(["iptables", "-t", "nat", "-N", "CNI-probe"]);
+  assert.equal(chainAbsent(), [false, true, true]);
+  sb.inNode(["ip6tables", "-t", "nat", "-N", "CNI-probe"]);
+  sb.inNode(["iptables", "-t", "nat", "-X", "CNI-probe"]);
+  assert.equal(chainAbsent(), [true, false, true]);
 });
 
 test.run();

@@ -1,6 +1,6 @@
 import { hexDigest } from "../../hash.ts";
 import { formatIP, formatNetwork, type CIDR, type Family } from "../../ip/address.ts";
-import { iptablesTransact } from "../../netfilter/iptables.ts";
+import { iptablesChainAbsent, iptablesTransact } from "../../netfilter/iptables.ts";
 import { deleteChains, ensure, staleChains, type Claim } from "../../netfilter/plan.ts";
 import { commentOf, parseDump, tableScript, type Rule, type SavedTable } from "../../netfilter/rules.ts";
 
@@ -99,7 +99,11 @@ export function iptablesSetup(addrs: readonly CIDR[], network: string, container
     const mine = addrs.filter((c) => c.ip.family === family);
     if (mine.length === 0) continue;
     const rules = mine.flatMap((c) => iptablesMasqRules(c, chain, comment));
-    iptablesTransact(family, "nat", (dump) => iptablesSetupScript(rules, chain, dump));
+    // A new attachment's chain does not exist yet, and then no rule names it: the plan needs no
+    // dump (one iptables-save less per ADD). Only an ADD of this attachment creates the chain,
+    // and it holds the attachment's lock.
+    const known = iptablesChainAbsent(family, "nat", chain) ? "" : undefined;
+    iptablesTransact(family, "nat", (dump) => iptablesSetupScript(rules, chain, dump), known);
   }
 }
 
