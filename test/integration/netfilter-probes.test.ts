@@ -8,7 +8,7 @@ const inSandbox = sandboxed(test, "nftprb");
 // The netlink look-up that spares a DEL on an iptables node its `nft` process must say "absent"
 // only when the table really is absent, per family, in the namespace it runs in.
 
-const FIXTURE = join(import.meta.dirname, "..", "fixtures", "nft-table-absent.ts");
+const FIXTURE = join(import.meta.dirname, "..", "fixtures", "netfilter-probes.ts");
 const BUN = join(import.meta.dirname, "..", "..", "node_modules", ".bin", "bun");
 
 const absent = (sb: Sandbox, ...pairs: [string, string][]): boolean[] =>
