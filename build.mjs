@@ -1,5 +1,6 @@
-// Bundles the suite with esbuild (dist/tscni.mjs, runnable by plain Node), compiles it with
-// `bun build --compile` into one self-contained executable, and hard-links it under each plugin name.
+// Bundles the suite with esbuild (dist/bundle/main.js and its chunks, runnable by plain Node),
+// compiles it with `bun build --compile` into one self-contained executable, and hard-links it
+// under each plugin name.
 import { build } from "esbuild";
 import { execFileSync } from "node:child_process";
 import { linkSync, mkdirSync, readFileSync, rmSync, renameSync } from "node:fs";
@@ -56,9 +57,16 @@ const zodTrim = {
   },
 };
 
+// Split into chunks at the registry's lazy imports, and compiled with --splitting too: a process
+// loads the code of the plugin it runs as (and what that imports), not the whole suite. Measured
+// on loopback ADD, which needs no zod: 11.5 ms against 18 ms as one bundle (a Go plugin: 3.6 ms).
+const bundleDir = join(dist, "bundle");
+rmSync(bundleDir, { recursive: true, force: true });
+rmSync(join(dist, "tscni.mjs"), { force: true }); // the single bundle of earlier builds
 await build({
   entryPoints: [join(root, "main.ts")],
-  outfile: join(dist, "tscni.mjs"),
+  outdir: bundleDir,
+  splitting: true,
   bundle: true,
   platform: "node",
   format: "esm",
@@ -77,11 +85,13 @@ execFileSync(
   [
     "build",
     "--compile",
+    "--format=esm",
+    "--splitting",
     "--minify",
     "--bytecode",
     "--no-compile-autoload-dotenv",
     "--no-compile-autoload-bunfig",
-    join(dist, "tscni.mjs"),
+    join(bundleDir, "main.js"),
     "--outfile",
     tmp,
   ],
