@@ -11,6 +11,8 @@ import { configureContainer, layer2Container, removeContainerIface } from "./con
 import { checkAddressesAndRoutes, readContainer } from "./check.ts";
 import { addIpam, applyDnsOverride, delegateIpam, hasIpam, requireIpamPlugin, Undo } from "./interface-plugin.ts";
 import { randomVethName } from "./veth.ts";
+import { attachmentOf } from "./attachment.ts";
+import { lockedAdd, lockedDel } from "./delete-notice.ts";
 
 /**
  * What macvlan, ipvlan and vlan share: a child link of a `master` interface, created directly in
@@ -29,6 +31,7 @@ export const SublinkKeys = {
 };
 
 interface SublinkConfig {
+  name: string;
   master: string;
   mtu: number;
   linkInContainer: boolean;
@@ -142,9 +145,14 @@ export interface SublinkAdd extends Omit<SublinkSpec, "ifname" | "netns"> {
 /**
  * ADD of a sublink plugin: the link, the addresses (IPAM's, whose DEL is registered for rollback, or
  * prevResult's), the container side configured, the result with the one container interface and
- * the config's DNS. A failure removes the link and releases the addresses.
+ * the config's DNS. A failure removes the link and releases the addresses. ADD and DEL of one
+ * attachment hold its lock, as bridge and ptp do, so a DEL never releases an address an ADD is
+ * still configuring.
  */
-export async function addSublink(req: Request<SublinkConfig>, a: SublinkAdd): Promise<Result> {
+export const addSublink = (req: Request<SublinkConfig>, a: SublinkAdd): Promise<Result> =>
+  lockedAdd(attachmentOf(req), () => addUnlocked(req, a));
+
+async function addUnlocked(req: Request<SublinkConfig>, a: SublinkAdd): Promise<Result> {
   if (a.addresses.from === "none" && resultFamily(req.version) === "legacy") {
     // Caught before anything exists: the reference creates the link and then fails to print.
     throw new CniError(
@@ -197,7 +205,9 @@ async function ipamAddresses(req: Request<SublinkConfig>, undo: Undo, prefix = "
  * DEL: IPAM's DEL, then the link if the namespace is still there; a missing link or namespace is
  * fine. Both are attempted whatever the other did; the first failure is reported.
  */
-export async function delSublink(req: Request<SublinkConfig>) {
+export const delSublink = (req: Request<SublinkConfig>) => lockedDel(attachmentOf(req), () => delUnlocked(req));
+
+async function delUnlocked(req: Request<SublinkConfig>) {
   const errors: unknown[] = [];
   try {
     await delegateIpam("DEL", req);
