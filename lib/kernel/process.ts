@@ -21,6 +21,18 @@ export function processArgv(pid: number): string[] | undefined {
   }
 }
 
+/**
+ * Whether `pid` exists and is not a zombie. A process that is exiting has already dropped its
+ * memory (an empty cmdline) but may still hold its sockets and files: it counts until it is gone.
+ */
+function exists(pid: number): boolean {
+  try {
+    return !/\) Z /.test(readFileSync(`/proc/${pid}/stat`, "utf8"));
+  } catch {
+    return false;
+  }
+}
+
 /** Sends `signal` to `pid` if `matches` accepts its argv; false when no such process runs. */
 export function signalIf(pid: number, matches: (argv: string[]) => boolean, signal: NodeJS.Signals): boolean {
   const argv = processArgv(pid);
@@ -41,10 +53,10 @@ export function stopProcess(pid: number, matches: (argv: string[]) => boolean, g
   if (!signalIf(pid, matches, "SIGTERM")) return false;
   const gone = (ms: number) => {
     for (let waited = 0; waited < ms; waited += 10) {
-      if (!processArgv(pid)) return true;
+      if (!exists(pid)) return true;
       sleepMs(10);
     }
-    return !processArgv(pid);
+    return !exists(pid);
   };
   if (gone(graceMs)) return true;
   signalIf(pid, matches, "SIGKILL");

@@ -1,5 +1,5 @@
 import { CniError, Code } from "../../lib/cni/errors.ts";
-import type { Result } from "../../lib/cni/result.ts";
+import { isV6, type Result } from "../../lib/cni/result.ts";
 import { parseResult } from "../../lib/cni/result-schema.ts";
 import type { PluginImpl, Request } from "../../lib/cni/skel.ts";
 import { formatIP, parseCIDR } from "../../lib/ip/address.ts";
@@ -8,6 +8,7 @@ import { prevResultAddresses } from "../../lib/net/interface-plugin.ts";
 import { createExclusive, readNoFollow, replaceFile } from "../../lib/safe-file.ts";
 import { parseConfig, type Config } from "./config.ts";
 import { dnsmasqOptions, reloadOrStart, renderConf, requireDnsmasq, runningPid, stopDnsmasq } from "./dnsmasq.ts";
+import { closeDns, openDns } from "./firewall.ts";
 import { formatLine, type HostLine, ownedBy, parseHosts, parseLine, renderHosts, type Owner } from "./hosts.ts";
 import { lockNetwork, networkFiles, removeNetwork, type NetworkFiles } from "./store.ts";
 
@@ -56,6 +57,13 @@ function bridgeOf(prev: Result): { name: string; servers: string[] } {
   return { name, servers };
 }
 
+/** The bridge the network's dnsmasq.conf names (whoever wrote it), for a DEL without prevResult. */
+function bridgeInConf(files: NetworkFiles): string | undefined {
+  const line = (readNoFollow(files.conf) ?? "").split("\n").find((l) => l.startsWith("interface="));
+  const name = line?.slice("interface=".length).trim() ?? "";
+  return /^[A-Za-z0-9_.-]{1,15}$/.test(name) ? name : undefined;
+}
+
 const readHosts = (files: NetworkFiles): HostLine[] => parseHosts(readNoFollow(files.hosts) ?? "");
 
 const writeHosts = (files: NetworkFiles, lines: readonly HostLine[]) =>
@@ -70,23 +78,28 @@ async function add(req: Request<Config>): Promise<Result> {
   const files = networkFiles(c.name);
   const names = c.podName === undefined ? c.aliases : [c.podName, ...c.aliases];
   const lock = await lockNetwork(files);
+  let others: HostLine[] = [];
+  let opened = false;
   try {
-    createExclusive(files.conf, renderConf(dnsmasqOptions(files, c.domainName, bridge.name)), 0o600);
-    const before = readHosts(files);
+    // The first container of the network writes the conf and opens the node's INPUT to its queries.
+    if (createExclusive(files.conf, renderConf(dnsmasqOptions(files, c.domainName, bridge.name)), 0o600)) {
+      opened = true;
+      await openDns(bridge.name, bridge.servers.some(isV6) ? [4, 6] : [4]);
+    }
     // A repeated ADD of the same container replaces its lines rather than doubling them.
-    const others = before.filter((l) => l.containerId !== req.containerId);
+    others = readHosts(files).filter((l) => l.containerId !== req.containerId);
     const ours = ips.map((ip) => parseLine(formatLine(ip, names, req.containerId)));
     writeHosts(files, [...others, ...ours]);
-    try {
-      reloadOrStart(files);
-    } catch (e) {
-      if (others.length > 0) writeHosts(files, others);
-      else {
-        stopDnsmasq(files);
-        removeNetwork(files, lock);
-      }
-      throw e;
+    reloadOrStart(files);
+  } catch (e) {
+    // Back to where this ADD found the network: its lines out, and with no one left, nothing of it.
+    if (others.length > 0) writeHosts(files, others);
+    else {
+      stopDnsmasq(files);
+      if (opened) await closeDns(bridge.name).catch(() => undefined);
+      removeNetwork(files, lock);
     }
+    throw e;
   } finally {
     lock.release();
   }
@@ -111,7 +124,10 @@ async function del(req: Request<Config>) {
     const owner = ownerOf(req);
     const keep = lines.filter((l) => !ownedBy(l, owner));
     if (keep.length === 0) {
-      // The last container: the daemon and every file go, as the reference does since 1.3.0.
+      // The last container: the rules, the daemon and every file go (the reference since 1.3.0
+      // removes the last two). The rules first: a failure there leaves the network to retry.
+      const bridge = bridgeInConf(files);
+      if (bridge !== undefined) await closeDns(bridge);
       stopDnsmasq(files);
       removeNetwork(files, lock);
       return;

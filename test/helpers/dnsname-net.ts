@@ -152,6 +152,15 @@ export function isDnsmasq(pid: number | undefined): boolean {
   }
 }
 
+/**
+ * Whether `pid` is gone, waiting (bounded) for it: the reference SIGKILLs its dnsmasq and returns
+ * at once, so the process may still be exiting when its DEL has answered.
+ */
+export function goneSoon(pid: number | undefined): boolean {
+  for (let i = 0; i < 500 && isDnsmasq(pid); i++) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 10);
+  return !isDnsmasq(pid);
+}
+
 /** Teardown: every dnsmasq whose pidfile lies under a test network's directory, stopped by PID. */
 export function stopDaemons(nets: Net[]) {
   for (const net of nets) {
@@ -171,3 +180,12 @@ export const hostsLines = (net: Net): string[] => {
 };
 
 export const baseEntries = (): string[] => (existsSync(DNS_BASE) ? readdirSync(DNS_BASE) : []);
+
+/** The node's INPUT rules for DNS on the network's bridge, as iptables-save prints them. */
+export function dnsInputRules(sb: Sandbox, net: Net, family: 4 | 6 = 4): string[] {
+  const save = family === 4 ? "iptables-save" : "ip6tables-save";
+  return sb
+    .inNode([save, "-t", "filter"])
+    .stdout.split("\n")
+    .filter((l) => l.startsWith("-A INPUT") && l.includes(`-i ${net.bridge} `) && l.includes("--dport 53"));
+}

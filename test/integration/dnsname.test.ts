@@ -11,6 +11,8 @@ import {
   type Pod,
   chain,
   daemonPid,
+  dnsInputRules,
+  goneSoon,
   dig,
   hostsLines,
   isDnsmasq,
@@ -80,6 +82,8 @@ test("two containers resolve each other by name and alias (A, AAAA, PTR, TTL 0);
     assert.equal(dig(sb, web.ns, a.gateway, [`other.${DOMAIN}`]), { status: "NXDOMAIN", answers: [] });
     // Two networks, two daemons.
     assert.ok(isDnsmasq(daemonPid(a)) && isDnsmasq(daemonPid(b)));
+    assert.is(dnsInputRules(sb, a, 6).length, 2, "a dual-stack bridge's queries over IPv6 too");
+    assert.is(dnsInputRules(sb, b, 6).length, 0);
     assert.is.not(daemonPid(a), daemonPid(b));
   });
 });
@@ -94,6 +98,10 @@ test("CHECK passes; DEL removes the name; the last DEL stops dnsmasq and removes
     addOk(sb, call, a, web);
     const pid = daemonPid(a);
     assert.ok(isDnsmasq(pid), "one dnsmasq for the network");
+    assert.equal(dnsInputRules(sb, a), [
+      `-A INPUT -i ${a.bridge} -p tcp -m tcp --dport 53 -j ACCEPT`,
+      `-A INPUT -i ${a.bridge} -p udp -m udp --dport 53 -j ACCEPT`,
+    ]);
     for (const p of [db, web]) assert.is(chain(sb, call, "check", a, p).code, 0, `CHECK ${p.name}`);
     assert.equal(dig(sb, web.ns, a.gateway, [`db.${DOMAIN}`]).answers, [ipOf(dbRes, 4)]);
 
@@ -106,6 +114,7 @@ test("CHECK passes; DEL removes the name; the last DEL stops dnsmasq and removes
     assert.is(chain(sb, call, "del", a, web).code, 0);
     assert.not.ok(isDnsmasq(pid), "the last DEL stopped dnsmasq");
     assert.not.ok(existsSync(netDir(a)), "and removed the network's files");
+    assert.equal(dnsInputRules(sb, a), [], "and the INPUT rules");
     // A DEL once everything is gone succeeds and makes nothing.
     assert.is(chain(sb, call, "del", a, web).code, 0);
     assert.not.ok(existsSync(netDir(a)));
@@ -197,7 +206,8 @@ test("DEL without prevResult removes the container's entries by its ID, even whe
     assert.is(dnsname(sb, "CHECK", a, one, prevOne, "").code, 1, "CHECK of the deleted one fails");
     assert.is(dnsname(sb, "CHECK", a, two, prevTwo, "").code, 0);
     const pid = daemonPid(a);
-    assert.is(dnsname(sb, "DEL", a, two, undefined, "").code, 0);
+    const last = dnsname(sb, "DEL", a, two, undefined, "");
+    assert.is(last.code, 0, last.stdout);
     assert.not.ok(isDnsmasq(pid));
     assert.not.ok(existsSync(netDir(a)));
   });
@@ -254,13 +264,15 @@ test("cross-implementation: our ADD, the reference's DEL; the reference's ADD, o
     assert.is(dig(sb, web.ns, a.gateway, [`db.${DOMAIN}`]).status, "NXDOMAIN");
     assert.equal(dig(sb, web.ns, a.gateway, [`web.${DOMAIN}`]).answers, [ipOf(webRes, 4)]);
     assert.is(chain(sb, ref, "del", a, web).code, 0);
-    assert.not.ok(isDnsmasq(pid), "the reference's last DEL stopped our dnsmasq");
+    assert.ok(goneSoon(pid), "the reference's last DEL stopped our dnsmasq");
     assert.not.ok(existsSync(netDir(a)));
+    assert.is(dnsInputRules(sb, a).length, 2, "the reference leaves the INPUT rules");
 
     const dbRes = addOk(sb, ref, a, db);
     addOk(sb, ref, a, web);
     pid = daemonPid(a);
     assert.ok(isDnsmasq(pid));
+    assert.is(dnsInputRules(sb, a).length, 2, "its ADD finds its UDP rule there and adds no copy");
     assert.is(chain(sb, ours, "check", a, db).code, 0, "our CHECK of the reference's ADD");
     assert.equal(dig(sb, web.ns, a.gateway, [`db.${DOMAIN}`]).answers, [ipOf(dbRes, 4)]);
     // Our ADD into the reference's files, then our DELs.
@@ -273,6 +285,7 @@ test("cross-implementation: our ADD, the reference's DEL; the reference's ADD, o
     assert.is(chain(sb, ours, "del", a, third).code, 0);
     assert.not.ok(isDnsmasq(pid));
     assert.not.ok(existsSync(netDir(a)));
+    assert.equal(dnsInputRules(sb, a), [], "our last DEL also takes the reference's rule");
   });
 });
 
