@@ -1,9 +1,9 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { BIN, type Sandbox, cniEnv, withSandbox } from "../helpers/sandbox.ts";
-import { clientVars, libcniClient, ourCnitool } from "../helpers/libcni.ts";
+import { clientVars, libcniClient, ourCnitool, writeNetconf } from "../helpers/libcni.ts";
 import { runPlugin, runPluginAsync } from "../helpers/plugin-run.ts";
 import {
   DOMAIN,
@@ -286,6 +286,28 @@ test("cross-implementation: our ADD, the reference's DEL; the reference's ADD, o
     assert.not.ok(isDnsmasq(pid));
     assert.not.ok(existsSync(netDir(a)));
     assert.equal(dnsInputRules(sb, a), [], "our last DEL also takes the reference's rule");
+  });
+});
+
+test("conf/docker-dns.conflist: a user-defined network whose containers find each other by name", () => {
+  const file = join(import.meta.dirname, "..", "..", "conf", "docker-dns.conflist");
+  const list = JSON.parse(readFileSync(file, "utf8"));
+  const net: Net = { name: list.name, bridge: list.plugins[0].bridge, gateway: "10.85.0.1", subnet: "10.85.0.0/24" };
+  return withSandbox("dnsname", (sb) => {
+    try {
+      list.plugins[0].ipam.dataDir = join(sb.tmp, "ipam");
+      const call = { netconfPath: writeNetconf(sb, { "docker-dns.conflist": list }), client: libcniClient() };
+      const db = pod(sb, "db");
+      const web = pod(sb, "web", ["www"]);
+      const dbRes = addOk(sb, call, net, db);
+      addOk(sb, call, net, web);
+      assert.equal(dig(sb, db.ns, net.gateway, [`www.${DOMAIN}`]).status, "NOERROR");
+      assert.equal(dig(sb, web.ns, net.gateway, ["db"]).answers, [ipOf(dbRes, 4)]);
+      for (const p of [db, web]) assert.is(chain(sb, call, "del", net, p).code, 0);
+      assert.not.ok(existsSync(netDir(net)));
+    } finally {
+      stopDaemons([net]);
+    }
   });
 });
 
