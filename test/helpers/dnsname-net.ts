@@ -1,7 +1,8 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync } from "node:fs";
 import { join } from "node:path";
 import { BIN, REF_BIN, type Sandbox } from "./sandbox.ts";
-import { runClient, writeNetconf, type ClientRun } from "./libcni.ts";
+import { clientVars, runClient, writeNetconf, type ClientEnv, type ClientRun } from "./libcni.ts";
+import { runPluginAsync, type PluginRun } from "./plugin-run.ts";
 
 /**
  * Pieces for dnsname integration tests: bridge + host-local + dnsname conflists, a CNI_PATH whose
@@ -90,17 +91,29 @@ export interface Call {
   cniPath?: string;
 }
 
+const clientEnv = (sb: Sandbox, call: Call, net: Net, p: Pod): ClientEnv => ({
+  netconfPath: call.netconfPath,
+  cacheDir: join(sb.tmp, "cache"),
+  cniPath: call.cniPath,
+  containerId: p.id,
+  cniArgs: `IgnoreUnknown=1;K8S_POD_NAME=${p.name}`,
+  capArgs: { aliases: { [net.name]: [...(p.aliases ?? []), p.id.slice(0, 12)] } },
+});
+
 /** One verb of the network's chain for `p`, with Podman's CNI_ARGS and aliases (name + short ID). */
-export function chain(sb: Sandbox, call: Call, verb: "add" | "del" | "check", net: Net, p: Pod): ClientRun {
-  return runClient(sb, call.client, [verb, net.name, p.path], {
-    netconfPath: call.netconfPath,
-    cacheDir: join(sb.tmp, "cache"),
-    cniPath: call.cniPath,
-    containerId: p.id,
-    cniArgs: `IgnoreUnknown=1;K8S_POD_NAME=${p.name}`,
-    capArgs: { aliases: { [net.name]: [...(p.aliases ?? []), p.id.slice(0, 12)] } },
+export function chain(sb: Sandbox, call: Call, verb: Verb, net: Net, p: Pod): ClientRun {
+  return runClient(sb, call.client, [verb, net.name, p.path], clientEnv(sb, call, net, p));
+}
+
+/** `chain` without waiting, for calls that race each other. */
+export function chainAsync(sb: Sandbox, call: Call, verb: Verb, net: Net, p: Pod): Promise<PluginRun> {
+  return runPluginAsync(sb, call.client, clientVars(clientEnv(sb, call, net, p)), undefined, {
+    args: [verb, net.name, p.path],
+    timeoutMs: 60_000,
   });
 }
+
+type Verb = "add" | "del" | "check";
 
 export interface Answer {
   status: string;

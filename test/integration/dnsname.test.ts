@@ -3,13 +3,14 @@ import * as assert from "uvu/assert";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { BIN, type Sandbox, cniEnv, withSandbox } from "../helpers/sandbox.ts";
-import { clientVars, libcniClient, ourCnitool, writeNetconf } from "../helpers/libcni.ts";
-import { runPlugin, runPluginAsync } from "../helpers/plugin-run.ts";
+import { libcniClient, ourCnitool, writeNetconf } from "../helpers/libcni.ts";
+import { runPlugin } from "../helpers/plugin-run.ts";
 import {
   DOMAIN,
   type Net,
   type Pod,
   chain,
+  chainAsync,
   daemonPid,
   dnsInputRules,
   goneSoon,
@@ -218,22 +219,7 @@ test("concurrent ADDs of one network: every entry, one dnsmasq; a killed dnsmasq
   return inNets("dnsname", [a], async (sb, netconfPath) => {
     const call = { netconfPath, client: ourCnitool() };
     const pods = Array.from({ length: 6 }, (_, i) => pod(sb, `c${i}`));
-    const runs = await Promise.all(
-      pods.map((p) =>
-        runPluginAsync(
-          sb,
-          call.client,
-          clientVars({
-            netconfPath,
-            cacheDir: join(sb.tmp, "cache"),
-            containerId: p.id,
-            cniArgs: `IgnoreUnknown=1;K8S_POD_NAME=${p.name}`,
-          }),
-          undefined,
-          { args: ["add", a.name, p.path], timeoutMs: 60_000 },
-        ),
-      ),
-    );
+    const runs = await Promise.all(pods.map((p) => chainAsync(sb, call, "add", a, p)));
     for (const [i, r] of runs.entries()) assert.is(r.code, 0, `c${i}: ${r.stdout}${r.stderr}`);
     assert.is(hostsLines(a).length, 6);
     const dnsmasqs = sb.inNode(["pgrep", "-f", `--conf-file=${netDir(a)}/dnsmasq.conf`], { allowFailure: true });
@@ -247,6 +233,31 @@ test("concurrent ADDs of one network: every entry, one dnsmasq; a killed dnsmasq
     assert.is(dig(sb, late.ns, a.gateway, [`c3.${DOMAIN}`]).status, "NOERROR");
     for (const p of [...pods, late]) assert.is(chain(sb, call, "del", a, p).code, 0);
     assert.not.ok(existsSync(netDir(a)));
+  });
+});
+
+test("the last DEL racing ADDs: the lock holds across the directory's removal (ours, and the reference's DEL)", () => {
+  const a = network(false);
+  return inNets("dnsname", [a], async (sb, netconfPath) => {
+    const ours = { netconfPath, client: ourCnitool() };
+    const ref = { ...ours, cniPath: refDnsnamePath(sb) };
+    for (let round = 0; round < 6; round++) {
+      const first = pod(sb, `first${round}`);
+      const next = [pod(sb, `next${round}a`), pod(sb, `next${round}b`)];
+      addOk(sb, ours, a, first);
+      // The DEL of the only container removes the directory and its lock while the ADDs wait on it.
+      const del = chainAsync(sb, round % 2 === 0 ? ours : ref, "del", a, first);
+      const adds = next.map((p) => chainAsync(sb, ours, "add", a, p));
+      for (const r of await Promise.all([del, ...adds])) assert.is(r.code, 0, `round ${round}: ${r.stdout}${r.stderr}`);
+      assert.is(hostsLines(a).length, 2, `round ${round}: ${hostsLines(a).join(" | ")}`);
+      assert.ok(isDnsmasq(daemonPid(a)), `round ${round}: a dnsmasq serves the new containers`);
+      for (const p of next)
+        assert.is(dig(sb, next[0]!.ns, a.gateway, [`${p.name}.${DOMAIN}`]).status, "NOERROR", `round ${round}`);
+      const pid = daemonPid(a);
+      for (const p of next) assert.is(chain(sb, ours, "del", a, p).code, 0);
+      assert.not.ok(isDnsmasq(pid));
+      assert.not.ok(existsSync(netDir(a)));
+    }
   });
 });
 
