@@ -148,6 +148,10 @@ teardown_file() {
     wait_for in_web "http://$(lookup "$pid_web" $gw db)/cgi-bin/peer"
     body=$(in_web "http://$(lookup "$pid_web" $gw db)/cgi-bin/peer")
     [ "$body" = "$ip_web" ] || die "db saw web as '$body', expected $ip_web"
+    # A container in web's namespace (its own httpd could not bind there: it sleeps) shares web's resolver.
+    podman_ run -d --name side --network container:web "$E2E_IMAGE_NAME" sleep 300 >/dev/null
+    podman_ exec side nslookup db | grep -qx "Address: $ip_db" || die "side (container:web) does not find db"
+    podman_ rm -f -t 0 side >/dev/null
     # Another network's server does not know them.
     [ -z "$(lookup "$pid_stranger" 10.244.42.1 db.dns.podman)" ] || die "stranger resolves db"
 

@@ -1,7 +1,9 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { existsSync, readFileSync } from "node:fs";
+import { spawn } from "node:child_process";
+import { existsSync, mkdirSync, readFileSync, rmdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { sleepMs } from "../../lib/sleep.ts";
 import { BIN, type Sandbox, cniEnv, withSandbox } from "../helpers/sandbox.ts";
 import { libcniClient, ourCnitool, writeNetconf } from "../helpers/libcni.ts";
 import { runPlugin } from "../helpers/plugin-run.ts";
@@ -86,6 +88,63 @@ test("two containers resolve each other by name and alias (A, AAAA, PTR, TTL 0);
     assert.is(dnsInputRules(sb, a, 6).length, 2, "a dual-stack bridge's queries over IPv6 too");
     assert.is(dnsInputRules(sb, b, 6).length, 0);
     assert.is.not(daemonPid(a), daemonPid(b));
+  });
+});
+
+test("names outside the domain are forwarded to the node's resolv.conf servers; unknown names under it are not", () => {
+  const a = network(false);
+  return inNets("dnsname", [a], async (sb, netconfPath) => {
+    // An upstream server on an external host the node reaches; `ip netns exec` gives the node (and
+    // so its dnsmasq) /etc/netns/<node>/resolv.conf as its /etc/resolv.conf.
+    const ext = sb.addExternalHost("192.0.2.1/24", "192.0.2.2/24");
+    const etc = join("/etc/netns", sb.node);
+    const logFile = join(sb.tmp, "upstream.log");
+    const hadNetnsDir = existsSync("/etc/netns");
+    mkdirSync(etc, { recursive: true });
+    writeFileSync(join(etc, "resolv.conf"), "nameserver 192.0.2.2\n");
+    const upstream = spawn(
+      "ip",
+      [
+        "netns",
+        "exec",
+        ext,
+        "dnsmasq",
+        "--keep-in-foreground",
+        "--no-resolv",
+        "--no-hosts",
+        "-u",
+        "root",
+        "--pid-file=",
+        "--listen-address=192.0.2.2",
+        "--bind-interfaces",
+        "--address=/example.test/192.0.2.7",
+        "--log-queries",
+        `--log-facility=${logFile}`,
+      ],
+      { stdio: "ignore" },
+    );
+    try {
+      const web = pod(sb, "web");
+      addOk(sb, { netconfPath, client: ourCnitool() }, a, web);
+      assert.is(dig(sb, web.ns, a.gateway, [`nope.${DOMAIN}`]).status, "NXDOMAIN");
+      assert.equal(dig(sb, web.ns, a.gateway, ["host.example.test"]).answers, ["192.0.2.7"]);
+      // The upstream logs queries in arrival order, maybe after answering: once the forwarded one
+      // is there (bounded wait), the domain's earlier query would be too had it been forwarded.
+      const logged = () => (existsSync(logFile) ? readFileSync(logFile, "utf8") : "");
+      for (let i = 0; i < 500 && !/example\.test/.test(logged()); i++) sleepMs(10);
+      const log = logged();
+      assert.match(log, /query\[A\] host\.example\.test/);
+      assert.not.match(log, /nope/, "a name under the domain never leaves the network's server");
+    } finally {
+      upstream.kill("SIGKILL");
+      rmSync(etc, { recursive: true, force: true });
+      // Only our own entry goes; the directory too when we made it and nobody else uses it now.
+      if (!hadNetnsDir) {
+        try {
+          rmdirSync("/etc/netns");
+        } catch {}
+      }
+    }
   });
 });
 
