@@ -1,5 +1,5 @@
 import { parseCniArgs } from "../../lib/cni/args.ts";
-import { BaseConfig, parseWith } from "../../lib/cni/config.ts";
+import { BaseConfig, GcAttachmentKeys, parseWith } from "../../lib/cni/config.ts";
 import type { CniEnv } from "../../lib/cni/env.ts";
 import { CniError, Code } from "../../lib/cni/errors.ts";
 import { z } from "../../lib/cni/zod.ts";
@@ -15,6 +15,7 @@ import { z } from "../../lib/cni/zod.ts";
 const Aliases = z.union([z.record(z.string(), z.array(z.string())), z.array(z.string())]);
 
 const DnsnameConfig = BaseConfig.extend({
+  ...GcAttachmentKeys,
   domainName: z.string(),
   runtimeConfig: z.looseObject({ aliases: Aliases.optional() }).optional(),
 });

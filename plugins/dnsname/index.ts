@@ -1,3 +1,4 @@
+import { validAttachmentsOf } from "../../lib/cni/config.ts";
 import { CniError, Code } from "../../lib/cni/errors.ts";
 import { isV6, type Result } from "../../lib/cni/result.ts";
 import { parseResult } from "../../lib/cni/result-schema.ts";
@@ -114,18 +115,19 @@ function ownerOf(req: Request<Config>): Owner {
   return { containerId: req.containerId, ips, podName: req.config.podName };
 }
 
-async function del(req: Request<Config>) {
-  const files = networkFiles(req.config.name);
+/**
+ * Takes out the lines `gone` picks, under the network's lock. With none left the network goes: the
+ * INPUT rules, the daemon and every file (the reference since 1.3.0 removes the last two); the
+ * rules first, so a failure there leaves the network for a retry. Otherwise dnsmasq re-reads.
+ */
+async function removeLines(files: NetworkFiles, gone: (l: HostLine) => boolean) {
   // Nothing of this network here: nothing to take back, and nothing to create.
   if (readNoFollow(files.hosts) === undefined && readNoFollow(files.conf) === undefined) return;
   const lock = await lockNetwork(files);
   try {
     const lines = readHosts(files);
-    const owner = ownerOf(req);
-    const keep = lines.filter((l) => !ownedBy(l, owner));
+    const keep = lines.filter((l) => !gone(l));
     if (keep.length === 0) {
-      // The last container: the rules, the daemon and every file go (the reference since 1.3.0
-      // removes the last two). The rules first: a failure there leaves the network to retry.
       const bridge = bridgeInConf(files);
       if (bridge !== undefined) await closeDns(bridge);
       stopDnsmasq(files);
@@ -138,6 +140,22 @@ async function del(req: Request<Config>) {
   } finally {
     lock.release();
   }
+}
+
+async function del(req: Request<Config>) {
+  const owner = ownerOf(req);
+  await removeLines(networkFiles(req.config.name), (l) => ownedBy(l, owner));
+}
+
+/**
+ * GC: our lines of containers the runtime no longer lists go. The reference's lines carry no ID,
+ * so they stay (only a DEL can match them).
+ */
+async function gc(req: Request<Config>) {
+  const valid = validAttachmentsOf(req.config);
+  if (valid === undefined) return;
+  const ids = new Set(valid.map((a) => a.containerID));
+  await removeLines(networkFiles(req.config.name), (l) => l.containerId !== undefined && !ids.has(l.containerId));
 }
 
 async function check(req: Request<Config>) {
@@ -159,5 +177,5 @@ async function check(req: Request<Config>) {
   }
 }
 
-const plugin: PluginImpl<Config> = { parseConfig, add, del, check };
+const plugin: PluginImpl<Config> = { parseConfig, add, del, check, gc };
 export default plugin;

@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, rmdirSync } from "node:fs";
+import { mkdirSync, rmdirSync } from "node:fs";
 import { join } from "node:path";
 import { KernelError } from "../../lib/kernel/errors.ts";
 import { lockExclusive, type HeldLock } from "../../lib/kernel/flock.ts";
@@ -43,8 +43,9 @@ export async function lockNetwork(files: NetworkFiles): Promise<HeldLock> {
     try {
       return await lockExclusive(files.lock, 0o600, { removable: true });
     } catch (e) {
-      // The directory went between our mkdir and the open: a removal raced us; make it again.
-      if (!(e instanceof KernelError && e.fault === "io" && !existsSync(files.dir)) || attempt >= 20) throw e;
+      // The directory went between our mkdir and the open (a removal raced us, and another waiter
+      // may have made it again since): make it and try again. A lasting fault fails after a few.
+      if (!(e instanceof KernelError && e.fault === "io") || attempt >= 20) throw e;
     }
   }
 }

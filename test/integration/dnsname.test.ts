@@ -273,6 +273,36 @@ test("DEL without prevResult removes the container's entries by its ID, even whe
   });
 });
 
+test("GC (1.1.0) drops the entries of containers the runtime no longer lists; with none left, the network", () => {
+  const a = network(false);
+  return inNets("dnsname", [a], (sb) => {
+    const one = pod(sb, "one");
+    const two = pod(sb, "two");
+    for (const p of [one, two])
+      assert.is(dnsname(sb, "ADD", a, p, bridgeAdd(sb, a, p), `K8S_POD_NAME=${p.name}`).code, 0);
+    const gc = (ids: string[]) =>
+      runPlugin(
+        sb,
+        join(BIN, "dnsname"),
+        { CNI_COMMAND: "GC", CNI_PATH: BIN },
+        {
+          cniVersion: "1.1.0",
+          name: a.name,
+          type: "dnsname",
+          domainName: DOMAIN,
+          "cni.dev/valid-attachments": ids.map((containerID) => ({ containerID, ifname: "eth0" })),
+        },
+      );
+    assert.is(gc([two.id]).code, 0);
+    assert.is(dig(sb, two.ns, a.gateway, [`one.${DOMAIN}`]).status, "NXDOMAIN");
+    assert.is(dig(sb, two.ns, a.gateway, [`two.${DOMAIN}`]).status, "NOERROR");
+    const pid = daemonPid(a);
+    assert.is(gc([]).code, 0);
+    assert.not.ok(isDnsmasq(pid));
+    assert.not.ok(existsSync(netDir(a)));
+  });
+});
+
 test("concurrent ADDs of one network: every entry, one dnsmasq; a killed dnsmasq is started again", () => {
   const a = network(false);
   return inNets("dnsname", [a], async (sb, netconfPath) => {
