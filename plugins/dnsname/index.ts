@@ -79,28 +79,30 @@ async function add(req: Request<Config>): Promise<Result> {
   const files = networkFiles(c.name);
   const names = c.podName === undefined ? c.aliases : [c.podName, ...c.aliases];
   const lock = await lockNetwork(files);
-  let others: HostLine[] = [];
-  let opened = false;
   try {
-    // The first container of the network writes the conf and opens the node's INPUT to its queries.
-    if (createExclusive(files.conf, renderConf(dnsmasqOptions(files, c.domainName, bridge.name)), 0o600)) {
-      opened = true;
-      await openDns(bridge.name, bridge.servers.some(isV6) ? [4, 6] : [4]);
+    // Read first: a failure here has changed nothing. A repeated ADD of the same container
+    // replaces its lines rather than doubling them.
+    const others = readHosts(files).filter((l) => l.containerId !== req.containerId);
+    let opened = false;
+    try {
+      // The network's first container writes the conf and opens the node's INPUT to its queries.
+      if (createExclusive(files.conf, renderConf(dnsmasqOptions(files, c.domainName, bridge.name)), 0o600)) {
+        opened = true;
+        await openDns(bridge.name, bridge.servers.some(isV6) ? [4, 6] : [4]);
+      }
+      const ours = ips.map((ip) => parseLine(formatLine(ip, names, req.containerId)));
+      writeHosts(files, [...others, ...ours]);
+      reloadOrStart(files);
+    } catch (e) {
+      // Back to where this ADD found the network: its lines out, and with no one left, nothing of it.
+      if (others.length > 0) writeHosts(files, others);
+      else {
+        stopDnsmasq(files);
+        if (opened) await closeDns(bridge.name).catch(() => undefined);
+        removeNetwork(files, lock);
+      }
+      throw e;
     }
-    // A repeated ADD of the same container replaces its lines rather than doubling them.
-    others = readHosts(files).filter((l) => l.containerId !== req.containerId);
-    const ours = ips.map((ip) => parseLine(formatLine(ip, names, req.containerId)));
-    writeHosts(files, [...others, ...ours]);
-    reloadOrStart(files);
-  } catch (e) {
-    // Back to where this ADD found the network: its lines out, and with no one left, nothing of it.
-    if (others.length > 0) writeHosts(files, others);
-    else {
-      stopDnsmasq(files);
-      if (opened) await closeDns(bridge.name).catch(() => undefined);
-      removeNetwork(files, lock);
-    }
-    throw e;
   } finally {
     lock.release();
   }

@@ -250,6 +250,32 @@ test("names, aliases and domains that are not DNS labels are refused, and nothin
   });
 });
 
+test("an ADD whose dnsmasq fails to start takes back its conf, lines and INPUT rules", () => {
+  const a = network(false);
+  return inNets("dnsname", [a], (sb) => {
+    const p = pod(sb, "web");
+    const prev = bridgeAdd(sb, a, p);
+    const fake = join(sb.tmp, "fake-bin");
+    mkdirSync(fake);
+    writeFileSync(join(fake, "dnsmasq"), "#!/bin/sh\necho 'dnsmasq: failed to create listening socket' >&2\nexit 2\n", {
+      mode: 0o755,
+    });
+    const r = runPlugin(
+      sb,
+      join(BIN, "dnsname"),
+      {
+        ...cniEnv("ADD", { CNI_CONTAINERID: p.id, CNI_NETNS: p.path, CNI_ARGS: "K8S_POD_NAME=web" }),
+        PATH: `${fake}:${process.env.PATH}`,
+      },
+      { cniVersion: "1.0.0", name: a.name, type: "dnsname", domainName: DOMAIN, prevResult: prev },
+    );
+    assert.is(r.code, 1, r.stdout);
+    assert.match(r.json.msg, /failed to start dnsmasq: dnsmasq: failed to create listening socket/);
+    assert.not.ok(existsSync(netDir(a)));
+    assert.equal(dnsInputRules(sb, a), []);
+  });
+});
+
 test("DEL without prevResult removes the container's entries by its ID, even when another has its name", () => {
   const a = network(false);
   return inNets("dnsname", [a], (sb) => {
