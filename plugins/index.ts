@@ -44,6 +44,7 @@ export const REGISTRY: readonly RegistryEntry[] = [
     "1.0.0",
     "1.1.0",
   ]),
+  plugin("dnsname", async () => (await import("./dnsname/index.ts")).default),
   { kind: "command", name: "cnitool", run: async (args) => (await import("./cnitool/index.ts")).cnitool(args) },
 ];
 

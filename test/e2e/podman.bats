@@ -1,7 +1,8 @@
 #!/usr/bin/env bats
 # Podman 4.3 (Debian) with network_backend "cni" driving the plugins: `podman network create`
 # writes a 0.4.0 conflist chaining bridge, portmap, firewall and tuning; `podman run -p` publishes
-# a port reached from an external host; `-d macvlan` networks put containers on the parent's L2.
+# a port reached from an external host; `-d macvlan` networks put containers on the parent's L2;
+# networks with DNS (Podman's default) add dnsname, and containers find each other by name.
 
 load lib
 load podman
@@ -9,6 +10,8 @@ load podman
 NET=e2enet
 PORT=8084
 MACVLAN_NET=e2emacvlan
+DNS_NET=e2edns
+OTHER_NET=e2eother
 
 setup_file() {
     e2e_sandbox_up podman
@@ -19,7 +22,7 @@ setup_file() {
 teardown_file() {
     if [ -n "${PODMAN_DIR:-}" ]; then
         podman_ rm -a -f -t 0 >/dev/null 2>&1
-        podman_ network rm -f "$NET" "$MACVLAN_NET" >/dev/null 2>&1
+        podman_ network rm -f "$NET" "$MACVLAN_NET" "$DNS_NET" "$OTHER_NET" >/dev/null 2>&1
     fi
     e2e_sandbox_down
 }
@@ -103,4 +106,65 @@ teardown_file() {
         die "host-local reservations left after podman rm"
     [ -z "$(grep -rlF "$id1" "$E2E_TMP/cnicache/results" 2>/dev/null)" ] || die "libcni cache entry left for mv1"
     podman_ network rm "$MACVLAN_NET" >/dev/null
+}
+
+# A network created with DNS (Podman's default): its conflist chains our dnsname, and containers
+# on it resolve each other by name and --network-alias through the dnsmasq on their bridge, bare
+# and under dns.podman; a container on another network does not. Lookups with Debian's dig from
+# the containers' namespaces at the server their resolv.conf names; HTTP by name with the image's
+# own resolver.
+@test "podman network create with DNS: db and web find each other by name; rm takes the name; the last rm stops dnsmasq" {
+    podman_ network create --subnet 10.244.41.0/24 "$DNS_NET" >/dev/null
+    podman_ network create --subnet 10.244.42.0/24 "$OTHER_NET" >/dev/null
+    local conf=$PODMAN_DIR/net.d/$DNS_NET.conflist
+    node -e 'const c=JSON.parse(require("fs").readFileSync(process.argv[1]));process.exit(c.plugins.some(p=>p.type==="dnsname"&&p.domainName==="dns.podman")?0:1)' "$conf" ||
+        die "podman wrote no dnsname plugin into $conf"
+    podman_ network ls --format '{{.Name}}' | grep -qx "$DNS_NET" || die "podman does not list $DNS_NET"
+
+    podman_ run -d --name db --network "$DNS_NET" "$E2E_IMAGE_NAME" >/dev/null
+    podman_ run -d --name web --network "$DNS_NET" --network-alias www "$E2E_IMAGE_NAME" >/dev/null
+    podman_ run -d --name stranger --network "$OTHER_NET" "$E2E_IMAGE_NAME" >/dev/null
+    local pid_db pid_web pid_stranger ip_db ip_web gw=10.244.41.1 resolv
+    pid_db=$(podman_ inspect --format '{{.State.Pid}}' db)
+    pid_web=$(podman_ inspect --format '{{.State.Pid}}' web)
+    pid_stranger=$(podman_ inspect --format '{{.State.Pid}}' stranger)
+    ip_db=$(netns_ipv4 "/proc/$pid_db/ns/net" eth0)
+    ip_web=$(netns_ipv4 "/proc/$pid_web/ns/net" eth0)
+
+    resolv=$(podman_ exec web cat /etc/resolv.conf)
+    grep -qx "nameserver $gw" <<<"$resolv" || die "web's resolv.conf does not name $gw: $resolv"
+    grep -q "^search.*dns.podman" <<<"$resolv" || die "web's resolv.conf does not search dns.podman: $resolv"
+
+    lookup() { in_node_mnt nsenter --net="/proc/$1/ns/net" dig +short +time=2 +tries=3 "@$2" "$3"; }
+    [ "$(lookup "$pid_web" $gw db)" = "$ip_db" ] || die "web: db does not resolve to $ip_db"
+    [ "$(lookup "$pid_web" $gw db.dns.podman)" = "$ip_db" ] || die "web: db.dns.podman does not resolve"
+    [ "$(lookup "$pid_db" $gw www.dns.podman)" = "$ip_web" ] || die "db: the alias www does not resolve to $ip_web"
+    [ "$(lookup "$pid_db" $gw web)" = "$ip_web" ] || die "db: web does not resolve"
+    # The image's own resolver (busybox nslookup, reading the container's resolv.conf) finds db too,
+    # and db answers HTTP from web at the address the name gave.
+    podman_ exec web nslookup db | grep -qx "Address: $ip_db" || die "web's own resolver does not find db"
+    in_web() { in_node_mnt nsenter --net="/proc/$pid_web/ns/net" curl -sS --fail --max-time 2 "$1"; }
+    local body
+    wait_for in_web "http://$(lookup "$pid_web" $gw db)/cgi-bin/peer"
+    body=$(in_web "http://$(lookup "$pid_web" $gw db)/cgi-bin/peer")
+    [ "$body" = "$ip_web" ] || die "db saw web as '$body', expected $ip_web"
+    # A container in web's namespace (its own httpd could not bind there: it sleeps) shares web's resolver.
+    podman_ run -d --name side --network container:web "$E2E_IMAGE_NAME" sleep 300 >/dev/null
+    podman_ exec side nslookup db | grep -qx "Address: $ip_db" || die "side (container:web) does not find db"
+    podman_ rm -f -t 0 side >/dev/null
+    # Another network's server does not know them.
+    [ -z "$(lookup "$pid_stranger" 10.244.42.1 db.dns.podman)" ] || die "stranger resolves db"
+
+    local pidfile=/run/containers/cni/dnsname/$DNS_NET/pidfile dnsmasq
+    dnsmasq=$(in_node_mnt cat "$pidfile")
+    podman_ rm -f -t 0 db >/dev/null
+    [ -z "$(lookup "$pid_web" $gw db.dns.podman)" ] || die "db still resolves after podman rm db"
+    # Running: not gone, and not a zombie (the machine's init may be slow to reap an orphan).
+    running() { [ -r "/proc/$1/stat" ] && ! grep -q ') Z ' "/proc/$1/stat"; }
+    running "$dnsmasq" || die "dnsmasq stopped while web is still there"
+    podman_ rm -f -t 0 web >/dev/null
+    ! running "$dnsmasq" || die "dnsmasq $dnsmasq still runs after the network's last container"
+    in_node_mnt test ! -e "/run/containers/cni/dnsname/$DNS_NET" || die "the network's dnsname files are left"
+    podman_ rm -f -t 0 stranger >/dev/null
+    podman_ network rm "$DNS_NET" "$OTHER_NET" >/dev/null
 }

@@ -90,6 +90,14 @@ export function baseConfig(plugin: PluginName, dir: string, netns: string): Reco
         egressBurst: 80_000,
         prevResult: prevResult(netns),
       };
+    case "dnsname":
+      return {
+        ...base,
+        domainName: "dns.podman",
+        capabilities: { aliases: true },
+        runtimeConfig: { aliases: { [HNET]: ["web"] } },
+        prevResult: prevResult(netns),
+      };
     default:
       throw new Error(
         `no hostile-input base configuration for plugin "${plugin}": add one here so the hostile tests cover it`,
@@ -116,6 +124,7 @@ const TOOLS = [
   "firewall-cmd",
   "dbus-send",
   "busctl",
+  "dnsmasq",
   "sh",
   "bash",
 ];
