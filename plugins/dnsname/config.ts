@@ -32,12 +32,20 @@ const POD_ARGS = ["K8S_POD_NAME", "K8S_POD_NAMESPACE", "K8S_POD_INFRA_CONTAINER_
 
 // RFC 1123 labels: what a resolver asks for and what dnsmasq's hosts-file parser takes as one name.
 const LABEL = /^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/;
+// Container names and aliases as Podman allows them ([a-zA-Z0-9][a-zA-Z0-9_.-]*), cut into labels
+// of at most 63: dnsmasq serves `_` and dotted names, and none of these characters can end a
+// hosts-file field or line, so no record can be injected through them.
+const HOST_NAME = /^[A-Za-z0-9][A-Za-z0-9_-]{0,62}(\.[A-Za-z0-9_-]{1,63})*$/;
+const isHostName = (name: string) => name.length <= 253 && HOST_NAME.test(name);
 
 const bad = (msg: string, details = "") => new CniError(Code.InvalidConfig, msg, details);
 
-export function checkLabel(name: string, what: string): string {
-  if (!LABEL.test(name))
-    throw bad(`${what} ${JSON.stringify(name)} is not a DNS label (letters, digits and inner hyphens, 1 to 63)`);
+export function checkName(name: string, what: string): string {
+  if (!isHostName(name))
+    throw bad(
+      `${what} ${JSON.stringify(name)} is not a DNS name`,
+      "letters, digits, '_' and '-', starting with a letter or digit, in dot-separated labels of 1 to 63",
+    );
   return name;
 }
 
@@ -60,10 +68,10 @@ export function parseConfig(raw: Record<string, unknown>, env: CniEnv): Config {
   const args = env.command === "GC" || env.command === "STATUS" ? {} : parseCniArgs(env.args, POD_ARGS);
   const name = args.K8S_POD_NAME || undefined;
   const podName =
-    strict && name !== undefined ? checkLabel(name, "container name") : name && LABEL.test(name) ? name : undefined;
+    strict && name !== undefined ? checkName(name, "container name") : name && isHostName(name) ? name : undefined;
   const given = c.runtimeConfig?.aliases;
   const list = given === undefined ? [] : Array.isArray(given) ? given : (given[c.name] ?? []);
-  const checked = strict ? list.map((a) => checkLabel(a, "alias")) : [];
+  const checked = strict ? list.map((a) => checkName(a, "alias")) : [];
   const aliases = [...new Set(checked)].filter((a) => a !== podName);
   return { ...c, podName, aliases };
 }

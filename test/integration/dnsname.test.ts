@@ -74,6 +74,12 @@ test("two containers resolve each other by name and alias (A, AAAA, PTR, TTL 0);
     assert.equal(dig(sb, web.ns, a.gateway, ["-x", dbV4]).answers, [`db.${DOMAIN}.`]);
     assert.equal(ttls(sb, web.ns, a.gateway, [`db.${DOMAIN}`]), [0]);
     assert.is(dig(sb, web.ns, a.gateway, [`nope.${DOMAIN}`]).status, "NXDOMAIN");
+    // Names Podman allows (`--name my_app`, `--network-alias api.v1`) resolve too; dnsmasq's
+    // expand-hosts adds the domain only to names without a dot, as with the reference.
+    const app = pod(sb, "my_app", ["api.v1"]);
+    const appV4 = ipOf(addOk(sb, call, a, app), 4);
+    for (const name of ["my_app", `my_app.${DOMAIN}`, "api.v1"])
+      assert.equal(dig(sb, web.ns, a.gateway, [name]), { status: "NOERROR", answers: [appV4] }, name);
 
     // A container on an IPv4-only network: its own server knows only its network's names.
     const other = pod(sb, "other");
@@ -212,7 +218,7 @@ function bridgeAdd(sb: Sandbox, net: Net, p: Pod) {
   return r.json;
 }
 
-test("names, aliases and domains that are not DNS labels are refused, and nothing is left", () => {
+test("names, aliases and domains that are not DNS names are refused, and nothing is left", () => {
   const a = network(false);
   return inNets("dnsname", [a], (sb) => {
     const p = pod(sb, "web");
@@ -220,7 +226,7 @@ test("names, aliases and domains that are not DNS labels are refused, and nothin
     const cases: [string, string, Record<string, unknown>][] = [
       ["a newline injecting a record", "K8S_POD_NAME=web\n10.9.9.9\tevil", {}],
       ["a space", "K8S_POD_NAME=we b", {}],
-      ["a dot", "K8S_POD_NAME=web.evil", {}],
+      ["an empty label", "K8S_POD_NAME=web..evil", {}],
       ["a leading hyphen", "K8S_POD_NAME=-web", {}],
       ["64 characters", `K8S_POD_NAME=${"a".repeat(64)}`, {}],
       ["an alias with a tab", "K8S_POD_NAME=web", { runtimeConfig: { aliases: ["ok", "x\ty"] } }],

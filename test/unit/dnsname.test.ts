@@ -99,9 +99,11 @@ const refused = (extra: Record<string, unknown>, args = "K8S_POD_NAME=web") => {
   throw new Error(`accepted ${JSON.stringify(extra)} ${args}`);
 };
 
-test("ADD refuses names, aliases and domains that are not DNS labels; DEL does not", () => {
-  for (const name of ["we b", "web\n1.2.3.4\tevil", "-web", "web-", "a.b", "a_b", "x".repeat(64)])
+test("ADD refuses names, aliases and domains that are not DNS names; DEL does not", () => {
+  for (const name of ["we b", "web\n1.2.3.4\tevil", "-web", "a..b", "a.", ".a", "a#b", "_a", "x".repeat(64)])
     assert.is(refused({}, `K8S_POD_NAME=${name}`), 7, name);
+  // What Podman allows in container names (`--name my_app`) resolves as it does with aardvark-dns.
+  for (const name of ["my_app", "web.1", "web-", "a_b.c-d"]) assert.is(conf({}, `K8S_POD_NAME=${name}`).podName, name);
   assert.is(refused({ runtimeConfig: { aliases: ["ok", "not ok"] } }), 7);
   for (const domain of ["", "a..b", "dns.podman.", "a/b", "dns\npodman", `${"a".repeat(64)}.x`])
     assert.is(refused({ domainName: domain }), 7, domain);
