@@ -1,3 +1,4 @@
+import { isObject } from "../is-object.ts";
 import { z } from "./zod.ts";
 import { CniError, Code } from "./errors.ts";
 import { DNSSchema } from "./result-schema.ts";
@@ -47,4 +48,19 @@ export function parseWith<S extends z.ZodType>(schema: S, raw: unknown, code: nu
     `invalid network config: ${field}: ${issue.message}`,
     r.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; "),
   );
+}
+
+/**
+ * An object's keys as Go's encoding/json matches them against struct fields: the exact key first,
+ * else a case-insensitive match; later keys win. The reference plugins read runtime arguments this
+ * way, and containerd's CRI plugin sends some capitalised ({"HostPort": ...}, {"IngressRate": ...}).
+ */
+export function foldKeys(value: unknown, keys: readonly string[]): unknown {
+  if (!isObject(value)) return value;
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(value)) {
+    const canon = keys.includes(k) ? k : (keys.find((c) => c.toLowerCase() === k.toLowerCase()) ?? k);
+    out[canon] = v;
+  }
+  return out;
 }

@@ -1,4 +1,5 @@
-import { BaseConfig, parseWith } from "../../lib/cni/config.ts";
+import { BaseConfig, foldKeys, parseWith } from "../../lib/cni/config.ts";
+import { isObject } from "../../lib/is-object.ts";
 import { CniError, Code } from "../../lib/cni/errors.ts";
 import { z } from "../../lib/cni/zod.ts";
 import type { TokenBucket } from "../../lib/kernel/tc.ts";
@@ -36,8 +37,18 @@ export interface Shaping {
 export type Config = z.infer<typeof BandwidthConfig> & { shaping: Shaping };
 
 export function parseConfig(raw: Record<string, unknown>): Config {
-  const c = parseWith(BandwidthConfig, raw);
+  const c = parseWith(BandwidthConfig, withGoKeys(raw));
   return { ...c, shaping: shapingOf(limitsOf(c)) };
+}
+
+// containerd's CRI plugin sends the capability as {"IngressRate": ..., "IngressBurst": ...}, which
+// the reference reads because Go matches keys case-insensitively; so do we, at every level.
+const LIMIT_KEYS = Object.keys(LimitKeys);
+function withGoKeys(raw: Record<string, unknown>): Record<string, unknown> {
+  const top = foldKeys(raw, [...LIMIT_KEYS, "runtimeConfig"]) as Record<string, unknown>;
+  const rc = foldKeys(top.runtimeConfig, ["bandwidth"]);
+  if (isObject(rc)) top.runtimeConfig = { ...rc, bandwidth: foldKeys(rc.bandwidth, LIMIT_KEYS) };
+  return top;
 }
 
 const isZero = (l: Limits) => !l.ingressRate && !l.ingressBurst && !l.egressRate && !l.egressBurst;

@@ -1,6 +1,6 @@
 import { z } from "../../lib/cni/zod.ts";
 import { isObject } from "../../lib/is-object.ts";
-import { BaseConfig, parseWith } from "../../lib/cni/config.ts";
+import { BaseConfig, foldKeys, parseWith } from "../../lib/cni/config.ts";
 import { CniError, Code } from "../../lib/cni/errors.ts";
 import type { Result } from "../../lib/cni/result.ts";
 import { formatIP, parseCIDR, parseIP, type CIDR } from "../../lib/ip/address.ts";
@@ -121,17 +121,6 @@ export function parsePortmapConfig(raw: Record<string, unknown>): PortmapConfig 
     rc.portMappings = rc.portMappings.map((m) => foldKeys(m, MAPPING_KEYS));
   if (rc !== undefined) top.runtimeConfig = rc;
   return parseWith(PortmapConfig, top);
-}
-
-/** Exact key first, else a case-insensitive match; later keys win, as in Go's decoder. */
-function foldKeys(value: unknown, keys: readonly string[]): unknown {
-  if (!isObject(value)) return value;
-  const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(value)) {
-    const canon = keys.includes(k) ? k : (keys.find((c) => c.toLowerCase() === k.toLowerCase()) ?? k);
-    out[canon] = v;
-  }
-  return out;
 }
 
 export function mappingsOf(c: PortmapConfig): PortMapping[] {

@@ -38,7 +38,8 @@ EOF
     {"type": "bridge", "bridge": "cni-cri0", "isGateway": true, "ipMasq": true, "hairpinMode": true,
      "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.244.20.0/24"}]],
               "routes": [{"dst": "0.0.0.0/0"}], "dataDir": "$CRI_DATA"}},
-    {"type": "portmap", "capabilities": {"portMappings": true}}
+    {"type": "portmap", "capabilities": {"portMappings": true}},
+    {"type": "bandwidth", "capabilities": {"bandwidth": true}}
   ]
 }
 EOF
@@ -116,4 +117,49 @@ task_running() {
     cri stop "$id"
     cri remove "$id"
     assert_nothing_left "$id" "$ip" "$CRI_DATA"
+}
+
+# The node end of the pod's eth0 (its veth peer), by the peer index the pod side reports.
+host_end_of() {
+    local netns=$1 peer
+    peer=$(in_node_mnt nsenter --net="$netns" ip -j link show dev eth0 | json_get .0.link_index)
+    in_node ip -j link show | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{const l=JSON.parse(s).find(x=>x.ifindex===Number(process.argv[1]));process.stdout.write(l?l.ifname:"")})' "$peer"
+}
+
+# The tbf rate (bytes/s, as tc -j reports it) of the root qdisc of IFNAME in the node, or nothing.
+tbf_rate() {
+    in_node tc -j qdisc show dev "$1" root | json_get .0.options.rate
+}
+
+@test "CRI: the pod's kubernetes.io/ingress-bandwidth and egress-bandwidth annotations shape it (bandwidth)" {
+    local id netns host ifb
+    # As kubelet passes them: containerd turns them into the bandwidth capability (rates in bit/s,
+    # bursts of 2^32-1 bits, which the plugin caps to what tbf holds).
+    id=$(cri run web4 --annotation=kubernetes.io/ingress-bandwidth=10M --annotation=kubernetes.io/egress-bandwidth=20M)
+    netns=$(cri status "$id" | json_get netns)
+    host=$(host_end_of "$netns")
+    [ -n "$host" ] || die "no node end for the pod's eth0"
+    # Into the pod: the node end's egress, 10 Mbit/s = 1250000 bytes/s.
+    [ "$(tbf_rate "$host")" = 1250000 ] ||
+        die "node end $host: tbf rate '$(tbf_rate "$host")', want 1250000 B/s; qdiscs: $(in_node tc qdisc show dev "$host")"
+    # Out of the pod: redirected from the node end's ingress to an ifb device shaped at 20 Mbit/s.
+    ifb=$(in_node ip -j link show type ifb | json_get .0.ifname)
+    [ -n "$ifb" ] || die "no ifb device for the pod's egress"
+    [ "$(tbf_rate "$ifb")" = 2500000 ] || die "ifb $ifb: tbf rate '$(tbf_rate "$ifb")', want 2500000 B/s"
+    in_node tc filter show dev "$host" parent ffff: | grep -q "Redirect to device $ifb" ||
+        die "node end $host does not redirect its ingress to $ifb"
+    cri stop "$id"
+    [ -z "$(in_node ip -o link show type ifb)" ] || die "ifb left after StopPodSandbox"
+    cri remove "$id"
+}
+
+@test "CRI: a pod without bandwidth annotations is not shaped" {
+    local id netns host
+    id=$(cri run web5)
+    netns=$(cri status "$id" | json_get netns)
+    host=$(host_end_of "$netns")
+    [ -z "$(tbf_rate "$host")" ] || die "node end $host shaped without annotations"
+    [ -z "$(in_node ip -o link show type ifb)" ] || die "an ifb device without annotations"
+    cri stop "$id"
+    cri remove "$id"
 }

@@ -30,6 +30,16 @@ test("the config's limits win; the runtime's apply only when the config sets non
   assert.equal(conf({}).shaping, { ingress: undefined, egress: undefined });
 });
 
+test("the capability as containerd's CRI plugin sends it, with Go's capitalised field names", () => {
+  const cri = {
+    runtimeConfig: { Bandwidth: { IngressRate: 800, IngressBurst: 80, EgressRate: 1600, EgressBurst: 160 } },
+  };
+  assert.equal(conf(cri).shaping, {
+    ingress: { rate: 100, burst: 10, limit: 12 },
+    egress: { rate: 200, burst: 20, limit: 25 },
+  });
+});
+
 const refused = (extra: Record<string, unknown>) => {
   try {
     conf(extra);

@@ -2,7 +2,8 @@
 // gRPC API (runtime.v1) on a unix socket.
 //
 //   client.ts SOCKET version
-//   client.ts SOCKET run NAME [HOSTPORT:CONTAINERPORT[/tcp|/udp]]...   prints the sandbox id
+//   client.ts SOCKET run NAME [HOSTPORT:CONTAINERPORT[/tcp|/udp]]... [--annotation=KEY=VALUE]...
+//                                                                       prints the sandbox id
 //   client.ts SOCKET status ID                                          prints {state, ip, netns}
 //   client.ts SOCKET stop ID
 //   client.ts SOCKET remove ID
@@ -55,13 +56,26 @@ async function main(argv: string[]): Promise<number> {
         return 0;
       }
       case "run": {
-        const [name, ...ports] = args;
+        const [name, ...rest] = args;
         if (!name) throw new Error("run needs a pod name");
+        const ANNOTATION = "--annotation=";
+        const annotations = Object.fromEntries(
+          rest
+            .filter((a) => a.startsWith(ANNOTATION))
+            .map((a) => {
+              const kv = a.slice(ANNOTATION.length);
+              const eq = kv.indexOf("=");
+              if (eq <= 0) throw new Error(`bad annotation "${kv}" (want KEY=VALUE)`);
+              return [kv.slice(0, eq), kv.slice(eq + 1)];
+            }),
+        );
+        // Pod annotations, as kubelet passes them (kubernetes.io/ingress-bandwidth, ...).
         const config = {
           metadata: { name, uid: randomUUID(), namespace: "tscni-e2e", attempt: 0 },
           hostname: name,
-          portMappings: ports.map(portMapping),
+          portMappings: rest.filter((a) => !a.startsWith(ANNOTATION)).map(portMapping),
           labels: { "tscni-e2e": "true" },
+          annotations,
         };
         const res = await call(client, "runPodSandbox", { config });
         process.stdout.write(`${res.podSandboxId}\n`);
