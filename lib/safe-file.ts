@@ -1,4 +1,14 @@
-import { closeSync, constants as F, fstatSync, openSync, readSync, renameSync, unlinkSync, writeSync } from "node:fs";
+import {
+  closeSync,
+  constants as F,
+  fstatSync,
+  openSync,
+  readFileSync,
+  readSync,
+  renameSync,
+  unlinkSync,
+  writeSync,
+} from "node:fs";
 
 /**
  * Files a root plugin reads and writes in directories others may write to (state under /run and
@@ -101,5 +111,22 @@ export function removeIfExists(path: string) {
     unlinkSync(path);
   } catch (e) {
     if (errno(e) !== "ENOENT") throw e;
+  }
+}
+
+/**
+ * A configuration file a config names (it may follow symlinks, as the reference reads it): only a
+ * regular file of at most `maxBytes`, so a FIFO, device or directory named there fails at once
+ * instead of blocking or exhausting memory.
+ */
+export function readRegularFile(path: string, maxBytes: number): string {
+  const fd = openSync(path, F.O_RDONLY | F.O_NONBLOCK);
+  try {
+    const st = fstatSync(fd);
+    if (!st.isFile()) throw new Error("not a regular file");
+    if (st.size > maxBytes) throw new Error(`larger than ${maxBytes} bytes`);
+    return readFileSync(fd, "utf8");
+  } finally {
+    closeSync(fd);
   }
 }

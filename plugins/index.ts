@@ -45,6 +45,7 @@ export const REGISTRY: readonly RegistryEntry[] = [
     "1.1.0",
   ]),
   plugin("dnsname", async () => (await import("./dnsname/index.ts")).default),
+  plugin("flannel", async () => (await import("./flannel/index.ts")).default),
   { kind: "command", name: "cnitool", run: async (args) => (await import("./cnitool/index.ts")).cnitool(args) },
 ];
 

@@ -1,6 +1,6 @@
-import { closeSync, constants, fstatSync, openSync, readFileSync } from "node:fs";
 import { CniError, Code } from "../../lib/cni/errors.ts";
 import type { DNS } from "../../lib/cni/result.ts";
+import { readRegularFile } from "../../lib/safe-file.ts";
 
 /**
  * The reference's resolv.conf reader for `ipam.resolvConf`: nameserver, domain (last wins), search
@@ -42,17 +42,10 @@ const MAX_RESOLV_CONF = 1024 * 1024;
  */
 export function readResolvConf(path: string): DNS {
   let text: string;
-  let fd: number | undefined;
   try {
-    fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
-    const st = fstatSync(fd);
-    if (!st.isFile()) throw new Error("not a regular file");
-    if (st.size > MAX_RESOLV_CONF) throw new Error(`larger than ${MAX_RESOLV_CONF} bytes`);
-    text = readFileSync(fd, "utf8");
+    text = readRegularFile(path, MAX_RESOLV_CONF);
   } catch (e) {
     throw new CniError(Code.IOFailure, `resolvConf ${path}: ${(e as Error).message}`);
-  } finally {
-    if (fd !== undefined) closeSync(fd);
   }
   return parseResolvConf(text);
 }

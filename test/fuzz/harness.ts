@@ -7,7 +7,7 @@ import { PLUGIN_NAMES } from "../../plugins/index.ts";
 /**
  * Fuzz cases: a corpus seed of the plugin, mutated, with a mutated environment, made safe to run.
  * Safe means every path a plugin could write or read without bound is one the test chose: dataDir,
- * logFile and resolvConf wherever they appear are replaced by sandbox paths (a missing dataDir
+ * logFile, resolvConf and subnetFile wherever they appear are replaced by sandbox paths (a missing dataDir
  * would mean /var/lib/cni/networks or /run/cni/tuning on the machine), and CNI_NETNS is only ever
  * a namespace the test made, a path that is not one, or the plugin's own (which must be refused).
  * Each case has its own random source derived from (seed, plugin, index), so one case replays alone.
@@ -23,6 +23,8 @@ export interface FuzzPaths {
   tuningDir: string;
   /** A resolv.conf to read. */
   resolv: string;
+  /** A flannel subnet.env the flannel corpus points at. */
+  subnetEnv: string;
   logFile: string;
   /** Container namespace path for the plugin's CNI_NETNS. */
   netns: string;
@@ -57,6 +59,7 @@ export function corpus(plugin: FuzzPlugin, p: FuzzPaths): Json[] {
     .replaceAll("@DATADIR@", p.dataDir)
     .replaceAll("@TUNINGDIR@", p.tuningDir)
     .replaceAll("@RESOLV@", p.resolv)
+    .replaceAll("@SUBNETENV@", p.subnetEnv)
     .replaceAll("@NETNS@", p.netns);
   const seeds = JSON.parse(text) as Json[];
   corpora.set(key, seeds);
@@ -87,7 +90,7 @@ export function makeCase(seed: number, plugin: FuzzPlugin, index: number, p: Fuz
   return { plugin, index, env, config: pin(config, p, rng), steps };
 }
 
-const PATH_KEYS = new Set(["dataDir", "logFile", "resolvConf"]);
+const PATH_KEYS = new Set(["dataDir", "logFile", "resolvConf", "subnetFile"]);
 
 /** Makes a mutated config safe to run (see the module comment); non-string values stay as mutated. */
 export function pin(config: Json, p: FuzzPaths, rng: Rng): Json {
@@ -106,6 +109,8 @@ export function pin(config: Json, p: FuzzPaths, rng: Rng): Json {
   if (config !== null && typeof config === "object" && !Array.isArray(config)) {
     // Absent (or null, or ""), the plugins fall back to directories on the machine.
     if (config.dataDir === undefined || config.dataDir === null || config.dataDir === "") config.dataDir = p.tuningDir;
+    // flannel's delegate gets host-local IPAM even without an ipam key, defaulting to the machine's store.
+    if (config.type === "flannel" && config.ipam === undefined) config.ipam = {};
     const ipam = config.ipam;
     if (
       ipam !== null &&
@@ -121,6 +126,8 @@ export function pin(config: Json, p: FuzzPaths, rng: Rng): Json {
 function safePath(key: string, value: string, p: FuzzPaths, rng: Rng): string {
   if (key === "logFile") return p.logFile;
   if (key === "resolvConf") return value === p.resolv && rng() < 0.5 ? value : pick(rng, [p.resolv, ...p.oddResolv]);
+  if (key === "subnetFile")
+    return value === p.subnetEnv && rng() < 0.5 ? value : pick(rng, [p.subnetEnv, ...p.oddResolv]);
   return value === p.dataDir || value === p.tuningDir ? value : pick(rng, [p.dataDir, p.tuningDir, ...p.oddDataDirs]);
 }
 

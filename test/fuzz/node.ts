@@ -27,6 +27,11 @@ export function fuzzNode(sb: Sandbox): FuzzNode {
   sb.inNode(["ip", "link", "set", "fzm0", "up"]);
   const resolv = join(sb.tmp, "resolv.conf");
   writeFileSync(resolv, "nameserver 10.63.0.53\nsearch fz.example\n");
+  const subnetEnv = join(sb.tmp, "subnet.env");
+  writeFileSync(
+    subnetEnv,
+    "FLANNEL_NETWORK=10.63.0.0/16\nFLANNEL_SUBNET=10.63.12.1/24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=true\n",
+  );
   const notADir = join(sb.tmp, "not-a-dir");
   writeFileSync(notADir, "");
   const fifo = join(sb.tmp, "fifo");
@@ -39,6 +44,7 @@ export function fuzzNode(sb: Sandbox): FuzzNode {
     dataDir: dataDirs[0]!,
     tuningDir: dataDirs[2]!,
     resolv,
+    subnetEnv,
     logFile,
     netns: plugin === "tuning" ? ctrB.path : ctrA.path,
     badNetns: ["/var/run/netns/tc-reliab-gone", notADir, "", "/proc/self/ns/net"],

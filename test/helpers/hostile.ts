@@ -1,4 +1,5 @@
-import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { BIN, type Sandbox, cniEnv } from "./sandbox.ts";
 import { runPlugin, runPluginAsync, type PluginRun } from "./plugin-run.ts";
@@ -30,6 +31,25 @@ export function prevResult(netns: string, addr = "10.62.0.2/24") {
     ips: [{ address: addr, gateway: "10.62.0.1", interface: 2 }],
     routes: [{ dst: "0.0.0.0/0" }],
   };
+}
+
+let subnetEnv: string | undefined;
+
+/**
+ * A subnet.env as the node agent writes it, for flannel's base config: read-only input, kept
+ * outside the sandbox directory whose files the tests compare before and after, and removed when
+ * the test process exits.
+ */
+function flannelSubnetEnv(): string {
+  if (subnetEnv) return subnetEnv;
+  const dir = mkdtempSync(join(tmpdir(), "tscni-hostile-flannel-"));
+  process.on("exit", () => rmSync(dir, { recursive: true, force: true }));
+  subnetEnv = join(dir, "subnet.env");
+  writeFileSync(
+    subnetEnv,
+    "FLANNEL_NETWORK=10.62.0.0/16\nFLANNEL_SUBNET=10.62.1.1/24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=true\n",
+  );
+  return subnetEnv;
 }
 
 /** A valid ADD configuration of `plugin` whose state lives under `dir`. */
@@ -97,6 +117,14 @@ export function baseConfig(plugin: PluginName, dir: string, netns: string): Reco
         capabilities: { aliases: true },
         runtimeConfig: { aliases: { [HNET]: ["web"] } },
         prevResult: prevResult(netns),
+      };
+    case "flannel":
+      return {
+        ...base,
+        subnetFile: flannelSubnetEnv(),
+        dataDir: join(dir, "flannel"),
+        delegate: { bridge: HBRIDGE, hairpinMode: true, isDefaultGateway: true },
+        ipam: { dataDir: join(dir, "ipam") },
       };
     default:
       throw new Error(

@@ -25,12 +25,18 @@ const PER_PLUGIN = LONG ? 10_000 : 1000;
 function setUp(sb: Sandbox, netns: string): FuzzPaths {
   const resolv = join(sb.tmp, "resolv.conf");
   writeFileSync(resolv, "nameserver 10.63.0.53\nsearch fz.example\noptions ndots:3\n");
+  const subnetEnv = join(sb.tmp, "subnet.env");
+  writeFileSync(
+    subnetEnv,
+    "FLANNEL_NETWORK=10.63.0.0/16\nFLANNEL_SUBNET=10.63.12.1/24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=true\n",
+  );
   const notADir = join(sb.tmp, "not-a-dir");
   writeFileSync(notADir, "");
   return {
     dataDir: join(sb.tmp, "ipam"),
     tuningDir: join(sb.tmp, "tuning"),
     resolv,
+    subnetEnv,
     logFile: join(sb.tmp, "plugin.log"),
     netns,
     badNetns: ["/var/run/netns/tc-reliab-gone", notADir, "", "/proc/self/ns/net"],
