@@ -49,6 +49,8 @@ conmon                        test  # e2e
 dbus-daemon                   test  # a private system bus for the firewalld backend's error tests
 file                          test  # test/e2e/image.sh checks that busybox is static
 iperf3                        test bench  # the benchmark's data path (the package test checks bench/ too)
+user-mode-linux               test  # the uml stage: a kernel with ipvlan, vlan, dummy and vrf
+kmod                          test  # modprobe -d inside User-Mode Linux
 LIST
 
 # The packages listed for one use.
