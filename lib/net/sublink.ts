@@ -17,9 +17,10 @@ import { randomVethName } from "./veth.ts";
  * the container namespace (or, with linkInContainer, next to a master that lives there) under a
  * temporary name, renamed to CNI_IFNAME and configured; the default master (the interface of the
  * first default route); DEL and the common part of CHECK. The plugins add their kind, mode and keys.
+ * dummy is the same walk with no master at all.
  */
 
-export type SublinkType = "macvlan" | "ipvlan" | "vlan";
+export type SublinkType = "macvlan" | "ipvlan" | "vlan" | "dummy";
 
 /** The keys the three plugins share, with the reference's defaults. */
 export const SublinkKeys = {
@@ -29,9 +30,10 @@ export const SublinkKeys = {
 };
 
 interface SublinkConfig {
-  master: string;
-  mtu: number;
-  linkInContainer: boolean;
+  /** Absent for dummy, which has no master. */
+  master?: string;
+  mtu?: number;
+  linkInContainer?: boolean;
   ipam?: { type?: string };
   dns?: DNS;
   prevResult?: unknown;
@@ -137,6 +139,8 @@ export interface SublinkAdd extends Omit<SublinkSpec, "ifname" | "netns"> {
   notify: boolean;
   /** Put before IPAM's own message (vlan's "failed to execute IPAM delegate: "). */
   ipamErrorPrefix?: string;
+  /** Report IPAM's DNS and not the config's (dummy's reference prints IPAM's result; the others only the config's dns). */
+  ipamDns?: boolean;
 }
 
 /**
@@ -167,6 +171,7 @@ export async function addSublink(req: Request<SublinkConfig>, a: SublinkAdd): Pr
       // Every address is the new link's (index 0 of this result).
       result.ips = got.ips.map((ip) => ({ ...ip, interface: 0 }));
       if (got.routes?.length) result.routes = got.routes;
+      if (a.ipamDns && "dns" in got && got.dns) result.dns = got.dns;
       if (a.notify)
         writeSysctls(
           [
@@ -178,8 +183,8 @@ export async function addSublink(req: Request<SublinkConfig>, a: SublinkAdd): Pr
       // DAD as the kernel defaults it, and waited for with an IPv6 gateway, as ConfigureIface does.
       configureContainer(req.netns, req.ifname, result, true, 0);
     }
-    // The reference reports the config's dns, never IPAM's.
-    applyDnsOverride(result, req.config);
+    // macvlan, ipvlan and vlan report the config's dns, never IPAM's.
+    if (!a.ipamDns) applyDnsOverride(result, req.config);
     return result;
   });
 }
@@ -244,7 +249,7 @@ export async function checkSublink(req: Request<SublinkConfig>, c: SublinkCheck)
   const prev = prevResultOf(req, "could not parse prevResult");
   const entry = (prev.interfaces ?? []).find((i) => i.name === req.ifname && i.sandbox === req.netns);
   if (!entry) throw internal(`Sandbox in prevResult  doesn't match configured netns: ${req.netns}`);
-  findMaster(conf.master, req.netns, conf.linkInContainer);
+  if (c.type !== "dummy") findMaster(conf.master ?? "", req.netns, conf.linkInContainer ?? false);
 
   const view = readContainer(req.netns, entry.name);
   if (!view) throw internal(`Container Interface name in prevResult: ${entry.name} not found`);
