@@ -35,6 +35,7 @@ export const REGISTRY: readonly RegistryEntry[] = [
   plugin("firewall", async () => (await import("./firewall/index.ts")).default, ["0.4.0", "1.0.0", "1.1.0"]),
   plugin("tuning", async () => (await import("./tuning/index.ts")).default),
   plugin("macvlan", async () => (await import("./macvlan/index.ts")).default),
+  plugin("ipvlan", async () => (await import("./ipvlan/index.ts")).default),
   plugin("dummy", async () => (await import("./dummy/index.ts")).default),
   plugin("ptp", async () => (await import("./ptp/index.ts")).default),
   plugin("sbr", async () => (await import("./sbr/index.ts")).default),

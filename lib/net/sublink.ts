@@ -2,7 +2,7 @@ import { validateIfname } from "../cni/env.ts";
 import { CniError, Code } from "../cni/errors.ts";
 import type { DNS, Interface, IPConfig, Result, Route } from "../cni/result.ts";
 import { parseResult } from "../cni/result-schema.ts";
-import type { Request } from "../cni/skel.ts";
+import type { PluginImpl, Request } from "../cni/skel.ts";
 import { resultFamily } from "../cni/versions.ts";
 import { z } from "../cni/zod.ts";
 import { applyLinkOps, showLink, type IpLink, type IpRoute, type LinkKind, type LinkOp } from "../kernel/link.ts";
@@ -260,4 +260,23 @@ export async function checkSublink(req: Request<SublinkConfig>, c: SublinkCheck)
   if (entry.mac && entry.mac !== link.address)
     throw internal(`Interface ${entry.name} Mac ${entry.mac} doesn't match container Mac: ${link.address}`);
   checkAddressesAndRoutes(req.ifname, link, view.routes, prev);
+}
+
+/**
+ * The plugin object of macvlan, ipvlan and dummy: their own config, ADD and CHECK; DEL is
+ * delSublink; STATUS and GC go to IPAM.
+ */
+export function sublinkPlugin<C extends SublinkConfig>(
+  parseConfig: PluginImpl<C>["parseConfig"],
+  add: (req: Request<C>) => Promise<Result>,
+  check: (req: Request<C>) => Promise<void>,
+): PluginImpl<C> {
+  return {
+    parseConfig,
+    add,
+    del: delSublink,
+    check,
+    status: (req) => delegateIpam("STATUS", req),
+    gc: (req) => delegateIpam("GC", req),
+  };
 }

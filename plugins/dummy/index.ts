@@ -1,7 +1,6 @@
 import type { Result } from "../../lib/cni/result.ts";
-import type { PluginImpl, Request } from "../../lib/cni/skel.ts";
-import { delegateIpam } from "../../lib/net/interface-plugin.ts";
-import { addSublink, checkSublink, delSublink } from "../../lib/net/sublink.ts";
+import type { Request } from "../../lib/cni/skel.ts";
+import { addSublink, checkSublink, sublinkPlugin } from "../../lib/net/sublink.ts";
 import { parseConfig, type Config } from "./config.ts";
 
 /**
@@ -22,12 +21,7 @@ function add(req: Request<Config>): Promise<Result> {
   });
 }
 
-const plugin: PluginImpl<Config> = {
-  parseConfig,
-  add,
-  del: delSublink,
-  check: (req) => checkSublink(req, { type: "dummy", missingPrevResult: "dummy: Required prevResult missing" }),
-  status: (req) => delegateIpam("STATUS", req),
-  gc: (req) => delegateIpam("GC", req),
-};
-export default plugin;
+const check = (req: Request<Config>) =>
+  checkSublink(req, { type: "dummy", missingPrevResult: "dummy: Required prevResult missing" });
+
+export default sublinkPlugin(parseConfig, add, check);
