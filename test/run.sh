@@ -82,6 +82,9 @@ run_stage unit uvu "$bin/uvu" -r tsx test/unit
 # /run of their own (test/private-run.sh); the bound only stops a hung kernel call from stalling
 # CI forever.
 run_stage integration uvu timeout --kill-after=30 2400 test/private-run.sh "$bin/uvu" -r tsx test/integration
+# The files that need link kinds this kernel lacks (they skip in the stage above) run again in
+# User-Mode Linux, whose kernel has them; test/uml/run.sh bounds its own run.
+run_stage uml uvu bash test/uml/run.sh
 if [ -n "$(find test/e2e -name '*.bats' 2>/dev/null | head -1)" ]; then
     # The runtimes (containerd, Podman) and their tools are only needed by the e2e stage.
     bash test/e2e/setup.sh || echo "test/run.sh: e2e set-up failed; the e2e stage will report it" >&2

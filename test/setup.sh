@@ -52,6 +52,8 @@ iperf3                        test bench  # the benchmark's data path (the packa
 dnsmasq-base                  runtime test  # the DNS server dnsname starts per network
 golang-github-containernetworking-plugin-dnsname  test  # the reference dnsname, compared against
 bind9-dnsutils                test  # dig: name lookups from container namespaces
+user-mode-linux               test  # the uml stage: a kernel with ipvlan, vlan, dummy and vrf
+kmod                          test  # modprobe -d inside User-Mode Linux
 LIST
 
 # The packages listed for one use.

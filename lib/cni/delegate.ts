@@ -25,6 +25,13 @@ export async function delegate(
   type: string,
   req: Request<unknown>,
 ): Promise<Result | undefined> {
+  // The delegate gets the caller's stdin, so a plugin named as its own IPAM would run itself again
+  // with the same config, forever (in-process, the second run waits on the first's attachment
+  // lock). Nothing can have been allocated that way: DEL has nothing to release.
+  if (type === (req.config as { type?: unknown } | undefined)?.type) {
+    if (command === "DEL") return undefined;
+    throw new CniError(Code.InvalidConfig, `ipam type "${type}" is the plugin itself`);
+  }
   const file = findInPath(type, req.path);
   const spec = req.resolvePlugin(type);
   if (spec && isSelf(file)) {

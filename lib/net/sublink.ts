@@ -2,7 +2,7 @@ import { validateIfname } from "../cni/env.ts";
 import { CniError, Code } from "../cni/errors.ts";
 import type { DNS, Interface, IPConfig, Result, Route } from "../cni/result.ts";
 import { parseResult } from "../cni/result-schema.ts";
-import type { Request } from "../cni/skel.ts";
+import type { PluginImpl, Request } from "../cni/skel.ts";
 import { resultFamily } from "../cni/versions.ts";
 import { z } from "../cni/zod.ts";
 import { applyLinkOps, showLink, type IpLink, type IpRoute, type LinkKind, type LinkOp } from "../kernel/link.ts";
@@ -19,9 +19,10 @@ import { lockedAdd, lockedDel } from "./delete-notice.ts";
  * the container namespace (or, with linkInContainer, next to a master that lives there) under a
  * temporary name, renamed to CNI_IFNAME and configured; the default master (the interface of the
  * first default route); DEL and the common part of CHECK. The plugins add their kind, mode and keys.
+ * dummy is the same walk with no master at all.
  */
 
-export type SublinkType = "macvlan" | "ipvlan" | "vlan";
+export type SublinkType = "macvlan" | "ipvlan" | "vlan" | "dummy";
 
 /** The keys the three plugins share, with the reference's defaults. */
 export const SublinkKeys = {
@@ -32,9 +33,10 @@ export const SublinkKeys = {
 
 interface SublinkConfig {
   name: string;
-  master: string;
-  mtu: number;
-  linkInContainer: boolean;
+  /** Absent for dummy, which has no master. */
+  master?: string;
+  mtu?: number;
+  linkInContainer?: boolean;
   ipam?: { type?: string };
   dns?: DNS;
   prevResult?: unknown;
@@ -140,6 +142,8 @@ export interface SublinkAdd extends Omit<SublinkSpec, "ifname" | "netns"> {
   notify: boolean;
   /** Put before IPAM's own message (vlan's "failed to execute IPAM delegate: "). */
   ipamErrorPrefix?: string;
+  /** Report IPAM's DNS and not the config's (dummy's reference prints IPAM's result; the others only the config's dns). */
+  ipamDns?: boolean;
 }
 
 /**
@@ -175,6 +179,7 @@ async function addUnlocked(req: Request<SublinkConfig>, a: SublinkAdd): Promise<
       // Every address is the new link's (index 0 of this result).
       result.ips = got.ips.map((ip) => ({ ...ip, interface: 0 }));
       if (got.routes?.length) result.routes = got.routes;
+      if (a.ipamDns && "dns" in got && got.dns) result.dns = got.dns;
       if (a.notify)
         writeSysctls(
           [
@@ -186,8 +191,8 @@ async function addUnlocked(req: Request<SublinkConfig>, a: SublinkAdd): Promise<
       // DAD as the kernel defaults it, and waited for with an IPv6 gateway, as ConfigureIface does.
       configureContainer(req.netns, req.ifname, result, true, 0);
     }
-    // The reference reports the config's dns, never IPAM's.
-    applyDnsOverride(result, req.config);
+    // macvlan, ipvlan and vlan report the config's dns, never IPAM's.
+    if (!a.ipamDns) applyDnsOverride(result, req.config);
     return result;
   });
 }
@@ -254,7 +259,7 @@ export async function checkSublink(req: Request<SublinkConfig>, c: SublinkCheck)
   const prev = prevResultOf(req, "could not parse prevResult");
   const entry = (prev.interfaces ?? []).find((i) => i.name === req.ifname && i.sandbox === req.netns);
   if (!entry) throw internal(`Sandbox in prevResult  doesn't match configured netns: ${req.netns}`);
-  findMaster(conf.master, req.netns, conf.linkInContainer);
+  if (c.type !== "dummy") findMaster(conf.master ?? "", req.netns, conf.linkInContainer ?? false);
 
   const view = readContainer(req.netns, entry.name);
   if (!view) throw internal(`Container Interface name in prevResult: ${entry.name} not found`);
@@ -265,4 +270,23 @@ export async function checkSublink(req: Request<SublinkConfig>, c: SublinkCheck)
   if (entry.mac && entry.mac !== link.address)
     throw internal(`Interface ${entry.name} Mac ${entry.mac} doesn't match container Mac: ${link.address}`);
   checkAddressesAndRoutes(req.ifname, link, view.routes, prev);
+}
+
+/**
+ * The plugin object of macvlan, ipvlan and dummy: their own config, ADD and CHECK; DEL is
+ * delSublink; STATUS and GC go to IPAM.
+ */
+export function sublinkPlugin<C extends SublinkConfig>(
+  parseConfig: PluginImpl<C>["parseConfig"],
+  add: (req: Request<C>) => Promise<Result>,
+  check: (req: Request<C>) => Promise<void>,
+): PluginImpl<C> {
+  return {
+    parseConfig,
+    add,
+    del: delSublink,
+    check,
+    status: (req) => delegateIpam("STATUS", req),
+    gc: (req) => delegateIpam("GC", req),
+  };
 }

@@ -1,8 +1,8 @@
 import { CniError, Code } from "../../lib/cni/errors.ts";
 import type { Result } from "../../lib/cni/result.ts";
-import type { PluginImpl, Request } from "../../lib/cni/skel.ts";
-import { delegateIpam, hasIpam } from "../../lib/net/interface-plugin.ts";
-import { addSublink, checkMtu, checkSublink, delSublink, findMaster } from "../../lib/net/sublink.ts";
+import type { Request } from "../../lib/cni/skel.ts";
+import { hasIpam } from "../../lib/net/interface-plugin.ts";
+import { addSublink, checkMtu, checkSublink, findMaster, sublinkPlugin } from "../../lib/net/sublink.ts";
 import { parseConfig, type Config } from "./config.ts";
 
 /**
@@ -42,12 +42,4 @@ async function check(req: Request<Config>) {
   });
 }
 
-const plugin: PluginImpl<Config> = {
-  parseConfig,
-  add,
-  del: delSublink,
-  check,
-  status: (req) => delegateIpam("STATUS", req),
-  gc: (req) => delegateIpam("GC", req),
-};
-export default plugin;
+export default sublinkPlugin(parseConfig, add, check);

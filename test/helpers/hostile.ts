@@ -99,6 +99,10 @@ export function baseConfig(plugin: PluginName, dir: string, netns: string): Reco
       return { ...base, master: "eth0", linkInContainer: true, mode: "bridge", mtu: 1400, ipam };
     case "ptp":
       return { ...base, ipMasq: true, mtu: 1400, ipam };
+    case "ipvlan":
+      return { ...base, master: "eth0", linkInContainer: true, mode: "l2", mtu: 1400, ipam };
+    case "dummy":
+      return { ...base, ipam };
     case "sbr":
       return { ...base, table: 150, prevResult: prevResult(netns) };
     case "bandwidth":

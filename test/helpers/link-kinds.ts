@@ -36,3 +36,15 @@ export function missingLinkKind(kind: ProbedKind): string | undefined {
     sh(["ip", "netns", "del", ns], { allowFailure: true });
   }
 }
+
+/**
+ * uvu's `test` when this kernel creates links of `kind`, else its `test.skip`, with the reason
+ * printed once: the file's tests then run in the User-Mode Linux stage (test/uml/run.sh), whose
+ * kernel has the kind. A file that uses this belongs in test/uml/files.txt.
+ */
+export function testNeeding<T extends { skip: unknown }>(kind: ProbedKind, test: T, file: string): T | T["skip"] {
+  const reason = missingLinkKind(kind);
+  if (reason === undefined) return test;
+  console.log(`${file}: skipped, ${reason}; test/uml/run.sh runs it in User-Mode Linux`);
+  return test.skip;
+}

@@ -3,7 +3,8 @@ import * as assert from "uvu/assert";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { findInPath } from "../../lib/cni/delegate.ts";
+import { delegate, findInPath } from "../../lib/cni/delegate.ts";
+import type { Request } from "../../lib/cni/skel.ts";
 import { CniError } from "../../lib/cni/errors.ts";
 
 // Finding a delegated (IPAM) plugin in CNI_PATH, with the reference's rules and messages.
@@ -42,6 +43,20 @@ test("lookup errors carry the reference's messages", () => {
   fails(() => findInPath("x/y", [a]), 7, "invalid plugin name: x/y");
   fails(() => findInPath("host-local", []), 4, "no paths provided");
   fails(() => findInPath("dhcp", [a, b]), 7, `failed to find plugin "dhcp" in path [${a} ${b}]`);
+});
+
+test("a plugin named as its own IPAM is refused (it would run itself forever); its DEL has nothing to do", async () => {
+  const req = { config: { type: "ptp", ipam: { type: "ptp" } }, path: [a] } as unknown as Request<unknown>;
+  for (const command of ["ADD", "CHECK"] as const) {
+    try {
+      await delegate(command, "ptp", req);
+      assert.unreachable("expected a refusal");
+    } catch (e) {
+      assert.instance(e, CniError);
+      assert.equal([(e as CniError).code, (e as CniError).message], [7, 'ipam type "ptp" is the plugin itself']);
+    }
+  }
+  assert.is(await delegate("DEL", "ptp", req), undefined);
 });
 
 test.after(() => rmSync(dir, { recursive: true, force: true }));
