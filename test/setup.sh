@@ -49,6 +49,7 @@ conmon                        test  # e2e
 dbus-daemon                   test  # a private system bus for the firewalld backend's error tests
 file                          test  # test/e2e/image.sh checks that busybox is static
 iperf3                        test bench  # the benchmark's data path (the package test checks bench/ too)
+dnsmasq-base                  test  # the DHCP server the dhcp plugin's tests lease from
 LIST
 
 # The packages listed for one use.

@@ -2,7 +2,7 @@ import { CniError, Code } from "../../lib/cni/errors.ts";
 import type { Result } from "../../lib/cni/result.ts";
 import type { PluginImpl, Request } from "../../lib/cni/skel.ts";
 import { DEFAULT_SOCKET, type DhcpConfig, parseDhcpConfig } from "./config.ts";
-import { type CmdArgs, call, type Method } from "./rpc.ts";
+import { type CmdArgs, call, DialError, type Method } from "./rpc.ts";
 
 /**
  * dhcp IPAM: asks the long-running daemon (`dhcp daemon`, daemon.ts) for a lease on the container's
@@ -20,7 +20,7 @@ function rpc(req: Request<DhcpConfig>, method: Method): Promise<unknown> {
     StdinData: req.stdin.toString("base64"),
   };
   return call(req.config.ipam.daemonSocketPath || DEFAULT_SOCKET, method, args).catch((e: Error) => {
-    throw new CniError(Code.Internal, e.message);
+    throw Object.assign(new CniError(Code.Internal, e.message), { cause: e });
   });
 }
 
@@ -32,8 +32,12 @@ async function add(req: Request<DhcpConfig>): Promise<Result> {
 const dhcp: PluginImpl<DhcpConfig> = {
   parseConfig: (raw) => parseDhcpConfig(raw),
   add,
+  // Leases live in the daemon: with no daemon to dial, none is held and DEL has nothing to undo
+  // (the reference fails it, which leaves the runtime retrying a DEL that can never succeed).
   del: async (req) => {
-    await rpc(req, "DHCP.Release");
+    await rpc(req, "DHCP.Release").catch((e: CniError) => {
+      if (!(e.cause instanceof DialError)) throw e;
+    });
   },
   // As the reference: the daemon confirms (or re-acquires) the lease.
   check: async (req) => {

@@ -24,6 +24,9 @@ export interface Reply {
   error?: string | null;
 }
 
+/** Thrown when nothing answers on the socket (as opposed to the daemon answering with an error). */
+export class DialError extends Error {}
+
 /** Calls the daemon; rejects with a message naming the socket when it cannot be reached. */
 export function call(socket: string, method: Method, args: CmdArgs, timeoutMs = 120_000): Promise<unknown> {
   return new Promise((resolve, reject) => {
