@@ -59,9 +59,9 @@ export function call(socket: string, method: Method, args: CmdArgs, timeoutMs = 
       clearTimeout(timer);
       const why = (e as NodeJS.ErrnoException).code === "ENOENT" ? "no such file or directory" : e.message;
       reject(
-        new Error(
-          connected ? `error calling ${method}: ${why}` : `error dialing DHCP daemon: dial unix ${socket}: ${why}`,
-        ),
+        connected
+          ? new Error(`error calling ${method}: ${why}`)
+          : new DialError(`error dialing DHCP daemon: dial unix ${socket}: ${why}`),
       );
     });
   });
