@@ -68,10 +68,18 @@ export function clientIdOf(containerId: string, network: string, ifname: string)
   return Uint8Array.from([0, ...id]);
 }
 
+/** The attachment's interface (or its namespace) no longer exists: its lease has no one to serve. */
+export class LinkGone extends Error {}
+
 /** The interface's MAC, bringing it up first: the server's replies need a running link. */
 function prepareLink(a: Attachment): Uint8Array {
-  const link = showLink(a.ifname, { netns: a.netns });
-  if (!link) throw new Error(`no link ${a.ifname} in ${a.netns}`);
+  let link: ReturnType<typeof showLink>;
+  try {
+    link = showLink(a.ifname, { netns: a.netns });
+  } catch (e) {
+    throw new LinkGone(`cannot look at ${a.ifname} in ${a.netns}: ${(e as Error).message}`);
+  }
+  if (!link) throw new LinkGone(`no link ${a.ifname} in ${a.netns}`);
   if (!link.flags.includes("UP")) {
     const r = applyLinkOps([{ op: "link-set", dev: a.ifname, up: true }], { netns: a.netns });
     if (!r.ok) throw new Error(`cannot set ${a.ifname} up: ${r.stderr}`);

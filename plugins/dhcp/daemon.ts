@@ -1,11 +1,12 @@
 import { unlinkSync, writeFileSync } from "node:fs";
 import { connect, createServer, type Server, type Socket } from "node:net";
-import { dirname, isAbsolute } from "node:path";
+import { basename, dirname, isAbsolute, join } from "node:path";
 import { mkdirSync } from "node:fs";
 import { loadLibc } from "../../lib/kernel/libc.ts";
-import { acquire, type Attachment, clientIdOf, type Lease, release, renew, type Timing } from "./client.ts";
+import { acquire, type Attachment, clientIdOf, type Lease, LinkGone, release, renew, type Timing } from "./client.ts";
 import { clientOptions, DEFAULT_SOCKET, parseDhcpConfig } from "./config.ts";
 import type { CmdArgs, Method, Reply } from "./rpc.ts";
+import { LeaseStore } from "./store.ts";
 
 /**
  * `dhcp daemon`: serves DHCP.Allocate and DHCP.Release on a unix socket and keeps every lease it
@@ -57,13 +58,35 @@ export function parseFlags(argv: string[]): Flags {
 interface Held {
   attachment: Attachment;
   lease: Lease;
+  priority?: number;
   timer?: NodeJS.Timeout;
 }
 
+/** Where the leases are kept: beside the socket, so a daemon per socket has its own. */
+export const leaseDirOf = (socketPath: string) => join(dirname(socketPath), `${basename(socketPath)}.leases`);
+
 class Daemon {
   private readonly leases = new Map<string, Held>();
+  private readonly store: LeaseStore;
 
-  constructor(private readonly f: Flags) {}
+  constructor(private readonly f: Flags) {
+    this.store = new LeaseStore(leaseDirOf(f.socketPath));
+  }
+
+  /** Resumes renewing the leases a previous daemon left on disk (at once for those past T1). */
+  resume() {
+    for (const s of this.store.load()) {
+      const held: Held = { attachment: s.attachment, lease: s.lease, priority: s.priority };
+      this.leases.set(s.key, held);
+      const t1 = s.lease.boundAt + s.lease.renewSeconds * 1000;
+      this.schedule(s.key, held, Math.max(0, t1 - Date.now()));
+      log(`resumed the lease of ${s.key} on ${s.lease.address}`);
+    }
+  }
+
+  private keep(key: string, held: Held) {
+    this.store.save({ key, attachment: held.attachment, lease: held.lease, priority: held.priority });
+  }
 
   private attachmentOf(a: CmdArgs): { key: string; attachment: Attachment; priority?: number } {
     const config = parseDhcpConfig(JSON.parse(Buffer.from(a.StdinData, "base64").toString("utf8")));
@@ -85,8 +108,9 @@ class Daemon {
     let held = this.leases.get(key);
     if (!held) {
       const lease = await acquire(attachment, this.f.timing);
-      held = { attachment, lease };
+      held = { attachment, lease, priority };
       this.leases.set(key, held);
+      this.keep(key, held);
       this.schedule(key, held);
     }
     return resultOf(held.lease, priority);
@@ -98,7 +122,13 @@ class Daemon {
     if (!held) return {};
     clearTimeout(held.timer);
     this.leases.delete(key);
-    release(held.attachment, this.f.timing, held.lease);
+    this.store.remove(key);
+    try {
+      release(held.attachment, this.f.timing, held.lease);
+    } catch (e) {
+      // The interface went first (a runtime that deletes it before IPAM DEL): the lease lapses.
+      log(`releasing ${key}: ${(e as Error).message}`);
+    }
     return {};
   }
 
@@ -111,9 +141,17 @@ class Daemon {
         held.lease = expired
           ? await acquire(held.attachment, this.f.timing)
           : await renew(held.attachment, this.f.timing, held.lease);
-        if (this.leases.get(key) === held) this.schedule(key, held);
+        if (this.leases.get(key) !== held) return;
+        this.keep(key, held);
+        this.schedule(key, held);
       } catch (e) {
         log(`renewing ${key}: ${(e as Error).message}`);
+        if (e instanceof LinkGone) {
+          // The container went without a DEL: stop renewing for it.
+          this.leases.delete(key);
+          this.store.remove(key);
+          return;
+        }
         const left = held.lease.boundAt + held.lease.leaseSeconds * 1000 - Date.now();
         if (this.leases.get(key) === held) this.schedule(key, held, Math.max(1000, left / 2));
       }
@@ -214,6 +252,7 @@ export async function daemon(argv: string[]): Promise<number> {
     return 1;
   }
   if (f.pidFile) writeFileSync(f.pidFile, `${process.pid}\n`);
+  d.resume();
   log(`dhcp daemon listening on ${f.socketPath}`);
   return new Promise<number>((resolve) => {
     const stop = () => {

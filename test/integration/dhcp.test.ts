@@ -123,6 +123,28 @@ inSandbox("macvlan + dhcp: leases from dnsmasq, reachability, renewal at T1, rel
   assert.not.ok(existsSync(socket), "the daemon removed its socket on SIGTERM");
 });
 
+inSandbox("a restarted daemon resumes renewing the leases it kept on disk, and releases them on DEL", async (sb) => {
+  const seg = addSegment(sb);
+  const server = dnsmasq(sb, seg.ext);
+  let { d, socket } = await daemon(sb);
+  try {
+    const ctr = sb.addContainer();
+    const config = conf(sb, "macvlan", { master: seg.master }, { type: "dhcp", daemonSocketPath: socket });
+    ok(cni(sb, MACVLAN, "ADD", { netns: ctr.path }, config), "ADD");
+    const ip = addressOf(linkIn(sb, ctr.name, "eth0"))!;
+    await stop(d);
+    const before = leases(sb).get(ip)!;
+    ({ d } = await daemon(sb));
+    assert.ok(await until(() => (leases(sb).get(ip) ?? 0) > before), "the new daemon renewed the lease");
+    assert.ok(d.stderr().includes(`resumed the lease of ctr1/macvlannet/eth0 on ${ip}`), d.stderr());
+    ok(cni(sb, MACVLAN, "DEL", { netns: ctr.path }, config), "DEL");
+    assert.ok(await until(() => !leases(sb).has(ip)), "the new daemon released it");
+  } finally {
+    await stop(d);
+    await stop(server);
+  }
+});
+
 inSandbox("ADD without a daemon is a CNI error naming the socket, and leaves no link", async (sb) => {
   const seg = addSegment(sb);
   const ctr = sb.addContainer();
