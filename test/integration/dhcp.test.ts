@@ -4,7 +4,8 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { type Sandbox, sandboxed } from "../helpers/sandbox.ts";
+import { runPluginAsync } from "../helpers/plugin-run.ts";
+import { type Sandbox, cniEnv, sandboxed } from "../helpers/sandbox.ts";
 import { EXT_ADDR, addSegment, addressOf, cni, conf, linkIn, ok, ours, ping } from "../helpers/sublink-net.ts";
 
 const inSandbox = sandboxed(test, "dhcp");
@@ -92,10 +93,11 @@ inSandbox("macvlan + dhcp: leases from dnsmasq, reachability, renewal at T1, rel
   try {
     const [a, b] = [sb.addContainer(), sb.addContainer()];
     const config = conf(sb, "macvlan", { master: seg.master }, { type: "dhcp", daemonSocketPath: socket });
-    const [ra, rb] = [
-      ok(cni(sb, MACVLAN, "ADD", { netns: a.path, id: "a" }, config), "ADD a"),
-      ok(cni(sb, MACVLAN, "ADD", { netns: b.path, id: "b" }, config), "ADD b"),
-    ];
+    // Both ADDs at once: the daemon serves them concurrently, each with its own client ID.
+    const add = (netns: string, id: string) =>
+      runPluginAsync(sb, MACVLAN, cniEnv("ADD", { CNI_CONTAINERID: id, CNI_NETNS: netns }), config);
+    const runs = await Promise.all([add(a.path, "a"), add(b.path, "b")]);
+    const [ra, rb] = runs.map((r, i) => ok(r, `ADD ${"ab"[i]}`));
     const [ipa, ipb] = [addressOf(linkIn(sb, a.name, "eth0")), addressOf(linkIn(sb, b.name, "eth0"))];
     assert.ok(ipa && /^192\.0\.2\.1([0-4]\d|50)$/.test(ipa), `a's address ${ipa} is from the range`);
     assert.ok(ipb && ipb !== ipa, "b gets its own lease");
