@@ -67,6 +67,7 @@ export const leaseDirOf = (socketPath: string) => join(dirname(socketPath), `${b
 
 class Daemon {
   private readonly leases = new Map<string, Held>();
+  private readonly acquiring = new Map<string, Promise<Held>>();
   private readonly store: LeaseStore;
 
   constructor(private readonly f: Flags) {
@@ -105,19 +106,26 @@ class Daemon {
 
   async allocate(a: CmdArgs) {
     const { key, attachment, priority } = this.attachmentOf(a);
+    await this.acquiring.get(key)?.catch(() => undefined);
     let held = this.leases.get(key);
     if (!held) {
-      const lease = await acquire(attachment, this.f.timing);
-      held = { attachment, lease, priority };
-      this.leases.set(key, held);
-      this.keep(key, held);
-      this.schedule(key, held);
+      // One exchange per attachment at a time: a CHECK or a retried ADD during an ADD waits for it.
+      const p = acquire(attachment, this.f.timing).then((lease) => {
+        const h: Held = { attachment, lease, priority };
+        this.leases.set(key, h);
+        this.keep(key, h);
+        this.schedule(key, h);
+        return h;
+      });
+      this.acquiring.set(key, p);
+      held = await p.finally(() => this.acquiring.delete(key));
     }
     return resultOf(held.lease, priority);
   }
 
   async release(a: CmdArgs) {
     const { key } = this.attachmentOf(a);
+    await this.acquiring.get(key)?.catch(() => undefined); // a DEL racing its ADD releases what it got
     const held = this.leases.get(key);
     if (!held) return {};
     clearTimeout(held.timer);
