@@ -79,9 +79,9 @@ function leases(sb: Sandbox): Map<string, number> {
   return out;
 }
 
-async function daemon(sb: Sandbox): Promise<{ d: Running; socket: string }> {
+async function daemon(sb: Sandbox, timeout = "20s"): Promise<{ d: Running; socket: string }> {
   const socket = join(sb.tmp, "dhcp.sock");
-  const d = start(sb.node, [ours("dhcp"), "daemon", "-socketpath", socket, "-timeout", "20s", "-resendmax", "2s"]);
+  const d = start(sb.node, [ours("dhcp"), "daemon", "-socketpath", socket, "-timeout", timeout, "-resendmax", "2s"]);
   assert.ok(await until(() => existsSync(socket)), `the daemon listens: ${d.stderr()}`);
   return { d, socket };
 }
@@ -157,6 +157,23 @@ inSandbox("ADD without a daemon is a CNI error naming the socket, and leaves no 
   assert.is(r.json.code, 999);
   assert.ok(r.json.msg.startsWith(`error dialing DHCP daemon: dial unix ${socket}`), r.json.msg);
   assert.is(linkIn(sb, ctr.name, "eth0"), undefined, "the failed ADD rolled its link back");
+});
+
+inSandbox("no DHCP server on the segment: ADD fails with the daemon's reason and rolls its link back", async (sb) => {
+  const seg = addSegment(sb);
+  const { d, socket } = await daemon(sb, "2s");
+  try {
+    const ctr = sb.addContainer();
+    const config = conf(sb, "macvlan", { master: seg.master }, { type: "dhcp", daemonSocketPath: socket });
+    const r = cni(sb, MACVLAN, "ADD", { netns: ctr.path }, config);
+    assert.is(r.code, 1);
+    assert.is(r.json.code, 999);
+    assert.match(r.json.msg, /^error calling DHCP.Allocate: no DHCPOFFER from a DHCP server on eth0 within 2s/);
+    assert.is(linkIn(sb, ctr.name, "eth0"), undefined, "the failed ADD rolled its link back");
+    ok(cni(sb, MACVLAN, "DEL", { netns: ctr.path }, config), "DEL after the failed ADD");
+  } finally {
+    await stop(d);
+  }
 });
 
 inSandbox("a daemon takes over the socket a killed daemon left behind", async (sb) => {
