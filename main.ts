@@ -18,6 +18,11 @@ async function main(): Promise<number> {
     return 2;
   }
   if (entry.kind === "command") return entry.run(rest);
+  const sub =
+    rest[0] !== undefined && entry.subcommands && Object.hasOwn(entry.subcommands, rest[0])
+      ? entry.subcommands[rest[0]]
+      : undefined;
+  if (sub) return sub(rest.slice(1));
   return runPlugin(entry, process.env, findPlugin);
 }
 

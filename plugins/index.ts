@@ -8,6 +8,8 @@ import type { PluginSpec } from "../lib/cni/skel.ts";
  */
 export interface PluginEntry extends PluginSpec {
   kind: "plugin";
+  /** Commands of the same name's command line (`dhcp daemon`), run instead of the CNI contract. */
+  subcommands?: Record<string, (args: string[]) => Promise<number>>;
 }
 
 export interface CommandEntry {
@@ -48,6 +50,10 @@ export const REGISTRY: readonly RegistryEntry[] = [
   ]),
   plugin("dnsname", async () => (await import("./dnsname/index.ts")).default),
   plugin("flannel", async () => (await import("./flannel/index.ts")).default),
+  {
+    ...plugin("dhcp", async () => (await import("./dhcp/index.ts")).default),
+    subcommands: { daemon: async (args) => (await import("./dhcp/daemon.ts")).daemon(args) },
+  },
   { kind: "command", name: "cnitool", run: async (args) => (await import("./cnitool/index.ts")).cnitool(args) },
 ];
 

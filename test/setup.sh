@@ -49,7 +49,7 @@ conmon                        test  # e2e
 dbus-daemon                   test  # a private system bus for the firewalld backend's error tests
 file                          test  # test/e2e/image.sh checks that busybox is static
 iperf3                        test bench  # the benchmark's data path (the package test checks bench/ too)
-dnsmasq-base                  runtime test  # the DNS server dnsname starts per network
+dnsmasq-base                  runtime test  # the DNS server dnsname starts per network; the DHCP server the dhcp tests lease from
 golang-github-containernetworking-plugin-dnsname  test  # the reference dnsname, compared against
 bind9-dnsutils                test  # dig: name lookups from container namespaces
 user-mode-linux               test  # the uml stage: a kernel with ipvlan, vlan, dummy and vrf

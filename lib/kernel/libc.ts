@@ -1,6 +1,6 @@
 /**
- * The few libc calls Node has no binding for (flock, setns, and the socket calls rtnetlink needs),
- * through bun:ffi in the compiled executable. Loaded once per process and only on paths that need
+ * The few libc calls Node has no binding for (flock, setns, and the socket calls rtnetlink and the
+ * DHCP client need), through bun:ffi in the compiled executable. Loaded once per process and only on paths that need
  * it; undefined under plain Node or a libc that will not load: flock then falls back to flock(1)
  * (the unit tests run that path), link operations go through iproute2, and entering a namespace is
  * an error.
@@ -13,6 +13,7 @@ export interface Libc {
   setsockopt(fd: number, level: number, name: number, value: Uint8Array, len: number): number;
   /** ssize_t results come back as bigint (bun:ffi's i64). */
   send(fd: number, buf: Uint8Array, len: number, flags: number): bigint;
+  sendto(fd: number, buf: Uint8Array, len: number, flags: number, addr: Uint8Array, alen: number): bigint;
   recv(fd: number, buf: Uint8Array, len: number, flags: number): bigint;
   close(fd: number): number;
 }
@@ -50,6 +51,7 @@ async function open(): Promise<Libc | undefined> {
     setsockopt: { args: t("i32", "i32", "i32", "ptr", "u32"), returns: FFIType.i32 },
     send: { args: t("i32", "ptr", "u64", "i32"), returns: FFIType.i64 },
     recv: { args: t("i32", "ptr", "u64", "i32"), returns: FFIType.i64 },
+    sendto: { args: t("i32", "ptr", "u64", "i32", "ptr", "u32"), returns: FFIType.i64 },
     close: { args: t("i32"), returns: FFIType.i32 },
   };
   for (const lib of ["libc.so.6", "libc.so"]) {

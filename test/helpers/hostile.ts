@@ -130,6 +130,9 @@ export function baseConfig(plugin: PluginName, dir: string, netns: string): Reco
         delegate: { bridge: HBRIDGE, hairpinMode: true, isDefaultGateway: true },
         ipam: { dataDir: join(dir, "ipam") },
       };
+    case "dhcp":
+      // No daemon listens there: a valid ADD gets as far as dialing it.
+      return { ...base, ipam: { type: "dhcp", daemonSocketPath: join(dir, "dhcp.sock"), priority: 10 } };
     default:
       throw new Error(
         `no hostile-input base configuration for plugin "${plugin}": add one here so the hostile tests cover it`,
