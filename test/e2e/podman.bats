@@ -2,7 +2,8 @@
 # Podman 4.3 (Debian) with network_backend "cni" driving the plugins: `podman network create`
 # writes a 0.4.0 conflist chaining bridge, portmap, firewall and tuning; `podman run -p` publishes
 # a port reached from an external host; `-d macvlan` networks put containers on the parent's L2;
-# networks with DNS (Podman's default) add dnsname, and containers find each other by name.
+# networks with DNS (Podman's default) add dnsname, and containers find each other by name;
+# `--opt isolate=true` networks are cut off from each other.
 
 load lib
 load podman
