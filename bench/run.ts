@@ -25,6 +25,7 @@ import { dataPath } from "./scenarios/datapath.ts";
 import { crowdedBridge, delWithoutPorts, singlePod, warmUp } from "./scenarios/latency.ts";
 import { spawnsPerPlugin } from "./scenarios/spawns.ts";
 import { otherNetworks } from "./scenarios/other-networks.ts";
+import { dnsNetwork } from "./scenarios/dns-network.ts";
 import { addMemory, versionStartup } from "./scenarios/startup.ts";
 
 const HERE = import.meta.dirname;
@@ -145,6 +146,9 @@ async function main() {
     log(`8 · macvlan and ptp pods ×${cfg.iterations}`);
     const others = await otherNetworks(sides, cfg.iterations);
     await settle();
+    log(`9 · bridge + dnsname pods ×${cfg.iterations}, name lookups ×${cfg.iterations * 4}`);
+    const dns = await dnsNetwork(sides, cfg.iterations);
+    await settle();
     log(`2 · ${cfg.crowd - 1} pods on the bridge, then ADD/DEL ×${cfg.crowdIterations}`);
     const crowded = await crowdedBridge(sides, cfg.crowd, cfg.crowdIterations);
     const ipamAlloc = ipamAllocation(tools.ours);
@@ -176,6 +180,7 @@ async function main() {
       locks,
       crowded,
       others,
+      dns,
       dataPath: paths,
       ipamAlloc,
     };

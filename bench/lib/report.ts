@@ -6,6 +6,7 @@ import type { Crowded, Samples, SinglePod } from "../scenarios/latency.ts";
 import type { Activity, Operation } from "../scenarios/spawns.ts";
 import type { Memory } from "../scenarios/startup.ts";
 import type { OtherNetworks } from "../scenarios/other-networks.ts";
+import type { DnsNetwork } from "../scenarios/dns-network.ts";
 import { countPrograms } from "./strace.ts";
 
 /** Everything one run measured; rendered by `renderReport`. */
@@ -36,6 +37,7 @@ export interface Results {
   locks: Pair<LockWaits>;
   crowded: Pair<Crowded>;
   others: OtherNetworks;
+  dns: DnsNetwork;
   dataPath?: DataPath;
   /** Markdown from bench/ipam-alloc.mjs (issue 3), when that script exists. */
   ipamAlloc?: string;
@@ -236,6 +238,37 @@ function otherNetworksTable(r: Results): string {
   ].join("\n");
 }
 
+function dnsTable(r: Results): string {
+  const d = r.dns;
+  const o = d.pods.ours;
+  const f = d.pods.reference;
+  const rows = [timingRow("ADD", o.add, f.add), timingRow("DEL", o.del, f.del)].map((x) => [
+    x.what,
+    x.ours,
+    x.ref,
+    x.ratio,
+    x.cpu,
+  ]);
+  const lookups = [
+    "lookup of a neighbour's name (dig query time, ms)",
+    fmtSummary(summarize(o.lookupMs)),
+    fmtSummary(summarize(f.lookupMs)),
+    fmtRatio(ratio(med(o.lookupMs), med(f.lookupMs))),
+    "",
+  ];
+  return [
+    "### 9 · bridge + dnsname pods",
+    "",
+    "A pod on a network of bridge (own bridge, host-local) chained to dnsname (domain dns.bench), after the loopback network, " +
+      "with one resident pod on the network so its dnsmasq runs; then `dig @gateway pod-N.dns.bench` from another pod of the " +
+      "network (dig's own query time; whole milliseconds). Ours / reference dnsname, ms, median [min–max]:",
+    "",
+    d.skipped
+      ? `_Not measured: ${d.skipped}._`
+      : table(["pod operation", "ours", "reference", "ours/ref", "CPU ours / ref"], [...rows, lookups]),
+  ].join("\n");
+}
+
 function table(head: string[], rows: string[][]): string {
   const line = (cells: string[]) => `| ${cells.join(" | ")} |`;
   return [line(head), line(head.map(() => "---")), ...rows.map(line)].join("\n");
@@ -412,6 +445,8 @@ export function renderReport(r: Results): string {
     "",
     otherNetworksTable(r),
     "",
+    dnsTable(r),
+    "",
     ...(r.dataPath ? [dataPathTable(r.dataPath), ""] : []),
     ...(r.ipamAlloc
       ? ["### host-local allocation cost (issue 3, bench/ipam-alloc.mjs)", "", asMarkdown(r.ipamAlloc), ""]
@@ -441,6 +476,9 @@ export function renderReport(r: Results): string {
       "veth pair to the node's address on the published host port, each as a ratio to a plain veth pair.",
     "- **Scenario 8**: the same pod operations with a macvlan or a ptp network in place of the bridge one, alternating sides; a " +
       "kind is measured only when both plugin directories have its plugin.",
+    "- **Scenario 9**: a bridge + dnsname network per side (network names differ, since dnsname's files under " +
+      "/run/containers/cni/dnsname are shared), one resident pod so dnsmasq runs; pod ADD/DEL alternating sides, then name " +
+      "lookups with Debian's dig from a pod's namespace; the last DEL stops each side's dnsmasq.",
     "",
   ].join("\n");
 }

@@ -58,6 +58,28 @@ function otherNetwork(kind: OtherNetwork, ipamDir: string) {
   return { cniVersion: "1.0.0", name: `bench-${kind}`, plugins: [plugin] };
 }
 
+/** Scenario 9's network: a bridge of its own with dnsname (containers/dnsname's configuration). */
+export const DNS_BRIDGE = "benchdns0";
+export const DNS_GATEWAY = "10.96.0.1";
+export const DNS_DOMAIN = "dns.bench";
+function dnsNetwork(label: string, ipamDir: string) {
+  return {
+    cniVersion: "1.0.0",
+    // Per side: dnsname keeps its files under /run/containers/cni/dnsname/<network>, shared by both.
+    name: `bench-dns-${label}`,
+    plugins: [
+      {
+        type: "bridge",
+        bridge: DNS_BRIDGE,
+        isGateway: true,
+        ipMasq: true,
+        ipam: { type: "host-local", ranges: [[{ subnet: "10.96.0.0/16" }]], dataDir: ipamDir },
+      },
+      { type: "dnsname", domainName: DNS_DOMAIN, capabilities: { aliases: true } },
+    ],
+  };
+}
+
 const LOOPBACK_NETWORK = { cniVersion: "1.0.0", name: "cni-loopback", plugins: [{ type: "loopback" }] };
 
 export interface Pod {
@@ -105,6 +127,7 @@ export class Side {
   readonly podConf: string;
   readonly loopbackConf: string;
   readonly otherConfs: Record<OtherNetwork, string>;
+  readonly dnsConf: string;
   private podCount = 0;
 
   constructor(
@@ -125,6 +148,8 @@ export class Side {
     this.otherConfs = { macvlan: join(netd, "20-macvlan.conflist"), ptp: join(netd, "30-ptp.conflist") };
     for (const kind of OTHER_NETWORKS)
       writeFileSync(this.otherConfs[kind], JSON.stringify(otherNetwork(kind, this.ipamDir), null, 2));
+    this.dnsConf = join(netd, "40-dns.conflist");
+    writeFileSync(this.dnsConf, JSON.stringify(dnsNetwork(label, this.ipamDir), null, 2));
     this.sandbox.inNode(["ip", "link", "add", MACVLAN_MASTER, "type", "veth", "peer", "name", `${MACVLAN_MASTER}p`]);
     this.sandbox.inNode(["ip", "link", "set", MACVLAN_MASTER, "up"]);
     this.sandbox.inNode(["ip", "link", "set", `${MACVLAN_MASTER}p`, "up"]);

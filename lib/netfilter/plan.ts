@@ -18,6 +18,8 @@ import {
 export interface Wanted {
   rule: Rule;
   at: "top" | "bottom";
+  /** Ensured by ADD but not required by CHECK: an addition of ours a reference ADD lacks. */
+  optional?: boolean;
 }
 
 /** User chains to create, then rules in the order they are ensured. */

@@ -52,10 +52,19 @@ export function forwardSkeleton(adminChain: string): RuleSet {
 }
 
 /**
+ * Connections the node DNATed (a published port: portmap's host port on a node address) pass the
+ * isolation drop, both ways (the conntrack state is the connection's), as netavark's isolate=true
+ * lets them: the reference drops them, so a container on one isolated network could not reach
+ * another network's published port even through the node's address.
+ */
+const DNAT_EXEMPT = ["-m", "conntrack", "--ctstate", "DNAT"];
+
+/**
  * Bridge isolation for ingressPolicy same-bridge/isolated (nothing for open): traffic entering from
  * the bridge and leaving by another interface goes to stage 2, which drops what leaves by a
- * policy-managed bridge. The jump from FORWARD is ensured last so it lands above CNI-FORWARD.
- * These rules are per bridge, shared by every container on it, and never removed on DEL.
+ * policy-managed bridge, unless the connection was DNATed. The jump from FORWARD is ensured last
+ * so it lands above CNI-FORWARD. These rules are per bridge, shared by every container on it, and
+ * never removed on DEL.
  */
 export function isolationRules(policy: IngressPolicy, bridge: string): RuleSet {
   if (policy === "open") return { chains: [], wanted: [] };
@@ -76,6 +85,13 @@ export function isolationRules(policy: IngressPolicy, bridge: string): RuleSet {
   wanted.push(
     { rule: { chain: STAGE1_CHAIN, spec: [...comment, "-j", "RETURN"] }, at: "bottom" },
     { rule: { chain: STAGE2_CHAIN, spec: ["-o", bridge, ...comment, "-j", "DROP"] }, at: "top" },
+    // Ensured after the drop so it lands above it; per bridge, so other bridges' rules inserted at
+    // the top later cannot come between the two.
+    {
+      rule: { chain: STAGE2_CHAIN, spec: ["-o", bridge, ...DNAT_EXEMPT, ...comment, "-j", "RETURN"] },
+      at: "top",
+      optional: true, // the reference's ADD does not write it: its CHECK must still pass ours
+    },
     { rule: { chain: STAGE2_CHAIN, spec: [...comment, "-j", "RETURN"] }, at: "bottom" },
   );
   return { chains: [STAGE1_CHAIN, STAGE2_CHAIN], wanted };
@@ -103,7 +119,8 @@ export function deleteScript(t: SavedTable, rules: Rule[]): string {
 /** What CHECK misses: absent chains and rules, described the way iptables would print them. */
 export function missing(t: SavedTable, want: RuleSet, rules: Rule[] = []): string[] {
   const chains = want.chains.filter((c) => !t.chains.has(c)).map((c) => `chain ${c}`);
-  const absent = missingRules(t, [...want.wanted.map((w) => w.rule), ...rules]);
+  const required = want.wanted.filter((w) => !w.optional).map((w) => w.rule);
+  const absent = missingRules(t, [...required, ...rules]);
   return [...chains, ...absent.map((r) => `rule "${ruleLine("-A", r)}"`)];
 }
 

@@ -2,7 +2,8 @@
 # Podman 4.3 (Debian) with network_backend "cni" driving the plugins: `podman network create`
 # writes a 0.4.0 conflist chaining bridge, portmap, firewall and tuning; `podman run -p` publishes
 # a port reached from an external host; `-d macvlan` networks put containers on the parent's L2;
-# networks with DNS (Podman's default) add dnsname, and containers find each other by name.
+# networks with DNS (Podman's default) add dnsname, and containers find each other by name;
+# `--opt isolate=true` networks are cut off from each other.
 
 load lib
 load podman
@@ -12,6 +13,9 @@ PORT=8084
 MACVLAN_NET=e2emacvlan
 DNS_NET=e2edns
 OTHER_NET=e2eother
+ISO_A=e2eisoa
+ISO_B=e2eisob
+ISO_PORT=8085
 
 setup_file() {
     e2e_sandbox_up podman
@@ -22,7 +26,7 @@ setup_file() {
 teardown_file() {
     if [ -n "${PODMAN_DIR:-}" ]; then
         podman_ rm -a -f -t 0 >/dev/null 2>&1
-        podman_ network rm -f "$NET" "$MACVLAN_NET" "$DNS_NET" "$OTHER_NET" >/dev/null 2>&1
+        podman_ network rm -f "$NET" "$MACVLAN_NET" "$DNS_NET" "$OTHER_NET" "$ISO_A" "$ISO_B" >/dev/null 2>&1
     fi
     e2e_sandbox_down
 }
@@ -167,4 +171,65 @@ teardown_file() {
     in_node_mnt test ! -e "/run/containers/cni/dnsname/$DNS_NET" || die "the network's dnsname files are left"
     podman_ rm -f -t 0 stranger >/dev/null
     podman_ network rm "$DNS_NET" "$OTHER_NET" >/dev/null
+}
+
+# Two networks created with --opt isolate=true: Podman's CNI backend writes our firewall with
+# ingressPolicy same-bridge into both conflists, and containers on one cannot reach the other's
+# (ping and TCP, both ways), while each still reaches its gateway, its neighbours, the external host
+# (masqueraded: it sees the node's address) and the other network's published port through the
+# node's address (DNATed connections are exempt from isolation, as with netavark).
+@test "podman network create --opt isolate=true: networks are cut off from each other, not from the rest" {
+    podman_ network create --disable-dns --opt isolate=true --subnet 10.244.43.0/24 "$ISO_A" >/dev/null
+    podman_ network create --disable-dns --opt isolate=true --subnet 10.244.44.0/24 "$ISO_B" >/dev/null
+    local net pid
+    for net in "$ISO_A" "$ISO_B"; do
+        node -e 'const c=JSON.parse(require("fs").readFileSync(process.argv[1]));process.exit(c.plugins.some(p=>p.type==="firewall"&&p.ingressPolicy==="same-bridge")?0:1)' "$PODMAN_DIR/net.d/$net.conflist" ||
+            die "podman wrote no firewall with ingressPolicy same-bridge into $net's conflist"
+        podman_ network ls --format '{{.Name}}' | grep -qx "$net" || die "podman does not list $net"
+    done
+
+    podman_ run -d --name a1 --network "$ISO_A" "$E2E_IMAGE_NAME" >/dev/null
+    podman_ run -d --name a2 --network "$ISO_A" "$E2E_IMAGE_NAME" >/dev/null
+    podman_ run -d --name b1 --network "$ISO_B" -p "$ISO_PORT:80" "$E2E_IMAGE_NAME" >/dev/null
+    local pid_a1 pid_a2 pid_b1 ip_a1 ip_a2 ip_b1 body
+    pid_a1=$(podman_ inspect --format '{{.State.Pid}}' a1)
+    pid_a2=$(podman_ inspect --format '{{.State.Pid}}' a2)
+    pid_b1=$(podman_ inspect --format '{{.State.Pid}}' b1)
+    ip_a1=$(netns_ipv4 "/proc/$pid_a1/ns/net" eth0)
+    ip_a2=$(netns_ipv4 "/proc/$pid_a2/ns/net" eth0)
+    ip_b1=$(netns_ipv4 "/proc/$pid_b1/ns/net" eth0)
+
+    pings() { in_node_mnt nsenter --net="/proc/$1/ns/net" busybox ping -c 1 -W 1 "$2" >/dev/null 2>&1; }
+    get() { in_node_mnt nsenter --net="/proc/$1/ns/net" curl -sS --fail --max-time 2 "$2"; }
+    local www
+    www=$(e2e_www)
+    in_ext_mnt_bg busybox httpd -f -p "$EXT_ADDR:80" -h "$www" &
+
+    # What stays open, first (the servers are up once these answer).
+    wait_for get "$pid_a2" "http://$ip_a1/cgi-bin/peer"
+    [ "$(get "$pid_a2" "http://$ip_a1/cgi-bin/peer")" = "$ip_a2" ] || die "a1 saw its neighbour a2 by another address"
+    pings "$pid_a1" "$ip_a2" || die "a1 cannot ping its neighbour a2"
+    pings "$pid_a1" 10.244.43.1 || die "a1 cannot ping its gateway"
+    pings "$pid_b1" 10.244.44.1 || die "b1 cannot ping its gateway"
+    for pid in "$pid_a1" "$pid_b1"; do
+        wait_for get "$pid" "http://$EXT_ADDR/cgi-bin/peer"
+        [ "$(get "$pid" "http://$EXT_ADDR/cgi-bin/peer")" = "$NODE_ADDR" ] ||
+            die "the external host did not see the node's address (no masquerade)"
+    done
+    # b1's published port, through the node's address, from the other isolated network.
+    wait_for get "$pid_a1" "http://$NODE_ADDR:$ISO_PORT/cgi-bin/peer"
+    body=$(get "$pid_a1" "http://$NODE_ADDR:$ISO_PORT/cgi-bin/peer")
+    # a1's network masquerades what leaves its subnet (the bridge's ipMasq), so b1 sees its own gateway.
+    [ "$body" = 10.244.44.1 ] || die "b1 saw a1 through its published port as '$body', expected 10.244.44.1"
+    body=$(http_get_from_ext "http://$NODE_ADDR:$ISO_PORT/cgi-bin/peer")
+    assert_peer_is_ext "$body"
+
+    # What isolation cuts: each container address of the other network, both ways, ping and TCP.
+    ! pings "$pid_a1" "$ip_b1" || die "a1 pings b1 across isolated networks"
+    ! pings "$pid_b1" "$ip_a1" || die "b1 pings a1 across isolated networks"
+    ! get "$pid_a1" "http://$ip_b1/cgi-bin/peer" >/dev/null 2>&1 || die "a1 connects to b1 across isolated networks"
+    ! get "$pid_b1" "http://$ip_a1/cgi-bin/peer" >/dev/null 2>&1 || die "b1 connects to a1 across isolated networks"
+
+    podman_ rm -f -t 0 a1 a2 b1 >/dev/null
+    podman_ network rm "$ISO_A" "$ISO_B" >/dev/null
 }

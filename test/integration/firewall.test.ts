@@ -122,6 +122,7 @@ function filterRules(sb: Sandbox, family: 4 | 6 = 4): string[] {
   return out.split("\n").filter((l) => l.startsWith("-A ") || / - \[\d+:\d+\]$/.test(l));
 }
 
+const DNAT_EXEMPT = "-m conntrack --ctstate DNAT";
 const FORWARD_JUMP = '-A FORWARD -m comment --comment "CNI firewall plugin rules" -j CNI-FORWARD';
 const ADMIN_JUMP = '-A CNI-FORWARD -m comment --comment "CNI firewall plugin admin overrides" -j CNI-ADMIN';
 const inbound = (cidr: string) => `-A CNI-FORWARD -d ${cidr} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT`;
@@ -228,6 +229,8 @@ inSandbox("ingressPolicy same-bridge cuts traffic between bridges but not within
     for (const br of ["br1", "br2"]) {
       assert.ok(rules.includes(`-A CNI-ISOLATION-STAGE-1 -i ${br} ! -o ${br} ${comment} -j CNI-ISOLATION-STAGE-2`));
       assert.ok(rules.includes(`-A CNI-ISOLATION-STAGE-2 -o ${br} ${comment} -j DROP`));
+      const exempt = rules.indexOf(`-A CNI-ISOLATION-STAGE-2 -o ${br} ${DNAT_EXEMPT} ${comment} -j RETURN`);
+      assert.ok(exempt >= 0 && exempt < rules.indexOf(`-A CNI-ISOLATION-STAGE-2 -o ${br} ${comment} -j DROP`));
     }
     assert.is(
       rules.filter((l) => l.includes("-i br1 ! -o br1")).length,
@@ -237,6 +240,17 @@ inSandbox("ingressPolicy same-bridge cuts traffic between bridges but not within
     assert.is(rules.at(-1), `-A CNI-ISOLATION-STAGE-2 ${comment} -j RETURN`);
     assert.is(connect(sb, b.name, a.addr, "dropped"), "dropped", "same-bridge: another bridge is cut off");
     assert.is(connect(sb, a2.name, a.addr, "ok"), "ok", "same-bridge: the same bridge still connects");
+    // A published port (the node DNATs its gateway address on br2 to a on br1, as portmap would a
+    // host port) still connects across the isolated bridges, request and replies.
+    sb.inNode(
+      ["iptables", "-t", "nat", "-A", "PREROUTING", "-d", "10.98.2.1", "-p", "tcp", "--dport", String(PORT)].concat([
+        "-j",
+        "DNAT",
+        "--to-destination",
+        `${a.addr}:${PORT}`,
+      ]),
+    );
+    assert.is(connect(sb, b.name, "10.98.2.1", "ok"), "ok", "same-bridge: a DNATed connection passes");
     ok(call(sb, OURS, "CHECK", a, conf(prevResult(a, "br1"), { ingressPolicy: "same-bridge" })), "CHECK");
 
     attach("same-bridge", "DEL");
@@ -262,8 +276,15 @@ test("cross-implementation: same rules as the reference, and each DEL/CHECK acce
       const config = (c: Ctr) => conf(prevResult(c, "vctr", ["fd00:99::2/64"]), { ingressPolicy: "same-bridge" });
       ok(call(ours, OURS, "ADD", co, config(co)), "our ADD");
       ok(call(ref, REF, "ADD", cr, config(cr)), "reference ADD");
+      // Identical but for our exemption of DNATed connections from the isolation drop.
+      const isExempt = (l: string) => l.includes(DNAT_EXEMPT);
       for (const f of [4, 6] as const)
-        assert.equal(filterRules(ours, f), filterRules(ref, f), `IPv${f} rules identical to the reference's`);
+        assert.equal(
+          filterRules(ours, f).filter((l) => !isExempt(l)),
+          filterRules(ref, f),
+          `IPv${f} rules identical to the reference's`,
+        );
+      assert.ok(filterRules(ours).some(isExempt), "ours exempts DNATed connections");
 
       // Reference ADD, our CHECK and DEL.
       ok(call(ref, OURS, "CHECK", cr, config(cr)), "our CHECK of the reference's ADD");

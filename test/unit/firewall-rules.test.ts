@@ -72,9 +72,17 @@ test("a fresh table gets chains by -N (never a flushing declaration), jumps on t
   assert.not.match(script, /^:/m);
 });
 
-test("the reference plugin's own ADD leaves nothing for ours to add (same names, comments, order)", () => {
+test("the reference plugin's own ADD leaves ours only the DNAT exemption to add, and passes our CHECK", () => {
   const want = combine(forwardSkeleton("CNI-ADMIN"), isolationRules("same-bridge", "cni0"));
-  assert.is(ensureScript(parseDump(REFERENCE_DUMP, "filter"), want, containerRules("10.88.0.2/32")), "");
+  assert.is(
+    ensureScript(parseDump(REFERENCE_DUMP, "filter"), want, containerRules("10.88.0.2/32")),
+    [
+      "*filter",
+      '-I CNI-ISOLATION-STAGE-2 1 -o cni0 -m conntrack --ctstate DNAT -m comment --comment "CNI firewall plugin rules (ingressPolicy: same-bridge)" -j RETURN',
+      "COMMIT",
+      "",
+    ].join("\n"),
+  );
   assert.equal(missing(parseDump(REFERENCE_DUMP, "filter"), want, containerRules("10.88.0.2/32")), []);
 });
 
