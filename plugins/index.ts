@@ -36,6 +36,7 @@ export const REGISTRY: readonly RegistryEntry[] = [
   plugin("tuning", async () => (await import("./tuning/index.ts")).default),
   plugin("macvlan", async () => (await import("./macvlan/index.ts")).default),
   plugin("ptp", async () => (await import("./ptp/index.ts")).default),
+  plugin("host-device", async () => (await import("./host-device/index.ts")).default),
   plugin("sbr", async () => (await import("./sbr/index.ts")).default),
   plugin("bandwidth", async () => (await import("./bandwidth/index.ts")).default, [
     "0.3.0",

@@ -79,6 +79,8 @@ export function baseConfig(plugin: PluginName, dir: string, netns: string): Reco
       return { ...base, master: "eth0", linkInContainer: true, mode: "bridge", mtu: 1400, ipam };
     case "ptp":
       return { ...base, ipMasq: true, mtu: 1400, ipam };
+    case "host-device":
+      return { ...base, device: "hdev0", ipam };
     case "sbr":
       return { ...base, table: 150, prevResult: prevResult(netns) };
     case "bandwidth":
