@@ -31,7 +31,7 @@ function assertBack(sb: Sandbox, dev: { name: string; mac: string; ifindex: numb
 }
 
 // kernelpath and pciBusID read sysfs, which shows the machine's namespace, not the sandbox's node:
-// their lookup is unit-tested on a tree of its own (test/unit/host-device-lookup.test.ts).
+// their lookup is unit-tested on a tree of its own (test/unit/host-device.test.ts).
 inSandbox("device and hwaddr select the node's device; it moves in as eth0; DEL brings it back", async (sb) => {
   const selectors: [string, (d: { name: string; mac: string }) => Record<string, unknown>][] = [
     ["device", (d) => ({ device: d.name })],
