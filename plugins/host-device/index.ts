@@ -27,10 +27,15 @@ import { forgetMoved, readMoved, saveMoved, type Moved } from "./state.ts";
 
 const internal = (msg: string) => new CniError(Code.Internal, msg);
 
-/** Moves and renames in one request (the kernel renames in the target), so no name collides on the way. */
-function moveIn(dev: IpLink, netns: string, ifname: string) {
+/**
+ * Moves and renames in one request. The kernel moves first and renames after, so a taken CNI_IFNAME
+ * fails with the device already inside under its own name: then it goes straight back.
+ */
+function moveIn(dev: IpLink, netns: string, ifname: string, up: boolean) {
   const r = applyLinkOps([{ op: "link-set", dev: dev.ifname, netns, name: ifname, alias: dev.ifname }]);
-  if (!r.ok) throw internal(`failed to move "${dev.ifname}" to container netns as "${ifname}": ${r.stderr}`);
+  if (r.ok) return;
+  if (showLink(dev.ifname, { netns })) moveOut(netns, dev.ifname, dev.ifname, up);
+  throw internal(`failed to move "${dev.ifname}" to container netns as "${ifname}": ${r.stderr}`);
 }
 
 /** From inside `netns`, back to the node as `name`, its alias cleared and up again if it was. */
@@ -56,7 +61,7 @@ async function add(req: Request<Config>): Promise<Result> {
   const key = attachmentOf(req);
   const moved: Moved = { name: dev.ifname, mac: dev.address, up: dev.flags.includes("UP"), netns: req.netns };
   const undo = new Undo();
-  moveIn(dev, req.netns, req.ifname);
+  moveIn(dev, req.netns, req.ifname, moved.up);
   undo.push(() => moveOut(req.netns, req.ifname, dev.ifname, moved.up));
   return undo.guard(async () => {
     saveMoved(key, moved);
