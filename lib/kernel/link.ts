@@ -39,6 +39,8 @@ export interface IpLink {
   /** The parent's ifindex (macvlan, ipvlan, vlan; in the namespace link_netnsid names). */
   link?: string;
   link_netnsid?: number;
+  /** The link's alias (IFLA_IFALIAS); host-device keeps a moved device's own name there. */
+  ifalias?: string;
   linkinfo?: {
     info_kind?: string;
     info_slave_kind?: string;
@@ -122,6 +124,8 @@ export type LinkOp =
       netns?: string;
       /** Renames the link (with netns: its name there). */
       name?: string;
+      /** Sets the link's alias, or with null clears it. */
+      alias?: string | null;
     }
   | { op: "link-del"; dev: string }
   /** A bridge port's own settings, each set explicitly either way. */
@@ -214,6 +218,9 @@ function kindWords(k: LinkKind): string[] {
 
 const parentOf = (k: LinkKind) => ("parent" in k && k.type !== "vxlan" ? k.parent : undefined);
 
+/** How a batch line spells an empty argument (ip's parser reads `""` as one); only lineOf writes it. */
+const EMPTY_WORD = '""';
+
 /** The iproute2 batch line of one op (for `ip`, or `bridge` for port-vlan and fdb). */
 export function lineOf(o: LinkOp): string[] {
   switch (o.op) {
@@ -237,6 +244,7 @@ export function lineOf(o: LinkOp): string[] {
         o.dev,
         ...opt(o.netns, "netns", o.netns!),
         ...opt(o.name, "name", o.name!),
+        ...(o.alias === null ? ["alias", EMPTY_WORD] : opt(o.alias, "alias", o.alias!)),
         ...opt(o.mac !== undefined, "address", o.mac!),
         ...num("mtu", o.mtu),
         ...(o.master === null ? ["nomaster"] : opt(o.master !== undefined, "master", o.master!)),
@@ -371,6 +379,10 @@ const toolOf = (o: LinkOp): Tool =>
         ? "ip -6"
         : "ip";
 
+/** The one empty word a line may hold: the value of a cleared alias, which no input can spell. */
+const isClearedAlias = (o: LinkOp, line: string[], n: number) =>
+  o.op === "link-set" && o.alias === null && line[n] === EMPTY_WORD && line[n - 1] === "alias";
+
 function batchesOf(ops: readonly LinkOp[]): Batch[] {
   const out: Batch[] = [];
   let i = 0;
@@ -383,7 +395,7 @@ function batchesOf(ops: readonly LinkOp[]): Batch[] {
     for (; i < ops.length && toolOf(ops[i]!) === tool; i++) {
       // Checked whatever the carrier: the same op is refused the same way everywhere.
       const line = lineOf(ops[i]!);
-      for (const w of line) checkBatchWord(w, bin);
+      for (const [n, w] of line.entries()) if (!isClearedAlias(ops[i]!, line, n)) checkBatchWord(w, bin);
       lines.push(line);
       reports ||= REPORTS.has(ops[i]!.op);
     }

@@ -1,4 +1,4 @@
-import { statSync, statfsSync } from "node:fs";
+import { closeSync, constants, openSync, statSync, statfsSync } from "node:fs";
 import { KernelError } from "./errors.ts";
 
 const NSFS_MAGIC = 0x6e736673;
@@ -32,4 +32,18 @@ export function inspectNetns(path: string): NetnsState {
     });
   }
   return "ok";
+}
+
+/**
+ * Runs `fn` with a path that names the namespace this thread is in now, valid wherever the thread
+ * goes meanwhile (an open descriptor under /proc/<pid>/fd): what an op run inside a container
+ * names as the target of a move back to the node. The descriptor is closed afterwards.
+ */
+export function withOwnNetnsPath<T>(fn: (path: string) => T): T {
+  const fd = openSync("/proc/thread-self/ns/net", constants.O_RDONLY);
+  try {
+    return fn(`/proc/${process.pid}/fd/${fd}`);
+  } finally {
+    closeSync(fd);
+  }
 }

@@ -1,15 +1,16 @@
 import { validateIfname } from "../cni/env.ts";
 import { CniError, Code } from "../cni/errors.ts";
 import type { DNS, Interface, IPConfig, Result, Route } from "../cni/result.ts";
-import { parseResult } from "../cni/result-schema.ts";
 import type { PluginImpl, Request } from "../cni/skel.ts";
 import { resultFamily } from "../cni/versions.ts";
 import { z } from "../cni/zod.ts";
 import { applyLinkOps, showLink, type IpLink, type IpRoute, type LinkKind, type LinkOp } from "../kernel/link.ts";
 import { writeSysctls } from "../kernel/procfs.ts";
 import { configureContainer, layer2Container, removeContainerIface } from "./container.ts";
-import { checkAddressesAndRoutes, readContainer } from "./check.ts";
-import { addIpam, applyDnsOverride, delegateIpam, hasIpam, requireIpamPlugin, Undo } from "./interface-plugin.ts";
+import { checkContainerIface, prevResultOf } from "./check.ts";
+import { addIpam, applyDnsOverride, delegateIpam, requireIpamPlugin, Undo } from "./interface-plugin.ts";
+
+export { prevResultOf };
 import { randomVethName } from "./veth.ts";
 import { attachmentOf } from "./attachment.ts";
 import { lockedAdd, lockedDel } from "./delete-notice.ts";
@@ -133,6 +134,19 @@ export function createSublink(s: SublinkSpec): IpLink {
   throw internal(`failed to rename ${s.type} to "${s.ifname}": ${r.stderr || "not found after the rename"}`);
 }
 
+/**
+ * A layer-2 attachment (no addresses) has no result before 0.3.0: refused before anything exists,
+ * where the reference moves or creates the link and then fails to print.
+ */
+export function refuseLegacyLayer2(version: string) {
+  if (resultFamily(version) === "legacy")
+    throw new CniError(
+      Code.InvalidConfig,
+      "cannot convert: no valid IP addresses",
+      `a layer-2 attachment (no ipam) has no ${version} result`,
+    );
+}
+
 /** Where the container's addresses come from: IPAM, a previous plugin's result, or none (layer 2). */
 export type Addresses = { from: "ipam" } | { from: "prev"; ips: IPConfig[]; routes?: Route[] } | { from: "none" };
 
@@ -157,14 +171,7 @@ export const addSublink = (req: Request<SublinkConfig>, a: SublinkAdd): Promise<
   lockedAdd(attachmentOf(req), () => addUnlocked(req, a));
 
 async function addUnlocked(req: Request<SublinkConfig>, a: SublinkAdd): Promise<Result> {
-  if (a.addresses.from === "none" && resultFamily(req.version) === "legacy") {
-    // Caught before anything exists: the reference creates the link and then fails to print.
-    throw new CniError(
-      Code.InvalidConfig,
-      "cannot convert: no valid IP addresses",
-      `a layer-2 attachment (no ipam) has no ${req.version} result`,
-    );
-  }
+  if (a.addresses.from === "none") refuseLegacyLayer2(req.version);
   if (a.addresses.from === "ipam") requireIpamPlugin(req);
   const link = createSublink({ ...a, ifname: req.ifname, netns: req.netns });
   const undo = new Undo();
@@ -229,15 +236,6 @@ async function delUnlocked(req: Request<SublinkConfig>) {
   if (errors.length > 0) throw errors[0];
 }
 
-/** The prevResult of a chained call or a CHECK, in the current shape. */
-export function prevResultOf(req: Request<SublinkConfig>, what = "could not parse prevResult"): Result {
-  try {
-    return parseResult(req.config.prevResult, req.version);
-  } catch (e) {
-    throw internal(`${what}: ${(e as Error).message}`);
-  }
-}
-
 export interface SublinkCheck {
   type: SublinkType;
   /** The kind-specific part (mode, VLAN id, MTU): throws with the reference's message. */
@@ -248,28 +246,19 @@ export interface SublinkCheck {
 }
 
 /**
- * CHECK with the reference's walk: IPAM's CHECK, prevResult, the container entry in it for this
- * netns, the master, then inside the container the link (present, of the kind, the kind's own
- * attributes, the recorded MAC), its addresses and the routes.
+ * CHECK with the reference's walk (lib/net/check.ts checkContainerIface), the master looked up
+ * before the container is read.
  */
 export async function checkSublink(req: Request<SublinkConfig>, c: SublinkCheck) {
   const conf = req.config;
-  if (c.ipamAlways || hasIpam(conf)) await delegateIpam("CHECK", req);
-  if (conf.prevResult === undefined) throw internal(c.missingPrevResult ?? "Required prevResult missing");
-  const prev = prevResultOf(req, "could not parse prevResult");
-  const entry = (prev.interfaces ?? []).find((i) => i.name === req.ifname && i.sandbox === req.netns);
-  if (!entry) throw internal(`Sandbox in prevResult  doesn't match configured netns: ${req.netns}`);
-  if (c.type !== "dummy") findMaster(conf.master ?? "", req.netns, conf.linkInContainer ?? false);
-
-  const view = readContainer(req.netns, entry.name);
-  if (!view) throw internal(`Container Interface name in prevResult: ${entry.name} not found`);
-  const { link } = view;
-  if (link.linkinfo?.info_kind !== c.type)
-    throw internal(`Error: Container interface ${link.ifname} not of type ${c.type}`);
-  c.validate?.(link, entry.name);
-  if (entry.mac && entry.mac !== link.address)
-    throw internal(`Interface ${entry.name} Mac ${entry.mac} doesn't match container Mac: ${link.address}`);
-  checkAddressesAndRoutes(req.ifname, link, view.routes, prev);
+  await checkContainerIface(req, {
+    ...c,
+    kind: c.type,
+    ipam: c.ipamAlways ? "always" : "configured",
+    // dummy has no master to look up.
+    beforeContainer: () =>
+      c.type === "dummy" ? undefined : findMaster(conf.master ?? "", req.netns, conf.linkInContainer ?? false),
+  });
 }
 
 /**

@@ -25,6 +25,8 @@ export function fuzzNode(sb: Sandbox): FuzzNode {
   // A master for the sublink plugins (macvlan, ipvlan, vlan): a bridge, so no veth is left to explain.
   sb.inNode(["ip", "link", "add", "fzm0", "type", "bridge"]);
   sb.inNode(["ip", "link", "set", "fzm0", "up"]);
+  // A device for host-device to move (this kernel has ifb, not dummy).
+  sb.inNode(["ip", "link", "add", "fzh0", "type", "ifb"]);
   const resolv = join(sb.tmp, "resolv.conf");
   writeFileSync(resolv, "nameserver 10.63.0.53\nsearch fz.example\n");
   const subnetEnv = join(sb.tmp, "subnet.env");

@@ -103,6 +103,8 @@ export function baseConfig(plugin: PluginName, dir: string, netns: string): Reco
       return { ...base, master: "eth0", linkInContainer: true, mode: "l2", mtu: 1400, ipam };
     case "dummy":
       return { ...base, ipam };
+    case "host-device":
+      return { ...base, device: "hdev0", ipam };
     case "sbr":
       return { ...base, table: 150, prevResult: prevResult(netns) };
     case "bandwidth":

@@ -46,6 +46,7 @@ export const IFLA = {
   MASTER: 10,
   TXQLEN: 13,
   OPERSTATE: 16,
+  IFALIAS: 20,
   LINKINFO: 18,
   NET_NS_PID: 19,
   NET_NS_FD: 28,

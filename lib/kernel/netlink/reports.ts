@@ -186,6 +186,8 @@ export function linkReport(i: IfInfo, nameOf: NameOf): IpLink {
   if (promisc !== undefined) link.promiscuity = promisc;
   const info = linkinfo(a);
   if (info) link.linkinfo = info;
+  const alias = getStr(a.get(IFLA.IFALIAS));
+  if (alias) link.ifalias = alias;
   return link;
 }
 

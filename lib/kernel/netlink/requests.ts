@@ -85,6 +85,7 @@ export function carries(o: LinkOp): boolean {
         mac(o.mac) &&
         nsPath(o.netns) &&
         (o.name === undefined || plainName(o.name)) &&
+        (o.alias === undefined || o.alias === null || /^[\x21-\x7e]{1,255}$/.test(o.alias)) &&
         (o.master === undefined || o.master === null || plainName(o.master))
       );
     case "link-del":
@@ -182,6 +183,8 @@ function linkSet(o: Extract<LinkOp, { op: "link-set" }>, r: Resolved): MessageWr
     attrs.push((w) => w.u32(IFLA.NET_NS_FD, fd));
   }
   if (o.name !== undefined) attrs.push((w) => w.str(IFLA.IFNAME, o.name!));
+  // As ip sends it: the bytes without a NUL, so an empty one clears the alias.
+  if (o.alias !== undefined) attrs.push((w) => w.attr(IFLA.IFALIAS, new TextEncoder().encode(o.alias ?? "")));
   if (o.mac !== undefined) attrs.push((w) => w.attr(IFLA.ADDRESS, macBytes(o.mac!)!));
   if (o.mtu !== undefined) attrs.push((w) => w.u32(IFLA.MTU, o.mtu!));
   if (o.master !== undefined) {
