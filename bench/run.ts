@@ -44,6 +44,7 @@ const FULL = {
   iterations: 20,
   crowd: 200,
   crowdIterations: 10,
+  dnsCrowd: 100,
   burst: 50,
   burstRounds: 2,
   traceRuns: 3,
@@ -56,6 +57,7 @@ const QUICK = {
   iterations: 5,
   crowd: 30,
   crowdIterations: 5,
+  dnsCrowd: 20,
   burst: 50,
   burstRounds: 1,
   traceRuns: 1,
@@ -146,8 +148,10 @@ async function main() {
     log(`8 · macvlan and ptp pods ×${cfg.iterations}`);
     const others = await otherNetworks(sides, cfg.iterations);
     await settle();
-    log(`9 · bridge + dnsname pods ×${cfg.iterations}, name lookups ×${cfg.iterations * 4}`);
-    const dns = await dnsNetwork(sides, cfg.iterations);
+    log(
+      `9 · bridge + dnsname pods ×${cfg.iterations}, name lookups ×${cfg.iterations * 4}, then with ${cfg.dnsCrowd} pods on the network`,
+    );
+    const dns = await dnsNetwork(sides, cfg.iterations, cfg.dnsCrowd);
     await settle();
     log(`2 · ${cfg.crowd - 1} pods on the bridge, then ADD/DEL ×${cfg.crowdIterations}`);
     const crowded = await crowdedBridge(sides, cfg.crowd, cfg.crowdIterations);

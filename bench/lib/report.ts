@@ -256,6 +256,17 @@ function dnsTable(r: Results): string {
     fmtRatio(ratio(med(o.lookupMs), med(f.lookupMs))),
     "",
   ];
+  const c = d.crowded;
+  const crowdedRows = [
+    { ...timingRow(`ADD with ${d.crowd - 1} pods on the network`, c.ours.add, c.reference.add) },
+  ].map((x) => [x.what, x.ours, x.ref, x.ratio, x.cpu]);
+  const resolve = [
+    "its name resolves, ms after the ADD (one dig start included)",
+    fmtSummary(summarize(c.ours.resolveMs)),
+    fmtSummary(summarize(c.reference.resolveMs)),
+    fmtRatio(ratio(med(c.ours.resolveMs), med(c.reference.resolveMs))),
+    "",
+  ];
   return [
     "### 9 · bridge + dnsname pods",
     "",
@@ -265,7 +276,10 @@ function dnsTable(r: Results): string {
     "",
     d.skipped
       ? `_Not measured: ${d.skipped}._`
-      : table(["pod operation", "ours", "reference", "ours/ref", "CPU ours / ref"], [...rows, lookups]),
+      : table(
+          ["pod operation", "ours", "reference", "ours/ref", "CPU ours / ref"],
+          [...rows, lookups, ...crowdedRows, resolve],
+        ),
   ].join("\n");
 }
 
