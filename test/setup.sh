@@ -49,6 +49,8 @@ conmon                        test  # e2e
 dbus-daemon                   test  # a private system bus for the firewalld backend's error tests
 file                          test  # test/e2e/image.sh checks that busybox is static
 iperf3                        test bench  # the benchmark's data path (the package test checks bench/ too)
+etcd-server                   test  # the node agent's store (etcd v3), started by its tests
+etcd-client                   test  # etcdctl: tests write and delete keys as an operator would
 LIST
 
 # The packages listed for one use.
