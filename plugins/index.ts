@@ -45,6 +45,7 @@ export const REGISTRY: readonly RegistryEntry[] = [
     "1.1.0",
   ]),
   { kind: "command", name: "cnitool", run: async (args) => (await import("./cnitool/index.ts")).cnitool(args) },
+  { kind: "command", name: "tscni-agent", run: async (args) => (await import("./tscni-agent/index.ts")).agent(args) },
 ];
 
 export const findEntry = (name: string): RegistryEntry | undefined => REGISTRY.find((e) => e.name === name);
