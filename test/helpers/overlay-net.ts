@@ -88,8 +88,8 @@ export async function makeOverlay(sb: Sandbox, count: number, config: object): P
     },
     async stopAll() {
       for (const n of nodes) if (n.agent) await o.stopAgent(n).catch(() => {});
-      etcd.stop();
-      await waitGone(etcd.pid);
+      o.etcd.stop();
+      await waitGone(o.etcd.pid);
     },
   };
   return o;

@@ -4,7 +4,16 @@ import { join } from "node:path";
 import { BIN, sandboxed, type Sandbox } from "../helpers/sandbox.ts";
 import { runPlugin } from "../helpers/plugin-run.ts";
 import { cniEnv } from "../helpers/sandbox.ts";
-import { agentLog, makeOverlay, type Overlay, type OverlayNode, subnetEnv, until } from "../helpers/overlay-net.ts";
+import { startEtcd, waitGone } from "../helpers/etcd.ts";
+import {
+  agentLog,
+  ETCD_ADDR,
+  makeOverlay,
+  type Overlay,
+  type OverlayNode,
+  subnetEnv,
+  until,
+} from "../helpers/overlay-net.ts";
 
 /**
  * tscni-agent across sandboxed nodes: an underlay switch, etcd and two or three node namespaces,
@@ -174,6 +183,72 @@ it("its own key deleted: the agent takes the same subnet back; restarted, it kee
     assert.is(again[0]!.key, l!.key, "the lease carrying its PublicIP is reused");
     assert.is(again[0]!.value.BackendData.VtepMAC, l!.value.BackendData.VtepMAC, "the device and its MAC are kept");
   });
+});
+
+it("restart reconcile removes a peer that vanished while the agent was down (flannel's issue 2554)", async (sb) => {
+  await withOverlay(sb, 3, async (o) => {
+    const [n0, n1, n2] = o.nodes as [OverlayNode, OverlayNode, OverlayNode];
+    for (const n of o.nodes) await subnetEnv(n);
+    const routes = () => json(sb, n0.ns, ["ip", "-j", "route", "show", "dev", "flannel.1"]) as { dst: string }[];
+    await until("n0's routes to both peers", () => routes().length === 2);
+    const gone = leases(o).find((l) => l.value.PublicIP === n2.addr)!;
+    assert.is(await o.stopAgent(n0), 0);
+    assert.is(await o.stopAgent(n2), 0);
+    o.ctl(["del", gone.key]);
+    assert.is(routes().length, 2, "nothing removes it while n0's agent is down");
+    o.startAgent(n0, ["--subnet-lease-ttl=60"]);
+    const sub2 = gone.key.slice(PREFIX.length).replace("-", "/");
+    await until("the restarted agent to drop the vanished peer", () => !routes().some((r) => r.dst === sub2));
+    const left = routes();
+    assert.is(left.length, 1, "the live peer stays");
+    const mac2 = gone.value.BackendData.VtepMAC;
+    const fdb = json(sb, n0.ns, ["bridge", "-j", "fdb", "show", "dev", "flannel.1"]) as { mac: string }[];
+    assert.not.ok(
+      fdb.some((f) => f.mac === mac2),
+      "its FDB entry went too",
+    );
+    const neigh = json(sb, n0.ns, ["ip", "-j", "neigh", "show", "dev", "flannel.1"]) as { lladdr: string }[];
+    assert.not.ok(
+      neigh.some((x) => x.lladdr === mac2),
+      "and its neighbour",
+    );
+    void n1;
+  });
+});
+
+it("etcd down: pods keep talking and nothing is flushed; etcd back: a node that joins afterwards is learned", async (sb) => {
+  const o = await makeOverlay(sb, 3, CONFIG);
+  try {
+    const [n0, n1, n2] = o.nodes as [OverlayNode, OverlayNode, OverlayNode];
+    o.startAgent(n0);
+    o.startAgent(n1);
+    const e0 = await subnetEnv(n0);
+    const e1 = await subnetEnv(n1);
+    const routes = (n: OverlayNode) => json(sb, n.ns, ["ip", "-j", "route", "show", "dev", "flannel.1"]) as unknown[];
+    await until("both nodes to know each other", () => routes(n0).length === 1 && routes(n1).length === 1);
+    const a = addPod(sb, n0, e0, "pod-a");
+    const b = addPod(sb, n1, e1, "pod-b");
+    o.etcd.stop();
+    await waitGone(o.etcd.pid);
+    await until("the agents to notice", () => /re-listing/.test(agentLog(n0)));
+    assert.is(routes(n0).length, 1, "a store outage flushes nothing");
+    assert.is(sb.inNs(a.ns, ["busybox", "ping", "-c", "1", "-W", "2", b.ip], { allowFailure: true }).code, 0);
+    const c = addPod(sb, n0, e0, "pod-c");
+    assert.is(
+      sb.inNs(c.ns, ["busybox", "ping", "-c", "1", "-W", "2", b.ip], { allowFailure: true }).code,
+      0,
+      "a new pod starts and talks",
+    );
+    o.etcd = await startEtcd(sb, o.etcdNs, ETCD_ADDR);
+    o.startAgent(n2);
+    await subnetEnv(n2);
+    await until("n0 and n1 to learn n2 without a restart", () => routes(n0).length === 2 && routes(n1).length === 2);
+  } catch (e) {
+    for (const n of o.nodes) process.stderr.write(`--- ${n.ns} agent log\n${agentLog(n)}`);
+    throw e;
+  } finally {
+    await o.stopAll();
+  }
 });
 
 it("a missing config key is logged by its full name; bad flags exit 2 naming the flag", async (sb) => {
