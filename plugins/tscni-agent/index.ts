@@ -5,7 +5,9 @@ import { readNoFollow, replaceFile } from "../../lib/safe-file.ts";
 import { parseFlags, renewAfter, USAGE, type AgentFlags } from "./flags.ts";
 import { acquire, type Held, leaseValue, type Peer, peerOf, renew } from "./lease.ts";
 import { firstHost, type Network, parseNetworkConfig, subnetKey, subnetOfEnv } from "./network.ts";
-import { ensureDevice, findUnderlay, reconcile, type Underlay } from "./vxlan.ts";
+import { deviceExists, ensureDevice, findUnderlay, reconcile, type Underlay } from "./vxlan.ts";
+
+const DEVICE_CHECK_MS = 2000;
 
 declare const __PKG_VERSION__: string;
 
@@ -143,24 +145,37 @@ class Agent {
         const { kvs, revision } = await this.etcd.range(this.subnetsPrefix, { prefix: true });
         this.peers = new Map();
         for (const kv of kvs) this.learn(kv);
-        // A device deleted by hand comes back with the next re-list (the watch break or an event).
-        await ensureDevice(net.vni, net.port, under, mtu, this.held!.subnet);
+        // A device deleted by hand is recreated here, with a new MAC that the lease must carry.
+        const { mac } = await ensureDevice(net.vni, net.port, under, mtu, this.held!.subnet);
+        await this.publish(leaseValue(under.publicIp, net.vni, mac));
         await this.apply();
         delay = 100;
-        await this.etcd.watch(
-          this.subnetsPrefix,
-          String(Number(revision) + 1),
-          async (events) => {
-            for (const e of events) {
-              if (e.type === "DELETE") {
-                this.peers.delete(e.kv.key);
-                if (e.kv.key === this.held!.key) await this.reclaim();
-              } else this.learn(e.kv);
+        // The device is checked every few seconds; its loss ends the watch so the loop re-lists.
+        const lost = new AbortController();
+        const check = setInterval(() => {
+          void deviceExists(this.dev).then((ok) => {
+            if (!ok && !lost.signal.aborted) {
+              log(`${this.dev} is gone: recreating it`);
+              lost.abort();
             }
-            await this.apply();
-          },
-          this.signal,
-        );
+          });
+        }, DEVICE_CHECK_MS);
+        await this.etcd
+          .watch(
+            this.subnetsPrefix,
+            String(Number(revision) + 1),
+            async (events) => {
+              for (const e of events) {
+                if (e.type === "DELETE") {
+                  this.peers.delete(e.kv.key);
+                  if (e.kv.key === this.held!.key) await this.reclaim();
+                } else this.learn(e.kv);
+              }
+              await this.apply();
+            },
+            AbortSignal.any([this.signal, lost.signal]),
+          )
+          .finally(() => clearInterval(check));
       } catch (e) {
         if (this.signal.aborted) return;
         log(`${(e as Error).message}; re-listing in ${delay} ms`);
@@ -168,6 +183,14 @@ class Agent {
         delay = Math.min(delay * 2, 5000);
       }
     }
+  }
+
+  /** Re-puts our lease when its value changed (a recreated device's MAC), keeping its etcd lease. */
+  private async publish(value: string) {
+    if (value === this.value) return;
+    this.value = value;
+    await this.etcd.put(this.held!.key, value, this.held!.leaseId);
+    log(`updated ${this.held!.key}: ${value}`);
   }
 
   private learn(kv: KeyValue) {

@@ -81,6 +81,8 @@ export async function ensureDevice(
   return { dev, mac: link!.address! };
 }
 
+export const deviceExists = async (dev: string) => (await applyLinkOpsAsync([{ op: "show", dev }])).ok;
+
 /** A peer's three objects, route last so the kernel never has to resolve the gateway. */
 export const peerOps = (dev: string, p: Peer): LinkOp[] => [
   { op: "neigh", verb: "replace", dev, ip: p.subnet.addr, lladdr: p.vtepMac, permanent: true },

@@ -251,6 +251,38 @@ it("etcd down: pods keep talking and nothing is flushed; etcd back: a node that 
   }
 });
 
+it("a VXLAN device deleted by hand is recreated, its new MAC published and the peer's FDB and neighbour corrected", async (sb) => {
+  await withOverlay(sb, 2, async (o) => {
+    const [n0, n1] = o.nodes as [OverlayNode, OverlayNode];
+    await subnetEnv(n0);
+    await subnetEnv(n1);
+    const mine = () => leases(o).find((l) => l.value.PublicIP === n0.addr)!;
+    const fdb1 = () =>
+      json(sb, n1.ns, ["bridge", "-j", "fdb", "show", "dev", "flannel.1"]) as { mac: string; dst: string }[];
+    const old = mine().value.BackendData.VtepMAC;
+    await until("n1's FDB entry for n0", () => fdb1().some((f) => f.mac === old));
+    sb.inNs(n0.ns, ["ip", "link", "del", "flannel.1"]);
+    const dev = await until("flannel.1 back on n0", () =>
+      json(sb, n0.ns, ["ip", "-j", "link", "show"]).find((l: { ifname: string }) => l.ifname === "flannel.1"),
+    );
+    await until("the lease to carry the new MAC", () => mine().value.BackendData.VtepMAC === dev.address);
+    await until("n1's FDB to follow", () => {
+      const f = fdb1();
+      return f.length === 1 && f[0]!.mac === dev.address && f[0]!.dst === n0.addr;
+    });
+    const neigh = json(sb, n1.ns, ["ip", "-j", "neigh", "show", "dev", "flannel.1"]) as { lladdr: string }[];
+    assert.equal(
+      neigh.map((x) => x.lladdr),
+      [dev.address],
+      "the neighbour follows, no stale entry",
+    );
+    assert.ok(
+      (json(sb, n0.ns, ["ip", "-j", "route", "show", "dev", "flannel.1"]) as unknown[]).length === 1,
+      "n0's peer route is back",
+    );
+  });
+});
+
 it("a missing config key is logged by its full name; bad flags exit 2 naming the flag", async (sb) => {
   const bad = sb.inNode([join(BIN, "tscni-agent"), "--subnet-lease-ttl=soon"], { allowFailure: true });
   assert.is(bad.code, 2);
