@@ -283,6 +283,38 @@ it("a VXLAN device deleted by hand is recreated, its new MAC published and the p
   });
 });
 
+it("a short TTL is renewed before it runs out: the same key and create revision, a fresh etcd lease", async (sb) => {
+  const o = await makeOverlay(sb, 1, CONFIG);
+  try {
+    const [n0] = o.nodes as [OverlayNode];
+    o.startAgent(n0, ["--subnet-lease-ttl=4"]);
+    await subnetEnv(n0);
+    const get = () => {
+      const out = o.ctl(["get", "--prefix", PREFIX, "-w", "json"]).stdout;
+      // Lease IDs are int64s beyond a double's precision: read from the text, not JSON.parse.
+      const leaseIds = [...out.matchAll(/"lease":(\d+)/g)].map((m) => m[1]);
+      return ((JSON.parse(out).kvs ?? []) as { key: string; create_revision: number }[]).map((kv, i) => ({
+        ...kv,
+        lease: leaseIds[i],
+      }));
+    };
+    const [first] = get();
+    assert.ok(first);
+    // Three renewals at TTL/2 outlive the 4 s TTL more than twice over.
+    await until("three renewals", () => (agentLog(n0).match(/renewed /g) ?? []).length >= 3);
+    const [now] = get();
+    assert.ok(now, "the key outlived its TTL");
+    assert.is(now!.key, first!.key);
+    assert.is(now!.create_revision, first!.create_revision, "renewed in place, not deleted and recreated");
+    assert.is.not(now!.lease, first!.lease, "attached to a fresh etcd lease");
+  } catch (e) {
+    for (const n of o.nodes) process.stderr.write(`--- ${n.ns} agent log\n${agentLog(n)}`);
+    throw e;
+  } finally {
+    await o.stopAll();
+  }
+});
+
 it("a missing config key is logged by its full name; bad flags exit 2 naming the flag", async (sb) => {
   const bad = sb.inNode([join(BIN, "tscni-agent"), "--subnet-lease-ttl=soon"], { allowFailure: true });
   assert.is(bad.code, 2);
