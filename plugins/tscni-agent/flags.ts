@@ -9,6 +9,9 @@ export interface AgentFlags {
   leaseTtl: number;
   /** Minutes before expiry at which the lease is renewed. */
   renewMargin: number;
+  /** GET /healthz on this address and port (0 = off): 200 once subnet.env is written. */
+  healthzIp: string;
+  healthzPort: number;
   help: boolean;
   version: boolean;
 }
@@ -21,6 +24,8 @@ export const USAGE = `usage: tscni-agent [flags]
   --subnet-lease-ttl=SECONDS            lease TTL (default 86400)
   --subnet-lease-renew-margin=MINUTES   renew this long before expiry (default 60; TTL/2 when not
                                         below the TTL)
+  --healthz-ip=ADDR --healthz-port=PORT GET /healthz answers 200 once subnet.env is written
+                                        (default 0.0.0.0, port 0 = off)
   --version, --help
 Network config: <prefix>/config, flannel's JSON (Network, SubnetLen, SubnetMin, SubnetMax,
 Backend {Type: "vxlan", VNI, Port, MTU}).
@@ -34,6 +39,8 @@ export function parseFlags(args: readonly string[]): AgentFlags {
     subnetFile: "/run/flannel/subnet.env",
     leaseTtl: 86400,
     renewMargin: 60,
+    healthzIp: "0.0.0.0",
+    healthzPort: 0,
     help: false,
     version: false,
   };
@@ -78,6 +85,15 @@ export function parseFlags(args: readonly string[]): AgentFlags {
           break;
         case "subnet-lease-renew-margin":
           f.renewMargin = positive(name, value);
+          break;
+        case "healthz-ip":
+          if (!/^\d{1,3}(\.\d{1,3}){3}$/.test(value))
+            throw new Error(`--healthz-ip: "${value}" is not an IPv4 address`);
+          f.healthzIp = value;
+          break;
+        case "healthz-port":
+          f.healthzPort = /^\d+$/.test(value) && Number(value) <= 65535 ? Number(value) : -1;
+          if (f.healthzPort < 0) throw new Error(`--healthz-port: "${value}" is not a port number`);
           break;
         default:
           throw new Error(`unknown flag --${name}`);

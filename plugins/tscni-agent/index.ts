@@ -1,4 +1,5 @@
 import { mkdirSync } from "node:fs";
+import { createServer } from "node:http";
 import { dirname } from "node:path";
 import { EtcdClient, type KeyValue } from "../../lib/etcd/client.ts";
 import { readNoFollow, replaceFile } from "../../lib/safe-file.ts";
@@ -56,6 +57,8 @@ class Agent {
   private held?: Held;
   private value = "";
   private dev = "";
+  /** subnet.env is written: what /healthz reports. */
+  ready = false;
 
   constructor(
     private readonly f: AgentFlags,
@@ -119,6 +122,7 @@ class Agent {
     const text = `FLANNEL_NETWORK=${net.network}\nFLANNEL_SUBNET=${firstHost(this.held!.subnet)}\nFLANNEL_MTU=${mtu}\nFLANNEL_IPMASQ=false\n`;
     replaceFile(this.f.subnetFile, text, 0o644);
     log(`wrote ${this.f.subnetFile}`);
+    this.ready = true;
   }
 
   private async renewLoop() {
@@ -239,8 +243,19 @@ export async function agent(args: string[]): Promise<number> {
   };
   process.on("SIGTERM", () => stop("SIGTERM"));
   process.on("SIGINT", () => stop("SIGINT"));
+  const a = new Agent(f, ac.signal);
+  // Liveness for a DaemonSet: 200 only once subnet.env exists, as flannel's /healthz and /readyz.
+  const healthz =
+    f.healthzPort > 0
+      ? createServer((req, res) => {
+          const ok = req.url === "/healthz" && a.ready;
+          res.writeHead(req.url === "/healthz" ? (ok ? 200 : 503) : 404).end(ok ? "ok\n" : "");
+        }).listen(f.healthzPort, f.healthzIp)
+      : undefined;
+  healthz?.on("error", (e) => log(`healthz on ${f.healthzIp}:${f.healthzPort}: ${e.message}`));
+  ac.signal.addEventListener("abort", () => healthz?.close(), { once: true });
   try {
-    await new Agent(f, ac.signal).run();
+    await a.run();
   } catch (e) {
     if (!ac.signal.aborted) {
       log(`fatal: ${(e as Error).message}`);

@@ -315,7 +315,7 @@ it("a short TTL is renewed before it runs out: the same key and create revision,
   }
 });
 
-it("a missing config key is logged by its full name; bad flags exit 2 naming the flag", async (sb) => {
+it("a missing config key is logged by its full name (/healthz 503 until it comes up, then 200); bad flags exit 2 naming the flag", async (sb) => {
   const bad = sb.inNode([join(BIN, "tscni-agent"), "--subnet-lease-ttl=soon"], { allowFailure: true });
   assert.is(bad.code, 2);
   assert.match(bad.stderr, /--subnet-lease-ttl: "soon" is not a positive whole number/);
@@ -326,14 +326,24 @@ it("a missing config key is logged by its full name; bad flags exit 2 naming the
   try {
     const [n0] = o.nodes as [OverlayNode];
     o.ctl(["put", "/coreos.com/network/config", '{"Network":"10.50.0.0/16"}']);
-    o.startAgent(n0);
+    o.startAgent(n0, ["--healthz-port=8081"]);
+    const health = () =>
+      sb.inNs(n0.ns, ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "http://127.0.0.1:8081/healthz"], {
+        allowFailure: true,
+      }).stdout;
     await until("the config complaint", () => /\/coreos\.com\/network\/config is invalid: Backend/.test(agentLog(n0)));
     o.ctl(["del", "/coreos.com/network/config"]);
     await until("the missing-key complaint", () =>
       /\/coreos\.com\/network\/config not found in etcd/.test(agentLog(n0)),
     );
+    assert.is(
+      await until("/healthz to answer", () => health() !== "000" && health()),
+      "503",
+      "not healthy before subnet.env",
+    );
     o.ctl(["put", "/coreos.com/network/config", JSON.stringify(CONFIG)]);
     await subnetEnv(n0);
+    assert.is(health(), "200", "healthy once subnet.env is written");
   } finally {
     await o.stopAll();
   }

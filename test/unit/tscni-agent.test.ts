@@ -101,6 +101,8 @@ test("flags: flannel's names, both forms; renewal at margin before expiry, TTL/2
   assert.throws(() => parseFlags(["--etcd-endpoints=ftp://x"]), /not an http\(s\) URL/);
   assert.throws(() => parseFlags(["--public-ip=1.2.3"]), /not an IPv4 address/);
   assert.throws(() => parseFlags(["--iface"]), /needs a value/);
+  assert.is(parseFlags(["--healthz-port=8081"]).healthzPort, 8081);
+  assert.throws(() => parseFlags(["--healthz-port=70000"]), /not a port number/);
 });
 
 test.run();
