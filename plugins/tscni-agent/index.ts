@@ -3,6 +3,7 @@ import { createServer } from "node:http";
 import { dirname } from "node:path";
 import { EtcdClient, type KeyValue } from "../../lib/etcd/client.ts";
 import { readNoFollow, replaceFile } from "../../lib/safe-file.ts";
+import { ensureForwardRules } from "./forward.ts";
 import { parseFlags, renewAfter, USAGE, type AgentFlags } from "./flags.ts";
 import { acquire, type Held, leaseValue, type Peer, peerOf, renew } from "./lease.ts";
 import { firstHost, type Network, parseNetworkConfig, subnetKey, subnetOfEnv } from "./network.ts";
@@ -110,6 +111,8 @@ class Agent {
     this.held = held;
     const { dev } = await ensureDevice(net.vni, net.port, under, mtu, held.subnet);
     this.dev = dev;
+    // Before subnet.env: pods may start only once cluster traffic is let through FORWARD.
+    await retrying("FORWARD rules", async () => ensureForwardRules(net.network), this.signal);
     log(`acquired ${held.key} (etcd lease ${held.leaseId}, TTL ${held.ttl} s)`);
     this.writeSubnetEnv(net, mtu);
     void this.renewLoop();
@@ -152,6 +155,7 @@ class Agent {
         // A device deleted by hand is recreated here, with a new MAC that the lease must carry.
         const { mac } = await ensureDevice(net.vni, net.port, under, mtu, this.held!.subnet);
         await this.publish(leaseValue(under.publicIp, net.vni, mac));
+        ensureForwardRules(net.network); // put back if flushed meanwhile
         await this.apply();
         delay = 100;
         // The device is checked every few seconds; its loss ends the watch so the loop re-lists.

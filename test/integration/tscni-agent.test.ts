@@ -142,6 +142,14 @@ it("two nodes: distinct flannel-shaped leases, vxlan objects per peer, pods ping
       "n1's route to n0's subnet",
       () => (json(sb, n1.ns, ["ip", "-j", "route", "show", "dev", "flannel.1"]) as unknown[]).length > 0,
     );
+    // Docker's FORWARD policy: FLANNEL-FWD must keep cluster traffic flowing.
+    for (const n of [n0, n1]) {
+      sb.inNs(n.ns, ["iptables", "-P", "FORWARD", "DROP"]);
+      const rules = sb.inNs(n.ns, ["iptables", "-S"]).stdout;
+      assert.match(rules, /-A FORWARD -m comment --comment "flanneld forward" -j FLANNEL-FWD/);
+      assert.match(rules, /-A FLANNEL-FWD -s 10\.50\.0\.0\/16 -m comment --comment "flanneld forward" -j ACCEPT/);
+      assert.match(rules, /-A FLANNEL-FWD -d 10\.50\.0\.0\/16 -m comment --comment "flanneld forward" -j ACCEPT/);
+    }
     sb.inNs(b.ns, ["iptables", "-A", "INPUT", "-s", a.ip, "-p", "icmp", "-j", "ACCEPT"]);
     const ping = sb.inNs(a.ns, ["busybox", "ping", "-c", "2", "-W", "2", b.ip], { allowFailure: true });
     assert.is(ping.code, 0, `pod ${a.ip} on n0 pings pod ${b.ip} on n1: ${ping.stdout}${ping.stderr}`);
