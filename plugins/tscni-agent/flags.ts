@@ -5,6 +5,7 @@ export interface AgentFlags {
   iface?: string;
   publicIp?: string;
   subnetFile: string;
+  ipMasq: boolean;
   /** Seconds. */
   leaseTtl: number;
   /** Minutes before expiry at which the lease is renewed. */
@@ -21,6 +22,7 @@ export const USAGE = `usage: tscni-agent [flags]
   --etcd-prefix=PREFIX                  key prefix (default /coreos.com/network)
   --iface=NAME | --public-ip=ADDR       underlay interface or address (default: the default route's)
   --subnet-file=PATH                    where subnet.env goes (default /run/flannel/subnet.env)
+  --ip-masq                             masquerade pod traffic leaving the cluster network
   --subnet-lease-ttl=SECONDS            lease TTL (default 86400)
   --subnet-lease-renew-margin=MINUTES   renew this long before expiry (default 60; TTL/2 when not
                                         below the TTL)
@@ -37,6 +39,7 @@ export function parseFlags(args: readonly string[]): AgentFlags {
     etcdEndpoints: ["http://127.0.0.1:2379"],
     etcdPrefix: "/coreos.com/network",
     subnetFile: "/run/flannel/subnet.env",
+    ipMasq: false,
     leaseTtl: 86400,
     renewMargin: 60,
     healthzIp: "0.0.0.0",
@@ -53,6 +56,7 @@ export function parseFlags(args: readonly string[]): AgentFlags {
     const a = args[i]!;
     if (a === "--help" || a === "-h") f.help = true;
     else if (a === "--version") f.version = true;
+    else if (a === "--ip-masq") f.ipMasq = true;
     else {
       const m = /^--?([a-z-]+)(?:=(.*))?$/s.exec(a);
       if (!m) throw new Error(`unexpected argument "${a}"`);

@@ -3,10 +3,10 @@ import { createServer } from "node:http";
 import { dirname } from "node:path";
 import { EtcdClient, type KeyValue } from "../../lib/etcd/client.ts";
 import { readNoFollow, replaceFile } from "../../lib/safe-file.ts";
-import { ensureForwardRules } from "./forward.ts";
+import { ensureForwardRules, ensureMasqRules } from "./iptables.ts";
 import { parseFlags, renewAfter, USAGE, type AgentFlags } from "./flags.ts";
 import { acquire, type Held, leaseValue, type Peer, peerOf, renew } from "./lease.ts";
-import { firstHost, type Network, parseNetworkConfig, subnetKey, subnetOfEnv } from "./network.ts";
+import { firstHost, type Network, parseNetworkConfig, subnetCidr, subnetKey, subnetOfEnv } from "./network.ts";
 import { deviceExists, ensureDevice, findUnderlay, reconcile, type Underlay } from "./vxlan.ts";
 
 const DEVICE_CHECK_MS = 2000;
@@ -112,17 +112,22 @@ class Agent {
     const { dev } = await ensureDevice(net.vni, net.port, under, mtu, held.subnet);
     this.dev = dev;
     // Before subnet.env: pods may start only once cluster traffic is let through FORWARD.
-    await retrying("FORWARD rules", async () => ensureForwardRules(net.network), this.signal);
+    await retrying("iptables rules", async () => this.ensureRules(net), this.signal);
     log(`acquired ${held.key} (etcd lease ${held.leaseId}, TTL ${held.ttl} s)`);
     this.writeSubnetEnv(net, mtu);
     void this.renewLoop();
     await this.watchLoop(net, under, mtu);
   }
 
+  private ensureRules(net: Network) {
+    ensureForwardRules(net.network);
+    if (this.f.ipMasq) ensureMasqRules(net.network, subnetCidr(this.held!.subnet));
+  }
+
   /** subnet.env, replaced whole: the flannel plugin reads it at any moment. */
   private writeSubnetEnv(net: Network, mtu: number) {
     mkdirSync(dirname(this.f.subnetFile), { recursive: true });
-    const text = `FLANNEL_NETWORK=${net.network}\nFLANNEL_SUBNET=${firstHost(this.held!.subnet)}\nFLANNEL_MTU=${mtu}\nFLANNEL_IPMASQ=false\n`;
+    const text = `FLANNEL_NETWORK=${net.network}\nFLANNEL_SUBNET=${firstHost(this.held!.subnet)}\nFLANNEL_MTU=${mtu}\nFLANNEL_IPMASQ=${this.f.ipMasq}\n`;
     replaceFile(this.f.subnetFile, text, 0o644);
     log(`wrote ${this.f.subnetFile}`);
     this.ready = true;
@@ -155,7 +160,7 @@ class Agent {
         // A device deleted by hand is recreated here, with a new MAC that the lease must carry.
         const { mac } = await ensureDevice(net.vni, net.port, under, mtu, this.held!.subnet);
         await this.publish(leaseValue(under.publicIp, net.vni, mac));
-        ensureForwardRules(net.network); // put back if flushed meanwhile
+        this.ensureRules(net); // put back if flushed meanwhile
         await this.apply();
         delay = 100;
         // The device is checked every few seconds; its loss ends the watch so the loop re-lists.

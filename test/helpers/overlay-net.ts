@@ -30,7 +30,8 @@ export interface Overlay {
   stopAll(): Promise<void>;
 }
 
-function attach(sb: Sandbox, ns: string, addr: string) {
+/** Joins a namespace to the underlay switch as eth0 with `addr`/24. */
+export function attach(sb: Sandbox, ns: string, addr: string) {
   const hostIf = `u${ns.slice(-8)}`.slice(0, 15);
   sb.inNode(["ip", "link", "add", hostIf, "type", "veth", "peer", "name", "eth0", "netns", ns]);
   sb.inNode(["ip", "link", "set", hostIf, "master", "br0", "up"]);

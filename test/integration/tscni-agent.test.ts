@@ -7,6 +7,7 @@ import { cniEnv } from "../helpers/sandbox.ts";
 import { startEtcd, waitGone } from "../helpers/etcd.ts";
 import {
   agentLog,
+  attach,
   ETCD_ADDR,
   makeOverlay,
   type Overlay,
@@ -50,7 +51,13 @@ const leases = (o: Overlay) => {
 };
 
 /** A pod on a node: bridge + host-local over the node's FLANNEL_SUBNET, as the flannel plugin delegates. */
-function addPod(sb: Sandbox, n: OverlayNode, env: Record<string, string>, id: string) {
+function addPod(
+  sb: Sandbox,
+  n: OverlayNode,
+  env: Record<string, string>,
+  id: string,
+  routes = [{ dst: env.FLANNEL_NETWORK }],
+) {
   const ctr = sb.addContainer();
   const conf = {
     cniVersion: "1.0.0",
@@ -64,7 +71,7 @@ function addPod(sb: Sandbox, n: OverlayNode, env: Record<string, string>, id: st
       type: "host-local",
       dataDir: join(n.dir, "ipam"),
       subnet: env.FLANNEL_SUBNET!.replace(/\.1\//, ".0/"),
-      routes: [{ dst: env.FLANNEL_NETWORK }],
+      routes,
     },
   };
   const r = runPlugin(
@@ -315,6 +322,55 @@ it("a short TTL is renewed before it runs out: the same key and create revision,
     assert.is(now!.key, first!.key);
     assert.is(now!.create_revision, first!.create_revision, "renewed in place, not deleted and recreated");
     assert.is.not(now!.lease, first!.lease, "attached to a fresh etcd lease");
+  } catch (e) {
+    for (const n of o.nodes) process.stderr.write(`--- ${n.ns} agent log\n${agentLog(n)}`);
+    throw e;
+  } finally {
+    await o.stopAll();
+  }
+});
+
+it("--ip-masq: an external host on the underlay sees the node's address, a pod on another node sees the pod's", async (sb) => {
+  const o = await makeOverlay(sb, 2, CONFIG);
+  try {
+    const [n0, n1] = o.nodes as [OverlayNode, OverlayNode];
+    const ext = sb.addNamespace("ext");
+    attach(sb, ext, "192.168.100.50");
+    for (const n of o.nodes) {
+      sb.inNs(n.ns, ["ip", "route", "add", "default", "via", "192.168.100.50"]);
+      o.startAgent(n, ["--ip-masq"]);
+    }
+    const e0 = await subnetEnv(n0);
+    const e1 = await subnetEnv(n1);
+    assert.is(e0.FLANNEL_IPMASQ, "true");
+    const routes = (n: OverlayNode) => json(sb, n.ns, ["ip", "-j", "route", "show", "dev", "flannel.1"]) as unknown[];
+    await until("both nodes to know each other", () => routes(n0).length === 1 && routes(n1).length === 1);
+    // A default route, as the flannel plugin's delegate with isDefaultGateway gives pods.
+    const a = addPod(sb, n0, e0, "pod-a", [{ dst: "0.0.0.0/0" }]);
+    const b = addPod(sb, n1, e1, "pod-b", [{ dst: "0.0.0.0/0" }]);
+    const count = (ns: string, src: string) => {
+      sb.inNs(ns, ["iptables", "-A", "INPUT", "-s", src, "-p", "icmp", "-j", "ACCEPT"]);
+      return () => {
+        const out = sb.inNs(ns, ["iptables", "-nvxL", "INPUT"]).stdout;
+        const line = out.split("\n").find((l) => l.includes(` ${src} `));
+        return Number(line?.trim().split(/\s+/)[0] ?? 0);
+      };
+    };
+    const extFromNode = count(ext, n0.addr);
+    const extFromPod = count(ext, a.ip);
+    const bFromPod = count(b.ns, a.ip);
+    assert.is(
+      sb.inNs(a.ns, ["busybox", "ping", "-c", "2", "-W", "2", "192.168.100.50"], { allowFailure: true }).code,
+      0,
+    );
+    assert.ok(extFromNode() >= 2, "the external host sees n0's address");
+    assert.is(extFromPod(), 0, "not the pod's");
+    assert.is(sb.inNs(a.ns, ["busybox", "ping", "-c", "2", "-W", "2", b.ip], { allowFailure: true }).code, 0);
+    assert.ok(bFromPod() >= 2, "pod to pod across nodes is not masqueraded");
+    assert.match(
+      sb.inNs(n0.ns, ["iptables", "-t", "nat", "-S"]).stdout,
+      /-A POSTROUTING -m comment --comment "flanneld masq" -j FLANNEL-POSTRTG/,
+    );
   } catch (e) {
     for (const n of o.nodes) process.stderr.write(`--- ${n.ns} agent log\n${agentLog(n)}`);
     throw e;
