@@ -56,6 +56,7 @@ export const REGISTRY: readonly RegistryEntry[] = [
     subcommands: { daemon: async (args) => (await import("./dhcp/daemon.ts")).daemon(args) },
   },
   { kind: "command", name: "cnitool", run: async (args) => (await import("./cnitool/index.ts")).cnitool(args) },
+  { kind: "command", name: "tscni-agent", run: async (args) => (await import("./tscni-agent/index.ts")).agent(args) },
 ];
 
 export const findEntry = (name: string): RegistryEntry | undefined => REGISTRY.find((e) => e.name === name);

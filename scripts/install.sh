@@ -11,7 +11,7 @@
 #   --no-deps         do not install the runtime packages (iproute2, iptables, ...)
 #
 # Every executable is self-contained: any one of them also works when copied alone. Installed
-# names: every plugin and cnitool. Files are replaced by rename, so a runtime executing the old
+# names: every plugin, cnitool and tscni-agent. Files are replaced by rename, so a runtime executing the old
 # version while we install never sees a half-written file. Existing configuration files are left
 # alone.
 set -euo pipefail

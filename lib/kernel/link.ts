@@ -78,6 +78,21 @@ export interface IpRule {
   table: string;
 }
 
+/** A neighbour as `ip -j neigh show dev D` reports it (no dev field: the dump names the device). */
+export interface IpNeigh {
+  dst: string;
+  lladdr?: string;
+  state?: string[];
+}
+
+/** A forwarding entry as `bridge -j fdb show dev D` reports it. */
+export interface IpFdb {
+  mac: string;
+  dst?: string;
+  flags?: string[];
+  state?: string;
+}
+
 export const isBridge = (l: IpLink) => l.linkinfo?.info_kind === "bridge";
 
 // --- what a plugin asks for -----------------------------------------------------------------------
@@ -170,12 +185,16 @@ export type LinkOp =
   /** Every route of one family in every table (IpRoute[]). */
   | { op: "routes"; family: 4 | 6 }
   /** Every policy routing rule of one family (IpRule[]). */
-  | { op: "rules"; family: 4 | 6 };
+  | { op: "rules"; family: 4 | 6 }
+  /** The neighbours of one device (IpNeigh[]), so the node agent can diff them against its peers. */
+  | { op: "neighs"; dev: string }
+  /** The forwarding entries of one device (IpFdb[]). */
+  | { op: "fdbs"; dev: string };
 
 export type LinkSet = Extract<LinkOp, { op: "link-set" }>;
 
-const REPORTS = new Set<LinkOp["op"]>(["show", "ports", "links", "routes", "rules"]);
-const BRIDGE_TOOL = new Set<LinkOp["op"]>(["port-vlan", "fdb"]);
+const REPORTS = new Set<LinkOp["op"]>(["show", "ports", "links", "routes", "rules", "neighs", "fdbs"]);
+const BRIDGE_TOOL = new Set<LinkOp["op"]>(["port-vlan", "fdb", "fdbs"]);
 
 const onOff = (b: boolean) => (b ? "on" : "off");
 const opt = (cond: unknown, ...words: string[]) => (cond ? words : []);
@@ -309,6 +328,10 @@ export function lineOf(o: LinkOp): string[] {
       return ["route", "show", "table", "all", "root", o.family === 4 ? "0.0.0.0/0" : "::/0"];
     case "rules":
       return ["rule", "show"];
+    case "neighs":
+      return ["neigh", "show", "dev", o.dev];
+    case "fdbs":
+      return ["fdb", "show", "dev", o.dev];
   }
 }
 

@@ -18,7 +18,7 @@ const pluginNames = () =>
     .sort();
 
 inSandbox(
-  "install.sh installs every plugin and cnitool as hard links of one file, and the example configs on request",
+  "install.sh installs every plugin, cnitool and tscni-agent as hard links of one file, and the example configs on request",
   (sb) => {
     const dir = join(sb.tmp, "opt-cni-bin");
     const confDir = join(sb.tmp, "net.d");
@@ -29,11 +29,12 @@ inSandbox(
 
     const names = readdirSync(dir).sort();
     assert.equal(names, pluginNames());
-    for (const n of ["loopback", "bridge", "host-local", "portmap", "cnitool"]) assert.ok(names.includes(n), n);
+    for (const n of ["loopback", "bridge", "host-local", "portmap", "cnitool", "tscni-agent"])
+      assert.ok(names.includes(n), n);
     const inodes = new Set(names.map((n) => statSync(join(dir, n)).ino));
     assert.is(inodes.size, 1, "one file on disk");
     assert.is(statSync(join(dir, "loopback")).mode & 0o777, 0o755);
-    for (const n of names.filter((n) => n !== "cnitool")) {
+    for (const n of names.filter((n) => n !== "cnitool" && n !== "tscni-agent")) {
       const r = sh([join(dir, n)], { env: { CNI_COMMAND: "VERSION" } });
       assert.ok(JSON.parse(r.stdout).supportedVersions.length > 0, n);
     }
