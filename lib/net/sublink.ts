@@ -7,10 +7,9 @@ import { z } from "../cni/zod.ts";
 import { applyLinkOps, showLink, type IpLink, type IpRoute, type LinkKind, type LinkOp } from "../kernel/link.ts";
 import { writeSysctls } from "../kernel/procfs.ts";
 import { configureContainer, layer2Container, removeContainerIface } from "./container.ts";
-import { checkContainerIface, prevResultOf } from "./check.ts";
+import { checkContainerIface } from "./check.ts";
 import { addIpam, applyDnsOverride, delegateIpam, requireIpamPlugin, Undo } from "./interface-plugin.ts";
 
-export { prevResultOf };
 import { randomVethName } from "./veth.ts";
 import { attachmentOf } from "./attachment.ts";
 import { lockedAdd, lockedDel } from "./delete-notice.ts";
@@ -252,7 +251,8 @@ export interface SublinkCheck {
 export async function checkSublink(req: Request<SublinkConfig>, c: SublinkCheck) {
   const conf = req.config;
   await checkContainerIface(req, {
-    ...c,
+    validate: c.validate,
+    missingPrevResult: c.missingPrevResult,
     kind: c.type,
     ipam: c.ipamAlways ? "always" : "configured",
     // dummy has no master to look up.

@@ -8,9 +8,9 @@ import {
   checkMtu,
   checkSublink,
   findMaster,
-  prevResultOf,
   sublinkPlugin,
 } from "../../lib/net/sublink.ts";
+import { prevResultOf } from "../../lib/net/check.ts";
 import { parseConfig, type Config } from "./config.ts";
 
 /**

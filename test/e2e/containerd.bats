@@ -158,6 +158,8 @@ tbf_rate() {
     id=$(cri run web5)
     netns=$(cri status "$id" | json_get netns)
     host=$(host_end_of "$netns")
+    # Without the node end the checks below would pass for want of a device to look at.
+    [ -n "$host" ] || die "no node end for the pod's eth0"
     [ -z "$(tbf_rate "$host")" ] || die "node end $host shaped without annotations"
     [ -z "$(in_node ip -o link show type ifb)" ] || die "an ifb device without annotations"
     cri stop "$id"
