@@ -145,12 +145,15 @@ export async function lockedAdd<T>(key: Attachment, add: () => Promise<T>): Prom
  * An interface plugin's DEL, the last step of a chain's DEL, under the same lock: an ADD of this
  * container waiting in portmap may go on once it ends, and the lock file goes with the attachment.
  */
-export async function lockedDel(key: Attachment, del: () => Promise<void>): Promise<void> {
-  const lock = await lockAttachment(key);
-  try {
-    await del();
-  } finally {
-    clearDeleteNotice(key);
-    lock.release(true);
-  }
-}
+export const lockedDel = (key: Attachment, del: () => Promise<void>): Promise<void> =>
+  attachmentStep(
+    key,
+    async () => {
+      try {
+        await del();
+      } finally {
+        clearDeleteNotice(key);
+      }
+    },
+    true,
+  );
