@@ -1,6 +1,7 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { copyFileSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { spawn } from "node:child_process";
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { BIN, cniEnv, sh, sandboxed } from "../helpers/sandbox.ts";
 import { runPlugin } from "../helpers/plugin-run.ts";
@@ -11,6 +12,7 @@ const inSandbox = sandboxed(test, "inst");
 
 const INSTALL = join(import.meta.dirname, "..", "..", "scripts", "install.sh");
 const CONF = join(import.meta.dirname, "..", "..", "conf");
+const OVERLAY_CONF = "10-tscni-flannel.conflist";
 
 const pluginNames = () =>
   readdirSync(BIN)
@@ -18,7 +20,7 @@ const pluginNames = () =>
     .sort();
 
 inSandbox(
-  "install.sh installs every plugin, cnitool and tscni-agent as hard links of one file, and the example configs on request",
+  "install.sh installs every plugin, cnitool and tscni-agent as hard links of one file, and the single-node example configs on request",
   (sb) => {
     const dir = join(sb.tmp, "opt-cni-bin");
     const confDir = join(sb.tmp, "net.d");
@@ -39,9 +41,12 @@ inSandbox(
       assert.ok(JSON.parse(r.stdout).supportedVersions.length > 0, n);
     }
 
+    // Every example but the overlay's: without an agent writing subnet.env its flannel plugin
+    // fails every ADD, so it has no place on a node that is not part of the overlay.
     const confs = readdirSync(CONF)
-      .filter((f) => f.endsWith(".conflist"))
+      .filter((f) => f.endsWith(".conflist") && f !== OVERLAY_CONF)
       .sort();
+    assert.ok(confs.length > 3, "the single-node examples");
     assert.equal(readdirSync(confDir).sort(), confs);
     assert.is(readFileSync(join(confDir, "99-loopback.conflist"), "utf8"), "mine");
     for (const f of confs.filter((f) => f !== "99-loopback.conflist")) {
@@ -55,6 +60,65 @@ inSandbox(
       names.length,
       "--copies: independent files",
     );
+  },
+);
+
+inSandbox("install.sh --overlay installs the overlay's conflist alone (no bridge example sorting before it)", (sb) => {
+  const dir = join(sb.tmp, "bin");
+  const confDir = join(sb.tmp, "net.d");
+  sh(["bash", INSTALL, "--no-deps", "--from", BIN, "--conf", "--overlay", "--conf-dir", confDir, dir]);
+  assert.equal(readdirSync(confDir), [OVERLAY_CONF]);
+  assert.is(readFileSync(join(confDir, OVERLAY_CONF), "utf8"), readFileSync(join(CONF, OVERLAY_CONF), "utf8"));
+});
+
+inSandbox(
+  "install.sh --conf-file replaces the named config by rename and leaves no temporary file; a bad name is refused",
+  (sb) => {
+    const dir = join(sb.tmp, "bin");
+    const confDir = join(sb.tmp, "net.d");
+    mkdirSync(confDir);
+    const src = join(sb.tmp, "10-site.conflist");
+    writeFileSync(src, '{"cniVersion":"1.0.0","name":"site","plugins":[{"type":"loopback"}]}');
+    writeFileSync(join(confDir, "10-site.conflist"), "the old version");
+    const before = statSync(join(confDir, "10-site.conflist")).ino;
+    sh(["bash", INSTALL, "--no-deps", "--from", BIN, "--conf-file", src, "--conf-dir", confDir, dir]);
+    assert.equal(readdirSync(confDir), ["10-site.conflist"], "only the config, no temporary file");
+    assert.is(readFileSync(join(confDir, "10-site.conflist"), "utf8"), readFileSync(src, "utf8"));
+    // A new inode: renamed over the old file, never rewritten in place where a runtime may read it.
+    assert.is.not(statSync(join(confDir, "10-site.conflist")).ino, before);
+    assert.is(statSync(join(confDir, "10-site.conflist")).mode & 0o777, 0o644);
+    assert.ok(existsSync(join(dir, "bridge")), "the executables as well");
+
+    writeFileSync(join(sb.tmp, "site.txt"), "{}");
+    const r = sh(["bash", INSTALL, "--no-deps", "--from", BIN, "--conf-file", join(sb.tmp, "site.txt"), dir], {
+      allowFailure: true,
+    });
+    assert.is(r.code, 2);
+    assert.match(r.stderr, /\.conflist, \.conf or \.json/);
+  },
+);
+
+inSandbox(
+  "install.sh replaces an executable that is running (no ETXTBSY, the running one keeps working)",
+  async (sb) => {
+    const dir = join(sb.tmp, "bin");
+    sh(["bash", INSTALL, "--no-deps", "--from", BIN, "--copies", dir]);
+    // A long-lived process executing the installed dhcp file: its daemon on a socket in our temp dir.
+    const socket = join(sb.tmp, "dhcp.sock");
+    const daemon = spawn(join(dir, "dhcp"), ["daemon", "-socketpath", socket], { stdio: "ignore" });
+    try {
+      for (let i = 0; i < 100 && !existsSync(socket); i++) await new Promise((r) => setTimeout(r, 100));
+      assert.ok(existsSync(socket), "the daemon is up");
+      const old = statSync(join(dir, "dhcp")).ino;
+      const r = sh(["bash", INSTALL, "--no-deps", "--from", BIN, "--copies", dir], { allowFailure: true });
+      assert.is(r.code, 0, r.stderr);
+      assert.is.not(statSync(join(dir, "dhcp")).ino, old, "replaced by a new file");
+      assert.is(daemon.exitCode, null, "the running daemon was not disturbed");
+      const v = sh([join(dir, "dhcp")], { env: { CNI_COMMAND: "VERSION" } });
+      assert.ok(JSON.parse(v.stdout).supportedVersions.length > 0);
+    } finally {
+      daemon.kill("SIGKILL");
+    }
   },
 );
 
