@@ -4,9 +4,10 @@
 CTRD_NS_CTR=tscni-e2e   # containerd namespace used by ctr tests
 CTRD_NS_CRI=k8s.io      # the CRI plugin's namespace
 
-# containerd_up CRI_CONF_DIR: writes the config, starts the daemon and waits for its socket.
+# containerd_up CRI_CONF_DIR [CONF_TEMPLATE]: writes the config (with the CRI plugin's
+# conf_template when given), starts the daemon and waits for its socket.
 containerd_up() {
-    local cri_conf_dir=$1
+    local cri_conf_dir=$1 conf_template=${2:-}
     export CTRD_DIR=$E2E_TMP/containerd
     export CTRD_SOCK=$CTRD_DIR/containerd.sock
     mkdir -p "$CTRD_DIR"/{root,state} "$cri_conf_dir"
@@ -33,6 +34,7 @@ disabled_plugins = [
     bin_dir = "/opt/cni/bin"
     conf_dir = "$cri_conf_dir"
     max_conf_num = 1
+    conf_template = "$conf_template"
   [plugins."io.containerd.grpc.v1.cri".containerd]
     snapshotter = "overlayfs"
     default_runtime_name = "runc"

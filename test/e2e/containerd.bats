@@ -1,6 +1,7 @@
 #!/usr/bin/env bats
 # containerd 1.6 (Debian) driving the plugins: `ctr run --cni` and the CRI plugin through a minimal
-# CRI client, each with a published port reached from an external host.
+# CRI client, each with a published port reached from an external host; and the CRI plugin's
+# conf_template rendered from the pod CIDRs kubelet sends.
 
 load lib
 load containerd
@@ -164,4 +165,51 @@ tbf_rate() {
     [ -z "$(in_node ip -o link show type ifb)" ] || die "an ifb device without annotations"
     cri stop "$id"
     cri remove "$id"
+}
+
+network_ready() {
+    [ "$(cri runtime-status | json_get networkReady)" = true ]
+}
+
+# Last in this file: it restarts the daemon with an empty conf dir and our conf_template.
+@test "CRI conf_template: kubelet's UpdateRuntimeConfig renders conf/containerd-net.conflist.tmpl; a pod gets addresses on the pod CIDRs and reaches its gateways" {
+    local conf=$E2E_TMP/tmpl-net.d rendered id status ip ip6 netns
+    containerd_down
+    containerd_up "$conf" "$REPO/conf/containerd-net.conflist.tmpl"
+    # No config yet: the runtime is up but its network is not, and kubelet would keep the node
+    # NotReady ("cni config uninitialized").
+    status=$(cri runtime-status)
+    [ "$(json_get runtimeReady <<<"$status")" = true ] && [ "$(json_get networkReady <<<"$status")" = false ] ||
+        die "before any config: $status"
+    # As kubelet does once the node has its podCIDRs (dual stack, joined by a comma).
+    cri update-runtime-config "10.244.30.0/24,fd00:10:244:30::/64"
+    rendered=$conf/10-containerd-net.conflist
+    [ -f "$rendered" ] || die "no $rendered after UpdateRuntimeConfig: $(ls -A "$conf")"
+    [ "$(json_get name <"$rendered")" = tscni-pods ] || die "rendered: $(cat "$rendered")"
+    [ "$(json_get plugins.0.type <"$rendered")" = bridge ] || die "rendered: $(cat "$rendered")"
+    [ "$(json_get plugins.0.ipam.ranges <"$rendered")" = '[[{"subnet":"10.244.30.0/24"}],[{"subnet":"fd00:10:244:30::/64"}]]' ] ||
+        die "ranges: $(json_get plugins.0.ipam.ranges <"$rendered")"
+    [ "$(json_get plugins.0.ipam.routes <"$rendered")" = '[{"dst":"0.0.0.0/0"},{"dst":"::/0"}]' ] ||
+        die "routes: $(json_get plugins.0.ipam.routes <"$rendered")"
+    [ "$(json_get plugins.1.type <"$rendered")" = portmap ] || die "rendered: $(cat "$rendered")"
+    # containerd picks the new file up by itself (it watches conf_dir).
+    wait_for network_ready
+
+    id=$(cri run web6)
+    status=$(cri status "$id")
+    ip=$(json_get ip <<<"$status")
+    netns=$(json_get netns <<<"$status")
+    [[ $ip == 10.244.30.* ]] || die "pod address '$ip' not on the pod CIDR 10.244.30.0/24"
+    [ "$(netns_ipv4 "$netns" eth0)" = "$ip" ] || die "pod eth0 does not hold $ip"
+    ip6=$(in_node_mnt nsenter --net="$netns" ip -6 -o addr show dev eth0 scope global | awk '{print $4}' | cut -d/ -f1)
+    [[ $ip6 == fd00:10:244:30:* ]] || die "pod IPv6 address '$ip6' not on fd00:10:244:30::/64"
+    # The gateways are the bridge's addresses on the node.
+    in_node ip -o addr show dev cni0 | grep -q ' 10.244.30.1/24 ' || die "cni0: $(in_node ip -o addr show dev cni0)"
+    in_node_mnt nsenter --net="$netns" busybox ping -c 1 -W 2 10.244.30.1 >/dev/null || die "pod cannot reach 10.244.30.1"
+    # IPv6 duplicate address detection may hold the addresses for a moment.
+    wait_for in_node_mnt nsenter --net="$netns" busybox ping6 -c 1 -W 1 fd00:10:244:30::1
+
+    cri stop "$id"
+    cri remove "$id"
+    assert_nothing_left "$id" "$ip" "$E2E_TMP/cnicache/networks"
 }

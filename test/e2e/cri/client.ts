@@ -1,7 +1,9 @@
-// A minimal CRI client, the part of kubelet the e2e tests need: pod sandbox lifecycle over the CRI
-// gRPC API (runtime.v1) on a unix socket.
+// A minimal CRI client, the part of kubelet the e2e tests need: runtime status, the node's pod CIDR
+// and the pod sandbox lifecycle over the CRI gRPC API (runtime.v1) on a unix socket.
 //
 //   client.ts SOCKET version
+//   client.ts SOCKET runtime-status                 prints {runtimeReady, networkReady, networkReason}
+//   client.ts SOCKET update-runtime-config CIDR[,CIDR]   the node's pod CIDRs, as kubelet sends them
 //   client.ts SOCKET run NAME [HOSTPORT:CONTAINERPORT[/tcp|/udp]]... [--annotation=KEY=VALUE]...
 //                                                                       prints the sandbox id
 //   client.ts SOCKET status ID                                          prints {state, ip, netns}
@@ -44,7 +46,9 @@ function portMapping(spec: string) {
 async function main(argv: string[]): Promise<number> {
   const [socket, verb, ...args] = argv;
   if (!socket || !verb) {
-    process.stderr.write("usage: client.ts SOCKET version|run NAME [HP:CP[/proto]]...|status ID|stop ID|remove ID\n");
+    process.stderr.write(
+      "usage: client.ts SOCKET version|runtime-status|update-runtime-config CIDR[,CIDR]|run NAME [HP:CP[/proto]]...|status ID|stop ID|remove ID\n",
+    );
     return 2;
   }
   const client = runtimeService(socket);
@@ -53,6 +57,26 @@ async function main(argv: string[]): Promise<number> {
       case "version": {
         const res = await call(client, "version", { version: "v1" });
         process.stdout.write(`${JSON.stringify(res)}\n`);
+        return 0;
+      }
+      case "runtime-status": {
+        // kubelet keeps the node NotReady while NetworkReady is false ("cni config uninitialized").
+        const res = await call(client, "status", { verbose: false });
+        const conditions: { type: string; status: boolean; reason: string }[] = res.status?.conditions ?? [];
+        const of = (type: string) => conditions.find((c) => c.type === type);
+        process.stdout.write(
+          `${JSON.stringify({
+            runtimeReady: of("RuntimeReady")?.status ?? false,
+            networkReady: of("NetworkReady")?.status ?? false,
+            networkReason: of("NetworkReady")?.reason ?? "",
+          })}\n`,
+        );
+        return 0;
+      }
+      case "update-runtime-config": {
+        // kubelet sends Node.spec.podCIDRs joined by commas once the node has them.
+        if (!args[0]) throw new Error("update-runtime-config needs the pod CIDR(s)");
+        await call(client, "updateRuntimeConfig", { runtimeConfig: { networkConfig: { podCidr: args[0] } } });
         return 0;
       }
       case "run": {
