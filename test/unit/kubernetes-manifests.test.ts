@@ -10,6 +10,7 @@ import {
   readFileSync,
   rmSync,
   statSync,
+  symlinkSync,
   writeFileSync,
 } from "node:fs";
 import { tmpdir } from "node:os";
@@ -301,9 +302,14 @@ test("tscni.yaml: the install step, run as its init container would, puts execut
       const m = mountOf(pod, install, arg);
       if (m?.volume.hostPath) return onNode(m.volume.hostPath.path) + m.rest;
       if (m?.volume.configMap) {
+        // Laid out as the kubelet does: each key a link into ..data, a link to the current version.
         const dir = join(root, "configmap");
-        mkdirSync(dir, { recursive: true });
-        for (const [k, v] of Object.entries(cm)) writeFileSync(join(dir, k), v);
+        mkdirSync(join(dir, "..v1"), { recursive: true });
+        symlinkSync("..v1", join(dir, "..data"));
+        for (const [k, v] of Object.entries(cm)) {
+          writeFileSync(join(dir, "..v1", k), v);
+          symlinkSync(join("..data", k), join(dir, k));
+        }
         return dir + m.rest;
       }
       const copied = [...image.keys()].find((d) => arg === d || arg.startsWith(`${d}/`));
