@@ -287,12 +287,12 @@ test("tscni.yaml: the install step, run as its init container would, puts execut
     const image = new Map<string, string>();
     for (const [dest, src] of imageCopies()) {
       if (src === "dist/bin") {
-        const bin = join(root, "image-bin");
-        mkdirSync(bin);
-        writeFileSync(join(bin, "tscni"), "#!/bin/sh\n");
-        chmodSync(join(bin, "tscni"), 0o755);
-        for (const e of REGISTRY) linkSync(join(bin, "tscni"), join(bin, e.name));
-        image.set(dest, bin);
+        const imageBin = join(root, "image-bin");
+        mkdirSync(imageBin);
+        writeFileSync(join(imageBin, "tscni"), "#!/bin/sh\n");
+        chmodSync(join(imageBin, "tscni"), 0o755);
+        for (const e of REGISTRY) linkSync(join(imageBin, "tscni"), join(imageBin, e.name));
+        image.set(dest, imageBin);
       } else image.set(dest, join(ROOT, src));
     }
     // The node's directories under root, and the ConfigMap's files where its volume is mounted.
