@@ -56,6 +56,7 @@ user-mode-linux               test  # the uml stage: a kernel with ipvlan, vlan,
 kmod                          test  # modprobe -d inside User-Mode Linux
 etcd-server                   test  # the node agent's store (etcd v3), started by its tests
 etcd-client                   test  # etcdctl: tests write and delete keys as an operator would
+iputils-ping                  test  # ping -M do: the agent tests send full-size DF packets pod to pod (busybox ping cannot set DF)
 LIST
 
 # The packages listed for one use.
