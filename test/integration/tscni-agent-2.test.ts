@@ -1,6 +1,9 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
+import { spawn } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
+import { waitGone } from "../helpers/etcd.ts";
 import { subnetEnv, until, type Overlay, type OverlayNode } from "../helpers/overlay-net.ts";
 import {
   addPod,
@@ -208,6 +211,67 @@ it("one chain: the agent writes subnet.env, the flannel plugin ADDs pods on two 
     assert.is(full.code, 0, `a ${mtu}-byte DF packet crosses: ${full.stdout}${full.stderr}`);
     const over = df(mtu - 27);
     assert.is.not(over.code, 0, `one byte more does not: ${over.stdout}${over.stderr}`);
+  });
+});
+
+/**
+ * The tools a running process (and its children) execute while `during` runs, traced by strace
+ * attached to its PID: each execve's argv.
+ */
+async function execsOf(sb: Sandbox, pid: number, during: () => Promise<void>): Promise<string[][]> {
+  const log = join(sb.tmp, `strace-${pid}.log`);
+  const st = spawn("strace", ["-f", "-e", "trace=execve", "-e", "signal=none", "-o", log, "-p", String(pid)], {
+    stdio: ["ignore", "ignore", "pipe"],
+  });
+  await new Promise<void>((res, rej) => {
+    st.stderr!.on("data", (d: Buffer) => /attached/.test(d.toString()) && res());
+    st.on("exit", () => rej(new Error("strace did not attach")));
+  });
+  try {
+    await during();
+  } finally {
+    process.kill(st.pid!, "SIGINT");
+    await waitGone(st.pid!);
+  }
+  return readFileSync(log, "utf8")
+    .split("\n")
+    .flatMap((l) => {
+      const m = /execve\("[^"]*", \[([^\]]*)\]/.exec(l);
+      return m ? [[...m[1]!.matchAll(/"([^"]*)"/g)].map((w) => w[1]!)] : [];
+    });
+}
+
+it("with 40 peers a watch event costs its own peer's ops: at most three tool runs and no dump", async (sb) => {
+  await withOverlay(sb, 1, VXLAN, async (o) => {
+    const [n0] = o.nodes as [OverlayNode];
+    await subnetEnv(n0);
+    const far = (i: number) => ({
+      key: `${SUBNETS}10.60.${100 + i}.0-24`,
+      value: JSON.stringify({
+        PublicIP: `172.16.1.${i + 1}`,
+        BackendType: "vxlan",
+        BackendData: { VNI: 1, VtepMAC: `02:aa:00:00:00:${(i + 1).toString(16).padStart(2, "0")}` },
+      }),
+    });
+    for (let i = 0; i < 40; i++) o.ctl(["put", far(i).key, far(i).value]);
+    await until("40 peers programmed", () => fdbOf(sb, n0).length === 40);
+    const execs = await execsOf(sb, n0.agent!.pid, async () => {
+      o.ctl(["put", far(40).key, far(40).value]);
+      await until("the 41st peer's route", () => routeTo(sb, n0, "10.60.140.0/24"));
+      o.ctl(["del", far(3).key]);
+      await until("the 4th peer's route to go", () => !routeTo(sb, n0, "10.60.103.0/24"));
+    });
+    const batches = execs.filter((argv) => argv.includes("-batch"));
+    const changes = batches.filter((argv) => !argv.includes("-j"));
+    assert.ok(
+      changes.length >= 2 && changes.length <= 6,
+      `two events, at most three runs each: ${JSON.stringify(batches)}`,
+    );
+    assert.not.ok(
+      batches.some((argv) => argv[0] === "bridge" && argv.includes("-j")),
+      "no FDB dump: an event diffs against what its lease had programmed",
+    );
+    assert.is(fdbOf(sb, n0).length, 40, "the other peers untouched");
   });
 });
 
