@@ -128,12 +128,14 @@ export function presentObjects(
   };
   for (const rt of routes) {
     if ((rt.table !== undefined && rt.table !== "main") || (rt.type !== undefined && rt.type !== "unicast")) continue;
-    const ours = rt.dev === r.vxlanDev || (rt.dev === r.underlay && rt.gateway !== undefined && nodeSubnet(rt.dst));
-    if (ours && rt.dev)
+    // A multipath route has no dev: never one of ours.
+    const dev = rt.dev;
+    if (dev === undefined) continue;
+    if (dev === r.vxlanDev || (dev === r.underlay && rt.gateway !== undefined && nodeSubnet(rt.dst)))
       out.push({
         kind: "route",
         dst: rt.dst,
-        dev: rt.dev,
+        dev,
         via: rt.gateway ?? "",
         onlink: rt.flags?.includes("onlink") ?? false,
       });

@@ -68,6 +68,7 @@ test("the reconcile diff: stale objects go, changed ones are replaced in place, 
       { dst: "192.168.100.0/24", dev: "eth0", scope: "link" }, // the underlay's own
       { dst: "default", gateway: "192.168.100.1", dev: "eth0" },
       { dst: "10.50.1.0", dev: "flannel.1", table: "local", type: "local" },
+      { dst: "10.50.7.0/24" }, // multipath: no dev, not ours
     ],
     [
       { dst: "10.50.1.0", lladdr: "02:00:00:00:00:01", state: ["PERMANENT"] },
