@@ -41,6 +41,7 @@ bats                          test  # the e2e scripts
 containernetworking-plugins   test bench  # the reference plugins, compared against
 strace                        test bench  # process counts in tests and the benchmark
 busybox-static                test  # ping, nc, httpd and sh inside test namespaces; the e2e image
+iputils-ping                  test  # ping -M do: the agent tests send full-size DF packets pod to pod (busybox ping cannot set DF)
 curl                          test  # the external host's HTTP client in e2e
 containerd                    test  # e2e: ctr and the CRI plugin
 runc                          test  # e2e

@@ -48,9 +48,14 @@ export interface IpLink {
       vlan_default_pvid?: number;
       /** macvlan and ipvlan mode ("bridge", "l2", ...). */
       mode?: string;
-      /** A vlan's id. */
+      /** A vlan's or vxlan's id. */
       id?: number;
       bcqueuelen?: number;
+      /** vxlan: source address, underlay device, UDP port, MAC learning. */
+      local?: string;
+      link?: string;
+      port?: number;
+      learning?: boolean;
     };
   };
   addr_info?: IpAddr[];
@@ -67,6 +72,8 @@ export interface IpRoute {
   type?: string;
   scope?: string;
   prefsrc?: string;
+  /** e.g. "onlink". */
+  flags?: string[];
 }
 
 /** A policy routing rule as `ip -j rule show` reports it (the table by name or number). */

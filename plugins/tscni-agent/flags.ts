@@ -30,7 +30,7 @@ export const USAGE = `usage: tscni-agent [flags]
                                         (default 0.0.0.0, port 0 = off)
   --version, --help
 Network config: <prefix>/config, flannel's JSON (Network, SubnetLen, SubnetMin, SubnetMax,
-Backend {Type: "vxlan", VNI, Port, MTU}).
+Backend {Type: "vxlan", VNI, Port, MTU, DirectRouting} or {Type: "host-gw"}).
 `;
 
 /** Parses `--name=value` and `--name value`; throws an Error whose message names the bad flag. */

@@ -1,19 +1,28 @@
 import { mkdirSync } from "node:fs";
 import { createServer } from "node:http";
 import { dirname } from "node:path";
-import { EtcdClient, type KeyValue } from "../../lib/etcd/client.ts";
+import { EtcdClient, type KeyValue, type WatchEvent } from "../../lib/etcd/client.ts";
 import { readNoFollow, replaceFile } from "../../lib/safe-file.ts";
 import { ensureForwardRules, ensureMasqRules } from "./iptables.ts";
 import { parseFlags, renewAfter, USAGE, type AgentFlags } from "./flags.ts";
-import { acquire, type Held, leaseValue, type Peer, peerOf, renew } from "./lease.ts";
+import { acquire, type Backend, type Held, leaseValue, peerOf, renew } from "./lease.ts";
 import { firstHost, type Network, parseNetworkConfig, subnetCidr, subnetKey, subnetOfEnv } from "./network.ts";
-import { deviceExists, ensureDevice, findUnderlay, reconcile, type Underlay } from "./vxlan.ts";
+import { diff, keyOf, objectsOf, onOurL2, opsOf, type PeerObject, type Routing } from "./peers.ts";
+import {
+  applyPeerOps,
+  deviceExists,
+  deviceName,
+  ensureDevice,
+  findUnderlay,
+  reconcile,
+  type Underlay,
+} from "./vxlan.ts";
 
 const DEVICE_CHECK_MS = 2000;
 
 declare const __PKG_VERSION__: string;
 
-// tscni-agent: flannel's node agent for the vxlan backend, store-compatible with flanneld (same
+// tscni-agent: flannel's node agent for the vxlan and host-gw backends, store-compatible with flanneld (same
 // keys and values in etcd), so a cluster can mix both during a migration.
 
 const log = (m: string) => process.stderr.write(`${new Date().toISOString()} tscni-agent: ${m}\n`);
@@ -54,7 +63,9 @@ class Agent {
   private readonly etcd: EtcdClient;
   private readonly configKey: string;
   private readonly subnetsPrefix: string;
-  private peers = new Map<string, Peer>();
+  /** What each lease key had programmed: the "present" a watch event diffs against. */
+  private programmed = new Map<string, PeerObject[]>();
+  private routing?: Routing;
   private held?: Held;
   private value = "";
   private dev = "";
@@ -94,29 +105,53 @@ class Agent {
     log(`underlay ${under.dev} ${under.publicIp} (MTU ${under.mtu}); etcd ${this.f.etcdEndpoints.join(",")}`);
     const net = await this.config();
     if (this.signal.aborted) return;
-    const mtu = (net.mtu ?? under.mtu) - 50;
+    const vxlan = net.backend === "vxlan";
+    // host-gw does not encapsulate: pods get the underlay's MTU, as flannel's host-gw gives them.
+    const mtu = vxlan ? (net.mtu ?? under.mtu) - 50 : under.mtu;
     const previous = subnetOfEnv(readNoFollow(this.f.subnetFile) ?? "");
     // The device comes first for its MAC (the lease carries it); its address needs the subnet, so
     // it is set again once the subnet is known (a kept device already has it).
     const held = await retrying(
       `lease in ${this.subnetsPrefix}`,
       async () => {
-        const probe = await ensureDevice(net.vni, net.port, under, mtu);
-        this.value = leaseValue(under.publicIp, net.vni, probe.mac);
-        return acquire(this.etcd, this.f.etcdPrefix, net, under.publicIp, this.value, this.f.leaseTtl, previous, log);
+        const mac = vxlan ? (await ensureDevice(net.vni, net.port, under, mtu)).mac : undefined;
+        this.value = leaseValue(under.publicIp, this.backend(net, mac));
+        return acquire(
+          this.etcd,
+          this.f.etcdPrefix,
+          net,
+          under.publicIp,
+          this.value,
+          this.f.leaseTtl,
+          previous,
+          log,
+          mac,
+        );
       },
       this.signal,
     );
     if (!held) return;
     this.held = held;
-    const { dev } = await ensureDevice(net.vni, net.port, under, mtu, held.subnet);
-    this.dev = dev;
+    if (vxlan) this.dev = (await ensureDevice(net.vni, net.port, under, mtu, held.subnet)).dev;
+    this.routing = {
+      backend: net.backend,
+      vxlanDev: vxlan ? deviceName(net.vni) : undefined,
+      underlay: under.dev,
+      underlayNets: under.nets,
+      directRouting: vxlan && net.directRouting,
+      network: net.network,
+      subnetLen: net.subnetLen,
+    };
     // Before subnet.env: pods may start only once cluster traffic is let through FORWARD.
     await retrying("iptables rules", async () => this.ensureRules(net), this.signal);
     log(`acquired ${held.key} (etcd lease ${held.leaseId}, TTL ${held.ttl} s)`);
     this.writeSubnetEnv(net, mtu);
     void this.renewLoop();
     await this.watchLoop(net, under, mtu);
+  }
+
+  private backend(net: Network, mac: string | undefined): Backend {
+    return net.backend === "vxlan" ? { type: "vxlan", vni: net.vni, mac: mac! } : { type: "host-gw" };
   }
 
   private ensureRules(net: Network) {
@@ -149,43 +184,43 @@ class Agent {
     }
   }
 
-  /** List, reconcile, watch from the list's revision; on any break re-list and diff again. */
+  /**
+   * List, reconcile, watch from the list's revision; on any break re-list and diff again. The full
+   * diff against the kernel runs only here; a watch event programs just the leases it names.
+   */
   private async watchLoop(net: Network, under: Underlay, mtu: number) {
     let delay = 100;
     while (!this.signal.aborted) {
       try {
         const { kvs, revision } = await this.etcd.range(this.subnetsPrefix, { prefix: true });
-        this.peers = new Map();
+        this.programmed = new Map();
         for (const kv of kvs) this.learn(kv);
-        // A device deleted by hand is recreated here, with a new MAC that the lease must carry.
-        const { mac } = await ensureDevice(net.vni, net.port, under, mtu, this.held!.subnet);
-        await this.publish(leaseValue(under.publicIp, net.vni, mac));
+        if (net.backend === "vxlan") {
+          // A device deleted by hand is recreated here, with a new MAC that the lease must carry.
+          const { mac } = await ensureDevice(net.vni, net.port, under, mtu, this.held!.subnet);
+          await this.publish(leaseValue(under.publicIp, this.backend(net, mac)));
+        }
         this.ensureRules(net); // put back if flushed meanwhile
-        await this.apply();
+        await reconcile(this.routing!, [...this.programmed.values()].flat(), log);
         delay = 100;
         // The device is checked every few seconds; its loss ends the watch so the loop re-lists.
         const lost = new AbortController();
-        const check = setInterval(() => {
-          void deviceExists(this.dev).then((ok) => {
-            if (!ok && !lost.signal.aborted) {
-              log(`${this.dev} is gone: recreating it`);
-              lost.abort();
-            }
-          });
-        }, DEVICE_CHECK_MS);
+        const check =
+          net.backend === "vxlan"
+            ? setInterval(() => {
+                void deviceExists(this.dev).then((ok) => {
+                  if (!ok && !lost.signal.aborted) {
+                    log(`${this.dev} is gone: recreating it`);
+                    lost.abort();
+                  }
+                });
+              }, DEVICE_CHECK_MS)
+            : undefined;
         await this.etcd
           .watch(
             this.subnetsPrefix,
             String(Number(revision) + 1),
-            async (events) => {
-              for (const e of events) {
-                if (e.type === "DELETE") {
-                  this.peers.delete(e.kv.key);
-                  if (e.kv.key === this.held!.key) await this.reclaim();
-                } else this.learn(e.kv);
-              }
-              await this.apply();
-            },
+            (events) => this.onEvents(events),
             AbortSignal.any([this.signal, lost.signal]),
           )
           .finally(() => clearInterval(check));
@@ -198,6 +233,35 @@ class Agent {
     }
   }
 
+  /**
+   * One watch response: the leases it names go from what they had programmed to what they now
+   * want. Their objects are put again (replace: a renewal repairs a hand-deleted entry), the ones
+   * they no longer want are deleted unless another lease still wants the same one.
+   */
+  private async onEvents(events: readonly WatchEvent[]) {
+    const touched = new Set<string>();
+    const before: PeerObject[] = [];
+    for (const e of events) {
+      if (!touched.has(e.kv.key)) before.push(...(this.programmed.get(e.kv.key) ?? []));
+      touched.add(e.kv.key);
+      if (e.type === "DELETE") {
+        if (this.programmed.delete(e.kv.key)) log(`peer ${e.kv.key} is gone`);
+        if (e.kv.key === this.held!.key) await this.reclaim();
+      } else this.learn(e.kv, true);
+    }
+    const after = [...touched].flatMap((k) => this.programmed.get(k) ?? []);
+    const { del } = diff(after, before);
+    const kept = del.length === 0 ? new Set<string>() : this.keysWantedBesides(touched);
+    await applyPeerOps(opsOf({ del: del.filter((o) => !kept.has(keyOf(o))), put: after }), log);
+  }
+
+  /** The object keys the leases other than `touched` want (an FDB entry two leases share). */
+  private keysWantedBesides(touched: ReadonlySet<string>): Set<string> {
+    const out = new Set<string>();
+    for (const [k, objs] of this.programmed) if (!touched.has(k)) for (const o of objs) out.add(keyOf(o));
+    return out;
+  }
+
   /** Re-puts our lease when its value changed (a recreated device's MAC), keeping its etcd lease. */
   private async publish(value: string) {
     if (value === this.value) return;
@@ -206,15 +270,20 @@ class Agent {
     log(`updated ${this.held!.key}: ${value}`);
   }
 
-  private learn(kv: KeyValue) {
+  /** A lease put: what it wants programmed (nothing for a lease we cannot use). */
+  private learn(kv: KeyValue, announce = false) {
     if (kv.key === this.held!.key) return;
-    const p = peerOf(this.f.etcdPrefix, kv);
-    if (p) this.peers.set(kv.key, p);
-    else this.peers.delete(kv.key);
-  }
-
-  private apply() {
-    return reconcile(this.dev, [...this.peers.values()], log);
+    const r = this.routing!;
+    const p = peerOf(this.f.etcdPrefix, kv, r.backend);
+    const objs = p ? objectsOf(r, p) : [];
+    const had = this.programmed.get(kv.key);
+    if (objs.length > 0) this.programmed.set(kv.key, objs);
+    else this.programmed.delete(kv.key);
+    if (p && objs.length === 0)
+      log(`peer ${kv.key} at ${p.publicIp} is not on ${r.underlay}'s subnets: host-gw cannot reach it`);
+    else if (!p && had) log(`peer ${kv.key} is no longer a ${r.backend} lease`);
+    else if (p && announce && (!had || diff(objs, had).put.length > 0))
+      log(`peer ${kv.key} at ${p.publicIp}${onOurL2(r, p.publicIp) && objs.length === 1 ? " (direct route)" : ""}`);
   }
 
   /** Our own key was deleted: take the same subnet back (flannel exits instead); pods keep running. */

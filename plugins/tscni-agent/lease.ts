@@ -6,26 +6,41 @@ export interface LeaseValue {
   PublicIP: string;
   PublicIPv6?: string | null;
   BackendType: string;
-  BackendData?: { VNI?: number; VtepMAC?: string };
+  BackendData?: { VNI?: number; VtepMAC?: string } | null;
 }
 
 /** A node's lease as read from the store. */
 export interface Peer {
   subnet: Subnet;
   publicIp: string;
-  vtepMac: string;
+  /** The VTEP's MAC (vxlan leases). */
+  vtepMac?: string;
 }
 
-export const leaseValue = (publicIp: string, vni: number, mac: string): string =>
+/** What a lease says of the node's backend: flannel's BackendType and BackendData. */
+export type Backend = { type: "vxlan"; vni: number; mac: string } | { type: "host-gw" };
+
+/** flannel's value: host-gw has no BackendData (flannel's field is omitempty and left unset). */
+export const leaseValue = (publicIp: string, b: Backend): string =>
   JSON.stringify({
     PublicIP: publicIp,
     PublicIPv6: null,
-    BackendType: "vxlan",
-    BackendData: { VNI: vni, VtepMAC: mac },
+    BackendType: b.type,
+    ...(b.type === "vxlan" ? { BackendData: { VNI: b.vni, VtepMAC: b.mac } } : {}),
   });
 
-/** A subnets/ key and its value as a peer; undefined for what is not a vxlan IPv4 lease. */
-export function peerOf(prefix: string, kv: Pick<KeyValue, "key" | "value">): Peer | undefined {
+const IPV4 = /^\d{1,3}(\.\d{1,3}){3}$/;
+const MAC = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i;
+
+/**
+ * A subnets/ key and its value as a peer of the given backend type; undefined for what is not an
+ * IPv4 lease of that type (flannel, too, ignores leases of another backend).
+ */
+export function peerOf(
+  prefix: string,
+  kv: Pick<KeyValue, "key" | "value">,
+  backendType: Backend["type"] = "vxlan",
+): Peer | undefined {
   const subnet = parseSubnetKey(kv.key.slice(`${prefix}/subnets/`.length));
   if (!subnet) return undefined;
   let v: LeaseValue;
@@ -34,9 +49,11 @@ export function peerOf(prefix: string, kv: Pick<KeyValue, "key" | "value">): Pee
   } catch {
     return undefined;
   }
+  if (v === null || typeof v !== "object") return undefined;
+  if (v.BackendType !== backendType || typeof v.PublicIP !== "string" || !IPV4.test(v.PublicIP)) return undefined;
+  if (backendType === "host-gw") return { subnet, publicIp: v.PublicIP };
   const mac = v.BackendData?.VtepMAC;
-  if (v.BackendType !== "vxlan" || typeof v.PublicIP !== "string" || typeof mac !== "string") return undefined;
-  if (!/^\d{1,3}(\.\d{1,3}){3}$/.test(v.PublicIP) || !/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i.test(mac)) return undefined;
+  if (typeof mac !== "string" || !MAC.test(mac)) return undefined;
   return { subnet, publicIp: v.PublicIP, vtepMac: mac.toLowerCase() };
 }
 
@@ -52,6 +69,9 @@ export interface Held {
  * flannel's acquisition order: the lease already carrying our PublicIP (re-put with a fresh etcd
  * lease: the key, and its create revision, stay), else the previous subnet.env's subnet if free,
  * else a random one of the first 100 free subnets; created with create-if-absent, 10 attempts.
+ * Beyond flannel: the previous subnet.env's lease is ours too when it carries our VTEP's MAC (the
+ * device, and so its MAC, outlives a change of the node's address), so a re-addressed node keeps
+ * its subnet and its pods, and its peers only see its PublicIP change.
  */
 export async function acquire(
   etcd: EtcdClient,
@@ -62,6 +82,7 @@ export async function acquire(
   ttl: number,
   previous: Subnet | undefined,
   log: (m: string) => void,
+  vtepMac?: string,
 ): Promise<Held> {
   for (let attempt = 0; attempt < 10; attempt++) {
     const { kvs } = await etcd.range(`${prefix}/subnets/`, { prefix: true });
@@ -71,8 +92,9 @@ export async function acquire(
       const s = parseSubnetKey(kv.key.slice(`${prefix}/subnets/`.length));
       if (!s) continue;
       taken.add(subnetKey(s));
-      const p = peerOf(prefix, kv);
-      if (p?.publicIp === publicIp) {
+      const p = peerOf(prefix, kv, "vxlan") ?? peerOf(prefix, kv, "host-gw");
+      const moved = vtepMac !== undefined && p?.vtepMac === vtepMac && previous && subnetKey(previous) === subnetKey(s);
+      if (p?.publicIp === publicIp || moved) {
         if (fits(net, s)) ours = s;
         else {
           log(`lease ${kv.key} carries our address but no longer fits the config: deleting it`);

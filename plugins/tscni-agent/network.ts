@@ -1,7 +1,7 @@
 import { z } from "../../lib/cni/zod.ts";
 import { formatIP, ipAt, maskOf, parseCIDR, parseIP } from "../../lib/ip/address.ts";
 
-/** flannel's network config (`<prefix>/config`); the IPv4 vxlan subset this agent serves. */
+/** flannel's network config (`<prefix>/config`); the IPv4 vxlan and host-gw subset this agent serves. */
 export const NetworkConfigSchema = z
   .object({
     Network: z.string(),
@@ -10,10 +10,12 @@ export const NetworkConfigSchema = z
     SubnetMax: z.string().optional(),
     Backend: z
       .object({
-        Type: z.literal("vxlan"),
+        Type: z.enum(["vxlan", "host-gw"]),
         VNI: z.number().int().min(0).max(16777215).optional(),
         Port: z.number().int().min(0).max(65535).optional(),
         MTU: z.number().int().min(68).max(65535).optional(),
+        /** vxlan: peers on our L2 get a plain route via their PublicIP, no encapsulation. */
+        DirectRouting: z.boolean().optional(),
       })
       .passthrough(),
   })
@@ -29,6 +31,8 @@ export interface Network {
   /** First and last subnet network address handed out, as integers. */
   min: bigint;
   max: bigint;
+  backend: "vxlan" | "host-gw";
+  directRouting: boolean;
   vni: number;
   port: number;
   mtu?: number;
@@ -54,7 +58,7 @@ export function parseNetworkConfig(text: string): Network {
     const where = i.path.join(".") || "the config";
     // flannel's code falls back to the udp backend when Backend is absent; we say so instead.
     throw new Error(
-      `${where}: ${i.message}${i.path[0] === "Backend" ? ' (this agent runs Backend.Type "vxlan")' : ""}`,
+      `${where}: ${i.message}${i.path[0] === "Backend" ? ' (this agent runs Backend.Type "vxlan" or "host-gw")' : ""}`,
     );
   }
   const c = r.data;
@@ -83,6 +87,8 @@ export function parseNetworkConfig(text: string): Network {
     subnetLen,
     min,
     max,
+    backend: c.Backend.Type,
+    directRouting: c.Backend.DirectRouting ?? false,
     vni: c.Backend.VNI ?? 1,
     port: c.Backend.Port || 8472,
     mtu: c.Backend.MTU,

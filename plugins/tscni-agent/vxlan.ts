@@ -5,15 +5,18 @@ import {
   type IpNeigh,
   type IpRoute,
   type LinkOp,
+  lineOf,
 } from "../../lib/kernel/link.ts";
-import type { Peer } from "./lease.ts";
-import { type Subnet, subnetCidr } from "./network.ts";
+import { diff, opsOf, type PeerObject, presentObjects, type Routing } from "./peers.ts";
+import type { Subnet } from "./network.ts";
 
 /** The underlay: where VXLAN packets leave, and the address peers send to. */
 export interface Underlay {
   dev: string;
   publicIp: string;
   mtu: number;
+  /** Its IPv4 prefixes (CIDRs): who is on our L2, for host-gw and DirectRouting. */
+  nets: string[];
 }
 
 const ask = async (ops: LinkOp[]) => {
@@ -27,10 +30,10 @@ export async function findUnderlay(iface?: string, publicIp?: string): Promise<U
   const r = await ask([{ op: "links" }, { op: "routes", family: 4 }]);
   const names = r.shown.map((l) => l.ifname);
   const all = (await ask(names.map((dev) => ({ op: "show" as const, dev })))).shown;
-  const v4 = (l: IpLink) => (l.addr_info ?? []).filter((a) => a.family === "inet").map((a) => a.local);
+  const v4 = (l: IpLink) => (l.addr_info ?? []).filter((a) => a.family === "inet");
   let link: IpLink | undefined;
   if (iface) link = all.find((l) => l.ifname === iface);
-  else if (publicIp) link = all.find((l) => v4(l).includes(publicIp));
+  else if (publicIp) link = all.find((l) => v4(l).some((a) => a.local === publicIp));
   else {
     const routes = (r.groups[1] ?? []) as IpRoute[];
     const dflt = routes.find((rt) => rt.dst === "default" && (rt.table === undefined || rt.table === "main"));
@@ -38,17 +41,32 @@ export async function findUnderlay(iface?: string, publicIp?: string): Promise<U
     if (!link) throw new Error("no default route: name the underlay with --iface or --public-ip");
   }
   if (!link) throw new Error(iface ? `interface ${iface} not found` : `no interface has address ${publicIp}`);
-  const ip = publicIp ?? v4(link)[0];
+  const ip = publicIp ?? v4(link)[0]?.local;
   if (!ip) throw new Error(`interface ${link.ifname} has no IPv4 address`);
-  return { dev: link.ifname, publicIp: ip, mtu: link.mtu };
+  const nets = v4(link).map((a) => `${a.local}/${a.prefixlen}`);
+  return { dev: link.ifname, publicIp: ip, mtu: link.mtu, nets };
 }
 
 export const deviceName = (vni: number) => `flannel.${vni}`;
 
+/** Whether a device there can be kept: a vxlan with our VNI, source, underlay, port and no learning. */
+const compatible = (l: IpLink, vni: number, port: number, under: Underlay) => {
+  const d = l.linkinfo?.info_data;
+  return (
+    l.linkinfo?.info_kind === "vxlan" &&
+    d?.id === vni &&
+    d.local === under.publicIp &&
+    (d.link === undefined || d.link === under.dev) &&
+    d.port === port &&
+    d.learning === false
+  );
+};
+
 /**
  * Creates `flannel.<VNI>` (learning off, local = PublicIP, on the underlay) or keeps the one there:
- * a kept device keeps its MAC, so our lease's VtepMAC and the peers' FDB entries stay valid.
- * Address `<subnet network address>/32`: a source for host-to-remote-pod traffic, no subnet route.
+ * a kept device keeps its MAC, so our lease's VtepMAC and the peers' FDB entries stay valid. One
+ * that no longer fits (the node's address changed) is recreated with the same MAC, for the same
+ * reason. Address `<subnet network address>/32`: a source for host-to-remote-pod traffic, no subnet route.
  */
 export async function ensureDevice(
   vni: number,
@@ -60,14 +78,16 @@ export async function ensureDevice(
   const dev = deviceName(vni);
   const shown = await applyLinkOpsAsync([{ op: "show", dev }]);
   const have = shown.shown.find((l) => l.ifname === dev);
+  const keep = have !== undefined && compatible(have, vni, port, under);
   const ops: LinkOp[] = [];
-  if (have && have.linkinfo?.info_kind !== "vxlan") ops.push({ op: "link-del", dev });
-  if (have?.linkinfo?.info_kind !== "vxlan")
+  if (have && !keep) ops.push({ op: "link-del", dev });
+  if (!keep)
     ops.push({
       op: "link-add",
       dev,
       kind: { type: "vxlan", id: vni, local: under.publicIp, parent: under.dev, port, learning: false },
       mtu,
+      mac: have?.linkinfo?.info_kind === "vxlan" ? have.address : undefined,
     });
   ops.push({ op: "link-set", dev, mtu, up: true });
   if (subnet) ops.push({ op: "addr", verb: "replace", dev, cidr: `${subnet.addr}/32` });
@@ -83,50 +103,40 @@ export async function ensureDevice(
 
 export const deviceExists = async (dev: string) => (await applyLinkOpsAsync([{ op: "show", dev }])).ok;
 
-/** A peer's three objects, route last so the kernel never has to resolve the gateway. */
-export const peerOps = (dev: string, p: Peer): LinkOp[] => [
-  { op: "neigh", verb: "replace", dev, ip: p.subnet.addr, lladdr: p.vtepMac, permanent: true },
-  { op: "fdb", verb: "replace", dev, mac: p.vtepMac, dst: p.publicIp },
-  { op: "route", verb: "replace", dst: subnetCidr(p.subnet), via: p.subnet.addr, dev, onlink: true },
-];
+const describe = (o: LinkOp) => lineOf(o).join(" ");
 
 /**
- * Makes the device's routes, neighbours and FDB entries exactly the peers' (flannel leaves those of
- * peers that vanished while it was down, its issue 2554): what matches no lease, or a lease whose
- * MAC or address changed, is deleted, then every peer's objects are (re)placed. Idempotent.
+ * Runs a diff's ops, a few tool runs whatever their number. A deletion the kernel refuses (the
+ * object was already gone) is skipped and the run goes on after it; a failed put is an error.
  */
-export async function reconcile(dev: string, peers: readonly Peer[], log: (m: string) => void): Promise<void> {
-  const r = await ask([
-    { op: "routes", family: 4 },
-    { op: "neighs", dev },
-    { op: "fdbs", dev },
-  ]);
-  const routes = ((r.groups[0] ?? []) as IpRoute[]).filter((rt) => rt.dev === dev);
-  const neighs = (r.groups[1] ?? []) as IpNeigh[];
-  const fdbs = (r.groups[2] ?? []) as IpFdb[];
-  const bySubnet = new Map(peers.map((p) => [subnetCidr(p.subnet), p]));
-  const byAddr = new Map(peers.map((p) => [p.subnet.addr, p]));
-  const byMac = new Map(peers.map((p) => [p.vtepMac, p]));
-  const stale: LinkOp[] = [];
-  for (const rt of routes) {
-    const p = bySubnet.get(rt.dst);
-    if (!p || rt.gateway !== p.subnet.addr) stale.push({ op: "route", verb: "del", dst: rt.dst, dev });
+export async function applyPeerOps(ops: readonly LinkOp[], log: (m: string) => void): Promise<void> {
+  let rest = ops;
+  while (rest.length > 0) {
+    const r = await applyLinkOpsAsync(rest);
+    if (r.ok) return;
+    const bad = r.failedOp === undefined ? undefined : rest[r.failedOp];
+    if (!bad || !("verb" in bad) || bad.verb !== "del") throw new Error(`${bad ? describe(bad) : "ip"}: ${r.stderr}`);
+    log(`${describe(bad)}: ${r.stderr} (already gone)`);
+    rest = rest.slice(r.failedOp! + 1);
   }
-  for (const n of neighs) {
-    const p = byAddr.get(n.dst);
-    if (!p || n.lladdr?.toLowerCase() !== p.vtepMac) stale.push({ op: "neigh", verb: "del", dev, ip: n.dst });
-  }
-  for (const f of fdbs) {
-    const p = byMac.get(f.mac.toLowerCase());
-    if (!p || f.dst !== p.publicIp) stale.push({ op: "fdb", verb: "del", dev, mac: f.mac, dst: f.dst });
-  }
-  // One op at a time: a stale entry another deletion already took must not stop the rest.
-  for (const o of stale) {
-    const res = await applyLinkOpsAsync([o]);
-    if (res.ok)
-      log(
-        `removed stale ${o.op} ${"dst" in o && o.op === "route" ? o.dst : "ip" in o ? o.ip : o.op === "fdb" ? o.mac : ""}`,
-      );
-  }
-  if (peers.length > 0) await ask(peers.flatMap((p) => peerOps(dev, p)));
+}
+
+/**
+ * Makes our routes, neighbours and FDB entries exactly `desired` (flannel leaves those of peers
+ * that vanished while it was down, its issue 2554): a dump, a diff, and the ops of the diff.
+ */
+export async function reconcile(r: Routing, desired: readonly PeerObject[], log: (m: string) => void): Promise<void> {
+  const dumps: LinkOp[] = [{ op: "routes", family: 4 }];
+  if (r.vxlanDev) dumps.push({ op: "neighs", dev: r.vxlanDev }, { op: "fdbs", dev: r.vxlanDev });
+  const d = await ask(dumps);
+  const present = presentObjects(
+    r,
+    (d.groups[0] ?? []) as IpRoute[],
+    (d.groups[1] ?? []) as IpNeigh[],
+    (d.groups[2] ?? []) as IpFdb[],
+  );
+  const change = diff(desired, present);
+  for (const o of change.del)
+    log(`removing stale ${o.kind} ${o.kind === "route" ? o.dst : o.kind === "neigh" ? o.ip : o.mac}`);
+  await applyPeerOps(opsOf(change), log);
 }

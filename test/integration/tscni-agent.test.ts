@@ -2,8 +2,6 @@ import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { join } from "node:path";
 import { BIN, sandboxed, type Sandbox } from "../helpers/sandbox.ts";
-import { runPlugin } from "../helpers/plugin-run.ts";
-import { cniEnv } from "../helpers/sandbox.ts";
 import { startEtcd, waitGone } from "../helpers/etcd.ts";
 import {
   agentLog,
@@ -15,74 +13,18 @@ import {
   subnetEnv,
   until,
 } from "../helpers/overlay-net.ts";
+import { addPod, icmpFrom, json, leases, SUBNETS as PREFIX, withOverlay as overlay } from "../helpers/overlay-pods.ts";
 
 /**
  * tscni-agent across sandboxed nodes: an underlay switch, etcd and two or three node namespaces,
  * one agent per node. Leases in flannel's shape, the vxlan objects per peer, pods on different
- * nodes talking with their own source addresses, and a deleted lease leaving its peers.
+ * nodes talking with their own source addresses, and a deleted lease leaving its peer.
+ * More (host-gw, DirectRouting, MTU, --public-ip, address change, the flannel plugin): tscni-agent-2.test.ts.
  */
 const it = sandboxed(test, "agent");
 const CONFIG = { Network: "10.50.0.0/16", Backend: { Type: "vxlan" } };
-const PREFIX = "/coreos.com/network/subnets/";
 
-const json = (sb: Sandbox, ns: string, argv: string[]) => JSON.parse(sb.inNs(ns, argv).stdout || "[]");
-
-async function withOverlay(sb: Sandbox, count: number, fn: (o: Overlay) => Promise<void>) {
-  const o = await makeOverlay(sb, count, CONFIG);
-  try {
-    for (const n of o.nodes) o.startAgent(n, ["--subnet-lease-ttl=60"]);
-    await fn(o);
-  } catch (e) {
-    for (const n of o.nodes) process.stderr.write(`--- ${n.ns} agent log\n${agentLog(n)}`);
-    throw e;
-  } finally {
-    await o.stopAll();
-  }
-}
-
-const leases = (o: Overlay) => {
-  const out = o.ctl(["get", "--prefix", PREFIX, "-w", "json"]).stdout;
-  const kvs = (JSON.parse(out).kvs ?? []) as { key: string; value: string; lease?: number }[];
-  return kvs.map((kv) => ({
-    key: Buffer.from(kv.key, "base64").toString(),
-    value: JSON.parse(Buffer.from(kv.value, "base64").toString()),
-    lease: kv.lease,
-  }));
-};
-
-/** A pod on a node: bridge + host-local over the node's FLANNEL_SUBNET, as the flannel plugin delegates. */
-function addPod(
-  sb: Sandbox,
-  n: OverlayNode,
-  env: Record<string, string>,
-  id: string,
-  routes = [{ dst: env.FLANNEL_NETWORK }],
-) {
-  const ctr = sb.addContainer();
-  const conf = {
-    cniVersion: "1.0.0",
-    name: "overlay",
-    type: "bridge",
-    bridge: "cni0",
-    isGateway: true,
-    ipMasq: false,
-    mtu: Number(env.FLANNEL_MTU),
-    ipam: {
-      type: "host-local",
-      dataDir: join(n.dir, "ipam"),
-      subnet: env.FLANNEL_SUBNET!.replace(/\.1\//, ".0/"),
-      routes,
-    },
-  };
-  const r = runPlugin(
-    { node: n.ns },
-    join(BIN, "bridge"),
-    cniEnv("ADD", { CNI_CONTAINERID: id, CNI_NETNS: ctr.path }),
-    conf,
-  );
-  assert.is(r.code, 0, r.stdout + r.stderr);
-  return { ns: ctr.name, ip: (r.json.ips[0].address as string).split("/")[0]! };
-}
+const withOverlay = (sb: Sandbox, count: number, fn: (o: Overlay) => Promise<void>) => overlay(sb, count, CONFIG, fn);
 
 it("two nodes: distinct flannel-shaped leases, vxlan objects per peer, pods ping across with their own source, a deleted lease leaves its peer", async (sb) => {
   await withOverlay(sb, 2, async (o) => {
@@ -107,10 +49,10 @@ it("two nodes: distinct flannel-shaped leases, vxlan objects per peer, pods ping
       assert.ok(l, `a lease carries ${n.addr}`);
       assert.is(l.key, `${PREFIX}${e.FLANNEL_SUBNET!.replace(/\.1\/24$/, ".0-24")}`);
       assert.is(l.value.BackendType, "vxlan");
-      assert.is(l.value.BackendData.VNI, 1);
+      assert.is(l.value.BackendData!.VNI, 1);
       assert.ok(l.lease, "attached to an etcd lease");
       const dev = json(sb, n.ns, ["ip", "-j", "-d", "link", "show", "flannel.1"])[0];
-      assert.is(dev.address, l.value.BackendData.VtepMAC, "the lease carries the device's MAC");
+      assert.is(dev.address, l.value.BackendData!.VtepMAC, "the lease carries the device's MAC");
       assert.is(dev.mtu, 1450);
       assert.is(dev.linkinfo.info_kind, "vxlan");
       assert.is(dev.linkinfo.info_data.id, 1);
@@ -135,11 +77,11 @@ it("two nodes: distinct flannel-shaped leases, vxlan objects per peer, pods ping
     assert.is(route.gateway, addr1);
     assert.ok(route.flags.includes("onlink"));
     const neigh = json(sb, n0.ns, ["ip", "-j", "neigh", "show", "dev", "flannel.1"]);
-    assert.equal(neigh, [{ dst: addr1, lladdr: p1.value.BackendData.VtepMAC, state: ["PERMANENT"] }]);
+    assert.equal(neigh, [{ dst: addr1, lladdr: p1.value.BackendData!.VtepMAC, state: ["PERMANENT"] }]);
     const fdb = json(sb, n0.ns, ["bridge", "-j", "fdb", "show", "dev", "flannel.1"]);
     assert.equal(
       fdb.map((f: { mac: string; dst: string }) => [f.mac, f.dst]),
-      [[p1.value.BackendData.VtepMAC, n1.addr]],
+      [[p1.value.BackendData!.VtepMAC, n1.addr]],
     );
 
     // Pods on different nodes reach each other, and arrive with their own address.
@@ -185,7 +127,7 @@ it("its own key deleted: the agent takes the same subnet back; restarted, it kee
     const [l] = leases(o);
     o.ctl(["del", l!.key]);
     const back = await until("the key to come back", () => leases(o).find((x) => x.key === l!.key));
-    assert.is(back.value.BackendData.VtepMAC, l!.value.BackendData.VtepMAC);
+    assert.is(back.value.BackendData!.VtepMAC, l!.value.BackendData!.VtepMAC);
     assert.match(agentLog(n0), /own lease .* was deleted/);
     assert.is(await o.stopAgent(n0), 0);
     o.startAgent(n0, ["--subnet-lease-ttl=60"]);
@@ -196,7 +138,7 @@ it("its own key deleted: the agent takes the same subnet back; restarted, it kee
     const again = leases(o);
     assert.is(again.length, 1);
     assert.is(again[0]!.key, l!.key, "the lease carrying its PublicIP is reused");
-    assert.is(again[0]!.value.BackendData.VtepMAC, l!.value.BackendData.VtepMAC, "the device and its MAC are kept");
+    assert.is(again[0]!.value.BackendData!.VtepMAC, l!.value.BackendData!.VtepMAC, "the device and its MAC are kept");
   });
 });
 
@@ -216,7 +158,7 @@ it("restart reconcile removes a peer that vanished while the agent was down (fla
     await until("the restarted agent to drop the vanished peer", () => !routes().some((r) => r.dst === sub2));
     const left = routes();
     assert.is(left.length, 1, "the live peer stays");
-    const mac2 = gone.value.BackendData.VtepMAC;
+    const mac2 = gone.value.BackendData!.VtepMAC;
     const fdb = json(sb, n0.ns, ["bridge", "-j", "fdb", "show", "dev", "flannel.1"]) as { mac: string }[];
     assert.not.ok(
       fdb.some((f) => f.mac === mac2),
@@ -274,13 +216,13 @@ it("a VXLAN device deleted by hand is recreated, its new MAC published and the p
     const mine = () => leases(o).find((l) => l.value.PublicIP === n0.addr)!;
     const fdb1 = () =>
       json(sb, n1.ns, ["bridge", "-j", "fdb", "show", "dev", "flannel.1"]) as { mac: string; dst: string }[];
-    const old = mine().value.BackendData.VtepMAC;
+    const old = mine().value.BackendData!.VtepMAC;
     await until("n1's FDB entry for n0", () => fdb1().some((f) => f.mac === old));
     sb.inNs(n0.ns, ["ip", "link", "del", "flannel.1"]);
     const dev = await until("flannel.1 back on n0", () =>
       json(sb, n0.ns, ["ip", "-j", "link", "show"]).find((l: { ifname: string }) => l.ifname === "flannel.1"),
     );
-    await until("the lease to carry the new MAC", () => mine().value.BackendData.VtepMAC === dev.address);
+    await until("the lease to carry the new MAC", () => mine().value.BackendData!.VtepMAC === dev.address);
     await until("n1's FDB to follow", () => {
       const f = fdb1();
       return f.length === 1 && f[0]!.mac === dev.address && f[0]!.dst === n0.addr;
@@ -348,14 +290,7 @@ it("--ip-masq: an external host on the underlay sees the node's address, a pod o
     // A default route, as the flannel plugin's delegate with isDefaultGateway gives pods.
     const a = addPod(sb, n0, e0, "pod-a", [{ dst: "0.0.0.0/0" }]);
     const b = addPod(sb, n1, e1, "pod-b", [{ dst: "0.0.0.0/0" }]);
-    const count = (ns: string, src: string) => {
-      sb.inNs(ns, ["iptables", "-A", "INPUT", "-s", src, "-p", "icmp", "-j", "ACCEPT"]);
-      return () => {
-        const out = sb.inNs(ns, ["iptables", "-nvxL", "INPUT"]).stdout;
-        const line = out.split("\n").find((l) => l.includes(` ${src} `));
-        return Number(line?.trim().split(/\s+/)[0] ?? 0);
-      };
-    };
+    const count = (ns: string, src: string) => icmpFrom(sb, ns, src);
     const extFromNode = count(ext, n0.addr);
     const extFromPod = count(ext, a.ip);
     const bFromPod = count(b.ns, a.ip);

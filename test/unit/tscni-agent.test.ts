@@ -51,6 +51,17 @@ test("bad configs say what is wrong", () => {
   assert.match(err("{"), /not JSON/);
   assert.match(err({ Network: "10.0.0.0/16" }), /Backend: .*vxlan/);
   assert.match(err({ Network: "10.0.0.0/16", Backend: { Type: "udp" } }), /Backend\.Type/);
+  assert.match(
+    err({ Network: "10.0.0.0/16", Backend: { Type: "vxlan", DirectRouting: "yes" } }),
+    /Backend\.DirectRouting/,
+  );
+  const gw = parseNetworkConfig(JSON.stringify({ Network: "10.0.0.0/16", Backend: { Type: "host-gw" } }));
+  assert.is(gw.backend, "host-gw");
+  assert.is(gw.directRouting, false);
+  assert.ok(
+    parseNetworkConfig(JSON.stringify({ Network: "10.0.0.0/16", Backend: { ...VX, DirectRouting: true } }))
+      .directRouting,
+  );
   assert.match(err({ Network: "fd00::/64", Backend: VX }), /not an IPv4 CIDR/);
   assert.match(err({ Network: "10.0.0.0/29", Backend: VX }), /too small/);
   assert.match(err({ Network: "10.0.0.0/16", SubnetMin: "10.0.0.7", Backend: VX }), /not a \/24 subnet/);
@@ -67,7 +78,7 @@ test("keys and subnet.env in flannel's forms", () => {
 });
 
 test("a lease value round-trips and foreign or broken values are not peers", () => {
-  const v = leaseValue("192.168.1.5", 1, "C6:D2:32:6F:8F:44");
+  const v = leaseValue("192.168.1.5", { type: "vxlan", vni: 1, mac: "C6:D2:32:6F:8F:44" });
   assert.equal(JSON.parse(v), {
     PublicIP: "192.168.1.5",
     PublicIPv6: null,
@@ -81,7 +92,15 @@ test("a lease value round-trips and foreign or broken values are not peers", () 
     vtepMac: "c6:d2:32:6f:8f:44",
   });
   assert.is(peerOf("/p", { key, value: "{" }), undefined);
-  assert.is(peerOf("/p", { key, value: '{"PublicIP":"1.2.3.4","BackendType":"host-gw"}' }), undefined);
+  const hostGw = leaseValue("1.2.3.4", { type: "host-gw" });
+  assert.is(hostGw, '{"PublicIP":"1.2.3.4","PublicIPv6":null,"BackendType":"host-gw"}', "flannel omits BackendData");
+  assert.is(peerOf("/p", { key, value: hostGw }), undefined, "a vxlan agent ignores host-gw leases");
+  assert.is(peerOf("/p", { key, value: v }, "host-gw"), undefined, "and the other way round");
+  assert.equal(peerOf("/p", { key, value: hostGw }, "host-gw"), {
+    subnet: { addr: "10.5.1.0", len: 24 },
+    publicIp: "1.2.3.4",
+  });
+  assert.is(peerOf("/p", { key, value: "null" }), undefined);
   assert.is(
     peerOf("/p", {
       key,
