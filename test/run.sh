@@ -90,6 +90,8 @@ if [ -n "$(find test/e2e -name '*.bats' 2>/dev/null | head -1)" ]; then
     # The runtimes (containerd, Podman) and their tools are only needed by the e2e stage.
     bash test/e2e/setup.sh || echo "test/run.sh: e2e set-up failed; the e2e stage will report it" >&2
     run_stage e2e tap timeout --kill-after=30 2400 bats --tap -r test/e2e
+    # The e2e files that need link kinds this kernel lacks (they skip above), inside User-Mode Linux.
+    run_stage uml-e2e tap bash test/uml/run.sh --e2e
 fi
 
 total_pass=0 total_fail=0 total_skip=0 overall=0

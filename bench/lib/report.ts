@@ -242,13 +242,12 @@ function dnsTable(r: Results): string {
   const d = r.dns;
   const o = d.pods.ours;
   const f = d.pods.reference;
-  const rows = [timingRow("ADD", o.add, f.add), timingRow("DEL", o.del, f.del)].map((x) => [
-    x.what,
-    x.ours,
-    x.ref,
-    x.ratio,
-    x.cpu,
-  ]);
+  const rows = [
+    timingRow("ADD", o.add, f.add),
+    timingRow("DEL", o.del, f.del),
+    timingRow("dnsname ADD alone", o.step.add, f.step.add),
+    timingRow("dnsname DEL alone", o.step.del, f.step.del),
+  ].map((x) => [x.what, x.ours, x.ref, x.ratio, x.cpu]);
   const lookups = [
     "lookup of a neighbour's name (dig query time, ms)",
     fmtSummary(summarize(o.lookupMs)),
@@ -272,7 +271,8 @@ function dnsTable(r: Results): string {
     "",
     "A pod on a network of bridge (own bridge, host-local) chained to dnsname (domain dns.bench), after the loopback network, " +
       "with one resident pod on the network so its dnsmasq runs; then `dig @gateway pod-N.dns.bench` from another pod of the " +
-      "network (dig's own query time; whole milliseconds). Ours / reference dnsname, ms, median [min–max]:",
+      "network (dig's own query time; whole milliseconds). The dnsname rows run the plugin by itself with a bridge-shaped " +
+      "prevResult, for a container that is not on the bridge. Ours / reference dnsname, ms, median [min–max]:",
     "",
     d.skipped
       ? `_Not measured: ${d.skipped}._`

@@ -1,6 +1,6 @@
 import { alternate, pairOf, pool, type Pair } from "../lib/ab.ts";
 import type { Sides } from "../lib/ab.ts";
-import { DNS_DOMAIN, DNS_GATEWAY, type Pod, type Side } from "../lib/side.ts";
+import { DNS_BRIDGE, DNS_DOMAIN, DNS_GATEWAY, type Pod, type Side } from "../lib/side.ts";
 import { BenchFailure, must, type Samples } from "./latency.ts";
 
 export interface DnsPods {
@@ -8,6 +8,8 @@ export interface DnsPods {
   del: Samples;
   /** dig's own query time (ms, whole milliseconds) for a neighbour's name, from a container. */
   lookupMs: number[];
+  /** The dnsname plugin alone, run directly with a bridge-shaped prevResult (no bridge, no client). */
+  step: { add: Samples; del: Samples };
 }
 
 /** With many pods on the network: ADD of one more, and how long until its name resolves. */
@@ -26,7 +28,49 @@ export interface DnsNetwork {
   crowded: Pair<CrowdedDns>;
 }
 
-const empty = (): DnsPods => ({ add: { wall: [], cpu: [] }, del: { wall: [], cpu: [] }, lookupMs: [] });
+const samples = (): Samples => ({ wall: [], cpu: [] });
+const empty = (): DnsPods => ({
+  add: samples(),
+  del: samples(),
+  lookupMs: [],
+  step: { add: samples(), del: samples() },
+});
+
+/**
+ * ADD then DEL of the dnsname plugin by itself for a container that is not on the bridge: what
+ * dnsname adds to a pod's set-up (hosts file rewritten, dnsmasq signalled), without bridge's cost.
+ * The address is outside host-local's use, so no real pod's name is touched.
+ */
+async function dnsnameStep(side: Side, key: "ours" | "reference", resident: Pod, n: number, into: DnsPods) {
+  const ip = `10.96.250.${1 + (n % 250)}`;
+  const stdin = JSON.stringify({
+    cniVersion: "1.0.0",
+    name: `bench-dns-${side.label}`,
+    type: "dnsname",
+    domainName: DNS_DOMAIN,
+    prevResult: {
+      cniVersion: "1.0.0",
+      interfaces: [{ name: DNS_BRIDGE }, { name: `veth-step${n}` }, { name: "eth0", sandbox: resident.netnsPath }],
+      ips: [{ address: `${ip}/16`, gateway: DNS_GATEWAY, interface: 2 }],
+    },
+  });
+  const env = (command: string) => ({
+    CNI_COMMAND: command,
+    CNI_CONTAINERID: `dnsstep${n}`.padEnd(64, "0"),
+    CNI_NETNS: resident.netnsPath,
+    CNI_IFNAME: "eth0",
+    CNI_ARGS: `IgnoreUnknown=1;K8S_POD_NAME=step-${n}`,
+  });
+  for (const [command, into_] of [
+    ["ADD", into.step.add],
+    ["DEL", into.step.del],
+  ] as const) {
+    const r = await side.runPlugin("dnsname", env(command), stdin);
+    if (r.code !== 0) throw new BenchFailure(`${key}: dnsname ${command} alone failed: ${r.stdout.trim()}`);
+    into_.wall.push(r.wallMs);
+    into_.cpu.push(r.cpuMs);
+  }
+}
 
 /** Asks until the name answers `want`; returns the ms it took. */
 async function untilResolves(side: Side, netns: string, name: string, want: string): Promise<number> {
@@ -95,6 +139,9 @@ export async function dnsNetwork(sides: Sides, iterations: number, crowd: number
       out.pods[key].del.wall.push(del.wallMs);
       out.pods[key].del.cpu.push(del.cpuMs);
     });
+    await alternate(sides, iterations * 2, (side, key, i) =>
+      dnsnameStep(side, key, resident[key].pod!, i, out.pods[key]),
+    );
     const clients = pairOf(() => ({ pod: undefined as ReturnType<Side["newPod"]> | undefined }));
     for (const key of ["ours", "reference"] as const) {
       const side = sides[key];

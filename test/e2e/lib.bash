@@ -27,7 +27,7 @@ die() {
 # Sets up the sandbox; call from setup_file. Exports E2E_TMP, E2E_NODE, E2E_EXT, E2E_HOLDER.
 e2e_sandbox_up() {
     local label=$1 id ifname
-    id=$(printf '%x%04x' $$ "$RANDOM")
+    id=$(printf '%08x%04x' $$ "$RANDOM")
     ifname=e2e${id: -8}
     export E2E_TMP
     E2E_TMP=$(mktemp -d "/tmp/tscni-e2e-$label.XXXXXX")

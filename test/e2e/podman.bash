@@ -31,7 +31,9 @@ network_config_dir = "$PODMAN_DIR/net.d"
 TOML
 }
 
+# Storage in the sandbox's temp dir; overlay unless E2E_PODMAN_STORAGE says otherwise (the
+# User-Mode Linux stage uses vfs: its root file system is hostfs, which overlay cannot build on).
 podman_() {
     in_node_mnt env CONTAINERS_CONF="$PODMAN_DIR/containers.conf" CONTAINERS_REGISTRIES_CONF=/dev/null \
-        podman --root "$PODMAN_DIR/root" --runroot /run/tscni-e2e-podman --storage-driver overlay "$@"
+        podman --root "$PODMAN_DIR/root" --runroot /run/tscni-e2e-podman --storage-driver "${E2E_PODMAN_STORAGE:-overlay}" "$@"
 }
