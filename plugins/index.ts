@@ -38,6 +38,7 @@ export const REGISTRY: readonly RegistryEntry[] = [
   plugin("tuning", async () => (await import("./tuning/index.ts")).default),
   plugin("macvlan", async () => (await import("./macvlan/index.ts")).default),
   plugin("ipvlan", async () => (await import("./ipvlan/index.ts")).default),
+  plugin("vlan", async () => (await import("./vlan/index.ts")).default),
   plugin("dummy", async () => (await import("./dummy/index.ts")).default),
   plugin("ptp", async () => (await import("./ptp/index.ts")).default),
   plugin("host-device", async () => (await import("./host-device/index.ts")).default),

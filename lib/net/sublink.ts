@@ -79,9 +79,23 @@ export function findMaster(configured: string, netns: string, inContainer: boole
 }
 
 /** mtu 0 means the kernel's choice; more than the master's cannot be carried. */
-export function checkMtu(mtu: number, master: IpLink) {
+function checkMtu(mtu: number, master: IpLink) {
   if (mtu < 0 || mtu > master.mtu)
     throw new CniError(Code.InvalidConfig, `invalid MTU ${mtu}, must be [0, master MTU(${master.mtu})]`);
+}
+
+/**
+ * The master a sublink of this config goes on (`name`, default the config's `master`), looked up
+ * where it lives, with the config's MTU bounded by the master's.
+ */
+export function masterFor(
+  c: { master: string; mtu: number; linkInContainer: boolean },
+  netns: string,
+  name = c.master,
+) {
+  const master = findMaster(name, netns, c.linkInContainer);
+  checkMtu(c.mtu, master);
+  return master;
 }
 
 export interface SublinkSpec {
@@ -262,7 +276,7 @@ export async function checkSublink(req: Request<SublinkConfig>, c: SublinkCheck)
 }
 
 /**
- * The plugin object of macvlan, ipvlan and dummy: their own config, ADD and CHECK; DEL is
+ * The plugin object of macvlan, ipvlan, vlan and dummy: their own config, ADD and CHECK; DEL is
  * delSublink; STATUS and GC go to IPAM.
  */
 export function sublinkPlugin<C extends SublinkConfig>(

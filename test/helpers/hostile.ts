@@ -101,6 +101,8 @@ export function baseConfig(plugin: PluginName, dir: string, netns: string): Reco
       return { ...base, ipMasq: true, mtu: 1400, ipam };
     case "ipvlan":
       return { ...base, master: "eth0", linkInContainer: true, mode: "l2", mtu: 1400, ipam };
+    case "vlan":
+      return { ...base, master: "eth0", linkInContainer: true, vlanId: 10, mtu: 1400, ipam };
     case "dummy":
       return { ...base, ipam };
     case "host-device":
