@@ -40,6 +40,7 @@ export const REGISTRY: readonly RegistryEntry[] = [
   plugin("ipvlan", async () => (await import("./ipvlan/index.ts")).default),
   plugin("vlan", async () => (await import("./vlan/index.ts")).default),
   plugin("dummy", async () => (await import("./dummy/index.ts")).default),
+  plugin("tap", async () => (await import("./tap/index.ts")).default),
   plugin("ptp", async () => (await import("./ptp/index.ts")).default),
   plugin("host-device", async () => (await import("./host-device/index.ts")).default),
   plugin("sbr", async () => (await import("./sbr/index.ts")).default),
