@@ -1,4 +1,5 @@
 import { spawn as spawnChild, spawnSync } from "node:child_process";
+import { writeFileSync } from "node:fs";
 import { KernelError } from "./errors.ts";
 import { withNetns } from "./setns.ts";
 
@@ -14,6 +15,11 @@ export interface RunOptions {
   /** Return the failure instead of throwing (for "delete if present" commands). */
   allowFailure?: boolean;
   timeoutMs?: number;
+  /**
+   * The SELinux context the program runs in (what it creates is labelled from it): written to this
+   * thread's attr/exec around the spawn, as runtimes do. Fails where SELinux does not take it.
+   */
+  execLabel?: string;
 }
 
 export interface RunResult {
@@ -32,7 +38,8 @@ export function run(argv: readonly string[], opts: RunOptions = {}): RunResult {
       env: { ...process.env, LC_ALL: "C" },
     });
   // The child starts inside the container namespace directly: setns on this thread around the spawn.
-  const r = opts.netns ? withNetns(opts.netns, () => spawn(argv)) : spawn(argv);
+  const inNetns = () => (opts.netns ? withNetns(opts.netns, () => spawn(argv)) : spawn(argv));
+  const r = opts.execLabel === undefined ? inNetns() : withExecLabel(opts.execLabel, inNetns);
   if (r.error && !((r.error as NodeJS.ErrnoException).code === "EPIPE" && r.status !== null)) {
     throw new KernelError("failed", `failed to run ${argv[0]}: ${r.error.message}`, { argv });
   }
@@ -43,6 +50,26 @@ export function run(argv: readonly string[], opts: RunOptions = {}): RunResult {
   }
   return res;
 }
+
+/** The exec label of this thread, the one that spawns (attr/exec is per thread), set around `fn`. */
+function withExecLabel<T>(label: string, fn: () => T): T {
+  try {
+    writeFileSync(EXEC_ATTR, label);
+  } catch (e) {
+    throw new KernelError("failed", `failed set socket label: ${(e as Error).message}`, { details: label });
+  }
+  try {
+    return fn();
+  } finally {
+    try {
+      writeFileSync(EXEC_ATTR, "");
+    } catch {
+      // Cleared by the next exec anyway: the kernel resets attr/exec on every execve.
+    }
+  }
+}
+
+const EXEC_ATTR = "/proc/thread-self/attr/exec";
 
 /**
  * `run` for long-running callers (the node agent) that must not block their event loop. The child

@@ -56,6 +56,9 @@ export interface IpLink {
       link?: string;
       port?: number;
       learning?: boolean;
+      /** A tun/tap device's type ("tap" or "tun") and queue mode. */
+      type?: string;
+      multi_queue?: boolean;
     };
   };
   addr_info?: IpAddr[];
@@ -150,6 +153,12 @@ export type LinkOp =
       alias?: string | null;
     }
   | { op: "link-del"; dev: string }
+  /**
+   * A persistent tap device (`ip tuntap add`): `user`/`group` may open it without CAP_NET_ADMIN,
+   * `multiQueue` lets the opener attach several queues, `vnetHdr` gives frames the virtio header.
+   * Created down, without packet information (ip's default).
+   */
+  | { op: "tuntap-add"; dev: string; multiQueue?: boolean; vnetHdr?: boolean; user?: number; group?: number }
   /** A bridge port's own settings, each set explicitly either way. */
   | { op: "port-set"; dev: string; hairpin: boolean; isolated: boolean }
   | {
@@ -281,6 +290,19 @@ export function lineOf(o: LinkOp): string[] {
       ];
     case "link-del":
       return ["link", "del", o.dev];
+    case "tuntap-add":
+      return [
+        "tuntap",
+        "add",
+        "dev",
+        o.dev,
+        "mode",
+        "tap",
+        ...opt(o.multiQueue, "multi_queue"),
+        ...opt(o.vnetHdr, "vnet_hdr"),
+        ...num("user", o.user),
+        ...num("group", o.group),
+      ];
     case "port-set":
       return ["link", "set", o.dev, "type", "bridge_slave", "hairpin", onOff(o.hairpin), "isolated", onOff(o.isolated)];
     case "addr":
@@ -355,7 +377,7 @@ export interface LinkOutcome {
   stderr: string;
 }
 
-type NsOpts = Pick<RunOptions, "netns">;
+type NsOpts = Pick<RunOptions, "netns" | "execLabel">;
 
 // --- the carrier seam -----------------------------------------------------------------------------
 

@@ -1,3 +1,4 @@
+import { parseCniArgs } from "../cni/args.ts";
 import { CniError, Code } from "../cni/errors.ts";
 
 /**
@@ -16,4 +17,13 @@ export function parseUnicastMac(raw: string, field: string): string {
   if ((bytes[0]! & 1) === 1) throw bad(`MAC address ${raw} is not unicast (multicast bit set)`);
   if (bytes.every((b) => b === 0)) throw bad("MAC address must not be all zeros");
   return bytes.map((b) => b.toString(16).padStart(2, "0")).join(":");
+}
+
+/**
+ * The MAC macvlan and tap give their link, last wins as in the reference: the config's `mac`, then
+ * CNI_ARGS `MAC`, then the runtime's (the mac capability); undefined for the kernel's own.
+ */
+export function requestedMac(c: { mac?: string; runtimeConfig?: { mac?: string } }, cniArgs: string) {
+  const mac = c.runtimeConfig?.mac || parseCniArgs(cniArgs, ["MAC"]).MAC || c.mac || undefined;
+  return mac === undefined ? undefined : parseUnicastMac(mac, "mac");
 }

@@ -19,10 +19,10 @@ import { lockedAdd, lockedDel } from "./delete-notice.ts";
  * the container namespace (or, with linkInContainer, next to a master that lives there) under a
  * temporary name, renamed to CNI_IFNAME and configured; the default master (the interface of the
  * first default route); DEL and the common part of CHECK. The plugins add their kind, mode and keys.
- * dummy is the same walk with no master at all.
+ * dummy and tap are the same walk with no master at all (tap's link made its own way).
  */
 
-export type SublinkType = "macvlan" | "ipvlan" | "vlan" | "dummy";
+export type SublinkType = "macvlan" | "ipvlan" | "vlan" | "dummy" | "tap";
 
 /** The keys the three plugins share, with the reference's defaults. */
 export const SublinkKeys = {
@@ -79,9 +79,23 @@ export function findMaster(configured: string, netns: string, inContainer: boole
 }
 
 /** mtu 0 means the kernel's choice; more than the master's cannot be carried. */
-export function checkMtu(mtu: number, master: IpLink) {
+function checkMtu(mtu: number, master: IpLink) {
   if (mtu < 0 || mtu > master.mtu)
     throw new CniError(Code.InvalidConfig, `invalid MTU ${mtu}, must be [0, master MTU(${master.mtu})]`);
+}
+
+/**
+ * The master a sublink of this config goes on (`name`, default the config's `master`), looked up
+ * where it lives, with the config's MTU bounded by the master's.
+ */
+export function masterFor(
+  c: { master: string; mtu: number; linkInContainer: boolean },
+  netns: string,
+  name = c.master,
+) {
+  const master = findMaster(name, netns, c.linkInContainer);
+  checkMtu(c.mtu, master);
+  return master;
 }
 
 export interface SublinkSpec {
@@ -149,7 +163,12 @@ export function refuseLegacyLayer2(version: string) {
 /** Where the container's addresses come from: IPAM, a previous plugin's result, or none (layer 2). */
 export type Addresses = { from: "ipam" } | { from: "prev"; ips: IPConfig[]; routes?: Route[] } | { from: "none" };
 
-export interface SublinkAdd extends Omit<SublinkSpec, "ifname" | "netns"> {
+/** How the link comes to be: a kind of `ip link add` (createSublink), or a creator of its own (tap's). */
+type SublinkMaking =
+  | Omit<SublinkSpec, "ifname" | "netns">
+  | { type: SublinkType; create: (ifname: string, netns: string) => IpLink };
+
+export type SublinkAdd = SublinkMaking & {
   addresses: Addresses;
   /** arp_notify and ndisc_notify on the new link, so neighbours learn its MAC at once. */
   notify: boolean;
@@ -157,7 +176,7 @@ export interface SublinkAdd extends Omit<SublinkSpec, "ifname" | "netns"> {
   ipamErrorPrefix?: string;
   /** Report IPAM's DNS and not the config's (dummy's reference prints IPAM's result; the others only the config's dns). */
   ipamDns?: boolean;
-}
+};
 
 /**
  * ADD of a sublink plugin: the link, the addresses (IPAM's, whose DEL is registered for rollback, or
@@ -172,7 +191,8 @@ export const addSublink = (req: Request<SublinkConfig>, a: SublinkAdd): Promise<
 async function addUnlocked(req: Request<SublinkConfig>, a: SublinkAdd): Promise<Result> {
   if (a.addresses.from === "none") refuseLegacyLayer2(req.version);
   if (a.addresses.from === "ipam") requireIpamPlugin(req);
-  const link = createSublink({ ...a, ifname: req.ifname, netns: req.netns });
+  const link =
+    "create" in a ? a.create(req.ifname, req.netns) : createSublink({ ...a, ifname: req.ifname, netns: req.netns });
   const undo = new Undo();
   undo.push(() => removeContainerIface(req.netns, req.ifname));
   return undo.guard(async () => {
@@ -239,6 +259,8 @@ export interface SublinkCheck {
   type: SublinkType;
   /** The kind-specific part (mode, VLAN id, MTU): throws with the reference's message. */
   validate?: (link: IpLink, name: string) => void;
+  /** The kernel's name of the kind when it is not the plugin's (tap links are "tun"). */
+  kind?: string;
   /** Skip the IPAM CHECK (vlan always asks IPAM; the others only when configured). */
   ipamAlways?: boolean;
   missingPrevResult?: string;
@@ -253,16 +275,18 @@ export async function checkSublink(req: Request<SublinkConfig>, c: SublinkCheck)
   await checkContainerIface(req, {
     validate: c.validate,
     missingPrevResult: c.missingPrevResult,
-    kind: c.type,
+    kind: c.kind ?? c.type,
     ipam: c.ipamAlways ? "always" : "configured",
-    // dummy has no master to look up.
+    // dummy and tap have no master to look up.
     beforeContainer: () =>
-      c.type === "dummy" ? undefined : findMaster(conf.master ?? "", req.netns, conf.linkInContainer ?? false),
+      c.type === "dummy" || c.type === "tap"
+        ? undefined
+        : findMaster(conf.master ?? "", req.netns, conf.linkInContainer ?? false),
   });
 }
 
 /**
- * The plugin object of macvlan, ipvlan and dummy: their own config, ADD and CHECK; DEL is
+ * The plugin object of macvlan, ipvlan, vlan, dummy and tap: their own config, ADD and CHECK; DEL is
  * delSublink; STATUS and GC go to IPAM.
  */
 export function sublinkPlugin<C extends SublinkConfig>(

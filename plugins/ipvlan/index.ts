@@ -2,14 +2,7 @@ import { CniError, Code } from "../../lib/cni/errors.ts";
 import type { Result } from "../../lib/cni/result.ts";
 import type { Request } from "../../lib/cni/skel.ts";
 import { hasIpam } from "../../lib/net/interface-plugin.ts";
-import {
-  type Addresses,
-  addSublink,
-  checkMtu,
-  checkSublink,
-  findMaster,
-  sublinkPlugin,
-} from "../../lib/net/sublink.ts";
+import { type Addresses, addSublink, checkSublink, masterFor, sublinkPlugin } from "../../lib/net/sublink.ts";
 import { prevResultOf } from "../../lib/net/check.ts";
 import { parseConfig, type Config } from "./config.ts";
 
@@ -21,7 +14,7 @@ import { parseConfig, type Config } from "./config.ts";
 
 /**
  * Chained (a prevResult) without a master: the one interface prevResult names, as the reference;
- * without prevResult the default-route interface (findMaster).
+ * without prevResult the default-route interface (masterFor).
  */
 function masterName(req: Request<Config>): string {
   const c = req.config;
@@ -46,8 +39,7 @@ function addressesOf(req: Request<Config>): Addresses {
 async function add(req: Request<Config>): Promise<Result> {
   const c = req.config;
   const addresses = addressesOf(req);
-  const master = findMaster(masterName(req), req.netns, c.linkInContainer);
-  checkMtu(c.mtu, master);
+  const master = masterFor(c, req.netns, masterName(req));
   return addSublink(req, {
     type: "ipvlan",
     kind: { type: "ipvlan", parent: master.ifname, mode: c.mode },

@@ -1,9 +1,8 @@
-import { parseCniArgs } from "../../lib/cni/args.ts";
 import { BaseConfig, parseWith } from "../../lib/cni/config.ts";
 import type { CniEnv } from "../../lib/cni/env.ts";
 import { CniError, Code } from "../../lib/cni/errors.ts";
 import { z } from "../../lib/cni/zod.ts";
-import { parseUnicastMac } from "../../lib/net/mac.ts";
+import { requestedMac } from "../../lib/net/mac.ts";
 import { SublinkKeys, validateMaster } from "../../lib/net/sublink.ts";
 
 /** The macvlan config with the reference's keys and defaults; MAC sources merged as the reference does. */
@@ -29,8 +28,5 @@ export function parseConfig(raw: Record<string, unknown>, env: CniEnv): Config {
   if (!(MODES as readonly string[]).includes(mode))
     throw new CniError(Code.InvalidConfig, `unknown macvlan mode: ${JSON.stringify(c.mode)}`);
   validateMaster(c.master);
-  // Last wins: the config's mac, then CNI_ARGS MAC, then the runtime's (the mac capability).
-  const cniArgs = parseCniArgs(env.args, ["MAC"]);
-  const mac = c.runtimeConfig?.mac || cniArgs.MAC || c.mac || undefined;
-  return { ...c, mode: mode as Mode, mac: mac === undefined ? undefined : parseUnicastMac(mac, "mac") };
+  return { ...c, mode: mode as Mode, mac: requestedMac(c, env.args) };
 }

@@ -2,7 +2,7 @@ import { CniError, Code } from "../../lib/cni/errors.ts";
 import type { Result } from "../../lib/cni/result.ts";
 import type { Request } from "../../lib/cni/skel.ts";
 import { hasIpam } from "../../lib/net/interface-plugin.ts";
-import { addSublink, checkMtu, checkSublink, findMaster, sublinkPlugin } from "../../lib/net/sublink.ts";
+import { addSublink, checkSublink, masterFor, sublinkPlugin } from "../../lib/net/sublink.ts";
 import { parseConfig, type Config } from "./config.ts";
 
 /**
@@ -12,8 +12,7 @@ import { parseConfig, type Config } from "./config.ts";
 
 async function add(req: Request<Config>): Promise<Result> {
   const c = req.config;
-  const master = findMaster(c.master, req.netns, c.linkInContainer);
-  checkMtu(c.mtu, master);
+  const master = masterFor(c, req.netns);
   return addSublink(req, {
     type: "macvlan",
     kind: { type: "macvlan", parent: master.ifname, mode: c.mode, bcqueuelen: c.bcqueuelen || undefined },
@@ -27,7 +26,7 @@ async function add(req: Request<Config>): Promise<Result> {
 
 async function check(req: Request<Config>) {
   const c = req.config;
-  checkMtu(c.mtu, findMaster(c.master, req.netns, c.linkInContainer));
+  masterFor(c, req.netns);
   await checkSublink(req, {
     type: "macvlan",
     validate: (link, name) => {

@@ -101,8 +101,12 @@ export function baseConfig(plugin: PluginName, dir: string, netns: string): Reco
       return { ...base, ipMasq: true, mtu: 1400, ipam };
     case "ipvlan":
       return { ...base, master: "eth0", linkInContainer: true, mode: "l2", mtu: 1400, ipam };
+    case "vlan":
+      return { ...base, master: "eth0", linkInContainer: true, vlanId: 10, mtu: 1400, ipam };
     case "dummy":
       return { ...base, ipam };
+    case "tap":
+      return { ...base, mac: "02:00:0a:3e:00:09", mtu: 1400, multiQueue: true, owner: 0, group: 0, ipam };
     case "host-device":
       return { ...base, device: "hdev0", ipam };
     case "sbr":

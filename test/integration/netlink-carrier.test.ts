@@ -35,7 +35,7 @@ const LINK_KEYS = [
 ] as const;
 const ADDR_KEYS = ["family", "local", "prefixlen", "scope", "tentative", "dadfailed"] as const;
 const ROUTE_KEYS = ["dst", "gateway", "dev", "table", "metric"] as const;
-const DATA_KEYS = ["vlan_default_pvid", "mode", "id", "bcqueuelen"] as const;
+const DATA_KEYS = ["vlan_default_pvid", "mode", "id", "bcqueuelen", "type", "multi_queue"] as const;
 
 function pick<T extends object>(o: T, keys: readonly string[]): Record<string, unknown> {
   const out: Record<string, unknown> = {};
@@ -154,6 +154,29 @@ inSandbox("the same op list through each carrier leaves the same links, addresse
     return seen;
   };
   assert.equal(state(true), state(false));
+});
+
+inSandbox("tap devices (made by ip tuntap, which no carrier takes) are reported alike by either carrier", (sb) => {
+  const made = apply(
+    sb,
+    [
+      { op: "tuntap-add", dev: "nt0", multiQueue: true, vnetHdr: true, user: 0 },
+      { op: "tuntap-add", dev: "nt1" },
+    ],
+    true,
+  );
+  assert.ok(made.ok, `op ${made.failedOp}: ${made.stderr}`);
+  const shows: LinkOp[] = [
+    { op: "show", dev: "nt0" },
+    { op: "show", dev: "nt1" },
+  ];
+  const viaNetlink = typedGroups(apply(sb, shows, true));
+  assert.equal(viaNetlink, typedGroups(apply(sb, shows, false)));
+  const data = viaNetlink.map((g) => (g[0] as IpLink).linkinfo?.info_data);
+  assert.equal(data, [
+    { type: "tap", multi_queue: true },
+    { type: "tap", multi_queue: false },
+  ]);
 });
 
 inSandbox("failures: the same error text and failing op from either carrier", (sb) => {

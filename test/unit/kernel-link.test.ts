@@ -104,6 +104,16 @@ test("link-add renders each kind with its own words, common attributes before th
   assert.is(add({ type: "dummy" }), "link add x0 type dummy");
 });
 
+test("tuntap-add: a tap with the queue mode, virtio header and owner asked for, nothing else", () => {
+  const tap = (o: object) => lineOf({ op: "tuntap-add", dev: "t0", ...o }).join(" ");
+  assert.is(tap({}), "tuntap add dev t0 mode tap");
+  assert.is(
+    tap({ multiQueue: true, vnetHdr: true, user: 0, group: 4294967295 }),
+    "tuntap add dev t0 mode tap multi_queue vnet_hdr user 0 group 4294967295",
+  );
+  assert.is(tap({ multiQueue: false, vnetHdr: false, group: 100 }), "tuntap add dev t0 mode tap group 100");
+});
+
 test("port, VLAN and FDB ops; link-set moves, renames and sets each attribute", () => {
   assert.is(
     lineOf({ op: "port-set", dev: "veth1", hairpin: true, isolated: false }).join(" "),

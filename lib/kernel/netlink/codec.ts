@@ -59,6 +59,8 @@ export const IFLA_BRPORT = { MODE: 4, ISOLATED: 33 } as const;
 export const IFLA_VLAN_ID = 1;
 export const IFLA_MACVLAN = { MODE: 1, BC_QUEUE_LEN: 7 } as const;
 export const IFLA_IPVLAN_MODE = 1;
+/** linux/if_link.h IFLA_TUN_*: the tun driver's link attributes (TYPE: IFF_TUN 1, IFF_TAP 2). */
+export const IFLA_TUN = { TYPE: 3, MULTI_QUEUE: 7 } as const;
 export const VETH_INFO_PEER = 1;
 
 export const IFF = { UP: 0x1, PROMISC: 0x100, ALLMULTI: 0x200 } as const;

@@ -16,6 +16,7 @@ import {
   IFLA_IPVLAN_MODE,
   IFLA_MACVLAN,
   IFLA_VLAN_ID,
+  IFLA_TUN,
   ipText,
   parseAttrs,
   RT_TABLE,
@@ -128,6 +129,13 @@ function infoData(kind: string, data: Attrs): InfoData | undefined {
     case "vlan": {
       const id = getU16(data.get(IFLA_VLAN_ID));
       if (id !== undefined) out.id = id;
+      break;
+    }
+    case "tun": {
+      const type = getU8(data.get(IFLA_TUN.TYPE));
+      if (type !== undefined) out.type = type === 2 ? "tap" : type === 1 ? "tun" : "unknown";
+      const mq = getU8(data.get(IFLA_TUN.MULTI_QUEUE));
+      if (mq !== undefined) out.multi_queue = mq !== 0;
       break;
     }
   }
