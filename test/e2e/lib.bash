@@ -206,6 +206,27 @@ http_get_from_ext() {
     die "GET $url from the external host failed"
 }
 
+# GET from inside the network namespace of process PID; prints the body, with a client address that
+# busybox httpd reports v4-mapped given bare.
+get_from_container() {
+    local out
+    out=$(in_node_mnt nsenter --net="/proc/$1/ns/net" curl -sS --fail --max-time 2 "$2") || return 1
+    sed -e 's/^\[\?::ffff:\([0-9.]*\)\]\?$/\1/' <<<"$out"
+}
+
+# assert_no_nat PID_A IP_A PID_B IP_B: the external host sees container A by its own address, and A
+# sees container B by B's (no NAT on either path). Needs a /cgi-bin/peer server on the external host
+# (e2e_www) and in A (the image's).
+assert_no_nat() {
+    local pid_a=$1 ip_a=$2 pid_b=$3 ip_b=$4 body
+    wait_for get_from_container "$pid_a" "http://$EXT_ADDR/cgi-bin/peer"
+    body=$(get_from_container "$pid_a" "http://$EXT_ADDR/cgi-bin/peer")
+    [ "$body" = "$ip_a" ] || die "the external host saw $ip_a as '$body'"
+    wait_for get_from_container "$pid_b" "http://$ip_a/cgi-bin/peer"
+    body=$(get_from_container "$pid_b" "http://$ip_a/cgi-bin/peer")
+    [ "$body" = "$ip_b" ] || die "$ip_a saw $ip_b as '$body'"
+}
+
 # Waits until a command succeeds (at most WAIT_TRIES tenths of a second, default 100).
 wait_for() {
     local i

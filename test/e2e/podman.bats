@@ -84,7 +84,7 @@ teardown_file() {
 
     podman_ run -d --name mv1 --network "$MACVLAN_NET" "$E2E_IMAGE_NAME" >/dev/null
     podman_ run -d --name mv2 --network "$MACVLAN_NET" "$E2E_IMAGE_NAME" >/dev/null
-    local id1 pid1 pid2 ip1 ip2 body
+    local id1 pid1 pid2 ip1 ip2
     id1=$(podman_ inspect --format '{{.Id}}' mv1)
     pid1=$(podman_ inspect --format '{{.State.Pid}}' mv1)
     pid2=$(podman_ inspect --format '{{.State.Pid}}' mv2)
@@ -95,15 +95,7 @@ teardown_file() {
     in_node_mnt nsenter --net="/proc/$pid1/ns/net" ip -d -o link show dev eth0 | grep -q 'macvlan mode bridge' ||
         die "mv1's eth0 is not a macvlan link in bridge mode"
 
-    # The external host sees the container's own address, and so does a sibling (the image serves
-    # /cgi-bin/peer on port 80): no NAT on either path.
-    in_container() { in_node_mnt nsenter --net="/proc/$1/ns/net" curl -sS --fail --max-time 2 "$2"; }
-    wait_for in_container "$pid1" "http://$EXT_ADDR/cgi-bin/peer"
-    body=$(in_container "$pid1" "http://$EXT_ADDR/cgi-bin/peer")
-    [ "$body" = "$ip1" ] || die "the external host saw mv1 as '$body', expected $ip1"
-    wait_for in_container "$pid2" "http://$ip1/cgi-bin/peer"
-    body=$(in_container "$pid2" "http://$ip1/cgi-bin/peer")
-    [ "$body" = "$ip2" ] || die "mv1 saw mv2 as '$body', expected $ip2"
+    assert_no_nat "$pid1" "$ip1" "$pid2" "$ip2"
 
     podman_ rm -f -t 0 mv1 mv2 >/dev/null
     [ -z "$(find "$E2E_TMP/cnicache/networks/$MACVLAN_NET" -type f -name '192.0.2.*' 2>/dev/null)" ] ||
