@@ -1,10 +1,10 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { spawn } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { closeSync, openSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { waitGone } from "../helpers/etcd.ts";
-import { subnetEnv, until, type Overlay, type OverlayNode } from "../helpers/overlay-net.ts";
+import { agentLog, subnetEnv, until, type Overlay, type OverlayNode } from "../helpers/overlay-net.ts";
 import {
   addPod,
   fdbOf,
@@ -272,6 +272,67 @@ it("with 40 peers a watch event costs its own peer's ops: at most three tool run
       "no FDB dump: an event diffs against what its lease had programmed",
     );
     assert.is(fdbOf(sb, n0).length, 40, "the other peers untouched");
+  });
+});
+
+it("agents restarted on both nodes keep their subnets and drop no established flow: one TCP connection between pods carries data before and after", async (sb) => {
+  await withOverlay(sb, 2, VXLAN, async (o) => {
+    const { n0, n1, e0, e1 } = await twoNodes(o, (n, peer) => routeTo(sb, n, peer));
+    const a = addPod(sb, n0, e0, "pod-a");
+    const b = addPod(sb, n1, e1, "pod-b");
+    // One connection: busybox nc -l serves exactly one client, so data after the restarts arriving
+    // at it means the same flow survived.
+    const received = join(sb.tmp, "received");
+    const out = openSync(received, "w");
+    // Its stdin stays open: at end of input busybox nc stops relaying.
+    const server = spawn("ip", ["netns", "exec", b.ns, "busybox", "nc", "-l", "-p", "5001"], {
+      stdio: ["pipe", out, "ignore"],
+    });
+    closeSync(out);
+    let client: ReturnType<typeof spawn> | undefined;
+    try {
+      const text = () => readFileSync(received, "utf8");
+      await until("the server to listen", () =>
+        / 0\.0\.0\.0:5001 | \*:5001 | \[::\]:5001 /.test(sb.inNs(b.ns, ["ss", "-ltnH"]).stdout),
+      );
+      client = spawn("ip", ["netns", "exec", a.ns, "busybox", "nc", b.ip, "5001"], {
+        stdio: ["pipe", "ignore", "ignore"],
+      });
+      client.stdin!.write("before\n");
+      await until("the first line across", () => text().includes("before"));
+      // Nothing the peers' traffic uses may go away, even for a moment: the kernel's own log of
+      // route, neighbour and link changes on n0 across the restarts.
+      const events = join(sb.tmp, "n0-events");
+      const log = openSync(events, "w");
+      const monitor = spawn("ip", ["netns", "exec", n0.ns, "ip", "monitor", "route", "neigh", "link"], {
+        stdio: ["ignore", log, "ignore"],
+      });
+      closeSync(log);
+      try {
+        await new Promise((r) => setTimeout(r, 300));
+        for (const n of [n0, n1]) {
+          assert.is(await o.stopAgent(n), 0);
+          o.startAgent(n, ["--subnet-lease-ttl=60"]);
+        }
+        await until("both restarted agents to hold their leases", () =>
+          [n0, n1].every((n) => /acquired .*\(etcd lease/.test(agentLog(n).split("SIGTERM")[1] ?? "")),
+        );
+      } finally {
+        monitor.kill();
+      }
+      const deleted = readFileSync(events, "utf8")
+        .split("\n")
+        .filter((l) => l.startsWith("Deleted"));
+      assert.equal(deleted, [], "no route, neighbour or link of n0 removed across the restarts");
+      assert.equal(await subnetEnv(n0), e0, "n0 keeps its subnet");
+      assert.equal(await subnetEnv(n1), e1, "n1 keeps its subnet");
+      client!.stdin!.write("after\n");
+      await until("data after the restarts on the same connection", () => text().includes("after"));
+      assert.is(client!.exitCode, null, "the client's connection is still open");
+    } finally {
+      client?.kill();
+      server.kill();
+    }
   });
 });
 
