@@ -54,7 +54,15 @@ const FULL = {
   memory: 3,
   iperfRuns: 2,
   iperfSeconds: 3,
-  overlay: { rounds: 10, sizes: [100, 1000], extraLeases: 3, podIterations: 20, throughputRuns: 3, seconds: 3 },
+  overlay: {
+    rounds: 10,
+    sizes: [100, 1000],
+    extraLeases: 3,
+    convergeTimeoutS: 600,
+    podIterations: 20,
+    throughputRuns: 3,
+    seconds: 3,
+  },
 };
 const QUICK = {
   iterations: 5,
@@ -68,7 +76,15 @@ const QUICK = {
   memory: 1,
   iperfRuns: 1,
   iperfSeconds: 1,
-  overlay: { rounds: 3, sizes: [100], extraLeases: 2, podIterations: 5, throughputRuns: 1, seconds: 1 },
+  overlay: {
+    rounds: 3,
+    sizes: [100],
+    extraLeases: 2,
+    convergeTimeoutS: 120,
+    podIterations: 5,
+    throughputRuns: 1,
+    seconds: 1,
+  },
 };
 const cfg: typeof QUICK & { overlay: OverlaySettings } = args.quick ? QUICK : FULL;
 

@@ -258,12 +258,15 @@ function overlayTable(o: OverlayResults): string {
   const mib = (kb: number) => (kb / 1024).toFixed(1);
   const sim = o.simulated.map((s) => [
     String(s.peers),
-    Number.isFinite(s.convergeMs) ? fmt(s.convergeMs) : `not all: ${s.programmed} of ${s.peers}`,
+    Number.isFinite(s.convergeMs)
+      ? fmt(s.convergeMs)
+      : `not all within ${o.settings.convergeTimeoutS} s: ${s.programmed}`,
     Number.isFinite(s.convergeMs) ? fmt(s.convergeMs / s.peers, 2) : "–",
     ms(s.nextPeerMs),
     `${fmt(s.cpuMs)} + ${fmt(s.childCpuMs)}`,
     mib(s.hwmKb),
     `${mib(s.rssBeforeKb)} → ${mib(s.rssKb)}`,
+    Number.isFinite(s.stopMs) ? fmt(s.stopMs) : "still busy after 15 s: killed",
   ]);
   const p = o.pods;
   const podRow = (what: string, f: Samples, b: Samples) => {
