@@ -306,7 +306,16 @@ function overlayTable(o: OverlayResults): string {
       "and memory from /proc/<pid>/{stat,status}:",
     "",
     table(
-      ["peers", "all programmed, ms", "ms per peer", "one more lease, ms", "agent CPU ms", "VmHWM MiB", "VmRSS MiB"],
+      [
+        "peers",
+        "all programmed, ms",
+        "ms per peer",
+        "one more lease, ms",
+        "agent CPU ms",
+        "VmHWM MiB",
+        "VmRSS MiB",
+        "SIGTERM to exit, ms",
+      ],
       sim,
     ),
     "",
