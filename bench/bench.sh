@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# npm run bench [-- --quick] [--bin DIR] [--ref DIR] [--out FILE] [--no-datapath]
+# npm run bench [-- --quick] [--bin DIR] [--ref DIR] [--out FILE] [--no-datapath] [--no-overlay]
 # The benchmark is TypeScript run by tsx: make sure node_modules exist, then hand over to bench/run.ts,
 # which sets up the rest (build, libcni client, worker) itself.
 set -euo pipefail

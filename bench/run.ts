@@ -1,5 +1,5 @@
 /**
- * `npm run bench [-- --quick] [--bin DIR] [--ref DIR] [--out FILE] [--no-datapath]`
+ * `npm run bench [-- --quick] [--bin DIR] [--ref DIR] [--out FILE] [--no-datapath] [--no-overlay]`
  *
  * Runs the same pod network scenarios through the same libcni client against our plugins and the
  * reference Go plugins, alternating between them, and writes a markdown report (bench/results.md
@@ -26,6 +26,7 @@ import { crowdedBridge, delWithoutPorts, singlePod, warmUp } from "./scenarios/l
 import { spawnsPerPlugin } from "./scenarios/spawns.ts";
 import { otherNetworks } from "./scenarios/other-networks.ts";
 import { dnsNetwork } from "./scenarios/dns-network.ts";
+import { overlayNetwork, type OverlaySettings } from "./scenarios/overlay.ts";
 import { addMemory, versionStartup } from "./scenarios/startup.ts";
 
 const HERE = import.meta.dirname;
@@ -37,6 +38,7 @@ const { values: args } = parseArgs({
     ref: { type: "string", default: REF_BIN },
     out: { type: "string" },
     "no-datapath": { type: "boolean", default: false },
+    "no-overlay": { type: "boolean", default: false },
   },
 });
 
@@ -52,6 +54,15 @@ const FULL = {
   memory: 3,
   iperfRuns: 2,
   iperfSeconds: 3,
+  overlay: {
+    rounds: 10,
+    sizes: [100, 1000],
+    extraLeases: 3,
+    convergeTimeoutS: 600,
+    podIterations: 20,
+    throughputRuns: 3,
+    seconds: 3,
+  },
 };
 const QUICK = {
   iterations: 5,
@@ -65,8 +76,17 @@ const QUICK = {
   memory: 1,
   iperfRuns: 1,
   iperfSeconds: 1,
+  overlay: {
+    rounds: 3,
+    sizes: [100],
+    extraLeases: 2,
+    convergeTimeoutS: 120,
+    podIterations: 5,
+    throughputRuns: 1,
+    seconds: 1,
+  },
 };
-const cfg = args.quick ? QUICK : FULL;
+const cfg: typeof QUICK & { overlay: OverlaySettings } = args.quick ? QUICK : FULL;
 
 function log(msg: string) {
   process.stderr.write(`bench: ${msg}\n`);
@@ -153,6 +173,16 @@ async function main() {
     );
     const dns = await dnsNetwork(sides, cfg.iterations, cfg.dnsCrowd);
     await settle();
+    let overlay: Awaited<ReturnType<typeof overlayNetwork>> | undefined;
+    if (!args["no-overlay"]) {
+      const o = cfg.overlay;
+      log(
+        `10 · overlay: convergence on 3 nodes ×${o.rounds}, ${o.sizes.join(" and ")} simulated peers, ` +
+          `flannel vs bridge pods ×${o.podIterations}, throughput across nodes ×${o.throughputRuns}`,
+      );
+      overlay = await overlayNetwork(tools, o);
+      await settle();
+    }
     log(`2 · ${cfg.crowd - 1} pods on the bridge, then ADD/DEL ×${cfg.crowdIterations}`);
     const crowded = await crowdedBridge(sides, cfg.crowd, cfg.crowdIterations);
     const ipamAlloc = ipamAllocation(tools.ours);
@@ -186,6 +216,7 @@ async function main() {
       others,
       dns,
       dataPath: paths,
+      overlay,
       ipamAlloc,
     };
     const md = renderReport(results);

@@ -55,8 +55,8 @@ golang-github-containernetworking-plugin-dnsname  test  # the reference dnsname,
 bind9-dnsutils                test  # dig: name lookups from container namespaces
 user-mode-linux               test  # the uml stage: a kernel with ipvlan, vlan, dummy and vrf
 kmod                          test  # modprobe -d inside User-Mode Linux
-etcd-server                   test  # the node agent's store (etcd v3), started by its tests
-etcd-client                   test  # etcdctl: tests write and delete keys as an operator would
+etcd-server                   test bench  # the node agent's store (etcd v3), started by its tests and the benchmark
+etcd-client                   test bench  # etcdctl: tests write and delete keys as an operator would
 LIST
 
 # The packages listed for one use.

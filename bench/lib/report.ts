@@ -7,6 +7,7 @@ import type { Activity, Operation } from "../scenarios/spawns.ts";
 import type { Memory } from "../scenarios/startup.ts";
 import type { OtherNetworks } from "../scenarios/other-networks.ts";
 import type { DnsNetwork } from "../scenarios/dns-network.ts";
+import type { OverlayResults } from "../scenarios/overlay.ts";
 import { countPrograms } from "./strace.ts";
 
 /** Everything one run measured; rendered by `renderReport`. */
@@ -39,6 +40,7 @@ export interface Results {
   others: OtherNetworks;
   dns: DnsNetwork;
   dataPath?: DataPath;
+  overlay?: OverlayResults;
   /** Markdown from bench/ipam-alloc.mjs (issue 3), when that script exists. */
   ipamAlloc?: string;
 }
@@ -217,7 +219,114 @@ function summaryRows(r: Results): Row[] {
         timingRow(`8 · DEL, ${kind} pod`, o.del, f.del, 0.5),
       ];
     }),
+    ...overlayRows(r.overlay),
   ];
+}
+
+/** Issue 18's target: VXLAN across nodes keeps ≥ 0.8 of the same pods' throughput routed without encapsulation. */
+function overlayRows(o?: OverlayResults): Row[] {
+  if (!o || o.skipped) return [];
+  const x = ratio(med(o.throughput.vxlan), med(o.throughput.hostGw));
+  return [
+    {
+      what: "10 · pod → pod across nodes, VXLAN ÷ host-gw throughput",
+      ours: fmtRatio(x),
+      ref: "–",
+      ratio: "",
+      cpu: "",
+      target: "≥ 0.80",
+      status: check(x >= 0.8),
+    },
+  ];
+}
+
+function overlayTable(o: OverlayResults): string {
+  const head = "### 10 · Overlay: tscni-agent (VXLAN) and the flannel plugin";
+  if (o.skipped) return [head, "", `_Not measured: ${o.skipped}._`].join("\n");
+  const t = o.throughput;
+  const hostGw = med(t.hostGw);
+  const same = med(t.sameNode);
+  const tput = (what: string, xs: number[]) => [
+    what,
+    fmt(med(xs), 2),
+    fmtRatio(ratio(med(xs), hostGw)),
+    fmtRatio(ratio(med(xs), same)),
+  ];
+  const ms = (xs: number[]) => fmtSummary(summarize(xs.filter(Number.isFinite)));
+  const lost = (xs: number[]) => xs.filter((x) => !Number.isFinite(x)).length;
+  const timedOut = (xs: number[]) => (lost(xs) ? ` (${lost(xs)} not within 30 s)` : "");
+  const mib = (kb: number) => (kb / 1024).toFixed(1);
+  const sim = o.simulated.map((s) => [
+    String(s.peers),
+    Number.isFinite(s.convergeMs)
+      ? fmt(s.convergeMs)
+      : `not all within ${o.settings.convergeTimeoutS} s: ${s.programmed}`,
+    Number.isFinite(s.convergeMs) ? fmt(s.convergeMs / s.peers, 2) : "–",
+    ms(s.nextPeerMs),
+    `${fmt(s.cpuMs)} + ${fmt(s.childCpuMs)}`,
+    mib(s.hwmKb),
+    `${mib(s.rssBeforeKb)} → ${mib(s.rssKb)}`,
+    Number.isFinite(s.stopMs) ? fmt(s.stopMs) : "still busy after 15 s: killed",
+  ]);
+  const p = o.pods;
+  const podRow = (what: string, f: Samples, b: Samples) => {
+    const x = timingRow(what, f, b);
+    return [x.what, x.ours, x.ref, x.ratio, x.cpu];
+  };
+  return [
+    head,
+    "",
+    "Nodes are namespaces on one underlay bridge, with etcd beside them and one tscni-agent per node (the integration tests' " +
+      "set-up, test/helpers/overlay-net.ts). The machine is shared: figures from a busy one are noisy.",
+    "",
+    `TCP throughput (iperf3, one stream), Gbit/s, median of ${t.vxlan.length} run(s) of ${t.seconds} s; pods at the agent's MTU ` +
+      `(${t.mtu}) on every path:`,
+    "",
+    table(
+      ["path", "Gbit/s", "÷ host-gw", "÷ same node"],
+      [
+        tput("pod → pod across nodes, VXLAN (agent-programmed)", t.vxlan),
+        tput("same pods, plain routes via the peer's underlay address (host-gw)", t.hostGw),
+        tput("pod → pod on one node (bridge)", t.sameNode),
+      ],
+    ),
+    "",
+    `Convergence, ms from the put (or delete) leaving the writer to ip monitor's stamp of the last object, median [min–max] of ${o.realNodes.addMs.length}:`,
+    "",
+    table(
+      ["event", "ms"],
+      [
+        [`new lease → route + neighbour + FDB on all 3 nodes${timedOut(o.realNodes.addMs)}`, ms(o.realNodes.addMs)],
+        [`lease deleted → all three gone on all 3 nodes${timedOut(o.realNodes.delMs)}`, ms(o.realNodes.delMs)],
+      ],
+    ),
+    "",
+    "One agent and simulated peers put at once (flannel-shaped leases with fake VTEP MACs, PublicIPs in 198.18.0.0/15, which " +
+      "no namespace holds); then more leases one at a time. Agent CPU while programming them (its own + the ip/bridge it ran) " +
+      "and memory from /proc/<pid>/{stat,status}:",
+    "",
+    table(
+      [
+        "peers",
+        "all programmed, ms",
+        "ms per peer",
+        "one more lease, ms",
+        "agent CPU ms",
+        "VmHWM MiB",
+        "VmRSS MiB",
+        "SIGTERM to exit, ms",
+      ],
+      sim,
+    ),
+    "",
+    `Pod ADD/DEL through the flannel plugin against the bridge network it delegates to (the delegate config flannel saved, as a ` +
+      `network of its own), one libcni run each, ${p.flannel.add.wall.length} alternating runs, ms, median [min–max]:`,
+    "",
+    table(
+      ["operation", "flannel", "bridge alone", "flannel/bridge", "CPU flannel / bridge"],
+      [podRow("ADD", p.flannel.add, p.bridge.add), podRow("DEL", p.flannel.del, p.bridge.del)],
+    ),
+  ].join("\n");
 }
 
 function otherNetworksTable(r: Results): string {
@@ -462,6 +571,7 @@ export function renderReport(r: Results): string {
     dnsTable(r),
     "",
     ...(r.dataPath ? [dataPathTable(r.dataPath), ""] : []),
+    ...(r.overlay ? [overlayTable(r.overlay), ""] : []),
     ...(r.ipamAlloc
       ? ["### host-local allocation cost (issue 3, bench/ipam-alloc.mjs)", "", asMarkdown(r.ipamAlloc), ""]
       : []),
@@ -493,6 +603,12 @@ export function renderReport(r: Results): string {
     "- **Scenario 9**: a bridge + dnsname network per side (network names differ, since dnsname's files under " +
       "/run/containers/cni/dnsname are shared), one resident pod so dnsmasq runs; pod ADD/DEL alternating sides, then name " +
       "lookups with Debian's dig from a pod's namespace; the last DEL stops each side's dnsmasq.",
+    "- **Scenario 10** (ours only; the reference suite has no overlay): three node namespaces on an underlay bridge, etcd " +
+      "(Debian's etcd-server) and a tscni-agent per node. Leases are written by a process inside etcd's namespace through " +
+      "lib/etcd's client, which stamps the wall clock as a request leaves; `ip -ts monitor route neigh` in each node stamps " +
+      "each route, neighbour and FDB change the kernel announces. Simulated peers face a fresh agent each. Throughput: the " +
+      "agents are stopped (kernel state stays), then runs rotate between VXLAN, the two nodes' routes to each other's subnet " +
+      "replaced by plain ones via the peer's underlay address, and a second pod on the same node.",
     "",
   ].join("\n");
 }

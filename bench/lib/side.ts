@@ -158,39 +158,12 @@ export class Side {
 
   /** A fresh container namespace (made from the root namespace, as a runtime does). */
   newPod(hostPort?: number, containerPort = 80): Pod {
-    const index = ++this.podCount;
-    const ns = this.sandbox.addContainer();
-    return {
-      index,
-      containerId: randomBytes(32).toString("hex"),
-      netns: ns.name,
-      netnsPath: ns.path,
-      hostPort,
-      containerPort,
-    };
-  }
-
-  private clientEnv(pod: Pod, opts: ClientOptions): Record<string, string> {
-    const env: Record<string, string> = {
-      PATH: process.env.PATH ?? "/usr/sbin:/usr/bin:/sbin:/bin",
-      CNI_PATH: opts.cniPath ?? this.bin,
-      CNI_CACHE_DIR: this.cacheDir,
-      CNI_CONTAINERID: pod.containerId,
-      CNI_IFNAME: "eth0",
-      // What the kubelet's CRI runtimes pass.
-      CNI_ARGS: `IgnoreUnknown=1;K8S_POD_NAMESPACE=bench;K8S_POD_NAME=pod-${pod.index};K8S_POD_INFRA_CONTAINER_ID=${pod.containerId}`,
-      ...opts.env,
-    };
-    // containerd sends the capability even when the pod publishes no port: an empty list.
-    const portMappings =
-      pod.hostPort === undefined ? [] : [{ hostPort: pod.hostPort, containerPort: pod.containerPort, protocol: "tcp" }];
-    env.CAP_ARGS = JSON.stringify({ portMappings });
-    return env;
+    return newPod(this.sandbox, ++this.podCount, hostPort, containerPort);
   }
 
   /** One libcni client run for one network. */
   runClient(verb: "add" | "del", conf: string, pod: Pod, opts: ClientOptions = {}): Promise<Run> {
-    return this.worker.run([...(opts.prefix ?? []), this.client, verb, conf, pod.netnsPath], this.clientEnv(pod, opts));
+    return runLibcni(this.worker, this.client, { bin: this.bin, cacheDir: this.cacheDir }, verb, conf, pod, opts);
   }
 
   /** Whether this side's plugin directory has the plugin. */
@@ -251,6 +224,49 @@ export class Side {
     await this.worker.close();
     this.sandbox.cleanup();
   }
+}
+
+/** A fresh container namespace of `sandbox` (made from the root namespace, as a runtime does). */
+export function newPod(sandbox: Sandbox, index: number, hostPort?: number, containerPort = 80): Pod {
+  const ns = sandbox.addContainer();
+  return {
+    index,
+    containerId: randomBytes(32).toString("hex"),
+    netns: ns.name,
+    netnsPath: ns.path,
+    hostPort,
+    containerPort,
+  };
+}
+
+/**
+ * One libcni client run for one network, through `worker` (in the node namespace), with the plugin
+ * directory `bin` and the client's cache in `cacheDir`: the environment a CRI runtime gives it.
+ */
+export function runLibcni(
+  worker: Worker,
+  client: string,
+  dirs: { bin: string; cacheDir: string },
+  verb: "add" | "del",
+  conf: string,
+  pod: Pod,
+  opts: ClientOptions = {},
+): Promise<Run> {
+  const env: Record<string, string> = {
+    PATH: process.env.PATH ?? "/usr/sbin:/usr/bin:/sbin:/bin",
+    CNI_PATH: opts.cniPath ?? dirs.bin,
+    CNI_CACHE_DIR: dirs.cacheDir,
+    CNI_CONTAINERID: pod.containerId,
+    CNI_IFNAME: "eth0",
+    // What the kubelet's CRI runtimes pass.
+    CNI_ARGS: `IgnoreUnknown=1;K8S_POD_NAMESPACE=bench;K8S_POD_NAME=pod-${pod.index};K8S_POD_INFRA_CONTAINER_ID=${pod.containerId}`,
+    ...opts.env,
+  };
+  // containerd sends the capability even when the pod publishes no port: an empty list.
+  const portMappings =
+    pod.hostPort === undefined ? [] : [{ hostPort: pod.hostPort, containerPort: pod.containerPort, protocol: "tcp" }];
+  env.CAP_ARGS = JSON.stringify({ portMappings });
+  return worker.run([...(opts.prefix ?? []), client, verb, conf, pod.netnsPath], env);
 }
 
 function combine(a: Run, b: Run): Omit<PodRun, "ok"> {

@@ -6,7 +6,7 @@ export interface Samples {
   wall: number[];
   cpu: number[];
 }
-const samples = (): Samples => ({ wall: [], cpu: [] });
+export const samples = (): Samples => ({ wall: [], cpu: [] });
 
 export class BenchFailure extends Error {}
 
@@ -16,7 +16,7 @@ export function must(run: PodRun, side: Side, what: string): PodRun {
   return run;
 }
 
-function record(s: Samples, run: Timing) {
+export function record(s: Samples, run: Timing) {
   s.wall.push(run.wallMs);
   s.cpu.push(run.cpuMs);
 }

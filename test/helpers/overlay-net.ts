@@ -40,7 +40,8 @@ export function attach(sb: Sandbox, ns: string, addr: string) {
   sb.inNs(ns, ["ip", "link", "set", "lo", "up"]);
 }
 
-export async function makeOverlay(sb: Sandbox, count: number, config: object): Promise<Overlay> {
+/** `bin`: the plugin directory whose tscni-agent runs (the benchmark passes its --bin). */
+export async function makeOverlay(sb: Sandbox, count: number, config: object, bin = BIN): Promise<Overlay> {
   sb.inNode(["ip", "link", "add", "br0", "type", "bridge"]);
   sb.inNode(["ip", "link", "set", "br0", "up"]);
   const etcdNs = sb.addNamespace("etcd");
@@ -69,7 +70,7 @@ export async function makeOverlay(sb: Sandbox, count: number, config: object): P
           "netns",
           "exec",
           n.ns,
-          join(BIN, "tscni-agent"),
+          join(bin, "tscni-agent"),
           `--etcd-endpoints=${etcd.url}`,
           "--iface=eth0",
           `--subnet-file=${n.subnetFile}`,
