@@ -7,7 +7,8 @@ import en from "zod/v4/locales/en.js";
 // start-up. Measured in docs/performance.md.
 //
 // Import it as a namespace, `import * as z from ".../lib/cni/zod.ts"`: a `z` object re-exported
-// from here would keep all of zod/mini in the bundle. Classic spellings and their mini forms:
+// from here would keep all of zod/mini in the bundle (scripts/check-imports.mjs refuses
+// `import { z }`). Classic spellings and their mini forms:
 //   s.optional() / .nullable() / .nullish()    z.optional(s) / z.nullable(s) / z.nullish(s)
 //   s.default(v)                               z._default(s, v)
 //   s.array()                                  z.array(s)
