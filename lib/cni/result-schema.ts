@@ -51,25 +51,32 @@ export interface Result {
   dns?: DNS;
 }
 
-const CurrentResult = z.object({
-  cniVersion: z.optional(z.string()),
-  interfaces: z.nullable(z.optional(z.array(InterfaceSchema))),
-  ips: z.nullable(z.optional(z.array(z.extend(IPConfigSchema, { version: z.optional(z.enum(["4", "6"])) })))),
-  routes: z.nullable(z.optional(z.array(RouteSchema))),
-  dns: z.nullable(z.optional(DNSSchema)),
-});
+// Built on first use, not at import: config.ts and host-local load this module for its route and
+// DNS schemas, and most processes (a bridge ADD with host-local in-process) never parse a result.
+let resultSchemas: ReturnType<typeof buildResultSchemas> | undefined;
 
-const LegacyIP = z.object({
-  ip: z.string(),
-  gateway: z.optional(z.string()),
-  routes: z.nullable(z.optional(z.array(z.object({ dst: z.string(), gw: z.optional(z.string()) })))),
-});
-const LegacyResult = z.object({
-  cniVersion: z.optional(z.string()),
-  ip4: z.nullable(z.optional(LegacyIP)),
-  ip6: z.nullable(z.optional(LegacyIP)),
-  dns: z.nullable(z.optional(DNSSchema)),
-});
+function buildResultSchemas() {
+  const LegacyIP = z.object({
+    ip: z.string(),
+    gateway: z.optional(z.string()),
+    routes: z.nullable(z.optional(z.array(z.object({ dst: z.string(), gw: z.optional(z.string()) })))),
+  });
+  return {
+    current: z.object({
+      cniVersion: z.optional(z.string()),
+      interfaces: z.nullable(z.optional(z.array(InterfaceSchema))),
+      ips: z.nullable(z.optional(z.array(z.extend(IPConfigSchema, { version: z.optional(z.enum(["4", "6"])) })))),
+      routes: z.nullable(z.optional(z.array(RouteSchema))),
+      dns: z.nullable(z.optional(DNSSchema)),
+    }),
+    legacy: z.object({
+      cniVersion: z.optional(z.string()),
+      ip4: z.nullable(z.optional(LegacyIP)),
+      ip6: z.nullable(z.optional(LegacyIP)),
+      dns: z.nullable(z.optional(DNSSchema)),
+    }),
+  };
+}
 
 /**
  * Parses a result (a prevResult, a delegate's output or a cached result) into the internal shape.
@@ -78,8 +85,9 @@ const LegacyResult = z.object({
 export function parseResult(raw: unknown, assumedVersion: string): Result {
   const own = typeof raw === "object" && raw !== null ? (raw as { cniVersion?: unknown }).cniVersion : undefined;
   const version = typeof own === "string" && own !== "" ? own : assumedVersion;
+  resultSchemas ??= buildResultSchemas();
   if (resultFamily(version) === "legacy") {
-    const r = LegacyResult.safeParse(raw);
+    const r = resultSchemas.legacy.safeParse(raw);
     if (!r.success) throw decodeError(r.error);
     const ips: IPConfig[] = [];
     const routes: Route[] = [];
@@ -90,7 +98,7 @@ export function parseResult(raw: unknown, assumedVersion: string): Result {
     }
     return compact({ cniVersion: version, ips, routes, dns: r.data.dns ?? undefined });
   }
-  const r = CurrentResult.safeParse(raw);
+  const r = resultSchemas.current.safeParse(raw);
   if (!r.success) throw decodeError(r.error);
   return compact({
     cniVersion: version,
