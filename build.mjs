@@ -39,23 +39,9 @@ const dist = process.env.TSCNI_DIST ? join(root, process.env.TSCNI_DIST) : join(
 const bin = join(dist, "bin");
 mkdirSync(bin, { recursive: true });
 
-// zod's main entry re-exports every locale (~40 languages) and its JSON-Schema importer. Nothing
-// here uses them, yet the compiled executable loads all bundled code at start-up, in every plugin
-// process: leaving them out halves the bundle (575 KB -> 296 KB).
-const zodTrim = {
-  name: "zod-trim",
-  setup(b) {
-    b.onResolve({ filter: /(^|\/)locales\/index\.js$|\/from-json-schema\.js$/ }, (a) =>
-      a.importer.includes(`${join("node_modules", "zod")}`) ? { path: a.path, namespace: "zod-trim" } : undefined,
-    );
-    b.onLoad({ filter: /.*/, namespace: "zod-trim" }, (a) => ({
-      contents: a.path.includes("from-json-schema")
-        ? "export function fromJSONSchema() { throw new Error('not bundled'); }"
-        : "export {};",
-      loader: "js",
-    }));
-  },
-};
+// zod needs no trimming here: lib/cni/zod.ts re-exports zod/mini and schemas import it as a
+// namespace, so esbuild keeps only the functions used (no locale but English, no JSON-Schema
+// importer). The classic API's `z` object defeated that and took a plugin to cut.
 
 // Split into chunks at the registry's lazy imports, and compiled with --splitting too: a process
 // loads the code of the plugin it runs as (and what that imports), not the whole suite. Measured
@@ -74,7 +60,6 @@ await build({
   external: ["bun:ffi"],
   define: { __PKG_VERSION__: JSON.stringify(`version ${pkg.version}`) },
   legalComments: "none",
-  plugins: [zodTrim],
   logLevel: "warning",
 });
 

@@ -8,7 +8,8 @@
 //   - lib/netfilter/ imports only lib/netfilter/, lib/kernel/, lib/ip/ and the leaf helpers: rule
 //     sets are plain data, and the plugins map its errors to CNI errors;
 //   - a plugin's folder imports no other plugin's folder;
-//   - zod is loaded only through lib/cni/zod.ts (its jitless setting must come first).
+//   - zod is loaded only through lib/cni/zod.ts (its jitless setting and English messages must
+//     come first), and as a namespace (`import * as z`): a named `z` would bundle all of zod/mini.
 // Exits 1 listing every violation. `node scripts/check-imports.mjs` (npm run lint runs it).
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import { dirname, join, relative, resolve } from "node:path";
@@ -35,12 +36,17 @@ const IMPORT =
 
 const graph = new Map();
 const problems = [];
-const ZOD = /(?:^|\n)\s*import\s+(?!type\s)[^;]*?from\s+["']zod["']|\bimport\(\s*["']zod["']\s*\)/;
+const ZOD =
+  /(?:^|\n)\s*import\s+(?!type\s)[^;]*?from\s+["']zod(?:\/[^"']*)?["']|\bimport\(\s*["']zod(?:\/[^"']*)?["']\s*\)/;
+const NAMED_Z = /(?:^|\n)\s*import\s+(?!type\s)\{[^}]*\bz\b[^}]*\}\s*from\s+["'][^"']*\/zod\.ts["']/;
 for (const file of files) {
   const text = readFileSync(file, "utf8");
   const deps = new Set();
   if (/^(lib|plugins)\//.test(rel(file)) && rel(file) !== "lib/cni/zod.ts" && ZOD.test(text)) {
     problems.push(`${rel(file)} imports zod directly: use lib/cni/zod.ts`);
+  }
+  if (NAMED_Z.test(text)) {
+    problems.push(`${rel(file)} imports { z } from lib/cni/zod.ts: use import * as z (tree-shaking)`);
   }
   for (const m of text.matchAll(IMPORT)) {
     const spec = m[1] ?? m[2];

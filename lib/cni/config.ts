@@ -1,24 +1,24 @@
 import { isObject } from "../is-object.ts";
-import { z } from "./zod.ts";
+import * as z from "./zod.ts";
 import { CniError, Code } from "./errors.ts";
 import { DNSSchema } from "./result-schema.ts";
 
 /** Keys every plugin configuration may carry; plugins extend this with their own. */
 export const BaseConfig = z.looseObject({
-  cniVersion: z.string().default("0.1.0"),
+  cniVersion: z._default(z.string(), "0.1.0"),
   name: z.string(),
-  type: z.string().optional(),
-  prevResult: z.unknown().optional(),
-  runtimeConfig: z.record(z.string(), z.unknown()).optional(),
-  args: z.record(z.string(), z.unknown()).optional(),
-  capabilities: z.record(z.string(), z.unknown()).optional(),
-  ipam: z.looseObject({ type: z.string() }).optional(),
-  dns: DNSSchema.optional(),
-  logFile: z.string().optional(),
+  type: z.optional(z.string()),
+  prevResult: z.optional(z.unknown()),
+  runtimeConfig: z.optional(z.record(z.string(), z.unknown())),
+  args: z.optional(z.record(z.string(), z.unknown())),
+  capabilities: z.optional(z.record(z.string(), z.unknown())),
+  ipam: z.optional(z.looseObject({ type: z.string() })),
+  dns: z.optional(DNSSchema),
+  logFile: z.optional(z.string()),
 });
 export type BaseConfig = z.infer<typeof BaseConfig>;
 
-const AttachmentList = z.array(z.looseObject({ containerID: z.string(), ifname: z.string() })).optional();
+const AttachmentList = z.optional(z.array(z.looseObject({ containerID: z.string(), ifname: z.string() })));
 
 /**
  * The GC keys of plugins that keep state: the runtime's attachments to keep, under the spec's key
@@ -38,7 +38,11 @@ export function validAttachmentsOf(c: {
 }
 
 /** Validates with a zod schema; the error names the offending field and what was wrong with it. */
-export function parseWith<S extends z.ZodType>(schema: S, raw: unknown, code: number = Code.InvalidConfig): z.infer<S> {
+export function parseWith<S extends z.ZodMiniType>(
+  schema: S,
+  raw: unknown,
+  code: number = Code.InvalidConfig,
+): z.infer<S> {
   const r = schema.safeParse(raw);
   if (r.success) return r.data;
   const issue = r.error.issues[0]!;

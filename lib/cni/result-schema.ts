@@ -1,4 +1,4 @@
-import { z } from "./zod.ts";
+import * as z from "./zod.ts";
 import { CniError, Code } from "./errors.ts";
 import { compact } from "./compact.ts";
 import { resultFamily } from "./versions.ts";
@@ -8,34 +8,34 @@ import { resultFamily } from "./versions.ts";
 
 export const RouteSchema = z.object({
   dst: z.string(),
-  gw: z.string().optional(),
-  mtu: z.number().int().optional(),
-  advmss: z.number().int().optional(),
-  priority: z.number().int().optional(),
-  table: z.number().int().optional(),
-  scope: z.number().int().optional(),
+  gw: z.optional(z.string()),
+  mtu: z.optional(z.number().check(z.int())),
+  advmss: z.optional(z.number().check(z.int())),
+  priority: z.optional(z.number().check(z.int())),
+  table: z.optional(z.number().check(z.int())),
+  scope: z.optional(z.number().check(z.int())),
 });
 
 export const InterfaceSchema = z.object({
   name: z.string(),
-  mac: z.string().optional(),
-  mtu: z.number().int().optional(),
-  sandbox: z.string().optional(),
-  socketPath: z.string().optional(),
-  pciID: z.string().optional(),
+  mac: z.optional(z.string()),
+  mtu: z.optional(z.number().check(z.int())),
+  sandbox: z.optional(z.string()),
+  socketPath: z.optional(z.string()),
+  pciID: z.optional(z.string()),
 });
 
 export const IPConfigSchema = z.object({
-  interface: z.number().int().nonnegative().optional(),
+  interface: z.optional(z.number().check(z.int(), z.nonnegative())),
   address: z.string(),
-  gateway: z.string().optional(),
+  gateway: z.optional(z.string()),
 });
 
 export const DNSSchema = z.object({
-  nameservers: z.array(z.string()).optional(),
-  domain: z.string().optional(),
-  search: z.array(z.string()).optional(),
-  options: z.array(z.string()).optional(),
+  nameservers: z.optional(z.array(z.string())),
+  domain: z.optional(z.string()),
+  search: z.optional(z.array(z.string())),
+  options: z.optional(z.array(z.string())),
 });
 
 export type Route = z.infer<typeof RouteSchema>;
@@ -51,31 +51,32 @@ export interface Result {
   dns?: DNS;
 }
 
-const CurrentResult = z.object({
-  cniVersion: z.string().optional(),
-  interfaces: z.array(InterfaceSchema).optional().nullable(),
-  ips: z
-    .array(IPConfigSchema.extend({ version: z.enum(["4", "6"]).optional() }))
-    .optional()
-    .nullable(),
-  routes: z.array(RouteSchema).optional().nullable(),
-  dns: DNSSchema.optional().nullable(),
-});
+// Built on first use, not at import: config.ts and host-local load this module for its route and
+// DNS schemas, and most processes (a bridge ADD with host-local in-process) never parse a result.
+let resultSchemas: ReturnType<typeof buildResultSchemas> | undefined;
 
-const LegacyIP = z.object({
-  ip: z.string(),
-  gateway: z.string().optional(),
-  routes: z
-    .array(z.object({ dst: z.string(), gw: z.string().optional() }))
-    .optional()
-    .nullable(),
-});
-const LegacyResult = z.object({
-  cniVersion: z.string().optional(),
-  ip4: LegacyIP.optional().nullable(),
-  ip6: LegacyIP.optional().nullable(),
-  dns: DNSSchema.optional().nullable(),
-});
+function buildResultSchemas() {
+  const LegacyIP = z.object({
+    ip: z.string(),
+    gateway: z.optional(z.string()),
+    routes: z.nullable(z.optional(z.array(z.object({ dst: z.string(), gw: z.optional(z.string()) })))),
+  });
+  return {
+    current: z.object({
+      cniVersion: z.optional(z.string()),
+      interfaces: z.nullable(z.optional(z.array(InterfaceSchema))),
+      ips: z.nullable(z.optional(z.array(z.extend(IPConfigSchema, { version: z.optional(z.enum(["4", "6"])) })))),
+      routes: z.nullable(z.optional(z.array(RouteSchema))),
+      dns: z.nullable(z.optional(DNSSchema)),
+    }),
+    legacy: z.object({
+      cniVersion: z.optional(z.string()),
+      ip4: z.nullable(z.optional(LegacyIP)),
+      ip6: z.nullable(z.optional(LegacyIP)),
+      dns: z.nullable(z.optional(DNSSchema)),
+    }),
+  };
+}
 
 /**
  * Parses a result (a prevResult, a delegate's output or a cached result) into the internal shape.
@@ -84,8 +85,9 @@ const LegacyResult = z.object({
 export function parseResult(raw: unknown, assumedVersion: string): Result {
   const own = typeof raw === "object" && raw !== null ? (raw as { cniVersion?: unknown }).cniVersion : undefined;
   const version = typeof own === "string" && own !== "" ? own : assumedVersion;
+  resultSchemas ??= buildResultSchemas();
   if (resultFamily(version) === "legacy") {
-    const r = LegacyResult.safeParse(raw);
+    const r = resultSchemas.legacy.safeParse(raw);
     if (!r.success) throw decodeError(r.error);
     const ips: IPConfig[] = [];
     const routes: Route[] = [];
@@ -96,7 +98,7 @@ export function parseResult(raw: unknown, assumedVersion: string): Result {
     }
     return compact({ cniVersion: version, ips, routes, dns: r.data.dns ?? undefined });
   }
-  const r = CurrentResult.safeParse(raw);
+  const r = resultSchemas.current.safeParse(raw);
   if (!r.success) throw decodeError(r.error);
   return compact({
     cniVersion: version,
@@ -107,7 +109,7 @@ export function parseResult(raw: unknown, assumedVersion: string): Result {
   });
 }
 
-function decodeError(e: z.ZodError): CniError {
+function decodeError(e: z.core.$ZodError): CniError {
   const issue = e.issues[0];
   const where = issue?.path.length ? issue.path.join(".") : "result";
   return new CniError(Code.DecodingFailure, `could not parse prevResult: ${where}: ${issue?.message ?? "invalid"}`);

@@ -3,7 +3,7 @@ import { CniError, Code } from "../cni/errors.ts";
 import type { DNS, Interface, IPConfig, Result, Route } from "../cni/result.ts";
 import type { PluginImpl, Request } from "../cni/skel.ts";
 import { resultFamily } from "../cni/versions.ts";
-import { z } from "../cni/zod.ts";
+import * as z from "../cni/zod.ts";
 import { applyLinkOps, showLink, type IpLink, type IpRoute, type LinkKind, type LinkOp } from "../kernel/link.ts";
 import { writeSysctls } from "../kernel/procfs.ts";
 import { configureContainer, layer2Container, removeContainerIface } from "./container.ts";
@@ -26,9 +26,9 @@ export type SublinkType = "macvlan" | "ipvlan" | "vlan" | "dummy" | "tap";
 
 /** The keys the three plugins share, with the reference's defaults. */
 export const SublinkKeys = {
-  master: z.string().default(""),
-  mtu: z.number().int().default(0),
-  linkInContainer: z.boolean().default(false),
+  master: z._default(z.string(), ""),
+  mtu: z._default(z.number().check(z.int()), 0),
+  linkInContainer: z._default(z.boolean(), false),
 };
 
 interface SublinkConfig {

@@ -1,7 +1,7 @@
 import { BaseConfig, foldKeys, parseWith } from "../../lib/cni/config.ts";
 import { isObject } from "../../lib/is-object.ts";
 import { CniError, Code } from "../../lib/cni/errors.ts";
-import { z } from "../../lib/cni/zod.ts";
+import * as z from "../../lib/cni/zod.ts";
 import type { TokenBucket } from "../../lib/kernel/tc.ts";
 
 /**
@@ -10,20 +10,20 @@ import type { TokenBucket } from "../../lib/kernel/tc.ts";
  * capability, which is how Kubernetes' ingress/egress-bandwidth pod annotations arrive.
  */
 
-const Bits = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
+const Bits = z.number().check(z.int(), z.minimum(0), z.maximum(Number.MAX_SAFE_INTEGER));
 
 const LimitKeys = {
-  ingressRate: Bits.default(0),
-  ingressBurst: Bits.default(0),
-  egressRate: Bits.default(0),
-  egressBurst: Bits.default(0),
+  ingressRate: z._default(Bits, 0),
+  ingressBurst: z._default(Bits, 0),
+  egressRate: z._default(Bits, 0),
+  egressBurst: z._default(Bits, 0),
 };
 const Limits = z.looseObject(LimitKeys);
 export type Limits = z.infer<typeof Limits>;
 
-const BandwidthConfig = BaseConfig.extend({
+const BandwidthConfig = z.extend(BaseConfig, {
   ...LimitKeys,
-  runtimeConfig: z.looseObject({ bandwidth: Limits.optional() }).optional(),
+  runtimeConfig: z.optional(z.looseObject({ bandwidth: z.optional(Limits) })),
 });
 
 /** Shaping of one direction, in the kernel's units; undefined when that direction is not shaped. */

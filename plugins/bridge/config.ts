@@ -2,7 +2,7 @@ import { parseCniArgs } from "../../lib/cni/args.ts";
 import { BaseConfig, GcAttachmentKeys, parseWith } from "../../lib/cni/config.ts";
 import { validateIfname, type CniEnv } from "../../lib/cni/env.ts";
 import { CniError, Code } from "../../lib/cni/errors.ts";
-import { z } from "../../lib/cni/zod.ts";
+import * as z from "../../lib/cni/zod.ts";
 import { parseUnicastMac } from "../../lib/net/mac.ts";
 import { NETFILTER_BACKENDS } from "../../lib/netfilter/backend.ts";
 
@@ -47,33 +47,33 @@ export function collectVlanTrunk(entries: readonly TrunkEntry[] | undefined): nu
 /** The container MAC (config, args or CNI_ARGS). */
 export const parseMac = (text: string): string => parseUnicastMac(text, "mac");
 
-const BridgeConfig = BaseConfig.extend({
-  bridge: z.string().default("cni0"),
-  isGateway: z.boolean().default(false),
-  isDefaultGateway: z.boolean().default(false),
-  forceAddress: z.boolean().default(false),
-  ipMasq: z.boolean().default(false),
-  ipMasqBackend: z.string().optional(),
-  mtu: z.number().int().default(0),
-  hairpinMode: z.boolean().default(false),
-  promiscMode: z.boolean().default(false),
-  vlan: z.number().int().default(0),
-  vlanTrunk: z
-    .array(
+const BridgeConfig = z.extend(BaseConfig, {
+  bridge: z._default(z.string(), "cni0"),
+  isGateway: z._default(z.boolean(), false),
+  isDefaultGateway: z._default(z.boolean(), false),
+  forceAddress: z._default(z.boolean(), false),
+  ipMasq: z._default(z.boolean(), false),
+  ipMasqBackend: z.optional(z.string()),
+  mtu: z._default(z.number().check(z.int()), 0),
+  hairpinMode: z._default(z.boolean(), false),
+  promiscMode: z._default(z.boolean(), false),
+  vlan: z._default(z.number().check(z.int()), 0),
+  vlanTrunk: z.optional(
+    z.array(
       z.object({
-        minID: z.number().int().optional(),
-        maxID: z.number().int().optional(),
-        id: z.number().int().optional(),
+        minID: z.optional(z.number().check(z.int())),
+        maxID: z.optional(z.number().check(z.int())),
+        id: z.optional(z.number().check(z.int())),
       }),
-    )
-    .optional(),
-  preserveDefaultVlan: z.boolean().default(false),
-  macspoofchk: z.boolean().default(false),
-  enabledad: z.boolean().default(false),
-  disableContainerInterface: z.boolean().default(false),
-  portIsolation: z.boolean().default(false),
-  args: z.looseObject({ cni: z.looseObject({ mac: z.string().optional() }).optional() }).optional(),
-  runtimeConfig: z.looseObject({ mac: z.string().optional() }).optional(),
+    ),
+  ),
+  preserveDefaultVlan: z._default(z.boolean(), false),
+  macspoofchk: z._default(z.boolean(), false),
+  enabledad: z._default(z.boolean(), false),
+  disableContainerInterface: z._default(z.boolean(), false),
+  portIsolation: z._default(z.boolean(), false),
+  args: z.optional(z.looseObject({ cni: z.optional(z.looseObject({ mac: z.optional(z.string()) })) })),
+  runtimeConfig: z.optional(z.looseObject({ mac: z.optional(z.string()) })),
   ...GcAttachmentKeys,
 });
 

@@ -1,6 +1,6 @@
 import { BaseConfig, parseWith } from "../../lib/cni/config.ts";
 import { CniError, Code } from "../../lib/cni/errors.ts";
-import { z } from "../../lib/cni/zod.ts";
+import * as z from "../../lib/cni/zod.ts";
 import { Opt } from "./packet.ts";
 
 /**
@@ -12,15 +12,15 @@ export const DEFAULT_SOCKET = "/run/cni/dhcp.sock";
 
 const OptionName = z.union([z.string(), z.number()]);
 
-const DhcpSchema = BaseConfig.extend({
+const DhcpSchema = z.extend(BaseConfig, {
   ipam: z.looseObject({
     type: z.string(),
-    daemonSocketPath: z.string().optional(),
-    request: z.array(z.looseObject({ option: OptionName, skipDefault: z.boolean().optional() })).optional(),
-    provide: z
-      .array(z.looseObject({ option: OptionName, value: z.string().optional(), fromArg: z.string().optional() }))
-      .optional(),
-    priority: z.number().int().min(0).optional(),
+    daemonSocketPath: z.optional(z.string()),
+    request: z.optional(z.array(z.looseObject({ option: OptionName, skipDefault: z.optional(z.boolean()) }))),
+    provide: z.optional(
+      z.array(z.looseObject({ option: OptionName, value: z.optional(z.string()), fromArg: z.optional(z.string()) })),
+    ),
+    priority: z.optional(z.number().check(z.int(), z.minimum(0))),
   }),
 });
 export type DhcpConfig = z.infer<typeof DhcpSchema>;

@@ -2,7 +2,7 @@ import { parseCniArgs } from "../../lib/cni/args.ts";
 import { BaseConfig, GcAttachmentKeys, parseWith } from "../../lib/cni/config.ts";
 import type { CniEnv } from "../../lib/cni/env.ts";
 import { CniError, Code } from "../../lib/cni/errors.ts";
-import { z } from "../../lib/cni/zod.ts";
+import * as z from "../../lib/cni/zod.ts";
 
 /**
  * containers/dnsname's configuration: the network's `domainName` and, through the `aliases`
@@ -14,10 +14,10 @@ import { z } from "../../lib/cni/zod.ts";
 /** Podman sends aliases keyed by network name; CONVENTIONS.md documents a plain list: both count. */
 const Aliases = z.union([z.record(z.string(), z.array(z.string())), z.array(z.string())]);
 
-const DnsnameConfig = BaseConfig.extend({
+const DnsnameConfig = z.extend(BaseConfig, {
   ...GcAttachmentKeys,
   domainName: z.string(),
-  runtimeConfig: z.looseObject({ aliases: Aliases.optional() }).optional(),
+  runtimeConfig: z.optional(z.looseObject({ aliases: z.optional(Aliases) })),
 });
 
 export type Config = z.infer<typeof DnsnameConfig> & {

@@ -1,4 +1,4 @@
-import { z } from "../../lib/cni/zod.ts";
+import * as z from "../../lib/cni/zod.ts";
 import { CniError, Code } from "../../lib/cni/errors.ts";
 import { BaseConfig, parseWith } from "../../lib/cni/config.ts";
 import { validateIfname } from "../../lib/cni/env.ts";
@@ -31,20 +31,20 @@ import {
  * first) or firewalld (addresses become sources of a zone). ingressPolicy same-bridge/isolated
  * adds bridge isolation rules in iptables whatever the backend, as the reference does.
  */
-const FirewallConfig = BaseConfig.extend({
-  backend: z.enum(["", "iptables", "firewalld"]).optional(),
-  iptablesAdminChainName: z
-    .string()
-    .refine(
-      (n) => n === "" || validChainName(n),
-      "must be an iptables chain name (at most 28 characters, no spaces, not a built-in)",
-    )
-    .optional(),
-  firewalldZone: z
-    .string()
-    .regex(/^[A-Za-z0-9_.+-]*$/, "must be a firewalld zone name")
-    .optional(),
-  ingressPolicy: z.enum(["", "open", "same-bridge", "isolated"]).optional(),
+const FirewallConfig = z.extend(BaseConfig, {
+  backend: z.optional(z.enum(["", "iptables", "firewalld"])),
+  iptablesAdminChainName: z.optional(
+    z
+      .string()
+      .check(
+        z.refine(
+          (n) => n === "" || validChainName(n),
+          "must be an iptables chain name (at most 28 characters, no spaces, not a built-in)",
+        ),
+      ),
+  ),
+  firewalldZone: z.optional(z.string().check(z.regex(/^[A-Za-z0-9_.+-]*$/, "must be a firewalld zone name"))),
+  ingressPolicy: z.optional(z.enum(["", "open", "same-bridge", "isolated"])),
 });
 type FirewallConfig = z.infer<typeof FirewallConfig>;
 

@@ -1,16 +1,16 @@
 import { BaseConfig, parseWith } from "../../lib/cni/config.ts";
 import { CniError, Code } from "../../lib/cni/errors.ts";
-import { z } from "../../lib/cni/zod.ts";
+import * as z from "../../lib/cni/zod.ts";
 import { formatNetwork } from "../../lib/ip/address.ts";
 import { subnetRange, type SubnetEnv } from "./subnet-env.ts";
 
 /** flannel-io/cni-plugin's keys: where subnet.env and the saved delegate configs are, and the delegate's base. */
-const FlannelConfig = BaseConfig.extend({
-  subnetFile: z.string().default("/run/flannel/subnet.env"),
-  dataDir: z.string().default("/var/lib/cni/flannel"),
-  delegate: z.looseObject({}).optional(),
+const FlannelConfig = z.extend(BaseConfig, {
+  subnetFile: z._default(z.string(), "/run/flannel/subnet.env"),
+  dataDir: z._default(z.string(), "/var/lib/cni/flannel"),
+  delegate: z.optional(z.looseObject({})),
   // The delegate's IPAM base: its type defaults to host-local, so none is required here.
-  ipam: z.looseObject({ type: z.string().optional() }).optional(),
+  ipam: z.optional(z.looseObject({ type: z.optional(z.string()) })),
 });
 export type Config = z.infer<typeof FlannelConfig>;
 

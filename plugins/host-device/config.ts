@@ -2,16 +2,16 @@ import { BaseConfig, parseWith } from "../../lib/cni/config.ts";
 import type { CniEnv } from "../../lib/cni/env.ts";
 import { validateIfname } from "../../lib/cni/env.ts";
 import { CniError, Code } from "../../lib/cni/errors.ts";
-import { z } from "../../lib/cni/zod.ts";
+import * as z from "../../lib/cni/zod.ts";
 
 /** host-device's keys as the reference reads them: which node device to move, by one selector. */
 
-const HostDeviceConfig = BaseConfig.extend({
-  device: z.string().default(""),
-  hwaddr: z.string().default(""),
-  kernelpath: z.string().default(""),
-  pciBusID: z.string().default(""),
-  runtimeConfig: z.looseObject({ deviceID: z.string().optional() }).optional(),
+const HostDeviceConfig = z.extend(BaseConfig, {
+  device: z._default(z.string(), ""),
+  hwaddr: z._default(z.string(), ""),
+  kernelpath: z._default(z.string(), ""),
+  pciBusID: z._default(z.string(), ""),
+  runtimeConfig: z.optional(z.looseObject({ deviceID: z.optional(z.string()) })),
 });
 
 export type Config = z.infer<typeof HostDeviceConfig>;

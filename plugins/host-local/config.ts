@@ -1,4 +1,4 @@
-import { z } from "../../lib/cni/zod.ts";
+import * as z from "../../lib/cni/zod.ts";
 import { BaseConfig, GcAttachmentKeys, parseWith, validAttachmentsOf } from "../../lib/cni/config.ts";
 import { CniError, Code } from "../../lib/cni/errors.ts";
 import { parseCniArgs } from "../../lib/cni/args.ts";
@@ -13,31 +13,31 @@ export const DEFAULT_DATA_DIR = "/var/lib/cni/networks";
 
 const RangeJson = z.looseObject({
   subnet: z.string(),
-  rangeStart: z.string().optional(),
-  rangeEnd: z.string().optional(),
-  gateway: z.string().optional(),
+  rangeStart: z.optional(z.string()),
+  rangeEnd: z.optional(z.string()),
+  gateway: z.optional(z.string()),
 });
-const RangeSetsJson = z.array(z.array(RangeJson)).nullish();
-const IpList = z.array(z.string()).nullish();
+const RangeSetsJson = z.nullish(z.array(z.array(RangeJson)));
+const IpList = z.nullish(z.array(z.string()));
 
 /** The host-local configuration: every key of the reference, under `ipam` and as capabilities. */
-export const HostLocalConfig = BaseConfig.extend({
-  ipam: z
-    .looseObject({
-      type: z.string().optional(),
+export const HostLocalConfig = z.extend(BaseConfig, {
+  ipam: z.optional(
+    z.looseObject({
+      type: z.optional(z.string()),
       ranges: RangeSetsJson,
       // Legacy single-range form; becomes a one-range set in front of `ranges`.
-      subnet: z.string().optional(),
-      rangeStart: z.string().optional(),
-      rangeEnd: z.string().optional(),
-      gateway: z.string().optional(),
-      routes: z.array(RouteSchema).nullish(),
-      dataDir: z.string().optional(),
-      resolvConf: z.string().optional(),
-    })
-    .optional(),
-  runtimeConfig: z.looseObject({ ips: IpList, ipRanges: RangeSetsJson }).optional(),
-  args: z.looseObject({ cni: z.looseObject({ ips: IpList }).nullish() }).optional(),
+      subnet: z.optional(z.string()),
+      rangeStart: z.optional(z.string()),
+      rangeEnd: z.optional(z.string()),
+      gateway: z.optional(z.string()),
+      routes: z.nullish(z.array(RouteSchema)),
+      dataDir: z.optional(z.string()),
+      resolvConf: z.optional(z.string()),
+    }),
+  ),
+  runtimeConfig: z.optional(z.looseObject({ ips: IpList, ipRanges: RangeSetsJson })),
+  args: z.optional(z.looseObject({ cni: z.nullish(z.looseObject({ ips: IpList })) })),
   ...GcAttachmentKeys,
 });
 export type HostLocalConfig = z.infer<typeof HostLocalConfig>;

@@ -1,7 +1,7 @@
 import { BaseConfig, parseWith } from "../../lib/cni/config.ts";
 import type { CniEnv } from "../../lib/cni/env.ts";
 import { CniError, Code } from "../../lib/cni/errors.ts";
-import { z } from "../../lib/cni/zod.ts";
+import * as z from "../../lib/cni/zod.ts";
 import { SublinkKeys, validateMaster } from "../../lib/net/sublink.ts";
 
 /** The ipvlan config with the reference's keys and defaults. */
@@ -9,9 +9,9 @@ import { SublinkKeys, validateMaster } from "../../lib/net/sublink.ts";
 export const MODES = ["l2", "l3", "l3s"] as const;
 export type Mode = (typeof MODES)[number];
 
-const IpvlanConfig = BaseConfig.extend({
+const IpvlanConfig = z.extend(BaseConfig, {
   ...SublinkKeys,
-  mode: z.string().default(""),
+  mode: z._default(z.string(), ""),
 });
 
 export type Config = z.infer<typeof IpvlanConfig> & { mode: Mode };

@@ -1,7 +1,7 @@
 import { BaseConfig, parseWith } from "../../lib/cni/config.ts";
 import type { CniEnv } from "../../lib/cni/env.ts";
 import { CniError, Code } from "../../lib/cni/errors.ts";
-import { z } from "../../lib/cni/zod.ts";
+import * as z from "../../lib/cni/zod.ts";
 import { requestedMac } from "../../lib/net/mac.ts";
 import { SublinkKeys, validateMaster } from "../../lib/net/sublink.ts";
 
@@ -10,12 +10,12 @@ import { SublinkKeys, validateMaster } from "../../lib/net/sublink.ts";
 export const MODES = ["bridge", "private", "vepa", "passthru"] as const;
 export type Mode = (typeof MODES)[number];
 
-const MacvlanConfig = BaseConfig.extend({
+const MacvlanConfig = z.extend(BaseConfig, {
   ...SublinkKeys,
-  mode: z.string().default(""),
-  mac: z.string().optional(),
-  bcqueuelen: z.number().int().min(0).max(0xffffffff).default(0),
-  runtimeConfig: z.looseObject({ mac: z.string().optional() }).optional(),
+  mode: z._default(z.string(), ""),
+  mac: z.optional(z.string()),
+  bcqueuelen: z._default(z.number().check(z.int(), z.minimum(0), z.maximum(0xffffffff)), 0),
+  runtimeConfig: z.optional(z.looseObject({ mac: z.optional(z.string()) })),
 });
 
 export type Config = z.infer<typeof MacvlanConfig> & { mode: Mode };

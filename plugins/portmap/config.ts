@@ -1,4 +1,4 @@
-import { z } from "../../lib/cni/zod.ts";
+import * as z from "../../lib/cni/zod.ts";
 import { isObject } from "../../lib/is-object.ts";
 import { BaseConfig, foldKeys, parseWith } from "../../lib/cni/config.ts";
 import { CniError, Code } from "../../lib/cni/errors.ts";
@@ -16,86 +16,100 @@ export type Protocol = (typeof PROTOCOLS)[number];
 
 const port = z
   .number({ error: "must be a number" })
-  .int({ error: "must be an integer" })
-  .min(1, { error: "must be between 1 and 65535" })
-  .max(65535, { error: "must be between 1 and 65535" });
+  .check(
+    z.int({ error: "must be an integer" }),
+    z.minimum(1, { error: "must be between 1 and 65535" }),
+    z.maximum(65535, { error: "must be between 1 and 65535" }),
+  );
 
 export const PortMapping = z.object({
   hostPort: port,
   containerPort: port,
   // A missing protocol means tcp, as for `docker run -p`; anything else must be a protocol we can
   // program in both iptables and nftables.
-  protocol: z
-    .string({ error: "must be a string" })
-    .nullish()
-    .transform((p) => (p ? p.toLowerCase() : "tcp"))
-    .pipe(z.enum(PROTOCOLS, { error: `must be one of ${PROTOCOLS.join(", ")}` })),
+  protocol: z.pipe(
+    z.pipe(
+      z.nullish(z.string({ error: "must be a string" })),
+      z.transform((p) => (p ? p.toLowerCase() : "tcp")),
+    ),
+    z.enum(PROTOCOLS, { error: `must be one of ${PROTOCOLS.join(", ")}` }),
+  ),
   // Kept in canonical text so rules compare equal to what iptables-save and nft print.
-  hostIP: z
-    .string({ error: "must be a string" })
-    .nullish()
-    .transform((ip, ctx) => {
-      if (!ip) return undefined;
-      const a = parseIP(ip);
-      if (!a) {
-        ctx.addIssue({ code: "custom", message: `invalid IP address ${JSON.stringify(ip)}` });
-        return z.NEVER;
-      }
-      return formatIP(a);
-    })
-    .optional(),
+  hostIP: z.optional(
+    z.pipe(
+      z.nullish(z.string({ error: "must be a string" })),
+      z.transform((ip, ctx) => {
+        if (!ip) return undefined;
+        const a = parseIP(ip);
+        if (!a) {
+          ctx.issues.push({ code: "custom", message: `invalid IP address ${JSON.stringify(ip)}`, input: ip });
+          return z.NEVER;
+        }
+        return formatIP(a);
+      }),
+    ),
+  ),
 });
 export type PortMapping = z.infer<typeof PortMapping>;
 
 // Match words end up inside iptables-restore and nft scripts, which are line based.
-const condition = z.string().refine((s) => !/[\n\r\0;#]/.test(s), { error: "must not contain newlines, ';' or '#'" });
+const condition = z
+  .string()
+  .check(z.refine((s) => !/[\n\r\0;#]/.test(s), { error: "must not contain newlines, ';' or '#'" }));
 const chainName = /^[A-Za-z0-9_.-]{1,28}$/;
 
-export const PortmapConfig = BaseConfig.extend({
-  snat: z.boolean().nullish(),
-  markMasqBit: z
-    .number()
-    .int()
-    .min(0, { error: "must be between 0 and 31" })
-    .max(31, { error: "must be between 0 and 31" })
-    .nullish(),
-  externalSetMarkChain: z.string().regex(chainName, { error: "must be an iptables chain name" }).nullish(),
-  conditionsV4: z.array(condition).nullish(),
-  conditionsV6: z.array(condition).nullish(),
-  masqAll: z.boolean().nullish(),
-  backend: z.enum(NETFILTER_BACKENDS, { error: 'must be "iptables" or "nftables"' }).nullish(),
-  runtimeConfig: z.looseObject({ portMappings: z.array(PortMapping).nullish() }).optional(),
-}).superRefine((c, ctx) => {
-  if (c.markMasqBit != null && c.externalSetMarkChain != null) {
-    ctx.addIssue({
-      code: "custom",
-      path: ["externalSetMarkChain"],
-      message: "cannot specify both externalSetMarkChain and markMasqBit",
-    });
-  }
-  const seen = new Map<string, number>();
-  (c.runtimeConfig?.portMappings ?? []).forEach((m, i) => {
-    const key = `${m.hostPort}/${m.protocol}/${m.hostIP ?? ""}`;
-    const first = seen.get(key);
-    if (first !== undefined) {
-      ctx.addIssue({
-        code: "custom",
-        path: ["runtimeConfig", "portMappings", i],
-        message: `duplicate of portMappings.${first}: hostPort ${m.hostPort}/${m.protocol}${m.hostIP ? ` on ${m.hostIP}` : ""} mapped twice`,
+export const PortmapConfig = z
+  .extend(BaseConfig, {
+    snat: z.nullish(z.boolean()),
+    markMasqBit: z.nullish(
+      z
+        .number()
+        .check(
+          z.int(),
+          z.minimum(0, { error: "must be between 0 and 31" }),
+          z.maximum(31, { error: "must be between 0 and 31" }),
+        ),
+    ),
+    externalSetMarkChain: z.nullish(z.string().check(z.regex(chainName, { error: "must be an iptables chain name" }))),
+    conditionsV4: z.nullish(z.array(condition)),
+    conditionsV6: z.nullish(z.array(condition)),
+    masqAll: z.nullish(z.boolean()),
+    backend: z.nullish(z.enum(NETFILTER_BACKENDS, { error: 'must be "iptables" or "nftables"' })),
+    runtimeConfig: z.optional(z.looseObject({ portMappings: z.nullish(z.array(PortMapping)) })),
+  })
+  .check(
+    z.superRefine((c, ctx) => {
+      if (c.markMasqBit != null && c.externalSetMarkChain != null) {
+        ctx.addIssue({
+          code: "custom",
+          path: ["externalSetMarkChain"],
+          message: "cannot specify both externalSetMarkChain and markMasqBit",
+        });
+      }
+      const seen = new Map<string, number>();
+      (c.runtimeConfig?.portMappings ?? []).forEach((m, i) => {
+        const key = `${m.hostPort}/${m.protocol}/${m.hostIP ?? ""}`;
+        const first = seen.get(key);
+        if (first !== undefined) {
+          ctx.addIssue({
+            code: "custom",
+            path: ["runtimeConfig", "portMappings", i],
+            message: `duplicate of portMappings.${first}: hostPort ${m.hostPort}/${m.protocol}${m.hostIP ? ` on ${m.hostIP}` : ""} mapped twice`,
+          });
+        } else seen.set(key, i);
       });
-    } else seen.set(key, i);
-  });
-  if (c.backend) {
-    const foreign = backendSpecificOptions(c, c.backend === "iptables" ? "nftables" : "iptables");
-    if (foreign.length > 0) {
-      ctx.addIssue({
-        code: "custom",
-        path: [foreign[0]!],
-        message: `${c.backend} backend was requested but configuration contains ${c.backend === "iptables" ? "nftables" : "iptables"}-specific options [${foreign.join(" ")}]`,
-      });
-    }
-  }
-});
+      if (c.backend) {
+        const foreign = backendSpecificOptions(c, c.backend === "iptables" ? "nftables" : "iptables");
+        if (foreign.length > 0) {
+          ctx.addIssue({
+            code: "custom",
+            path: [foreign[0]!],
+            message: `${c.backend} backend was requested but configuration contains ${c.backend === "iptables" ? "nftables" : "iptables"}-specific options [${foreign.join(" ")}]`,
+          });
+        }
+      }
+    }),
+  );
 export type PortmapConfig = z.infer<typeof PortmapConfig>;
 
 // Go's encoding/json matches object keys case-insensitively, so the reference accepts the
@@ -213,7 +227,7 @@ export function mappingsForFamily(mappings: readonly PortMapping[], v6: boolean)
 /** Attachments the runtime still holds, from a GC request (with libcni's older key as fallback). */
 export function validAttachments(raw: Record<string, unknown>): Set<string> {
   const list = raw["cni.dev/valid-attachments"] ?? raw["cni.dev/attachments"];
-  const parsed = parseWith(z.array(z.looseObject({ containerID: z.string() })).nullish(), list);
+  const parsed = parseWith(z.nullish(z.array(z.looseObject({ containerID: z.string() }))), list);
   return new Set((parsed ?? []).map((a) => a.containerID));
 }
 

@@ -1,14 +1,14 @@
 import { BaseConfig, GcAttachmentKeys, parseWith } from "../../lib/cni/config.ts";
 import type { CniEnv } from "../../lib/cni/env.ts";
 import { CniError, Code } from "../../lib/cni/errors.ts";
-import { z } from "../../lib/cni/zod.ts";
+import * as z from "../../lib/cni/zod.ts";
 import { NETFILTER_BACKENDS } from "../../lib/netfilter/backend.ts";
 
 /** The reference ptp plugin's keys, with its defaults. */
-const PtpConfig = BaseConfig.extend({
-  ipMasq: z.boolean().default(false),
-  ipMasqBackend: z.string().optional(),
-  mtu: z.number().int().default(0),
+const PtpConfig = z.extend(BaseConfig, {
+  ipMasq: z._default(z.boolean(), false),
+  ipMasqBackend: z.optional(z.string()),
+  mtu: z._default(z.number().check(z.int()), 0),
   ...GcAttachmentKeys,
 });
 

@@ -1,14 +1,9 @@
 import { BaseConfig, parseWith } from "../../lib/cni/config.ts";
-import { z } from "../../lib/cni/zod.ts";
+import * as z from "../../lib/cni/zod.ts";
 
 /** The sbr config: the reference's one key of its own, a fixed `table` instead of the first free one. */
-const SbrConfig = BaseConfig.extend({
-  table: z
-    .number()
-    .int()
-    .min(1)
-    .max(2 ** 32 - 1)
-    .optional(),
+const SbrConfig = z.extend(BaseConfig, {
+  table: z.optional(z.number().check(z.int(), z.minimum(1), z.maximum(2 ** 32 - 1))),
 });
 
 export type Config = z.infer<typeof SbrConfig>;

@@ -5,7 +5,7 @@ import type { DNS, Route } from "../../lib/cni/result.ts";
 import { DNSSchema, RouteSchema } from "../../lib/cni/result-schema.ts";
 import { canonicalRoute } from "../../lib/cni/route-config.ts";
 import { compareVersions } from "../../lib/cni/versions.ts";
-import { z } from "../../lib/cni/zod.ts";
+import * as z from "../../lib/cni/zod.ts";
 import { formatIP, isMapped, maskOf, parseCIDR, parseIP, type IP } from "../../lib/ip/address.ts";
 
 /**
@@ -15,19 +15,21 @@ import { formatIP, isMapped, maskOf, parseCIDR, parseIP, type IP } from "../../l
  * than 999, as for host-local).
  */
 
-const IpList = z.array(z.string()).nullish();
+const IpList = z.nullish(z.array(z.string()));
 
-const StaticSchema = BaseConfig.extend({
-  ipam: z
-    .looseObject({
-      type: z.string().optional(),
-      addresses: z.array(z.looseObject({ address: z.string().default(""), gateway: z.string().nullish() })).nullish(),
-      routes: z.array(RouteSchema).nullish(),
-      dns: DNSSchema.nullish(),
-    })
-    .nullish(),
-  runtimeConfig: z.looseObject({ ips: IpList }).nullish(),
-  args: z.looseObject({ cni: z.looseObject({ ips: IpList }).nullish() }).nullish(),
+const StaticSchema = z.extend(BaseConfig, {
+  ipam: z.nullish(
+    z.looseObject({
+      type: z.optional(z.string()),
+      addresses: z.nullish(
+        z.array(z.looseObject({ address: z._default(z.string(), ""), gateway: z.nullish(z.string()) })),
+      ),
+      routes: z.nullish(z.array(RouteSchema)),
+      dns: z.nullish(DNSSchema),
+    }),
+  ),
+  runtimeConfig: z.nullish(z.looseObject({ ips: IpList })),
+  args: z.nullish(z.looseObject({ cni: z.nullish(z.looseObject({ ips: IpList })) })),
 });
 
 /** An address with its prefix as Go's IPNet prints it: IPv4-mapped IPv6 folds to IPv4. */

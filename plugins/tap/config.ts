@@ -2,22 +2,22 @@ import { BaseConfig, foldKeys, parseWith } from "../../lib/cni/config.ts";
 import type { CniEnv } from "../../lib/cni/env.ts";
 import { validateIfname } from "../../lib/cni/env.ts";
 import { Code } from "../../lib/cni/errors.ts";
-import { z } from "../../lib/cni/zod.ts";
+import * as z from "../../lib/cni/zod.ts";
 import { requestedMac } from "../../lib/net/mac.ts";
 
 /** The tap config with upstream's keys (containernetworking/plugins plugins/main/tap). */
 
-const id = z.number().int().min(0).max(0xffffffff);
+const id = z.number().check(z.int(), z.minimum(0), z.maximum(0xffffffff));
 
-const TapConfig = BaseConfig.extend({
-  mac: z.string().optional(),
-  mtu: z.number().int().min(0).default(0),
-  multiQueue: z.boolean().default(false),
-  owner: id.optional(),
-  group: id.optional(),
-  selinuxContext: z.string().optional(),
-  bridge: z.string().default(""),
-  runtimeConfig: z.looseObject({ mac: z.string().optional() }).optional(),
+const TapConfig = z.extend(BaseConfig, {
+  mac: z.optional(z.string()),
+  mtu: z._default(z.number().check(z.int(), z.minimum(0)), 0),
+  multiQueue: z._default(z.boolean(), false),
+  owner: z.optional(id),
+  group: z.optional(id),
+  selinuxContext: z.optional(z.string()),
+  bridge: z._default(z.string(), ""),
+  runtimeConfig: z.optional(z.looseObject({ mac: z.optional(z.string()) })),
 });
 
 export type Config = z.infer<typeof TapConfig>;

@@ -1,25 +1,21 @@
-import { z } from "../../lib/cni/zod.ts";
+import * as z from "../../lib/cni/zod.ts";
 import { formatIP, ipAt, maskOf, parseCIDR, parseIP } from "../../lib/ip/address.ts";
 
 /** flannel's network config (`<prefix>/config`); the IPv4 vxlan and host-gw subset this agent serves. */
-export const NetworkConfigSchema = z
-  .object({
-    Network: z.string(),
-    SubnetLen: z.number().int().optional(),
-    SubnetMin: z.string().optional(),
-    SubnetMax: z.string().optional(),
-    Backend: z
-      .object({
-        Type: z.enum(["vxlan", "host-gw"]),
-        VNI: z.number().int().min(0).max(16777215).optional(),
-        Port: z.number().int().min(0).max(65535).optional(),
-        MTU: z.number().int().min(68).max(65535).optional(),
-        /** vxlan: peers on our L2 get a plain route via their PublicIP, no encapsulation. */
-        DirectRouting: z.boolean().optional(),
-      })
-      .passthrough(),
-  })
-  .passthrough();
+export const NetworkConfigSchema = z.looseObject({
+  Network: z.string(),
+  SubnetLen: z.optional(z.number().check(z.int())),
+  SubnetMin: z.optional(z.string()),
+  SubnetMax: z.optional(z.string()),
+  Backend: z.looseObject({
+    Type: z.enum(["vxlan", "host-gw"]),
+    VNI: z.optional(z.number().check(z.int(), z.minimum(0), z.maximum(16777215))),
+    Port: z.optional(z.number().check(z.int(), z.minimum(0), z.maximum(65535))),
+    MTU: z.optional(z.number().check(z.int(), z.minimum(68), z.maximum(65535))),
+    /** vxlan: peers on our L2 get a plain route via their PublicIP, no encapsulation. */
+    DirectRouting: z.optional(z.boolean()),
+  }),
+});
 
 export type NetworkConfigJson = z.infer<typeof NetworkConfigSchema>;
 

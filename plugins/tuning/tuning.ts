@@ -1,4 +1,4 @@
-import { z } from "../../lib/cni/zod.ts";
+import * as z from "../../lib/cni/zod.ts";
 import { join } from "node:path";
 import { CniError, Code } from "../../lib/cni/errors.ts";
 import { BaseConfig } from "../../lib/cni/config.ts";
@@ -18,25 +18,25 @@ export const DEFAULT_DATA_DIR = "/run/cni/tuning";
 export const ALLOWLIST_FILE = "/etc/cni/tuning/allowlist.conf";
 
 const MAX_INT = 2 ** 31 - 1;
-const Mtu = z.number().int().min(0, "must not be negative").max(MAX_INT);
-const TxQLen = z.number().int().min(0, "must not be negative").max(MAX_INT);
+const Mtu = z.number().check(z.int(), z.minimum(0, "must not be negative"), z.maximum(MAX_INT));
+const TxQLen = z.number().check(z.int(), z.minimum(0, "must not be negative"), z.maximum(MAX_INT));
 const Sysctls = z.record(z.string(), z.string());
 
 // The attributes a config sets, and args.cni may override one by one.
 const Attributes = {
-  sysctl: Sysctls.nullish(),
-  mac: z.string().nullish(),
-  promisc: z.boolean().nullish(),
-  mtu: Mtu.nullish(),
-  allmulti: z.boolean().nullish(),
-  txQLen: TxQLen.nullish(),
+  sysctl: z.nullish(Sysctls),
+  mac: z.nullish(z.string()),
+  promisc: z.nullish(z.boolean()),
+  mtu: z.nullish(Mtu),
+  allmulti: z.nullish(z.boolean()),
+  txQLen: z.nullish(TxQLen),
 };
 
-export const TuningConfig = BaseConfig.extend({
+export const TuningConfig = z.extend(BaseConfig, {
   ...Attributes,
-  dataDir: z.string().nullish(),
-  runtimeConfig: z.looseObject({ mac: z.string().nullish() }).optional(),
-  args: z.looseObject({ cni: z.looseObject(Attributes).nullish() }).nullish(),
+  dataDir: z.nullish(z.string()),
+  runtimeConfig: z.optional(z.looseObject({ mac: z.nullish(z.string()) })),
+  args: z.nullish(z.looseObject({ cni: z.nullish(z.looseObject(Attributes)) })),
 });
 export type TuningConfig = z.infer<typeof TuningConfig>;
 
@@ -211,13 +211,13 @@ export function checkAllowlist(keys: readonly string[], allowlist: string): void
 
 /** The reference's file (keys mac, promisc, mtu, allmulti, txQLen) plus our sysctl originals. */
 export const Backup = z.looseObject({
-  mac: z.string().optional(),
-  promisc: z.boolean().optional(),
-  mtu: z.number().int().optional(),
-  allmulti: z.boolean().optional(),
-  txQLen: z.number().int().optional(),
+  mac: z.optional(z.string()),
+  promisc: z.optional(z.boolean()),
+  mtu: z.optional(z.number().check(z.int())),
+  allmulti: z.optional(z.boolean()),
+  txQLen: z.optional(z.number().check(z.int())),
   /** Original sysctl values by path under /proc/sys (ignored by the reference plugin). */
-  sysctl: z.record(z.string(), z.string()).optional(),
+  sysctl: z.optional(z.record(z.string(), z.string())),
 });
 export type Backup = z.infer<typeof Backup>;
 

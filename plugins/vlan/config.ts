@@ -1,7 +1,7 @@
 import { BaseConfig, parseWith } from "../../lib/cni/config.ts";
 import type { CniEnv } from "../../lib/cni/env.ts";
 import { CniError, Code } from "../../lib/cni/errors.ts";
-import { z } from "../../lib/cni/zod.ts";
+import * as z from "../../lib/cni/zod.ts";
 import { SublinkKeys, validateMaster } from "../../lib/net/sublink.ts";
 
 /** The vlan config with the reference's keys, defaults and messages. */
@@ -9,9 +9,9 @@ import { SublinkKeys, validateMaster } from "../../lib/net/sublink.ts";
 /** 802.1Q ids 0..4094 (4095 is reserved); the reference's message says "4095 inclusive". */
 export const MAX_VLAN_ID = 4094;
 
-const VlanConfig = BaseConfig.extend({
+const VlanConfig = z.extend(BaseConfig, {
   ...SublinkKeys,
-  vlanId: z.number().int().default(0),
+  vlanId: z._default(z.number().check(z.int()), 0),
 });
 
 export type Config = z.infer<typeof VlanConfig>;

@@ -1,11 +1,11 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { z } from "zod";
 import { parseCniArgs } from "../../lib/cni/args.ts";
 import { BaseConfig, parseWith } from "../../lib/cni/config.ts";
 import { readEnv, validateContainerId, validateIfname, validateNetworkName } from "../../lib/cni/env.ts";
 import { asCniError, CniError, Code } from "../../lib/cni/errors.ts";
 import { atLeast, compareVersions, resultFamily, SUPPORTED_VERSIONS } from "../../lib/cni/versions.ts";
+import * as z from "../../lib/cni/zod.ts";
 
 // The CNI contract's input side: environment variables, CNI_ARGS, names, config validation,
 // error objects and version arithmetic.
@@ -199,7 +199,7 @@ test("parseWith: the error names the offending field, code 7 by default", () => 
   const e = cniError(() => parseWith(BaseConfig, { name: 5 }));
   assert.is(e.code, Code.InvalidConfig);
   assert.match(e.message, /name/);
-  const Ext = BaseConfig.extend({ mtu: z.number().int().positive().optional() });
+  const Ext = z.extend(BaseConfig, { mtu: z.optional(z.number().check(z.int(), z.positive())) });
   const e2 = cniError(() => parseWith(Ext, { name: "n", mtu: -1 }));
   assert.match(e2.message, /mtu/);
   const e3 = cniError(() => parseWith(Ext, { name: "n", ipam: { type: 3 } }, Code.DecodingFailure));
