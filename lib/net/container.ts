@@ -83,7 +83,7 @@ export function configureContainer(
   const link = r.shown.find((l) => l.ifname === ifname);
   if (!link) throw new CniError(Code.Internal, `could not read back "${ifname}" in ${netns}`);
   if (enableDad && hasV6 && (result.ips ?? []).some((ip) => isV6(ip.address) && ip.gateway !== undefined))
-    waitForDad(netns, ifname);
+    settleIPv6(netns, ifname);
   return link;
 }
 
@@ -100,8 +100,12 @@ export function layer2Container(netns: string, ifname: string, up: boolean): IpL
 const DAD_POLL_MS = 50;
 const DAD_TIMEOUT_MS = 5000;
 
-/** With enabledad, wait until no address is tentative; a failed DAD is an error. */
-function waitForDad(netns: string, ifname: string) {
+/**
+ * Waits until no address of `ifname` is tentative; a failed DAD is an error. With DAD on, that is
+ * DAD's end; with it off, an IPv6 address still starts tentative until the kernel has seen the
+ * link's carrier come up (asynchronously), and until then it cannot be a route's `src`.
+ */
+export function settleIPv6(netns: string, ifname: string) {
   let tentative = true;
   let up = false;
   for (let waited = 0; waited <= DAD_TIMEOUT_MS; waited += DAD_POLL_MS) {

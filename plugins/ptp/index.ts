@@ -6,7 +6,7 @@ import { applyLinkOps, showLink } from "../../lib/kernel/link.ts";
 import { writeSysctls } from "../../lib/kernel/procfs.ts";
 import { attachmentOf } from "../../lib/net/attachment.ts";
 import { checkAddressesAndRoutes, containerState } from "../../lib/net/check.ts";
-import { configureContainer, removeContainerIface } from "../../lib/net/container.ts";
+import { configureContainer, removeContainerIface, settleIPv6 } from "../../lib/net/container.ts";
 import { lockedAdd, lockedDel } from "../../lib/net/delete-notice.ts";
 import {
   addIpam,
@@ -56,6 +56,8 @@ async function addLocked(req: Request<Config>): Promise<Result> {
     const result: Result = { cniVersion: req.version, ips, ...(ipam.routes ? { routes: ipam.routes } : {}) };
     if (ipam.dns) result.dns = ipam.dns;
     const container = configureContainer(req.netns, req.ifname, result, false, CONTAINER_INDEX);
+    // The routes name the container's addresses as their source.
+    if (ips.some((ip) => isV6(ip.address))) settleIPv6(req.netns, req.ifname);
     const p2p = applyLinkOps(containerRouteOps(req.ifname, ips), { netns: req.netns });
     if (!p2p.ok) throw new CniError(Code.Internal, `failed to set up routes on "${req.ifname}": ${p2p.stderr}`);
     const node = applyLinkOps(hostOps(host.ifname, ips));
