@@ -51,6 +51,8 @@ export interface IpLink {
       /** A vlan's id. */
       id?: number;
       bcqueuelen?: number;
+      /** A vrf's routing table. */
+      table?: number;
     };
   };
   addr_info?: IpAddr[];
@@ -67,6 +69,8 @@ export interface IpRoute {
   type?: string;
   scope?: string;
   prefsrc?: string;
+  /** Who made it: "kernel" for the routes of an address, "boot" for ip's, ... (ip prints it with -d). */
+  protocol?: string;
 }
 
 /** A policy routing rule as `ip -j rule show` reports it (the table by name or number). */
@@ -112,7 +116,9 @@ export type LinkKind =
   | { type: "vlan"; parent: string; id: number }
   | { type: "vxlan"; id: number; local?: string; parent?: string; port?: number; learning?: boolean; gbp?: boolean }
   | { type: "dummy" }
-  | { type: "ifb" };
+  | { type: "ifb" }
+  /** An L3 master device whose slaves' routes live in `table`. */
+  | { type: "vrf"; table: number };
 
 export type LinkOp =
   | {
@@ -130,7 +136,7 @@ export type LinkOp =
       up?: boolean;
       mtu?: number;
       mac?: string;
-      /** A bridge to enslave to, or null to release from its master. */
+      /** A master (bridge, vrf) to enslave to, or null to release from its master. */
       master?: string | null;
       promisc?: boolean;
       allmulti?: boolean;
@@ -229,6 +235,8 @@ function kindWords(k: LinkKind): string[] {
         ...(k.learning === false ? ["nolearning"] : []),
         ...opt(k.gbp, "gbp"),
       ];
+    case "vrf":
+      return ["table", String(k.table)];
     case "dummy":
     case "ifb":
       return [];

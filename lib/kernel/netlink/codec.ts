@@ -59,6 +59,7 @@ export const IFLA_BRPORT = { MODE: 4, ISOLATED: 33 } as const;
 export const IFLA_VLAN_ID = 1;
 export const IFLA_MACVLAN = { MODE: 1, BC_QUEUE_LEN: 7 } as const;
 export const IFLA_IPVLAN_MODE = 1;
+export const IFLA_VRF_TABLE = 1;
 export const VETH_INFO_PEER = 1;
 
 export const IFF = { UP: 0x1, PROMISC: 0x100, ALLMULTI: 0x200 } as const;

@@ -16,6 +16,7 @@ import {
   IFLA_IPVLAN_MODE,
   IFLA_MACVLAN,
   IFLA_VLAN_ID,
+  IFLA_VRF_TABLE,
   ipText,
   parseAttrs,
   RT_TABLE,
@@ -130,6 +131,11 @@ function infoData(kind: string, data: Attrs): InfoData | undefined {
       if (id !== undefined) out.id = id;
       break;
     }
+    case "vrf": {
+      const table = getU32(data.get(IFLA_VRF_TABLE));
+      if (table !== undefined) out.table = table;
+      break;
+    }
   }
   return Object.keys(out).length > 0 ? out : undefined;
 }
@@ -224,6 +230,17 @@ const ROUTE_TYPES: Record<number, string> = {
   10: "nat",
 };
 
+/** rtm_protocol as ip names it (iproute2's rt_protos table, the entries this suite meets). */
+const PROTOCOLS: Record<number, string> = {
+  0: "unspec",
+  1: "redirect",
+  2: "kernel",
+  3: "boot",
+  4: "static",
+  9: "ra",
+  16: "dhcp",
+};
+
 const TABLES: Record<number, string> = {
   [RT_TABLE.UNSPEC]: "unspec",
   [RT_TABLE.DEFAULT]: "default",
@@ -254,6 +271,7 @@ export function routeReport(r: RtMsg & { attrs: Attrs }, nameOf: NameOf): IpRout
   if (table) route.table = TABLES[table] ?? String(table);
   const metric = getU32(a.get(RTA.PRIORITY));
   if (metric !== undefined) route.metric = metric;
+  route.protocol = PROTOCOLS[r.protocol] ?? String(r.protocol);
   route.type = ROUTE_TYPES[r.type] ?? String(r.type);
   route.scope = SCOPES[r.scope] ?? String(r.scope);
   const prefsrc = a.get(RTA.PREFSRC);
