@@ -41,10 +41,10 @@ function show(req: Request<Config>, dev: string): IpLink | undefined {
   return applyLinkOps([{ op: "show", dev }], { netns: req.netns }).shown.find((l) => l.ifname === dev);
 }
 
-/** Runs ops in order and throws, in the reference's words for the step, at the first that fails. */
-function must(req: Request<Config>, ops: readonly LinkOp[], what: (o: LinkOp) => string) {
+/** Runs ops in order and throws at the first that fails, in the reference's words for it (by index). */
+function must(req: Request<Config>, ops: readonly LinkOp[], what: (index: number) => string) {
   const r = applyLinkOps(ops, { netns: req.netns });
-  if (!r.ok) throw internal(`${what(ops[r.failedOp ?? 0]!)}: ${r.stderr}`);
+  if (!r.ok) throw internal(`${what(r.failedOp ?? 0)}: ${r.stderr}`);
 }
 
 /** Best effort, one op at a time (a batch would stop at the first that fails): for rollback. */
@@ -103,7 +103,7 @@ async function add(req: Request<Config>): Promise<Result> {
             { op: "link-add", dev: vrfname, kind: { type: "vrf", table } },
             { op: "link-set", dev: vrfname, up: true },
           ],
-          (o) => (o.op === "link-add" ? `could not add VRF ${vrfname}` : `could not set link up for VRF ${vrfname}`),
+          (i) => (i === 0 ? `could not add VRF ${vrfname}` : `could not set link up for VRF ${vrfname}`),
         );
       }
 
@@ -128,7 +128,7 @@ async function add(req: Request<Config>): Promise<Result> {
       must(
         req,
         lost.map((a): LinkOp => ({ op: "addr", verb: "add", dev: req.ifname, cidr: cidrOf(a) })),
-        (o) => `could not restore address ${(o as { cidr: string }).cidr} to ${req.ifname} @ ${vrfname}`,
+        (i) => `could not restore address ${cidrOf(lost[i]!)} to ${req.ifname} @ ${vrfname}`,
       );
       await awaitLocalRoutes(
         req,
@@ -138,7 +138,7 @@ async function add(req: Request<Config>): Promise<Result> {
       must(
         req,
         routes.map((r) => routeCopyOp(r, "replace", table)),
-        (o) => `could not add route '${(o as { dst: string }).dst}' to table ${table}`,
+        (i) => `could not add route '${routes[i]!.dst}' to table ${table}`,
       );
     });
   } catch (e) {

@@ -217,6 +217,33 @@ inSandbox("two VRFs with the same address space side by side, each reaching its 
   assert.is(vrfTableOf(sb, c.name, "blue"), 2, "blue is not touched");
 });
 
+inSandbox("an ADD failing after the enslave is rolled back: out of the VRF, addresses and routes back", (sb) => {
+  const c = sb.addContainer();
+  const far = wire(sb, c.name, "a0");
+  sb.inNs(c.name, ["ip", "route", "add", "203.0.113.0/24", "via", "10.50.0.1", "dev", "a0"]);
+  // An IPv6 address the far side holds already: duplicate address detection fails for it, so once
+  // the kernel drops it on enslave and the plugin adds it back, its local route never comes.
+  sb.inNs(far, ["ip", "addr", "add", "fd50::2/64", "dev", "eth0", "nodad"]);
+  sb.inNs(c.name, ["sysctl", "-q", "-w", "net.ipv6.conf.a0.keep_addr_on_down=0"]);
+  sb.inNs(c.name, ["ip", "addr", "add", "fd50::2/64", "dev", "a0"]);
+  const main = table(sb, c.name, "main");
+
+  const r = cni(sb, "ADD", vrfCall(c.path, "a0"), vrfConf(prevOf("a0", c.path)));
+  assert.is(r.code, 1, r.stdout);
+  assert.equal(
+    [r.json.code, r.json.msg],
+    [999, "cmdAdd failed: failed getting local/host addresses for a0 in table 1 with dst fd50::2/128"],
+  );
+  assert.is(vrfTableOf(sb, c.name, "red"), undefined, "the VRF it made is gone");
+  assert.is(link(sb, c.name, "a0")?.master, undefined, "a0 is out of it");
+  assert.equal(table(sb, c.name, "main"), main, "a0's routes are back in main");
+  assert.ok(
+    (link(sb, c.name, "a0")?.addr_info ?? []).some((a) => a.local === "fd50::2"),
+    "and its IPv6 address",
+  );
+  assert.ok(ping(sb, c.name, "10.50.0.1"), "a0 works by main again");
+});
+
 inSandbox("cross-implementation: our ADD with its DEL, its ADD with our DEL, CHECK across", (sb) => {
   const c = sb.addContainer();
   const prev = addOk(sb, { netns: c.path }, bridgeConf(sb));
