@@ -71,6 +71,8 @@ export interface IpRoute {
   prefsrc?: string;
   /** Who made it: "kernel" for the routes of an address, "boot" for ip's, ... (ip prints it with -d). */
   protocol?: string;
+  /** A multipath (ECMP) route's nexthops; such a route has no dev or gateway of its own. */
+  nexthops?: { gateway?: string; dev?: string; weight?: number }[];
 }
 
 /** A policy routing rule as `ip -j rule show` reports it (the table by name or number). */

@@ -80,6 +80,30 @@ test("a route report names its protocol as ip does, a number when ip has no name
   assert.is(route(186).protocol, "186");
 });
 
+test("a multipath route's nexthops as ip prints them: gateway, dev, weight (hops + 1)", () => {
+  // Two struct rtnexthop (len, flags, hops, ifindex) each followed by its RTA_GATEWAY.
+  const nh = (hops: number, ifindex: number, gw: number[]) => {
+    const b = new Uint8Array(16);
+    const d = new DataView(b.buffer);
+    d.setUint16(0, 16, true);
+    b[3] = hops;
+    d.setInt32(4, ifindex, true);
+    d.setUint16(8, 8, true);
+    d.setUint16(10, 5, true);
+    b.set(gw, 12);
+    return b;
+  };
+  const w = new MessageWriter(RTM.NEWROUTE, 0).raw(Uint8Array.of(2, 0, 0, 0, 254, 3, 0, 1, 0, 0, 0, 0));
+  w.attr(9, Uint8Array.from([...nh(0, 7, [10, 0, 0, 1]), ...nh(2, 3, [10, 1, 0, 1])]));
+  const names: Record<number, string> = { 7: "eth0", 3: "net1" };
+  const r = routeReport(parseRtmsg(parseMessages(w.finish(1))[0]!.body), (i) => ({ name: names[i]!, flags: 1 }));
+  assert.is(r.dev, undefined);
+  assert.equal(r.nexthops, [
+    { gateway: "10.0.0.1", dev: "eth0", weight: 1 },
+    { gateway: "10.1.0.1", dev: "net1", weight: 3 },
+  ]);
+});
+
 test("nested attributes carry the nested flag and their whole length; odd lengths are padded", () => {
   const w = new MessageWriter(RTM.NEWLINK, 1).begin(5).str(3, "ab").u8(4, 1).end().str(3, "xyz1");
   const body = parseMessages(w.finish(1))[0]!.body;

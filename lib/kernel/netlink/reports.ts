@@ -248,6 +248,25 @@ const TABLES: Record<number, string> = {
   [RT_TABLE.LOCAL]: "local",
 };
 
+/** RTA_MULTIPATH's struct rtnexthop entries (length, flags, hops, ifindex, then attributes) as ip prints them. */
+function nexthopsOf(b: Uint8Array, nameOf: NameOf): NonNullable<IpRoute["nexthops"]> {
+  const out: NonNullable<IpRoute["nexthops"]> = [];
+  const d = new DataView(b.buffer, b.byteOffset, b.byteLength);
+  for (let off = 0; off + 8 <= b.length; ) {
+    const len = d.getUint16(off, true);
+    if (len < 8 || off + len > b.length) break;
+    const ifindex = d.getInt32(off + 4, true);
+    const gw = parseAttrs(b.subarray(off, off + len), 8).get(RTA.GATEWAY);
+    out.push({
+      ...(gw ? { gateway: ipText(gw) } : {}),
+      dev: nameOf(ifindex)?.name ?? `if${ifindex}`,
+      weight: b[off + 3]! + 1,
+    });
+    off += (len + 3) & ~3;
+  }
+  return out;
+}
+
 /** One RTM_NEWROUTE as `ip -j -d route show table all` prints it. */
 export function routeReport(r: RtMsg & { attrs: Attrs }, nameOf: NameOf): IpRoute {
   const a = r.attrs;
@@ -276,5 +295,7 @@ export function routeReport(r: RtMsg & { attrs: Attrs }, nameOf: NameOf): IpRout
   route.scope = SCOPES[r.scope] ?? String(r.scope);
   const prefsrc = a.get(RTA.PREFSRC);
   if (prefsrc) route.prefsrc = ipText(prefsrc);
+  const multipath = a.get(RTA.MULTIPATH);
+  if (multipath) route.nexthops = nexthopsOf(multipath, nameOf);
   return route;
 }
