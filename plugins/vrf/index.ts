@@ -7,7 +7,7 @@ import { inLockedNetns } from "../../lib/net/netns-lock.ts";
 import { routeCopyOp } from "../../lib/net/route-ops.ts";
 import { sleepMs } from "../../lib/sleep.ts";
 import { parseConfig, type Config } from "./config.ts";
-import { droppedV6, freeTable, isVrf, routesToMove, slavesOf, vrfTable } from "./plan.ts";
+import { droppedV6, freeTable, isVrf, nexthopsToMove, routesToMove, slavesOf, vrfTable } from "./plan.ts";
 
 /**
  * vrf (meta plugin): puts CNI_IFNAME into a VRF of the container's namespace, created on first use
@@ -109,10 +109,12 @@ async function add(req: Request<Config>): Promise<Result> {
 
       // Read before enslaving: the kernel drops both while it cycles the link.
       const before = show(req, req.ifname);
-      const routes = routesToMove(view.routes, req.ifname);
-      // Undone newest first: release the link, then give it back what it had.
+      const own = routesToMove(view.routes, req.ifname);
+      const routes = [...own, ...nexthopsToMove(view.routes, req.ifname)];
+      // Undone newest first: release the link, then give it back what it had (its own routes; a
+      // multipath route stayed in main).
       undo.push(
-        ...routes.map((r) => routeCopyOp(r, "replace")),
+        ...own.map((r) => routeCopyOp(r, "replace")),
         ...droppedV6(before, undefined).map(
           (a): LinkOp => ({ op: "addr", verb: "replace", dev: req.ifname, cidr: cidrOf(a) }),
         ),

@@ -21,6 +21,12 @@ export function freeTable(links: readonly IpLink[]): number {
 /** The VRF's slaves (ip names a link's master by name). */
 export const slavesOf = (links: readonly IpLink[], vrf: string) => links.filter((l) => l.master === vrf);
 
+const movable = (r: IpRoute) =>
+  (r.table ?? "main") === "main" &&
+  (r.type ?? "unicast") === "unicast" &&
+  (r.scope ?? "global") === "global" &&
+  r.protocol !== "kernel";
+
 /**
  * The interface's routes that enslaving would lose and the plugin copies into the VRF's table:
  * those of the main table through it with universe scope (not the kernel's link and host routes,
@@ -29,14 +35,22 @@ export const slavesOf = (links: readonly IpLink[], vrf: string) => links.filter(
  * also leaves behind a default route without one, as the bridge and ptp plugins add it).
  */
 export const routesToMove = (routes: readonly IpRoute[], ifname: string): IpRoute[] =>
-  routes.filter(
-    (r) =>
-      r.dev === ifname &&
-      (r.table ?? "main") === "main" &&
-      (r.type ?? "unicast") === "unicast" &&
-      (r.scope ?? "global") === "global" &&
-      r.protocol !== "kernel",
-  );
+  routes.filter((r) => r.dev === ifname && movable(r));
+
+/**
+ * The interface's nexthops of multipath (ECMP) routes, as single-path routes for the VRF's table,
+ * as upstream HEAD moves them (its test for issue #1253): a second attachment's default route that
+ * the kernel merged with the first one's. The multipath route itself stays in main, as the kernel
+ * leaves it.
+ */
+export const nexthopsToMove = (routes: readonly IpRoute[], ifname: string): IpRoute[] =>
+  routes
+    .filter(movable)
+    .flatMap((r) =>
+      (r.nexthops ?? [])
+        .filter((h) => h.dev === ifname)
+        .map(({ gateway, dev }) => ({ ...r, gateway, dev, nexthops: undefined })),
+    );
 
 export const globalV6 = (l: IpLink | undefined): IpAddr[] =>
   (l?.addr_info ?? []).filter((a) => a.family === "inet6" && a.scope === "global");

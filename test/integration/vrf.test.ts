@@ -173,13 +173,13 @@ inSandbox("two attachments in one VRF; DEL of one keeps it, DEL of the last remo
   assert.is(vrfTableOf(sb, c.name, "red"), undefined);
 });
 
-/** A veth from the container (`ifname`, 10.50.0.2/24) to a new namespace at 10.50.0.1. */
-function wire(sb: Sandbox, ctr: string, ifname: string): string {
+/** A veth from the container (`ifname`, `${net}.2/24`) to a new namespace at `${net}.1`. */
+function wire(sb: Sandbox, ctr: string, ifname: string, net = "10.50.0"): string {
   const far = sb.addNamespace("far");
   sb.inNs(ctr, ["ip", "link", "add", ifname, "type", "veth", "peer", "name", "eth0", "netns", far]);
-  sb.inNs(ctr, ["ip", "addr", "add", "10.50.0.2/24", "dev", ifname]);
+  sb.inNs(ctr, ["ip", "addr", "add", `${net}.2/24`, "dev", ifname]);
   sb.inNs(ctr, ["ip", "link", "set", ifname, "up"]);
-  sb.inNs(far, ["ip", "addr", "add", "10.50.0.1/24", "dev", "eth0"]);
+  sb.inNs(far, ["ip", "addr", "add", `${net}.1/24`, "dev", "eth0"]);
   sb.inNs(far, ["ip", "link", "set", "eth0", "up"]);
   sb.inNs(far, ["ip", "link", "set", "lo", "up"]);
   return far;
@@ -215,6 +215,32 @@ inSandbox("two VRFs with the same address space side by side, each reaching its 
   vrfOk(sb, "DEL", vrfCall(c.path, "a0"), vrfConf(prevOf("a0", c.path)));
   assert.is(vrfTableOf(sb, c.name, "red"), undefined);
   assert.is(vrfTableOf(sb, c.name, "blue"), 2, "blue is not touched");
+});
+
+inSandbox("a multipath default route: the interface's nexthop follows it into the VRF's table", (sb) => {
+  const c = sb.addContainer();
+  wire(sb, c.name, "a0");
+  const farB = wire(sb, c.name, "b0", "10.60.0");
+  sb.inNs(farB, ["ip", "addr", "add", "203.0.113.20/32", "dev", "lo"]);
+  sb.inNs(
+    c.name,
+    ["ip", "route", "add", "default"].concat([
+      "nexthop",
+      "via",
+      "10.50.0.1",
+      "dev",
+      "a0",
+      "nexthop",
+      "via",
+      "10.60.0.1",
+      "dev",
+      "b0",
+    ]),
+  );
+  const prevB = { ...prevOf("b0", c.path), ips: [{ address: "10.60.0.2/24", gateway: "10.60.0.1", interface: 0 }] };
+  vrfOk(sb, "ADD", vrfCall(c.path, "b0"), vrfConf(prevB));
+  assert.ok(table(sb, c.name, 1).includes("default via 10.60.0.1 dev b0"), table(sb, c.name, 1).join("\n"));
+  assert.ok(pingIn(sb, c.name, "red", "203.0.113.20"), "b0's far side by the VRF's default route");
 });
 
 inSandbox("an ADD failing after the enslave is rolled back: out of the VRF, addresses and routes back", (sb) => {

@@ -2,7 +2,7 @@ import { test } from "uvu";
 import * as assert from "uvu/assert";
 import type { IpLink, IpRoute } from "../../lib/kernel/link.ts";
 import { parseConfig } from "../../plugins/vrf/config.ts";
-import { droppedV6, freeTable, routesToMove, slavesOf } from "../../plugins/vrf/plan.ts";
+import { droppedV6, freeTable, nexthopsToMove, routesToMove, slavesOf } from "../../plugins/vrf/plan.ts";
 
 // The vrf plugin's decisions without a kernel: the table of a new VRF, the routes that follow the
 // interface, the IPv6 addresses to add back, and the config's refusals.
@@ -47,6 +47,26 @@ test("the routes that follow the interface: main, unicast, universe scope, not t
     routesToMove(routes, "eth0").map((x) => x.dst),
     ["default", "10.9.0.0/16"],
   );
+});
+
+test("a multipath route's nexthop through the interface moves as a route of its own", () => {
+  const ecmp: IpRoute = {
+    dst: "default",
+    table: "main",
+    type: "unicast",
+    scope: "global",
+    protocol: "boot",
+    metric: 1024,
+    nexthops: [
+      { gateway: "fd00:1::1", dev: "eth0", weight: 1 },
+      { gateway: "fd00:2::1", dev: "net1", weight: 1 },
+    ],
+  };
+  assert.equal(nexthopsToMove([ecmp, { ...ecmp, table: "100" }], "net1"), [
+    { ...ecmp, gateway: "fd00:2::1", dev: "net1", nexthops: undefined },
+  ]);
+  assert.equal(routesToMove([ecmp], "net1"), [], "not as a route of the interface itself");
+  assert.equal(nexthopsToMove([ecmp], "net9"), []);
 });
 
 test("the global IPv6 addresses the interface lost while enslaved; a VRF's slaves", () => {
