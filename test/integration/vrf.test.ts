@@ -243,6 +243,25 @@ inSandbox("a multipath default route: the interface's nexthop follows it into th
   assert.ok(pingIn(sb, c.name, "red", "203.0.113.20"), "b0's far side by the VRF's default route");
 });
 
+inSandbox("older versions: 0.4.0 ADD, CHECK and DEL with its result shape; 0.3.0 refused as the reference", (sb) => {
+  const c = sb.addContainer();
+  wire(sb, c.name, "a0");
+  const prev = {
+    cniVersion: "0.4.0",
+    interfaces: [{ name: "a0", sandbox: c.path }],
+    ips: [{ version: "4", address: "10.50.0.2/24", gateway: "10.50.0.1", interface: 0 }],
+  };
+  const conf = { ...vrfConf(prev), cniVersion: "0.4.0" };
+  const r = vrfOk(sb, "ADD", vrfCall(c.path, "a0"), conf);
+  assert.equal(r, { ...prev, dns: {} }, "the 0.4.0 shape (with its empty dns)");
+  vrfOk(sb, "CHECK", vrfCall(c.path, "a0"), { ...conf, prevResult: r });
+  vrfOk(sb, "DEL", vrfCall(c.path, "a0"), conf);
+  assert.is(vrfTableOf(sb, c.name, "red"), undefined);
+  const old = cni(sb, "ADD", vrfCall(c.path, "a0"), { ...conf, cniVersion: "0.3.0" });
+  assert.equal([old.code, old.json.code], [1, 1]);
+  assert.is(vrfTableOf(sb, c.name, "red"), undefined);
+});
+
 inSandbox("an ADD failing after the enslave is rolled back: out of the VRF, addresses and routes back", (sb) => {
   const c = sb.addContainer();
   const far = wire(sb, c.name, "a0");
