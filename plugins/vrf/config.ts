@@ -8,7 +8,8 @@ import { z } from "../../lib/cni/zod.ts";
  * reference (the kernel has no table 0 for a VRF either).
  */
 const VrfConfig = BaseConfig.extend({
-  vrfname: z.string().optional(),
+  /** Missing reads as empty, which parseConfig refuses in the reference's words. */
+  vrfname: z.string().default(""),
   table: z
     .number()
     .int()
@@ -17,12 +18,12 @@ const VrfConfig = BaseConfig.extend({
     .optional(),
 });
 
-export type Config = z.infer<typeof VrfConfig> & { vrfname: string };
+export type Config = z.infer<typeof VrfConfig>;
 
 export function parseConfig(raw: Record<string, unknown>): Config {
   const c = parseWith(VrfConfig, raw);
   if (!c.vrfname) throw new CniError(Code.InvalidConfig, "configuration is expected to have a valid vrf name");
   // The VRF is a link in the container: a name the kernel (and every tool) takes as one.
   validateIfname(c.vrfname, "vrfname", Code.InvalidConfig);
-  return { ...c, vrfname: c.vrfname, table: c.table || undefined };
+  return { ...c, table: c.table || undefined };
 }
