@@ -44,6 +44,7 @@ export const REGISTRY: readonly RegistryEntry[] = [
   plugin("ptp", async () => (await import("./ptp/index.ts")).default),
   plugin("host-device", async () => (await import("./host-device/index.ts")).default),
   plugin("sbr", async () => (await import("./sbr/index.ts")).default),
+  plugin("vrf", async () => (await import("./vrf/index.ts")).default, ["0.3.1", "0.4.0", "1.0.0", "1.1.0"]),
   plugin("bandwidth", async () => (await import("./bandwidth/index.ts")).default, [
     "0.3.0",
     "0.3.1",

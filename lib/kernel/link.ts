@@ -59,6 +59,8 @@ export interface IpLink {
       /** A tun/tap device's type ("tap" or "tun") and queue mode. */
       type?: string;
       multi_queue?: boolean;
+      /** A vrf's routing table. */
+      table?: number;
     };
   };
   addr_info?: IpAddr[];
@@ -77,6 +79,10 @@ export interface IpRoute {
   prefsrc?: string;
   /** e.g. "onlink". */
   flags?: string[];
+  /** Who made it: "kernel" for the routes of an address, "boot" for ip's, ... (ip prints it with -d). */
+  protocol?: string;
+  /** A multipath (ECMP) route's nexthops; such a route has no dev or gateway of its own. */
+  nexthops?: { gateway?: string; dev?: string; weight?: number }[];
 }
 
 /** A policy routing rule as `ip -j rule show` reports it (the table by name or number). */
@@ -122,7 +128,9 @@ export type LinkKind =
   | { type: "vlan"; parent: string; id: number }
   | { type: "vxlan"; id: number; local?: string; parent?: string; port?: number; learning?: boolean; gbp?: boolean }
   | { type: "dummy" }
-  | { type: "ifb" };
+  | { type: "ifb" }
+  /** An L3 master device whose slaves' routes live in `table`. */
+  | { type: "vrf"; table: number };
 
 export type LinkOp =
   | {
@@ -140,7 +148,7 @@ export type LinkOp =
       up?: boolean;
       mtu?: number;
       mac?: string;
-      /** A bridge to enslave to, or null to release from its master. */
+      /** A master (bridge, vrf) to enslave to, or null to release from its master. */
       master?: string | null;
       promisc?: boolean;
       allmulti?: boolean;
@@ -245,6 +253,8 @@ function kindWords(k: LinkKind): string[] {
         ...(k.learning === false ? ["nolearning"] : []),
         ...opt(k.gbp, "gbp"),
       ];
+    case "vrf":
+      return ["table", String(k.table)];
     case "dummy":
     case "ifb":
       return [];

@@ -2,8 +2,8 @@ import { CniError, Code } from "../../lib/cni/errors.ts";
 import type { Result } from "../../lib/cni/result.ts";
 import { parseResult } from "../../lib/cni/result-schema.ts";
 import type { PluginImpl, Request } from "../../lib/cni/skel.ts";
-import { lockExclusive } from "../../lib/kernel/flock.ts";
 import { applyLinkOps, type IpLink, type IpRoute, type IpRule, type LinkOp } from "../../lib/kernel/link.ts";
+import { inLockedNetns } from "../../lib/net/netns-lock.ts";
 import { addressesOf, freeTable, mainRoutesOf, planAdd, planDel, rulesFrom } from "./plan.ts";
 import { parseConfig, type Config } from "./config.ts";
 
@@ -20,16 +20,6 @@ const internal = (msg: string, details?: string) => new CniError(Code.Internal, 
 function requirePrev(req: Request<Config>): Result {
   if (req.config.prevResult === undefined) throw internal("This plugin must be called as chained plugin");
   return parseResult(req.config.prevResult, req.version);
-}
-
-/** Runs `fn` holding the lock the reference takes: an exclusive flock on the namespace file. */
-async function inLockedNetns<T>(netns: string, fn: () => T): Promise<T> {
-  const lock = await lockExclusive(netns, 0, { existing: true });
-  try {
-    return fn();
-  } finally {
-    lock.release();
-  }
 }
 
 interface NetnsView {

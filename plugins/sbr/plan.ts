@@ -1,6 +1,7 @@
-import { bitsOf, formatIP, maskOf, parseCIDR, parseIP, type CIDR, type Family } from "../../lib/ip/address.ts";
+import { bitsOf, formatIP, maskOf, parseCIDR, parseIP, type CIDR } from "../../lib/ip/address.ts";
 import type { IPConfig, Result } from "../../lib/cni/result.ts";
 import type { IpRoute, IpRule, LinkOp } from "../../lib/kernel/link.ts";
+import { familyOfRoute, routeCopyOp, routeKeyOp, type RouteOp } from "../../lib/net/route-ops.ts";
 
 /**
  * Source-based routing as the reference sets it up, as pure functions from what the container's
@@ -30,16 +31,6 @@ export function freeTable(rules: readonly IpRule[], routes: readonly IpRoute[]):
   return t;
 }
 
-const SCOPES: Record<string, number> = { global: 0, universe: 0, site: 200, link: 253, host: 254 };
-
-const familyOf = (r: IpRoute): Family => (r.dst.includes(":") || r.gateway?.includes(":") ? 6 : 4);
-
-/** ip prints "default" and host routes without a length; ops need the prefix with its family. */
-function dstOf(r: IpRoute, family: Family): string {
-  if (r.dst === "default") return family === 4 ? "0.0.0.0/0" : "::/0";
-  return r.dst.includes("/") ? r.dst : `${r.dst}/${bitsOf(family)}`;
-}
-
 function contains(net: CIDR, addr: string | undefined): boolean {
   const ip = addr === undefined ? undefined : parseIP(addr);
   if (!ip || ip.family !== net.ip.family) return false;
@@ -51,25 +42,17 @@ function contains(net: CIDR, addr: string | undefined): boolean {
 const isLinkLocal = (r: IpRoute) => r.dst === "fe80::/64";
 
 interface Move {
-  copy: LinkOp;
+  copy: RouteOp;
   /** Undefined for a route that stays in main too. */
-  remove?: LinkOp;
+  remove?: RouteOp;
   /** The route as it is in main. */
-  restore: LinkOp;
+  restore: RouteOp;
 }
 
-function moveOf(r: IpRoute, family: Family, table: number): Move {
-  const base = {
-    op: "route" as const,
-    dst: dstOf(r, family),
-    dev: r.dev!,
-    via: r.gateway,
-    metric: r.metric,
-  };
-  const attrs = { scope: r.scope === undefined ? undefined : SCOPES[r.scope], src: r.prefsrc };
-  const copy: LinkOp = { ...base, ...attrs, verb: "replace", table };
-  const restore: LinkOp = { ...base, ...attrs, verb: "replace" };
-  return { copy, remove: isLinkLocal(r) ? undefined : { ...base, verb: "del" }, restore };
+function moveOf(r: IpRoute, table: number): Move {
+  const copy = routeCopyOp(r, "replace", table);
+  const restore = routeCopyOp(r, "replace");
+  return { copy, remove: isLinkLocal(r) ? undefined : routeKeyOp(r, "del"), restore };
 }
 
 export interface AddPlan {
@@ -99,12 +82,12 @@ export function planAdd(ifname: string, addresses: readonly IPConfig[], mainRout
       undo.push({ op: "route", verb: "del", dst, via: a.gateway, dev: ifname, table });
     }
     for (const r of mainRoutes) {
-      if (familyOf(r) !== family) continue;
+      if (familyOfRoute(r) !== family) continue;
       if (r.prefsrc && !contains(net, r.prefsrc)) continue;
       if (r.gateway && !contains(net, r.gateway)) continue;
-      const m = moveOf(r, family, table);
+      const m = moveOf(r, table);
       ops.push(m.copy);
-      undo.push({ ...(m.copy as Extract<LinkOp, { op: "route" }>), verb: "del" });
+      undo.push({ ...m.copy, verb: "del" });
       moved.set(`${family} ${r.dst} ${r.gateway ?? ""} ${r.metric ?? ""}`, m);
     }
   }
@@ -141,16 +124,12 @@ export function rulesFrom(rules: readonly IpRule[], addresses: readonly string[]
 export function planDel(ifname: string, doomed: readonly IpRule[], routes: readonly IpRoute[]): LinkOp[] {
   const tables = new Set(doomed.map((r) => r.table));
   const ours = routes.filter((r) => r.dev === ifname && r.table !== undefined && tables.has(r.table));
-  const moves = ours.map((r) => ({ r, m: moveOf(r, familyOf(r), Number(r.table)) }));
+  const moves = ours.map((r) => ({ r, m: moveOf(r, Number(r.table)) }));
   const back = moves
     .filter(({ r }) => r.dst !== "default")
     .sort((a, b) => Number(a.r.gateway !== undefined) - Number(b.r.gateway !== undefined))
     .map(({ m }) => m.restore);
-  return [
-    ...doomed.map(ruleDel),
-    ...moves.map(({ m }) => ({ ...(m.copy as Extract<LinkOp, { op: "route" }>), verb: "del" as const })),
-    ...back,
-  ];
+  return [...doomed.map(ruleDel), ...moves.map(({ m }) => ({ ...m.copy, verb: "del" as const })), ...back];
 }
 
 const ruleDel = (r: IpRule): LinkOp => {

@@ -111,6 +111,8 @@ export function baseConfig(plugin: PluginName, dir: string, netns: string): Reco
       return { ...base, device: "hdev0", ipam };
     case "sbr":
       return { ...base, table: 150, prevResult: prevResult(netns) };
+    case "vrf":
+      return { ...base, vrfname: "hvrf0", table: 150, prevResult: prevResult(netns) };
     case "bandwidth":
       return {
         ...base,

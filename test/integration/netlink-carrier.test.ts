@@ -1,7 +1,7 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { join } from "node:path";
-import type { IpLink, LinkOp, LinkOutcome } from "../../lib/kernel/link.ts";
+import type { IpLink, IpRoute, LinkOp, LinkOutcome } from "../../lib/kernel/link.ts";
 import { type Sandbox, sandboxed, sh } from "../helpers/sandbox.ts";
 
 const inSandbox = sandboxed(test, "nlcar");
@@ -34,8 +34,8 @@ const LINK_KEYS = [
   "link_netnsid",
 ] as const;
 const ADDR_KEYS = ["family", "local", "prefixlen", "scope", "tentative", "dadfailed"] as const;
-const ROUTE_KEYS = ["dst", "gateway", "dev", "table", "metric"] as const;
-const DATA_KEYS = ["vlan_default_pvid", "mode", "id", "bcqueuelen", "type", "multi_queue"] as const;
+const ROUTE_KEYS = ["dst", "gateway", "dev", "table", "metric", "protocol", "nexthops"] as const;
+const DATA_KEYS = ["vlan_default_pvid", "mode", "id", "bcqueuelen", "type", "multi_queue", "table"] as const;
 
 function pick<T extends object>(o: T, keys: readonly string[]): Record<string, unknown> {
   const out: Record<string, unknown> = {};
@@ -57,7 +57,10 @@ function typed(item: unknown): unknown {
     if (l.addr_info) out.addr_info = l.addr_info.map((a) => pick(a, ADDR_KEYS));
     return out;
   }
-  return pick(o, ROUTE_KEYS);
+  const route = pick(o, ROUTE_KEYS);
+  const hops = (o as unknown as IpRoute).nexthops;
+  if (hops) route.nexthops = hops.map((h) => pick(h, ["gateway", "dev", "weight"]));
+  return route;
 }
 
 const typedGroups = (r: LinkOutcome) => r.groups.map((g) => g.map(typed));
@@ -107,6 +110,27 @@ inSandbox("a bridge ADD's node and container ops: same kernel state, same report
   const table = sb.inNode(["ip", "route", "show", "table", "300"]).stdout;
   assert.match(table, /10\.92\.0\.0\/16 via 10\.78\.0\.9 dev nbr0/);
 
+  // A multipath route (no op makes one): its nexthops read the same either way.
+  sb.inNode(
+    ["ip", "route", "add", "10.93.0.0/16", "nexthop", "via", "10.78.0.9", "dev", "nbr0"].concat([
+      "nexthop",
+      "via",
+      "10.78.0.10",
+      "dev",
+      "nbr0",
+      "weight",
+      "3",
+    ]),
+  );
+  sb.inNode(
+    ["ip", "-6", "route", "add", "fd93::/64", "nexthop", "via", "fd00:78::9", "dev", "nbr0"].concat([
+      "nexthop",
+      "via",
+      "fd00:78::10",
+      "dev",
+      "nbr0",
+    ]),
+  );
   const reports = REPORTS(["nbr0", "nveth0", "ndum1", "lo"]);
   const viaIp = apply(sb, reports, false);
   const viaNl = apply(sb, reports, true);

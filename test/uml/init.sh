@@ -26,8 +26,9 @@ ip link set lo up
 version=$(uname -r)
 mkdir -p /run/uml-modules/lib/modules
 ln -s "/usr/lib/uml/modules/$version" "/run/uml-modules/lib/modules/$version"
-# veth and macvlan are modules here too: the tests wire their namespaces with veth pairs.
-for m in veth macvlan dummy ipvlan 8021q vrf; do
+# veth and macvlan are modules here too: the tests wire their namespaces with veth pairs (and
+# bridge, which the vrf tests chain after).
+for m in veth macvlan dummy ipvlan 8021q vrf bridge; do
     modprobe -d /run/uml-modules "$m" >>"$job/output" 2>&1 || echo "init.sh: modprobe $m failed" >>"$job/output"
 done
 

@@ -102,6 +102,7 @@ test("link-add renders each kind with its own words, common attributes before th
     "link add x0 type vxlan id 1 local 10.0.0.1 dev eth0 dstport 8472 nolearning gbp",
   );
   assert.is(add({ type: "dummy" }), "link add x0 type dummy");
+  assert.is(add({ type: "vrf", table: 1001 }), "link add x0 type vrf table 1001");
 });
 
 test("tuntap-add: a tap with the queue mode, virtio header and owner asked for, nothing else", () => {

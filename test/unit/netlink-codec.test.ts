@@ -6,6 +6,7 @@ import {
   getU32,
   IFLA,
   IFLA_INFO,
+  IFLA_VRF_TABLE,
   ipBytes,
   ipText,
   MessageWriter,
@@ -17,10 +18,11 @@ import {
   parseError,
   parseIfinfo,
   parseMessages,
+  parseRtmsg,
   RTM,
   VETH_INFO_PEER,
 } from "../../lib/kernel/netlink/codec.ts";
-import { linkFlags } from "../../lib/kernel/netlink/reports.ts";
+import { linkFlags, linkReport, routeReport } from "../../lib/kernel/netlink/reports.ts";
 import { carries, changeRequest, type Resolved } from "../../lib/kernel/netlink/requests.ts";
 
 // The rtnetlink codec without a kernel: what it writes reads back the same, nested and aligned.
@@ -51,6 +53,55 @@ test("a veth link-add nests the peer's ifinfomsg and attributes under LINKINFO/D
   assert.is(getStr(peer.attrs.get(IFLA.IFNAME)), "eth0");
   assert.equal(Array.from(peer.attrs.get(IFLA.ADDRESS)!), [2, 0, 0, 0, 0, 1]);
   assert.is(getU32(peer.attrs.get(IFLA.NET_NS_FD)), 42);
+});
+
+test("a vrf link-add carries its table under LINKINFO/DATA; the report reads it back as ip -d prints it", () => {
+  const op = { op: "link-add", dev: "vrf0", kind: { type: "vrf", table: 70000 } } as const;
+  assert.ok(carries(op));
+  const [m] = parseMessages(changeRequest(op, resolved).finish(1));
+  const link = parseIfinfo(m!.body);
+  const info = parseAttrs(link.attrs.get(IFLA.LINKINFO)!);
+  assert.is(getStr(info.get(IFLA_INFO.KIND)), "vrf");
+  assert.is(getU32(parseAttrs(info.get(IFLA_INFO.DATA)!).get(IFLA_VRF_TABLE)), 70000);
+  // The request's body has the shape of the kernel's RTM_NEWLINK: read as a report.
+  assert.equal(linkReport(link, () => undefined).linkinfo, { info_kind: "vrf", info_data: { table: 70000 } });
+  assert.not.ok(carries({ op: "link-add", dev: "vrf0", kind: { type: "vrf", table: -1 } }), "ip refuses it itself");
+});
+
+test("a route report names its protocol as ip does, a number when ip has no name for it", () => {
+  const route = (protocol: number) => {
+    const w = new MessageWriter(RTM.NEWROUTE, 0).raw(Uint8Array.of(2, 24, 0, 0, 254, protocol, 0, 1, 0, 0, 0, 0));
+    w.attr(1, Uint8Array.of(10, 0, 0, 0));
+    const body = parseMessages(w.finish(1))[0]!.body;
+    return routeReport(parseRtmsg(body), () => undefined);
+  };
+  assert.equal(route(2), { dst: "10.0.0.0/24", table: "main", protocol: "kernel", type: "unicast", scope: "global" });
+  assert.is(route(3).protocol, "boot");
+  assert.is(route(186).protocol, "186");
+});
+
+test("a multipath route's nexthops as ip prints them: gateway, dev, weight (hops + 1)", () => {
+  // Two struct rtnexthop (len, flags, hops, ifindex) each followed by its RTA_GATEWAY.
+  const nh = (hops: number, ifindex: number, gw: number[]) => {
+    const b = new Uint8Array(16);
+    const d = new DataView(b.buffer);
+    d.setUint16(0, 16, true);
+    b[3] = hops;
+    d.setInt32(4, ifindex, true);
+    d.setUint16(8, 8, true);
+    d.setUint16(10, 5, true);
+    b.set(gw, 12);
+    return b;
+  };
+  const w = new MessageWriter(RTM.NEWROUTE, 0).raw(Uint8Array.of(2, 0, 0, 0, 254, 3, 0, 1, 0, 0, 0, 0));
+  w.attr(9, Uint8Array.from([...nh(0, 7, [10, 0, 0, 1]), ...nh(2, 3, [10, 1, 0, 1])]));
+  const names: Record<number, string> = { 7: "eth0", 3: "net1" };
+  const r = routeReport(parseRtmsg(parseMessages(w.finish(1))[0]!.body), (i) => ({ name: names[i]!, flags: 1 }));
+  assert.is(r.dev, undefined);
+  assert.equal(r.nexthops, [
+    { gateway: "10.0.0.1", dev: "eth0", weight: 1 },
+    { gateway: "10.1.0.1", dev: "net1", weight: 3 },
+  ]);
 });
 
 test("nested attributes carry the nested flag and their whole length; odd lengths are padded", () => {

@@ -61,6 +61,7 @@ export const IFLA_MACVLAN = { MODE: 1, BC_QUEUE_LEN: 7 } as const;
 export const IFLA_IPVLAN_MODE = 1;
 /** linux/if_link.h IFLA_TUN_*: the tun driver's link attributes (TYPE: IFF_TUN 1, IFF_TAP 2). */
 export const IFLA_TUN = { TYPE: 3, MULTI_QUEUE: 7 } as const;
+export const IFLA_VRF_TABLE = 1;
 export const VETH_INFO_PEER = 1;
 
 export const IFF = { UP: 0x1, PROMISC: 0x100, ALLMULTI: 0x200 } as const;
@@ -68,7 +69,7 @@ export const IFF = { UP: 0x1, PROMISC: 0x100, ALLMULTI: 0x200 } as const;
 export const IFA = { ADDRESS: 1, LOCAL: 2, BROADCAST: 4, FLAGS: 8 } as const;
 export const IFA_F = { NODAD: 0x02, DADFAILED: 0x08, TENTATIVE: 0x40 } as const;
 
-export const RTA = { DST: 1, OIF: 4, GATEWAY: 5, PRIORITY: 6, PREFSRC: 7, TABLE: 15 } as const;
+export const RTA = { DST: 1, OIF: 4, GATEWAY: 5, PRIORITY: 6, PREFSRC: 7, MULTIPATH: 9, TABLE: 15 } as const;
 export const RT_TABLE = { UNSPEC: 0, DEFAULT: 253, MAIN: 254, LOCAL: 255 } as const;
 export const RT_SCOPE = { UNIVERSE: 0, LINK: 253, HOST: 254, NOWHERE: 255 } as const;
 export const RTPROT_BOOT = 3;

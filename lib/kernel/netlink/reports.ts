@@ -17,6 +17,7 @@ import {
   IFLA_MACVLAN,
   IFLA_VLAN_ID,
   IFLA_TUN,
+  IFLA_VRF_TABLE,
   ipText,
   parseAttrs,
   RT_TABLE,
@@ -138,6 +139,11 @@ function infoData(kind: string, data: Attrs): InfoData | undefined {
       if (mq !== undefined) out.multi_queue = mq !== 0;
       break;
     }
+    case "vrf": {
+      const table = getU32(data.get(IFLA_VRF_TABLE));
+      if (table !== undefined) out.table = table;
+      break;
+    }
   }
   return Object.keys(out).length > 0 ? out : undefined;
 }
@@ -232,12 +238,42 @@ const ROUTE_TYPES: Record<number, string> = {
   10: "nat",
 };
 
+/** rtm_protocol as ip names it (iproute2's rt_protos table, the entries this suite meets). */
+const PROTOCOLS: Record<number, string> = {
+  0: "unspec",
+  1: "redirect",
+  2: "kernel",
+  3: "boot",
+  4: "static",
+  9: "ra",
+  16: "dhcp",
+};
+
 const TABLES: Record<number, string> = {
   [RT_TABLE.UNSPEC]: "unspec",
   [RT_TABLE.DEFAULT]: "default",
   [RT_TABLE.MAIN]: "main",
   [RT_TABLE.LOCAL]: "local",
 };
+
+/** RTA_MULTIPATH's struct rtnexthop entries (length, flags, hops, ifindex, then attributes) as ip prints them. */
+function nexthopsOf(b: Uint8Array, nameOf: NameOf): NonNullable<IpRoute["nexthops"]> {
+  const out: NonNullable<IpRoute["nexthops"]> = [];
+  const d = new DataView(b.buffer, b.byteOffset, b.byteLength);
+  for (let off = 0; off + 8 <= b.length; ) {
+    const len = d.getUint16(off, true);
+    if (len < 8 || off + len > b.length) break;
+    const ifindex = d.getInt32(off + 4, true);
+    const gw = parseAttrs(b.subarray(off, off + len), 8).get(RTA.GATEWAY);
+    out.push({
+      ...(gw ? { gateway: ipText(gw) } : {}),
+      dev: nameOf(ifindex)?.name ?? `if${ifindex}`,
+      weight: b[off + 3]! + 1,
+    });
+    off += (len + 3) & ~3;
+  }
+  return out;
+}
 
 /** One RTM_NEWROUTE as `ip -j -d route show table all` prints it. */
 export function routeReport(r: RtMsg & { attrs: Attrs }, nameOf: NameOf): IpRoute {
@@ -262,9 +298,12 @@ export function routeReport(r: RtMsg & { attrs: Attrs }, nameOf: NameOf): IpRout
   if (table) route.table = TABLES[table] ?? String(table);
   const metric = getU32(a.get(RTA.PRIORITY));
   if (metric !== undefined) route.metric = metric;
+  route.protocol = PROTOCOLS[r.protocol] ?? String(r.protocol);
   route.type = ROUTE_TYPES[r.type] ?? String(r.type);
   route.scope = SCOPES[r.scope] ?? String(r.scope);
   const prefsrc = a.get(RTA.PREFSRC);
   if (prefsrc) route.prefsrc = ipText(prefsrc);
+  const multipath = a.get(RTA.MULTIPATH);
+  if (multipath) route.nexthops = nexthopsOf(multipath, nameOf);
   return route;
 }

@@ -10,6 +10,7 @@ import {
   IFLA_BR,
   IFLA_BRPORT,
   IFLA_INFO,
+  IFLA_VRF_TABLE,
   ifaddrmsg,
   ifinfomsg,
   ipBytes,
@@ -71,7 +72,8 @@ export function parsePrefix(text: string): Prefix | undefined {
 const carriedKind = (k: LinkKind) =>
   (k.type === "veth" && plainName(k.peer.name) && u32(k.peer.mtu) && mac(k.peer.mac) && nsPath(k.peer.netns)) ||
   k.type === "bridge" ||
-  k.type === "dummy";
+  k.type === "dummy" ||
+  (k.type === "vrf" && u32(k.table));
 
 export function carries(o: LinkOp): boolean {
   switch (o.op) {
@@ -171,6 +173,8 @@ function linkAdd(o: Extract<LinkOp, { op: "link-add" }>, r: Resolved): MessageWr
     w.end().end();
   } else if (k.type === "bridge" && k.vlanFiltering) {
     w.begin(IFLA_INFO.DATA).u8(IFLA_BR.VLAN_FILTERING, 1).end();
+  } else if (k.type === "vrf") {
+    w.begin(IFLA_INFO.DATA).u32(IFLA_VRF_TABLE, k.table).end();
   }
   return w.end();
 }
