@@ -160,11 +160,23 @@ inSandbox("the same op list through each carrier leaves the same links, addresse
     { op: "link-set", dev: "na0", master: "nbr0", up: true },
     { op: "addr", verb: "add", dev: "nbr0", cidr: "10.80.0.1/24", broadcast: true },
     { op: "route", verb: "append", dst: "10.81.0.0/24", via: "10.80.0.2", dev: "nbr0" },
+    {
+      op: "link-add",
+      dev: "nmv0",
+      mac: "02:00:00:00:aa:05",
+      kind: { type: "macvlan", parent: "nb0", mode: "private", bcqueuelen: 100 },
+    },
+    { op: "link-add", dev: "nmv1", mac: "02:00:00:00:aa:06", kind: { type: "macvlan", parent: "nb0", mode: "bridge" } },
   ];
   const state = (netlink: boolean) => {
     const made = apply(sb, ops, netlink);
     assert.ok(made.ok, `op ${made.failedOp}: ${made.stderr}`);
-    const seen = typedGroups(apply(sb, REPORTS(["nbr0", "na0", "nb0"]), false)).map((g) =>
+    const missingParent = apply(
+      sb,
+      [{ op: "link-add", dev: "nmv9", kind: { type: "macvlan", parent: "nosuch0", mode: "bridge" } }],
+      netlink,
+    );
+    const seen = typedGroups(apply(sb, REPORTS(["nbr0", "na0", "nb0", "nmv0", "nmv1"]), false)).map((g) =>
       g.map((x) => ({ ...(x as object), ifindex: 0 })),
     );
     apply(
@@ -175,9 +187,11 @@ inSandbox("the same op list through each carrier leaves the same links, addresse
       ],
       netlink,
     );
-    return seen;
+    return { seen, missingParent: [missingParent.ok, missingParent.stderr.trim()] };
   };
-  assert.equal(state(true), state(false));
+  const viaNetlink = state(true);
+  assert.equal(viaNetlink, state(false));
+  assert.equal(viaNetlink.missingParent, [false, 'Cannot find device "nosuch0"']);
 });
 
 inSandbox("tap devices (made by ip tuntap, which no carrier takes) are reported alike by either carrier", (sb) => {

@@ -59,6 +59,7 @@ export const IFLA_BRPORT = { MODE: 4, ISOLATED: 33 } as const;
 export const IFLA_VLAN_ID = 1;
 export const IFLA_MACVLAN = { MODE: 1, BC_QUEUE_LEN: 7 } as const;
 export const IFLA_IPVLAN_MODE = 1;
+export const IFLA_IPVLAN_FLAGS = 2;
 /** linux/if_link.h IFLA_TUN_*: the tun driver's link attributes (TYPE: IFF_TUN 1, IFF_TAP 2). */
 export const IFLA_TUN = { TYPE: 3, MULTI_QUEUE: 7 } as const;
 export const IFLA_VRF_TABLE = 1;

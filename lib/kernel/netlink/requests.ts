@@ -10,6 +10,10 @@ import {
   IFLA_BR,
   IFLA_BRPORT,
   IFLA_INFO,
+  IFLA_IPVLAN_FLAGS,
+  IFLA_IPVLAN_MODE,
+  IFLA_MACVLAN,
+  IFLA_VLAN_ID,
   IFLA_VRF_TABLE,
   ifaddrmsg,
   ifinfomsg,
@@ -73,7 +77,9 @@ const carriedKind = (k: LinkKind) =>
   (k.type === "veth" && plainName(k.peer.name) && u32(k.peer.mtu) && mac(k.peer.mac) && nsPath(k.peer.netns)) ||
   k.type === "bridge" ||
   k.type === "dummy" ||
-  (k.type === "vrf" && u32(k.table));
+  (k.type === "vrf" && u32(k.table)) ||
+  (k.type === "macvlan" && plainName(k.parent) && u32(k.bcqueuelen)) ||
+  ((k.type === "ipvlan" || k.type === "vlan") && plainName(k.parent));
 
 export function carries(o: LinkOp): boolean {
   switch (o.op) {
@@ -156,6 +162,11 @@ function netnsAttr(w: MessageWriter, o: NsArg, r: Resolved) {
   if (o.netns !== undefined) w.u32(IFLA.NET_NS_FD, r.nsFd(o.netns));
 }
 
+/** linux/if_link.h: MACVLAN_MODE_*, IPVLAN_MODE_*, IPVLAN_F_* (the flags as ip's words). */
+const MACVLAN_MODE = { private: 1, vepa: 2, bridge: 4, passthru: 8, source: 16 } as const;
+const IPVLAN_MODE = { l2: 0, l3: 1, l3s: 2 } as const;
+const IPVLAN_FLAG = { bridge: 0, private: 1, vepa: 2 } as const;
+
 function linkAdd(o: Extract<LinkOp, { op: "link-add" }>, r: Resolved): MessageWriter {
   const w = new MessageWriter(RTM.NEWLINK, ACKED | NLM_F_CREATE | NLM_F_EXCL).raw(ifinfomsg({}));
   w.str(IFLA.IFNAME, o.dev);
@@ -175,8 +186,21 @@ function linkAdd(o: Extract<LinkOp, { op: "link-add" }>, r: Resolved): MessageWr
     w.begin(IFLA_INFO.DATA).u8(IFLA_BR.VLAN_FILTERING, 1).end();
   } else if (k.type === "vrf") {
     w.begin(IFLA_INFO.DATA).u32(IFLA_VRF_TABLE, k.table).end();
+  } else if (k.type === "macvlan") {
+    w.begin(IFLA_INFO.DATA).u32(IFLA_MACVLAN.MODE, MACVLAN_MODE[k.mode]);
+    if (k.bcqueuelen !== undefined) w.u32(IFLA_MACVLAN.BC_QUEUE_LEN, k.bcqueuelen);
+    w.end();
+  } else if (k.type === "ipvlan") {
+    w.begin(IFLA_INFO.DATA).u16(IFLA_IPVLAN_MODE, IPVLAN_MODE[k.mode]);
+    if (k.flag !== undefined) w.u16(IFLA_IPVLAN_FLAGS, IPVLAN_FLAG[k.flag]);
+    w.end();
+  } else if (k.type === "vlan") {
+    w.begin(IFLA_INFO.DATA).u16(IFLA_VLAN_ID, k.id).end();
   }
-  return w.end();
+  w.end();
+  // The parent, as ip's `link NAME`: resolved in the namespace the request is made in.
+  if (k.type === "macvlan" || k.type === "ipvlan" || k.type === "vlan") w.u32(IFLA.LINK, r.index(k.parent));
+  return w;
 }
 
 function linkSet(o: Extract<LinkOp, { op: "link-set" }>, r: Resolved): MessageWriter {
