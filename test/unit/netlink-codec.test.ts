@@ -139,7 +139,12 @@ test("carries: only ops ip would hand the kernel unchanged", () => {
   assert.not.ok(carries({ op: "link-set", dev: "if7", up: true }), "ip reads ifN as an index");
   assert.not.ok(carries({ op: "link-set", dev: "a-name-too-long-for-linux", up: true }));
   assert.not.ok(carries({ op: "link-set", dev: "eth0", mac: "zz" }));
-  assert.not.ok(carries({ op: "link-add", dev: "v0", kind: { type: "vlan", parent: "eth0", id: 5 } }));
+  assert.ok(carries({ op: "link-add", dev: "v0", kind: { type: "vlan", parent: "eth0", id: 5 } }));
+  assert.not.ok(
+    carries({ op: "link-add", dev: "v0", kind: { type: "vlan", parent: "if3", id: 5 } }),
+    "parent as index",
+  );
+  assert.not.ok(carries({ op: "link-add", dev: "vx0", kind: { type: "vxlan", id: 1, parent: "eth0" } }));
   assert.not.ok(carries({ op: "link-add", dev: "v0", kind: { type: "veth", peer: { name: "p", netns: "named" } } }));
   assert.not.ok(carries({ op: "addr", verb: "add", dev: "eth0", cidr: "fd00::1/64", broadcast: true }));
   assert.not.ok(carries({ op: "route", verb: "append", dst: "10.0.0.0/8", via: "fd00::1", dev: "eth0" }));
